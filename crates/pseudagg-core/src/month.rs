@@ -1,0 +1,107 @@
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{Datelike, NaiveDate};
+
+/// A Datenstand: one calendar month, written `YYYY-MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Month {
+    year: i32,
+    month: u32,
+}
+
+impl Month {
+    /// The month of `year` and `month` (1-12), if it is one.
+    #[must_use]
+    pub fn new(year: i32, month: u32) -> Option<Self> {
+        ((1..=12).contains(&month) && (1900..=2999).contains(&year)).then_some(Self { year, month })
+    }
+
+    #[must_use]
+    pub fn year(self) -> i32 {
+        self.year
+    }
+
+    #[must_use]
+    pub fn month(self) -> u32 {
+        self.month
+    }
+
+    /// The first day of the month.
+    #[must_use]
+    pub fn first_day(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).expect("a Month is always a valid date")
+    }
+
+    /// The last day of the month: the reference day for ages and look-back windows.
+    #[must_use]
+    pub fn last_day(self) -> NaiveDate {
+        let next = if self.month == 12 {
+            NaiveDate::from_ymd_opt(self.year + 1, 1, 1)
+        } else {
+            NaiveDate::from_ymd_opt(self.year, self.month + 1, 1)
+        };
+        next.and_then(|d| d.pred_opt())
+            .expect("a Month is always a valid date")
+    }
+
+    /// The month that contains `date`.
+    #[must_use]
+    pub fn of(date: NaiveDate) -> Self {
+        Self {
+            year: date.year(),
+            month: date.month(),
+        }
+    }
+}
+
+impl fmt::Display for Month {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+/// The error of parsing a [`Month`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a month is written YYYY-MM, for example 2025-03")]
+pub struct ParseMonthError;
+
+impl FromStr for Month {
+    type Err = ParseMonthError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = s.as_bytes();
+        if b.len() != 7 || b[4] != b'-' || !b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit) {
+            return Err(ParseMonthError);
+        }
+        let year = s[..4].parse().map_err(|_| ParseMonthError)?;
+        let month = s[5..].parse().map_err(|_| ParseMonthError)?;
+        Self::new(year, month).ok_or(ParseMonthError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints() {
+        let m: Month = "2025-03".parse().unwrap();
+        assert_eq!(m.to_string(), "2025-03");
+        assert_eq!(m.first_day().to_string(), "2025-03-01");
+    }
+
+    #[test]
+    fn last_day_handles_february_and_december() {
+        assert_eq!("2024-02".parse::<Month>().unwrap().last_day().to_string(), "2024-02-29");
+        assert_eq!("2025-02".parse::<Month>().unwrap().last_day().to_string(), "2025-02-28");
+        assert_eq!("2025-12".parse::<Month>().unwrap().last_day().to_string(), "2025-12-31");
+    }
+
+    #[test]
+    fn rejects_malformed_months() {
+        for bad in ["2025-3", "2025-13", "2025-00", "25-03", "2025/03", "2025-03-01", "", "abcd-ef"] {
+            assert!(bad.parse::<Month>().is_err(), "{bad} was accepted");
+        }
+    }
+}

@@ -1,0 +1,433 @@
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_schema::Schema as ArrowSchema;
+use pseudagg_core::{ColumnClass, Error, Location, Month, Problem, Problems, Result, Schema};
+
+use crate::cell::{ColumnCheck, arrow_schema};
+use crate::csv_in::CsvSource;
+use crate::parquet_in::ParquetSource;
+
+/// The character encoding of a CSV extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// UTF-8, with or without byte-order mark.
+    #[default]
+    Utf8,
+    /// Windows-1252 (the BA data warehouse's legacy export).
+    Windows1252,
+}
+
+impl FromStr for Encoding {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => Ok(Self::Utf8),
+            "windows-1252" | "cp1252" => Ok(Self::Windows1252),
+            _ => Err("the encoding is utf-8 or windows-1252".to_owned()),
+        }
+    }
+}
+
+/// The file format of an extract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtractFormat {
+    Csv,
+    Parquet,
+}
+
+impl ExtractFormat {
+    /// The format a file's name says: `.csv` (or `.txt`) or `.parquet`.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("csv" | "txt") => Ok(Self::Csv),
+            Some("parquet" | "pq") => Ok(Self::Parquet),
+            _ => Err(Error::Usage(format!(
+                "cannot tell the format of {} from its name: name it *.csv or *.parquet",
+                path.display()
+            ))),
+        }
+    }
+
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Parquet => "parquet",
+        }
+    }
+}
+
+/// How to read an extract.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    /// The month the run is for; every row's Datenstand must be this month.
+    pub month: Month,
+    /// CSV only.
+    pub encoding: Encoding,
+    /// Rows per batch.
+    pub batch_rows: usize,
+    /// How many problems are listed before the rest are only counted.
+    pub max_problems: usize,
+}
+
+impl ReadOptions {
+    #[must_use]
+    pub fn new(month: Month) -> Self {
+        Self {
+            month,
+            encoding: Encoding::Utf8,
+            batch_rows: 64 * 1024,
+            max_problems: Problems::DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// What was read, once reading ended without problems.
+#[derive(Debug, Clone)]
+pub struct ReadSummary {
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    pub format: ExtractFormat,
+}
+
+/// A chunk of rows from a source: typed columns and the problems of single cells.
+pub(crate) struct Chunk {
+    pub(crate) batch: RecordBatch,
+    pub(crate) problems: Vec<Problem>,
+}
+
+enum Source {
+    Csv(Box<CsvSource>),
+    Parquet(Box<ParquetSource>),
+}
+
+/// Reads an extract in validated batches. See the crate documentation.
+pub struct ExtractReader {
+    path: PathBuf,
+    schema_name: String,
+    arrow: Arc<ArrowSchema>,
+    checks: Arc<Vec<ColumnCheck>>,
+    source: Source,
+    options: ReadOptions,
+    problems: Problems,
+    rows: u64,
+    month_column: Option<usize>,
+    months_seen: BTreeMap<String, u64>,
+    unique: Vec<(usize, HashMap<u128, u64>)>,
+    finished: bool,
+}
+
+impl std::fmt::Debug for ExtractReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractReader")
+            .field("path", &self.path)
+            .field("schema", &self.schema_name)
+            .field("rows", &self.rows)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExtractReader {
+    /// Opens an extract and checks its header (or Parquet schema) against `schema`.
+    pub fn open(path: &Path, schema: &Schema, options: ReadOptions) -> Result<Self> {
+        let format = ExtractFormat::from_path(path)?;
+        let checks: Arc<Vec<ColumnCheck>> =
+            Arc::new(schema.columns.iter().map(ColumnCheck::new).collect());
+        let source = match format {
+            ExtractFormat::Csv => Source::Csv(Box::new(CsvSource::open(
+                path,
+                schema,
+                options.encoding,
+                options.max_problems,
+            )?)),
+            ExtractFormat::Parquet => Source::Parquet(Box::new(ParquetSource::open(
+                path,
+                schema,
+                options.batch_rows,
+                options.max_problems,
+            )?)),
+        };
+        let month_column = schema
+            .columns
+            .iter()
+            .position(|c| c.class == ColumnClass::Meta && c.name == "datenstand");
+        let unique = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.unique)
+            .map(|(i, _)| (i, HashMap::new()))
+            .collect();
+        Ok(Self {
+            path: path.to_owned(),
+            schema_name: schema.name.clone(),
+            arrow: arrow_schema(schema),
+            checks,
+            source,
+            problems: Problems::with_limit(options.max_problems),
+            options,
+            rows: 0,
+            month_column,
+            months_seen: BTreeMap::new(),
+            unique,
+            finished: false,
+        })
+    }
+
+    /// The Arrow schema of the batches: the input schema's columns, in its order.
+    #[must_use]
+    pub fn arrow_schema(&self) -> Arc<ArrowSchema> {
+        self.arrow.clone()
+    }
+
+    /// Bytes read so far and the file's size, for a progress bar.
+    #[must_use]
+    pub fn progress(&self) -> (u64, u64) {
+        match &self.source {
+            Source::Csv(s) => s.progress(),
+            Source::Parquet(s) => s.progress(),
+        }
+    }
+
+    /// The next batch of valid rows; `Ok(None)` at the end of a valid file. Once a problem is found
+    /// the reader reads on to collect more (up to the limit) and then returns them all as an error.
+    pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        if self.finished {
+            return Ok(None);
+        }
+        loop {
+            let first_row = self.rows + 1;
+            let chunk = match &mut self.source {
+                Source::Csv(s) => s.next_chunk(&self.checks, &self.arrow, first_row, self.options.batch_rows)?,
+                Source::Parquet(s) => s.next_chunk(&self.checks, &self.arrow, first_row)?,
+            };
+            let Some(Chunk { batch, problems }) = chunk else {
+                self.finished = true;
+                self.check_months_at_end();
+                return if self.problems.is_empty() {
+                    Ok(None)
+                } else {
+                    Err(self.input_error())
+                };
+            };
+            self.rows += batch.num_rows() as u64;
+            for p in problems {
+                self.problems.push(p);
+            }
+            self.check_months(&batch, first_row);
+            self.check_unique(&batch, first_row);
+            if self.problems.is_empty() {
+                return Ok(Some(batch));
+            }
+            if self.problems.is_full() {
+                self.finished = true;
+                return Err(self.input_error());
+            }
+        }
+    }
+
+    /// Ends reading: the row count and the hash of the whole file.
+    pub fn finish(self) -> Result<ReadSummary> {
+        let (sha256, bytes, format) = match self.source {
+            Source::Csv(s) => {
+                let (sha, bytes) = s.finish();
+                (sha, bytes, ExtractFormat::Csv)
+            }
+            Source::Parquet(s) => {
+                let (sha, bytes) = s.finish();
+                (sha, bytes, ExtractFormat::Parquet)
+            }
+        };
+        Ok(ReadSummary {
+            rows: self.rows,
+            bytes,
+            sha256,
+            format,
+        })
+    }
+
+    fn input_error(&mut self) -> Error {
+        let checks = self.checks.clone();
+        let mut problems = std::mem::take(&mut self.problems);
+        problems.sort_by_row(|name| {
+            checks
+                .iter()
+                .position(|c| c.spec.name == name)
+                .unwrap_or(usize::MAX)
+        });
+        Error::Input {
+            file: self.path.clone(),
+            schema: self.schema_name.clone(),
+            problems,
+        }
+    }
+
+    fn check_months(&mut self, batch: &RecordBatch, first_row: u64) {
+        let Some(ci) = self.month_column else { return };
+        let wanted = self.options.month.to_string();
+        let values = batch
+            .column(ci)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("datenstand is a str column");
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if !self.months_seen.contains_key(v) && v.parse::<Month>().is_ok() {
+                let row = first_row + i as u64;
+                self.months_seen.insert(v.to_owned(), row);
+                if v != wanted {
+                    // A month is not personal data; naming it tells the steward what to fix.
+                    self.problems.push(Problem::new(
+                        Location::cell(row, None, "datenstand"),
+                        format!(
+                            "holds the Datenstand {v}, but the run is for {wanted}; \
+                             use the extract of {wanted} or run with --month {v}"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn check_months_at_end(&mut self) {
+        if self.months_seen.len() > 1 {
+            let months: Vec<&str> = self.months_seen.keys().map(String::as_str).collect();
+            self.problems.push(Problem::new(
+                Location::column("datenstand"),
+                format!(
+                    "the file holds {} different months ({}); an extract describes exactly one month, \
+                     and combining months into a time series is not allowed: split the file by month",
+                    months.len(),
+                    months.join(", ")
+                ),
+            ));
+        }
+    }
+
+    fn check_unique(&mut self, batch: &RecordBatch, first_row: u64) {
+        for (ci, seen) in &mut self.unique {
+            let name = &self.checks[*ci].spec.name;
+            let Some(values) = batch.column(*ci).as_any().downcast_ref::<StringArray>() else {
+                continue;
+            };
+            seen.reserve(values.len());
+            for (i, v) in values.iter().enumerate() {
+                let Some(v) = v else { continue };
+                let row = first_row + i as u64;
+                if let Some(earlier) = seen.insert(fingerprint(v), row) {
+                    self.problems.push(Problem::new(
+                        Location::cell(row, None, name.clone()),
+                        format!(
+                            "repeats the value of row {earlier}; each row is one person, \
+                             so `{name}` must be unique: remove the duplicate row"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Assembles a chunk's batch. A chunk with problems may hold nulls in non-nullable columns (where
+/// a cell was bad); it is only checked further, never written, so its schema is relaxed.
+pub(crate) fn batch_of(arrow: &Arc<ArrowSchema>, arrays: Vec<arrow_array::ArrayRef>, has_problems: bool) -> RecordBatch {
+    let schema = if has_problems {
+        Arc::new(ArrowSchema::new(
+            arrow
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ))
+    } else {
+        arrow.clone()
+    };
+    RecordBatch::try_new(schema, arrays).expect("columns are built to the schema's types and length")
+}
+
+/// A 128-bit fingerprint for duplicate detection without keeping the values.
+fn fingerprint(value: &str) -> u128 {
+    let mut a = DefaultHasher::new();
+    value.hash(&mut a);
+    let mut b = DefaultHasher::new();
+    (0x5eed_u16, value).hash(&mut b);
+    (u128::from(a.finish()) << 64) | u128::from(b.finish())
+}
+
+/// Matches a file's column names to the schema: every schema column must be there once, and no
+/// other column may be. Names are echoed only when they look like column names.
+pub(crate) fn match_columns(names: &[String], schema: &Schema) -> std::result::Result<Vec<usize>, Problems> {
+    let mut problems = Problems::default();
+    let shown = |i: usize, name: &str| {
+        if pseudagg_core::is_plain_identifier(name) {
+            format!("column {} `{name}`", i + 1)
+        } else {
+            format!("column {} (its name is not shown: it is not a lower-case column name)", i + 1)
+        }
+    };
+    if !names.is_empty() && names.iter().all(|n| schema.column(n).is_none()) {
+        problems.push(Problem::new(
+            Location::default(),
+            format!(
+                "none of the file's {} column names belongs to the schema `{}`: the file has no header row, \
+                 uses another separator than `;`, or is another kind of extract",
+                names.len(),
+                schema.name
+            ),
+        ));
+        return Err(problems);
+    }
+    let mut first_at: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        if let Some(first) = first_at.get(name.as_str()) {
+            problems.push(Problem::new(
+                Location::default(),
+                format!(
+                    "{} repeats the name of column {}; every column name may occur once",
+                    shown(i, name),
+                    first + 1
+                ),
+            ));
+            continue;
+        }
+        first_at.insert(name, i);
+        if schema.column(name).is_none() {
+            problems.push(Problem::new(
+                Location::default(),
+                format!(
+                    "{} is not part of the schema `{}`; an unknown column could hold personal data, so it is \
+                     refused: remove it from the extract, or map it to a class in the pipeline's `extra-columns`",
+                    shown(i, name),
+                    schema.name
+                ),
+            ));
+        }
+    }
+    let mut mapping = Vec::with_capacity(schema.columns.len());
+    for col in &schema.columns {
+        if let Some(&i) = first_at.get(col.name.as_str()) {
+            mapping.push(i);
+        } else {
+            problems.push(Problem::new(
+                Location::column(col.name.clone()),
+                format!("is missing; the schema `{}` requires it ({})", schema.name, col.description),
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(mapping)
+    } else {
+        Err(problems)
+    }
+}
