@@ -93,14 +93,32 @@ mod tests {
 
     #[test]
     fn last_day_handles_february_and_december() {
-        assert_eq!("2024-02".parse::<Month>().unwrap().last_day().to_string(), "2024-02-29");
-        assert_eq!("2025-02".parse::<Month>().unwrap().last_day().to_string(), "2025-02-28");
-        assert_eq!("2025-12".parse::<Month>().unwrap().last_day().to_string(), "2025-12-31");
+        assert_eq!(
+            "2024-02".parse::<Month>().unwrap().last_day().to_string(),
+            "2024-02-29"
+        );
+        assert_eq!(
+            "2025-02".parse::<Month>().unwrap().last_day().to_string(),
+            "2025-02-28"
+        );
+        assert_eq!(
+            "2025-12".parse::<Month>().unwrap().last_day().to_string(),
+            "2025-12-31"
+        );
     }
 
     #[test]
     fn rejects_malformed_months() {
-        for bad in ["2025-3", "2025-13", "2025-00", "25-03", "2025/03", "2025-03-01", "", "abcd-ef"] {
+        for bad in [
+            "2025-3",
+            "2025-13",
+            "2025-00",
+            "25-03",
+            "2025/03",
+            "2025-03-01",
+            "",
+            "abcd-ef",
+        ] {
             assert!(bad.parse::<Month>().is_err(), "{bad} was accepted");
         }
     }

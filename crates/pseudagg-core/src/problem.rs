@@ -176,7 +176,11 @@ impl fmt::Display for Problems {
         }
         let hidden = self.total - self.items.len();
         if hidden > 0 {
-            write!(f, "\n  ... and {hidden} more (the first {} are listed)", self.items.len())?;
+            write!(
+                f,
+                "\n  ... and {hidden} more (the first {} are listed)",
+                self.items.len()
+            )?;
         }
         Ok(())
     }
@@ -194,7 +198,10 @@ mod tests {
         }
         assert_eq!(p.total(), 5);
         assert_eq!(p.items().len(), 2);
-        assert!(p.to_string().ends_with("... and 3 more (the first 2 are listed)"));
+        assert!(
+            p.to_string()
+                .ends_with("... and 3 more (the first 2 are listed)")
+        );
     }
 
     #[test]

@@ -25,7 +25,19 @@ impl fmt::Display for ColumnType {
 }
 
 /// What a column is, for data protection. The class decides what may happen to it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ColumnClass {
     /// Directly identifies a person: pseudonymised or dropped.
@@ -153,7 +165,8 @@ impl Schema {
     #[must_use]
     pub fn builtin(name: &str) -> Option<Self> {
         BUILTIN.iter().find(|(n, _)| *n == name).map(|(_, text)| {
-            Self::from_toml(text).unwrap_or_else(|e| panic!("built-in schema {name} is broken: {e}"))
+            Self::from_toml(text)
+                .unwrap_or_else(|e| panic!("built-in schema {name} is broken: {e}"))
         })
     }
 
@@ -174,7 +187,8 @@ impl Schema {
                 return Err(format!("column `{}` is declared twice", c.name));
             }
             if let Some(p) = &c.pattern {
-                regex::Regex::new(p).map_err(|e| format!("column `{}`: bad pattern: {e}", c.name))?;
+                regex::Regex::new(p)
+                    .map_err(|e| format!("column `{}`: bad pattern: {e}", c.name))?;
                 if c.ty != ColumnType::Str {
                     return Err(format!("column `{}`: a pattern needs type str", c.name));
                 }
@@ -213,7 +227,10 @@ mod tests {
             let schema = Schema::builtin(name).expect("listed schema loads");
             assert_eq!(schema.name, name);
             assert!(schema.column("datenstand").is_some());
-            assert_eq!(schema.column("datenstand").unwrap().class, ColumnClass::Meta);
+            assert_eq!(
+                schema.column("datenstand").unwrap().class,
+                ColumnClass::Meta
+            );
         }
     }
 
@@ -221,14 +238,33 @@ mod tests {
     fn every_sensitive_column_of_the_contract_is_classed_so() {
         let vkb = Schema::builtin("verbis-vkb").unwrap();
         for name in [
-            "kundennummer", "vorname", "nachname", "geburtsdatum", "strasse", "hausnummer",
-            "plz", "ort", "telefon", "email", "team_nr", "fachkraft_id", "fachkraft_name",
-            "teamleitung_id", "teamleitung_name", "vermerk",
+            "kundennummer",
+            "vorname",
+            "nachname",
+            "geburtsdatum",
+            "strasse",
+            "hausnummer",
+            "plz",
+            "ort",
+            "telefon",
+            "email",
+            "team_nr",
+            "fachkraft_id",
+            "fachkraft_name",
+            "teamleitung_id",
+            "teamleitung_name",
+            "vermerk",
         ] {
             assert!(vkb.column(name).unwrap().class.is_sensitive(), "{name}");
         }
         let opds = Schema::builtin("opds-person").unwrap();
-        for name in ["kundennummer", "bg_nummer", "vorname", "nachname", "fachkraft_name"] {
+        for name in [
+            "kundennummer",
+            "bg_nummer",
+            "vorname",
+            "nachname",
+            "fachkraft_name",
+        ] {
             assert!(opds.column(name).unwrap().class.is_sensitive(), "{name}");
         }
     }

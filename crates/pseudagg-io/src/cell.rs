@@ -159,7 +159,10 @@ impl TextColumn {
                 }
                 None => {
                     b.append_null();
-                    Err("is not a date: write TT.MM.JJJJ or JJJJ-MM-TT, and the day must exist".to_owned())
+                    Err(
+                        "is not a date: write TT.MM.JJJJ or JJJJ-MM-TT, and the day must exist"
+                            .to_owned(),
+                    )
                 }
             },
             Self::Bool(b) => match parse_bool(text.trim()) {
@@ -219,8 +222,18 @@ mod tests {
 
     #[test]
     fn impossible_and_malformed_dates_are_refused() {
-        for bad in ["31.02.2025", "29.02.2025", "00.01.2025", "1.1.2025", "2025-13-01", "2025/03/01",
-                    "31-03-2025", "3a.03.2025", "", "31.03.2025 "] {
+        for bad in [
+            "31.02.2025",
+            "29.02.2025",
+            "00.01.2025",
+            "1.1.2025",
+            "2025-13-01",
+            "2025/03/01",
+            "31-03-2025",
+            "3a.03.2025",
+            "",
+            "31.03.2025 ",
+        ] {
             assert_eq!(parse_date(bad), None, "{bad}");
         }
     }
@@ -239,7 +252,10 @@ mod tests {
         let check = ColumnCheck::new(schema.column("kundennummer").unwrap());
         assert!(check.check_str("325D123456").is_ok());
         let err = check.check_str("325D12345X").unwrap_err();
-        assert!(err.contains("pattern") && !err.contains("325D12345X"), "{err}");
+        assert!(
+            err.contains("pattern") && !err.contains("325D12345X"),
+            "{err}"
+        );
         let rd = ColumnCheck::new(schema.column("rd").unwrap());
         let err = rd.check_str("Berlin").unwrap_err();
         assert!(err.contains("NORD") && !err.contains("Berlin"), "{err}");

@@ -32,13 +32,22 @@ pub(crate) struct CsvSource {
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 impl CsvSource {
-    pub(crate) fn open(path: &Path, schema: &Schema, encoding: Encoding, max_problems: usize) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        schema: &Schema,
+        encoding: Encoding,
+        max_problems: usize,
+    ) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let size = file.metadata().map_err(|e| Error::io("inspect", path, e))?.len();
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("inspect", path, e))?
+            .len();
         if size == 0 {
             return Err(Error::Format {
                 path: path.to_owned(),
-                reason: "the file is empty; an extract has a header row and at least one data row".to_owned(),
+                reason: "the file is empty; an extract has a header row and at least one data row"
+                    .to_owned(),
             });
         }
         let mut hashing = HashingReader::new(file);
@@ -70,7 +79,9 @@ impl CsvSource {
         }
         let names: Vec<String> = header
             .iter()
-            .map(|raw| decode(raw, encoding).map_or_else(|_| String::new(), |s| s.trim().to_owned()))
+            .map(|raw| {
+                decode(raw, encoding).map_or_else(|_| String::new(), |s| s.trim().to_owned())
+            })
             .collect();
         let mapping = match_columns(&names, schema).map_err(|problems| Error::Input {
             file: path.to_owned(),
@@ -164,7 +175,11 @@ impl CsvSource {
                         && problems.len() < max
                     {
                         problems.push(Problem::new(
-                            Location::cell(first_row + i as u64, line_of(rec), check.spec.name.clone()),
+                            Location::cell(
+                                first_row + i as u64,
+                                line_of(rec),
+                                check.spec.name.clone(),
+                            ),
                             message,
                         ));
                     }
@@ -202,12 +217,16 @@ fn decode(raw: &[u8], encoding: Encoding) -> std::result::Result<Cow<'_, str>, C
 
 fn csv_error(path: &Path, e: &csv::Error) -> Error {
     match e.kind() {
-        csv::ErrorKind::Io(io) => Error::io("read", path, std::io::Error::new(io.kind(), io.to_string())),
+        csv::ErrorKind::Io(io) => {
+            Error::io("read", path, std::io::Error::new(io.kind(), io.to_string()))
+        }
         _ => Error::Format {
             path: path.to_owned(),
             reason: format!(
                 "the CSV structure is broken{}",
-                e.position().map(|p| format!(" at line {}", p.line())).unwrap_or_default()
+                e.position()
+                    .map(|p| format!(" at line {}", p.line()))
+                    .unwrap_or_default()
             ),
         },
     }

@@ -209,7 +209,12 @@ impl ExtractReader {
         loop {
             let first_row = self.rows + 1;
             let chunk = match &mut self.source {
-                Source::Csv(s) => s.next_chunk(&self.checks, &self.arrow, first_row, self.options.batch_rows)?,
+                Source::Csv(s) => s.next_chunk(
+                    &self.checks,
+                    &self.arrow,
+                    first_row,
+                    self.options.batch_rows,
+                )?,
                 Source::Parquet(s) => s.next_chunk(&self.checks, &self.arrow, first_row)?,
             };
             let Some(Chunk { batch, problems }) = chunk else {
@@ -341,7 +346,11 @@ impl ExtractReader {
 
 /// Assembles a chunk's batch. A chunk with problems may hold nulls in non-nullable columns (where
 /// a cell was bad); it is only checked further, never written, so its schema is relaxed.
-pub(crate) fn batch_of(arrow: &Arc<ArrowSchema>, arrays: Vec<arrow_array::ArrayRef>, has_problems: bool) -> RecordBatch {
+pub(crate) fn batch_of(
+    arrow: &Arc<ArrowSchema>,
+    arrays: Vec<arrow_array::ArrayRef>,
+    has_problems: bool,
+) -> RecordBatch {
     let schema = if has_problems {
         Arc::new(ArrowSchema::new(
             arrow
@@ -353,7 +362,8 @@ pub(crate) fn batch_of(arrow: &Arc<ArrowSchema>, arrays: Vec<arrow_array::ArrayR
     } else {
         arrow.clone()
     };
-    RecordBatch::try_new(schema, arrays).expect("columns are built to the schema's types and length")
+    RecordBatch::try_new(schema, arrays)
+        .expect("columns are built to the schema's types and length")
 }
 
 /// A 128-bit fingerprint for duplicate detection without keeping the values.
@@ -367,13 +377,19 @@ fn fingerprint(value: &str) -> u128 {
 
 /// Matches a file's column names to the schema: every schema column must be there once, and no
 /// other column may be. Names are echoed only when they look like column names.
-pub(crate) fn match_columns(names: &[String], schema: &Schema) -> std::result::Result<Vec<usize>, Problems> {
+pub(crate) fn match_columns(
+    names: &[String],
+    schema: &Schema,
+) -> std::result::Result<Vec<usize>, Problems> {
     let mut problems = Problems::default();
     let shown = |i: usize, name: &str| {
         if pseudagg_core::is_plain_identifier(name) {
             format!("column {} `{name}`", i + 1)
         } else {
-            format!("column {} (its name is not shown: it is not a lower-case column name)", i + 1)
+            format!(
+                "column {} (its name is not shown: it is not a lower-case column name)",
+                i + 1
+            )
         }
     };
     if !names.is_empty() && names.iter().all(|n| schema.column(n).is_none()) {
@@ -421,7 +437,10 @@ pub(crate) fn match_columns(names: &[String], schema: &Schema) -> std::result::R
         } else {
             problems.push(Problem::new(
                 Location::column(col.name.clone()),
-                format!("is missing; the schema `{}` requires it ({})", schema.name, col.description),
+                format!(
+                    "is missing; the schema `{}` requires it ({})",
+                    schema.name, col.description
+                ),
             ));
         }
     }

@@ -48,10 +48,19 @@ impl StagingDir {
         let name = target
             .file_name()
             .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::Usage(format!("{} is not a usable output folder", target.display())))?
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "{} is not a usable output folder",
+                    target.display()
+                ))
+            })?
             .to_owned();
         let parent = target.parent().unwrap_or(Path::new(".")).to_owned();
-        let parent = if parent.as_os_str().is_empty() { PathBuf::from(".") } else { parent };
+        let parent = if parent.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            parent
+        };
 
         let mut created = Vec::new();
         let mut missing = parent.clone();
@@ -114,13 +123,19 @@ impl StagingDir {
             .map_err(|e| Error::io("replace", &self.target, e.into()))?;
             // The staging path now holds the earlier output.
             self.committed = true;
-            fs::remove_dir_all(&self.staging).map_err(|e| Error::io("remove the earlier output", &self.staging, e))?;
+            fs::remove_dir_all(&self.staging)
+                .map_err(|e| Error::io("remove the earlier output", &self.staging, e))?;
         } else {
-            fs::rename(&self.staging, &self.target).map_err(|e| Error::io("move into place", &self.target, e))?;
+            fs::rename(&self.staging, &self.target)
+                .map_err(|e| Error::io("move into place", &self.target, e))?;
             self.committed = true;
         }
         if let Some(parent) = self.target.parent() {
-            sync_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent })?;
+            sync_dir(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            })?;
         }
         Ok(())
     }
@@ -167,7 +182,11 @@ fn sync_tree(dir: &Path) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let path = entry.path();
-        if entry.file_type().map_err(|e| Error::io("inspect", &path, e))?.is_dir() {
+        if entry
+            .file_type()
+            .map_err(|e| Error::io("inspect", &path, e))?
+            .is_dir()
+        {
             sync_tree(&path)?;
         } else {
             File::open(&path)
@@ -196,7 +215,11 @@ mod tests {
         second.commit().unwrap();
         assert!(!target.join("a").exists());
         assert_eq!(fs::read_to_string(target.join("b")).unwrap(), "two");
-        let names: Vec<_> = fs::read_dir(root.path().join("out/vkb")).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(root.path().join("out/vkb"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("2025-03")]);
     }
 

@@ -50,9 +50,17 @@ fn wanted(ty: ColumnType) -> &'static str {
 }
 
 impl ParquetSource {
-    pub(crate) fn open(path: &Path, schema: &Schema, batch_rows: usize, max_problems: usize) -> Result<Self> {
+    pub(crate) fn open(
+        path: &Path,
+        schema: &Schema,
+        batch_rows: usize,
+        max_problems: usize,
+    ) -> Result<Self> {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-        let size = file.metadata().map_err(|e| Error::io("inspect", path, e))?.len();
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io("inspect", path, e))?
+            .len();
         let format_error = |reason: String| Error::Format {
             path: path.to_owned(),
             reason,
@@ -64,7 +72,11 @@ impl ParquetSource {
             ))
         })?;
         let file_schema = builder.schema().clone();
-        let names: Vec<String> = file_schema.fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = file_schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         let mapping = match_columns(&names, schema).map_err(|problems| Error::Input {
             file: path.to_owned(),
             schema: schema.name.clone(),
@@ -76,7 +88,10 @@ impl ParquetSource {
             if !accepts(spec.ty, found) {
                 problems.push(Problem::new(
                     Location::column(spec.name.clone()),
-                    format!("has the Parquet type {found}, but the schema wants {}", wanted(spec.ty)),
+                    format!(
+                        "has the Parquet type {found}, but the schema wants {}",
+                        wanted(spec.ty)
+                    ),
                 ));
             }
         }
@@ -130,7 +145,10 @@ impl ParquetSource {
         };
         let batch = batch.map_err(|e| Error::Format {
             path: self.path.clone(),
-            reason: format!("a data page cannot be decoded (damaged file?): {}", sanitise(&e.to_string())),
+            reason: format!(
+                "a data page cannot be decoded (damaged file?): {}",
+                sanitise(&e.to_string())
+            ),
         })?;
         self.rows_read += batch.num_rows() as u64;
         let mut problems = Vec::new();

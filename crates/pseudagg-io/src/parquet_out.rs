@@ -21,7 +21,9 @@ use crate::hashing::sha256_file;
 #[must_use]
 pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
     WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("valid zstd level"),
+        ))
         .set_created_by(format!("pseudagg {}", pseudagg_core::TOOL_VERSION))
         .set_key_value_metadata(Some(
             metadata
@@ -71,12 +73,19 @@ impl std::fmt::Debug for PartitionedWriter {
 fn is_safe_partition(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= 64
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl PartitionedWriter {
     #[must_use]
-    pub fn new(root: &Path, key: &str, schema: Arc<ArrowSchema>, properties: WriterProperties) -> Self {
+    pub fn new(
+        root: &Path,
+        key: &str,
+        schema: Arc<ArrowSchema>,
+        properties: WriterProperties,
+    ) -> Self {
         Self {
             root: root.to_owned(),
             key: key.to_owned(),
@@ -135,20 +144,29 @@ impl PartitionedWriter {
             .column(column)
             .as_any()
             .downcast_ref::<StringArray>()
-            .ok_or_else(|| Error::Usage(format!("the partition column `{}` is not text", self.key)))?;
+            .ok_or_else(|| {
+                Error::Usage(format!("the partition column `{}` is not text", self.key))
+            })?;
         if values.null_count() > 0 {
-            return Err(Error::Usage(format!("the partition column `{}` has an empty value", self.key)));
+            return Err(Error::Usage(format!(
+                "the partition column `{}` has an empty value",
+                self.key
+            )));
         }
         let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
         for (i, v) in values.iter().enumerate() {
-            groups.entry(v.unwrap_or_default()).or_default().push(i as u32);
+            groups
+                .entry(v.unwrap_or_default())
+                .or_default()
+                .push(i as u32);
         }
         for (value, rows) in groups {
             let slice = if rows.len() == batch.num_rows() {
                 batch.clone()
             } else {
-                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
-                    .map_err(|e| Error::Usage(format!("cannot split rows by `{}`: {e}", self.key)))?
+                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows)).map_err(
+                    |e| Error::Usage(format!("cannot split rows by `{}`: {e}", self.key)),
+                )?
             };
             self.write_to(value, &slice)?;
         }
@@ -188,9 +206,15 @@ impl PartitionedWriter {
 
     fn close(&self, part: Part) -> Result<FileInfo> {
         let path = self.root.join(&part.rel);
-        let file = part.writer.into_inner().map_err(|e| parquet_error(&path, &e))?;
+        let file = part
+            .writer
+            .into_inner()
+            .map_err(|e| parquet_error(&path, &e))?;
         file.sync_all().map_err(|e| Error::io("sync", &path, e))?;
-        let bytes = file.metadata().map_err(|e| Error::io("inspect", &path, e))?.len();
+        let bytes = file
+            .metadata()
+            .map_err(|e| Error::io("inspect", &path, e))?
+            .len();
         Ok(FileInfo {
             path: part.rel,
             rows: part.rows,

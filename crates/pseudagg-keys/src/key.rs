@@ -71,7 +71,9 @@ impl MasterKey {
             _ => Error::Key(format!("cannot read key file {shown}: {e}")),
         })?;
         if !meta.is_file() {
-            return Err(Error::Key(format!("key file {shown} is not a regular file")));
+            return Err(Error::Key(format!(
+                "key file {shown} is not a regular file"
+            )));
         }
         check_mode(path, &meta)?;
         if meta.len() > MAX_KEY_FILE_LEN {
@@ -98,7 +100,10 @@ impl MasterKey {
                 body.len()
             ));
         }
-        if !body.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+        if !body
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        {
             return Err("is not lower-case hex; a key is 64 characters of 0-9 and a-f".to_owned());
         }
         let mut bytes = Zeroizing::new([0u8; 32]);
@@ -151,7 +156,9 @@ pub fn generate_key_file(path: &Path) -> Result<KeyId> {
     })?;
     let mut text = Zeroizing::new(hex::encode(key.bytes()));
     text.push('\n');
-    let written = file.write_all(text.as_bytes()).and_then(|()| file.sync_all());
+    let written = file
+        .write_all(text.as_bytes())
+        .and_then(|()| file.sync_all());
     text.zeroize();
     if let Err(e) = written {
         drop(file);
@@ -179,7 +186,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k");
         let id = generate_key_file(&path).unwrap();
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         let key = MasterKey::load(&path).unwrap();
         assert_eq!(key.id(), id);
         assert_eq!(id.as_str().len(), 16);
@@ -201,7 +211,10 @@ mod tests {
     #[test]
     fn key_id_is_sha256_prefix() {
         // sha256 of 32 zero bytes is 66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925
-        assert_eq!(MasterKey::from_bytes([0; 32]).id().as_str(), "66687aadf862bd77");
+        assert_eq!(
+            MasterKey::from_bytes([0; 32]).id().as_str(),
+            "66687aadf862bd77"
+        );
     }
 
     #[test]
@@ -209,7 +222,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = write_key(dir.path(), &[b'a'; 64], 0o640);
         let err = MasterKey::load(&path).unwrap_err().to_string();
-        assert!(err.contains("mode 0640") && err.contains("chmod 600"), "{err}");
+        assert!(
+            err.contains("mode 0640") && err.contains("chmod 600"),
+            "{err}"
+        );
     }
 
     #[test]

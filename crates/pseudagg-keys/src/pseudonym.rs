@@ -39,8 +39,11 @@ impl Pseudonymiser {
     pub fn new(master: &MasterKey, purpose: &str, month: Month) -> Self {
         let hk = Hkdf::<Sha256>::new(None, master.bytes());
         let mut period = Zeroizing::new([0u8; 32]);
-        hk.expand(period_key_info(purpose, month).as_bytes(), period.as_mut_slice())
-            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        hk.expand(
+            period_key_info(purpose, month).as_bytes(),
+            period.as_mut_slice(),
+        )
+        .expect("32 bytes is a valid HKDF-SHA256 output length");
         let mac = <Hmac<Sha256> as KeyInit>::new_from_slice(period.as_slice())
             .expect("HMAC takes a key of any length");
         Self { mac }
@@ -118,17 +121,40 @@ mod tests {
     /// RFC 5869, test cases 1, 2 and 3 (HKDF-SHA-256).
     #[test]
     fn rfc5869_hkdf_sha256() {
-        let long = |start: u8| (0..80u8).map(|i| start.wrapping_add(i)).collect::<Vec<u8>>();
+        let long = |start: u8| {
+            (0..80u8)
+                .map(|i| start.wrapping_add(i))
+                .collect::<Vec<u8>>()
+        };
         let cases: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, usize, &str)> = vec![
-            (vec![0x0b; 22], unhex("000102030405060708090a0b0c"), unhex("f0f1f2f3f4f5f6f7f8f9"), 42,
-             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"),
-            (long(0x00), long(0x60), long(0xb0), 82,
-             "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87"),
-            (vec![0x0b; 22], vec![], vec![], 42,
-             "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8"),
+            (
+                vec![0x0b; 22],
+                unhex("000102030405060708090a0b0c"),
+                unhex("f0f1f2f3f4f5f6f7f8f9"),
+                42,
+                "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865",
+            ),
+            (
+                long(0x00),
+                long(0x60),
+                long(0xb0),
+                82,
+                "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71cc30c58179ec3e87c14c01d5c1f3434f1d87",
+            ),
+            (
+                vec![0x0b; 22],
+                vec![],
+                vec![],
+                42,
+                "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c8",
+            ),
         ];
         for (i, (ikm, salt, info, len, expected)) in cases.iter().enumerate() {
-            let salt = if salt.is_empty() { None } else { Some(salt.as_slice()) };
+            let salt = if salt.is_empty() {
+                None
+            } else {
+                Some(salt.as_slice())
+            };
             let hk = Hkdf::<Sha256>::new(salt, ikm);
             let mut okm = vec![0u8; *len];
             hk.expand(info, &mut okm).unwrap();
@@ -155,18 +181,28 @@ mod tests {
     }
 
     const VECTOR_KEY_ID: &str = "630dcd2966c43366";
-    const VECTOR_VKB_2025_03: &str = "78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e";
-    const VECTOR_VKB_2025_04: &str = "0e5105bc77e1ea3956b6b3fd5692fe5f6b2a41be7755be3b16283ad8acb41cc8";
-    const VECTOR_OPDS_2025_03: &str = "41ff69e90998fb8118cb510e2ef2efa43ef9bb8b3a86b61b508bef494b62d26c";
+    const VECTOR_VKB_2025_03: &str =
+        "78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e";
+    const VECTOR_VKB_2025_04: &str =
+        "0e5105bc77e1ea3956b6b3fd5692fe5f6b2a41be7755be3b16283ad8acb41cc8";
+    const VECTOR_OPDS_2025_03: &str =
+        "41ff69e90998fb8118cb510e2ef2efa43ef9bb8b3a86b61b508bef494b62d26c";
 
     #[test]
     fn pseudonym_never_equals_input_and_is_lower_hex() {
-        let p = Pseudonymiser::new(&MasterKey::from_bytes([1; 32]), "vkb", "2025-03".parse().unwrap());
+        let p = Pseudonymiser::new(
+            &MasterKey::from_bytes([1; 32]),
+            "vkb",
+            "2025-03".parse().unwrap(),
+        );
         for id in ["325D123456", "", "x", &"A".repeat(100), "Äöü"] {
             let out = p.pseudonym(id);
             assert_ne!(out, id);
             assert_eq!(out.len(), 64);
-            assert!(out.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)));
+            assert!(
+                out.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            );
         }
         // Long identifiers take the slow path and still normalise.
         assert_eq!(p.pseudonym(&"a".repeat(100)), p.pseudonym(&"A".repeat(100)));
@@ -174,7 +210,11 @@ mod tests {
 
     #[test]
     fn debug_is_redacted() {
-        let p = Pseudonymiser::new(&MasterKey::from_bytes([1; 32]), "vkb", "2025-03".parse().unwrap());
+        let p = Pseudonymiser::new(
+            &MasterKey::from_bytes([1; 32]),
+            "vkb",
+            "2025-03".parse().unwrap(),
+        );
         assert_eq!(format!("{p:?}"), "Pseudonymiser { <redacted> }");
     }
 }

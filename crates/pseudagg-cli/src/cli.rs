@@ -1,0 +1,123 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// pseudagg turns extracts that hold personal data into data that people outside the local office
+/// may see: keyed pseudonyms per month, per-RD datasets, and nothing partial on failure.
+///
+/// Exit codes: 0 success, 1 a check failed, 2 an error (nothing was written).
+/// Logging: PSEUDAGG_LOG sets the level (error, warn, info, debug, trace; default info).
+#[derive(Debug, Parser)]
+#[command(name = "pseudagg", version, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// Log lines on stderr as text for people or as JSON for schedulers.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PSEUDAGG_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KindArg {
+    /// VerBIS extract for the VKB (one row per customer).
+    VerbisVkb,
+    /// opDs monthly snapshot (one row per person in SGB II).
+    OpdsPerson,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum FormatArg {
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EncodingArg {
+    #[value(name = "utf-8")]
+    Utf8,
+    #[value(name = "windows-1252")]
+    Windows1252,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Pseudonymise a VerBIS extract into one Parquet dataset per RD.
+    ///
+    /// Reads the extract (CSV or Parquet, by its name), checks every cell against the pipeline's input
+    /// schema, keeps the flagged rows, replaces the Kundennummer by its keyed pseudonym for this month,
+    /// generalises the birth date, drops every other personal field, and writes
+    /// OUT/<pipeline>/<month>/rd=<RD>/part-*.parquet and manifest.json. The output appears in one
+    /// atomic step, replacing an earlier run of the same month; on any problem nothing is written.
+    Pseudonymise {
+        /// The pipeline definition, for example pipelines/vkb.toml.
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// The extract: *.csv (separator `;`) or *.parquet.
+        #[arg(long)]
+        input: PathBuf,
+        /// The Datenstand, YYYY-MM. Every row of the extract must hold exactly this month.
+        #[arg(long)]
+        month: String,
+        /// The key file (64 hex characters, mode 0600). Never pass key material itself.
+        #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
+        key_file: PathBuf,
+        /// The output root folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The CSV's character encoding.
+        #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
+        encoding: EncodingArg,
+    },
+    /// Check a pipeline definition against its input schema, without reading any data.
+    Check {
+        /// The pipeline definition.
+        #[arg(long)]
+        pipeline: PathBuf,
+    },
+    /// Write a new random key file (mode 0600) and print its key id. Never overwrites a file.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Generate a synthetic extract: deterministic for the same options, realistic per the contract.
+    GenTestdata {
+        /// Which extract.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// Number of rows.
+        #[arg(long)]
+        rows: u64,
+        /// The Datenstand, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Seed of the random generator.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// File format; by default from the name of --out.
+        #[arg(long, value_enum)]
+        format: Option<FormatArg>,
+        /// Where to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The CSV's character encoding.
+        #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
+        encoding: EncodingArg,
+        /// Start a UTF-8 CSV with a byte-order mark.
+        #[arg(long)]
+        bom: bool,
+    },
+    /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
+    Demo {
+        /// The output root folder.
+        #[arg(long, default_value = "demo-output")]
+        out: PathBuf,
+    },
+}

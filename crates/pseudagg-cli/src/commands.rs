@@ -1,0 +1,201 @@
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use pseudagg_core::{Error, Month};
+use pseudagg_io::{Encoding, ExtractFormat};
+use pseudagg_keys::{MasterKey, generate_key_file};
+use pseudagg_pipeline::{Plan, RunOptions, RunOutcome, run as run_pipeline};
+use pseudagg_testdata::{Format, GenOptions, Kind, generate};
+
+use crate::cli::{Command, EncodingArg, FormatArg, KindArg};
+
+/// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
+const SAMPLE_VKB: &[u8] = include_bytes!("../../../testdata/verbis-vkb-2025-03.csv");
+const SAMPLE_PIPELINE: &str = include_str!("../../../pipelines/vkb.toml");
+
+pub(crate) fn run(command: Command, json: bool) -> Result<()> {
+    match command {
+        Command::Pseudonymise {
+            pipeline,
+            input,
+            month,
+            key_file,
+            out,
+            encoding,
+        } => {
+            let plan = Plan::load(&pipeline)?;
+            let month = parse_month(&month)?;
+            let key = MasterKey::load(&key_file)?;
+            let outcome = pseudonymise(&plan, &input, month, encoding.into(), &key, &out, json)?;
+            print_outcome(&outcome);
+            Ok(())
+        }
+        Command::Check { pipeline } => {
+            let plan = Plan::load(&pipeline)?;
+            let columns: Vec<String> = plan
+                .output_schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            say(&format!(
+                "{}: valid. Reads `{}`, writes {} columns: {}",
+                pipeline.display(),
+                plan.schema.name,
+                columns.len(),
+                columns.join(", ")
+            ));
+            Ok(())
+        }
+        Command::Keygen { out } => {
+            let id = generate_key_file(&out)?;
+            say(&format!(
+                "wrote a new key to {} (mode 0600); key id {id}",
+                out.display()
+            ));
+            Ok(())
+        }
+        Command::GenTestdata {
+            kind,
+            rows,
+            month,
+            seed,
+            format,
+            out,
+            encoding,
+            bom,
+        } => {
+            let month = parse_month(&month)?;
+            let format = match format {
+                Some(FormatArg::Csv) => Format::Csv,
+                Some(FormatArg::Parquet) => Format::Parquet,
+                None => match ExtractFormat::from_path(&out)? {
+                    ExtractFormat::Csv => Format::Csv,
+                    ExtractFormat::Parquet => Format::Parquet,
+                },
+            };
+            let kind = match kind {
+                KindArg::VerbisVkb => Kind::VerbisVkb,
+                KindArg::OpdsPerson => Kind::OpdsPerson,
+            };
+            let mut opts = GenOptions::new(kind, rows, month, seed);
+            opts.encoding = encoding.into();
+            opts.bom = bom;
+            let started = Instant::now();
+            let summary = generate(&opts, format, &out)?;
+            let secs = started.elapsed().as_secs_f64();
+            tracing::info!(
+                rows = summary.rows,
+                bytes = summary.bytes,
+                seconds = secs,
+                "test data written"
+            );
+            say(&format!(
+                "wrote {} rows of {} ({} bytes) to {} in {secs:.1} s",
+                summary.rows,
+                kind.schema_name(),
+                summary.bytes,
+                out.display()
+            ));
+            Ok(())
+        }
+        Command::Demo { out } => demo(&out, json),
+    }
+}
+
+impl From<EncodingArg> for Encoding {
+    fn from(e: EncodingArg) -> Self {
+        match e {
+            EncodingArg::Utf8 => Self::Utf8,
+            EncodingArg::Windows1252 => Self::Windows1252,
+        }
+    }
+}
+
+fn parse_month(text: &str) -> Result<Month> {
+    text.parse::<Month>()
+        .map_err(|e| Error::Usage(format!("--month: {e}")).into())
+}
+
+#[allow(clippy::print_stdout)] // results for the person at the terminal
+fn say(text: &str) {
+    println!("{text}");
+}
+
+fn pseudonymise(
+    plan: &Plan,
+    input: &Path,
+    month: Month,
+    encoding: Encoding,
+    key: &MasterKey,
+    out: &Path,
+    json: bool,
+) -> Result<RunOutcome> {
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let options = RunOptions {
+        input: input.to_owned(),
+        month,
+        encoding,
+        out: out.to_owned(),
+        key,
+        progress: Some(&progress),
+    };
+    let outcome = run_pipeline(plan, &options);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    Ok(outcome?)
+}
+
+fn print_outcome(outcome: &RunOutcome) {
+    let m = &outcome.manifest;
+    let mut text = format!(
+        "{} {}: {} rows read, {} rows written (key id {})\n",
+        m.pipeline, m.month, m.rows_in, m.rows_out, m.key_id
+    );
+    for (rd, c) in &m.partitions {
+        text.push_str(&format!(
+            "  rd={rd:<5} {:>8} read {:>8} written\n",
+            c.rows_in, c.rows_out
+        ));
+    }
+    text.push_str(&format!("output: {}", outcome.target.display()));
+    say(&text);
+}
+
+fn demo(out: &Path, json: bool) -> Result<()> {
+    let work = tempfile::tempdir().context("cannot create a temporary folder")?;
+    let key_path = work.path().join("demo.key");
+    let key_id = generate_key_file(&key_path)?;
+    let input = work.path().join("verbis-vkb-2025-03.csv");
+    std::fs::write(&input, SAMPLE_VKB).context("cannot write the sample to a temporary folder")?;
+    let plan = Plan::from_toml(SAMPLE_PIPELINE, Path::new("pipelines/vkb.toml"))?;
+    let key = MasterKey::load(&key_path)?;
+    let month: Month = "2025-03".parse().expect("valid month");
+    let outcome = pseudonymise(&plan, &input, month, Encoding::Utf8, &key, out, json)?;
+    print_outcome(&outcome);
+    say(&format!(
+        "The demo used a throw-away key (id {key_id}), now deleted: its pseudonyms cannot be recomputed.\n\
+         Each rd=<RD> folder holds only that RD's cases; manifest.json lists every file with its SHA-256."
+    ));
+    Ok(())
+}

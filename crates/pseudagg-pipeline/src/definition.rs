@@ -1,0 +1,91 @@
+use std::collections::BTreeMap;
+
+use pseudagg_core::ColumnClass;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A pseudonymisation pipeline, as written in `pipelines/*.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct PipelineDefinition {
+    /// The pipeline's name and the purpose in the pseudonym derivation (`pseudagg:v1:{name}:{month}`):
+    /// lower-case letters, digits and hyphens. Outputs go to `OUT/{name}/{month}/`.
+    pub name: String,
+    /// What the pipeline is for, in a sentence.
+    #[serde(default)]
+    pub description: String,
+    /// The input schema the extract must match, for example `verbis-vkb`.
+    pub input_schema: String,
+    /// Columns the extract may have beyond the schema, each mapped explicitly to a class. They are
+    /// read as nullable text. An unmapped unknown column stops the run.
+    #[serde(default)]
+    pub extra_columns: BTreeMap<String, ColumnClass>,
+    /// Which rows are kept; without a filter every row is kept.
+    #[serde(default)]
+    pub filter: Option<Filter>,
+    /// Identifiers replaced by a keyed pseudonym.
+    #[serde(default)]
+    pub pseudonymise: Vec<Pseudonymise>,
+    /// Personal fields replaced by a coarser value.
+    #[serde(default)]
+    pub generalise: Vec<Generalise>,
+    /// The columns that are kept as they are, in output order; only classes org, attribute and meta.
+    /// Every column not named here, in `pseudonymise` or in `generalise` is dropped.
+    pub keep: Vec<String>,
+    /// The kept org column that splits the output into one dataset per value (`rd`): each
+    /// recipient's folder holds only its own rows.
+    pub partition_by: String,
+}
+
+/// Keeps the rows whose `column` equals `equals`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Filter {
+    /// A flag column, for example `vkb_kennzeichen`.
+    pub column: String,
+    /// The value as the CSV writes it (`J` or `N` for a flag).
+    pub equals: String,
+}
+
+/// Replaces an identifier by its keyed pseudonym.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Pseudonymise {
+    /// An identifier column, for example `kundennummer`.
+    pub column: String,
+    /// The name of the pseudonym column in the output.
+    #[serde(rename = "as")]
+    pub output: String,
+}
+
+/// Replaces a personal field by a coarser value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Generalise {
+    /// A date column, for example `geburtsdatum`.
+    pub column: String,
+    /// The name of the generalised column in the output.
+    #[serde(rename = "as")]
+    pub output: String,
+    /// How the value is generalised.
+    pub age_band: AgeBand,
+}
+
+/// Age on the last day of the report month, in bands: `unter {lowest}`, `{a}-{a+width-1}`, ...,
+/// `{highest} und aelter`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct AgeBand {
+    /// Years per band.
+    pub width: u32,
+    /// Every younger age falls into one band `unter {lowest}`.
+    pub lowest: u32,
+    /// Every older age falls into one band `{highest} und aelter`; `highest - lowest` is a multiple
+    /// of `width`.
+    pub highest: u32,
+}

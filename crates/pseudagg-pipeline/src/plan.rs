@@ -1,0 +1,451 @@
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_schema::{DataType, Field, Schema as ArrowSchema};
+use pseudagg_core::{
+    ColumnClass, ColumnSpec, ColumnType, Error, Location, Problem, Problems, Result, Schema,
+    is_plain_identifier,
+};
+use pseudagg_io::{arrow_field, parse_bool, parse_date, sha256_hex};
+
+use crate::definition::{AgeBand, PipelineDefinition};
+
+/// The value a filter compares with, parsed for the column's type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum FilterValue {
+    Bool(bool),
+    Str(String),
+    Date(i32),
+}
+
+/// A checked pipeline, ready to run: what the user wrote, resolved against the input schema.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The definition as written.
+    pub definition: PipelineDefinition,
+    /// SHA-256 of the definition file, for the manifest.
+    pub definition_sha256: String,
+    /// The input schema, with the definition's extra columns.
+    pub schema: Schema,
+    pub(crate) filter: Option<(usize, FilterValue)>,
+    pub(crate) pseudonymise: Vec<(usize, String)>,
+    pub(crate) keep: Vec<usize>,
+    pub(crate) generalise: Vec<(usize, String, AgeBand)>,
+    pub(crate) output_schema: Arc<ArrowSchema>,
+    pub(crate) partition_output_index: usize,
+    pub(crate) partition_values: Vec<String>,
+}
+
+impl Plan {
+    /// Reads and checks a definition file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+        Self::from_toml(&text, path)
+    }
+
+    /// Parses and checks a definition; `path` names it in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
+        let fail = |problems: Problems| Error::Definition {
+            file: path.to_owned(),
+            problems,
+        };
+        let mut problems = Problems::default();
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let mut p = Problems::default();
+            p.push(Problem::new(
+                Location::default(),
+                format!("is not valid TOML: {}", e.message()),
+            ));
+            fail(p)
+        })?;
+        let mut unknown = Vec::new();
+        let definition: Option<PipelineDefinition> =
+            match serde_ignored::deserialize(toml::Value::Table(table), |key| {
+                unknown.push(key.to_string())
+            }) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    problems.push(Problem::new(Location::default(), e.to_string()));
+                    None
+                }
+            };
+        for key in unknown {
+            problems.push(Problem::new(
+                Location::key(key),
+                "is not a known key of a pipeline definition (see schemas/pipeline.schema.json)",
+            ));
+        }
+        let Some(definition) = definition else {
+            return Err(fail(problems));
+        };
+        match Self::check(definition, text, problems) {
+            Ok(plan) => Ok(plan),
+            Err(problems) => Err(fail(problems)),
+        }
+    }
+
+    #[allow(clippy::too_many_lines)] // one list of rules, read top to bottom
+    fn check(
+        definition: PipelineDefinition,
+        text: &str,
+        mut problems: Problems,
+    ) -> std::result::Result<Self, Problems> {
+        let d = &definition;
+        let mut push =
+            |key: &str, message: String| problems.push(Problem::new(Location::key(key), message));
+
+        let name_ok = d.name.len() <= 32
+            && d.name.starts_with(|c: char| c.is_ascii_lowercase())
+            && d.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if !name_ok {
+            push(
+                "name",
+                "must be 1 to 32 lower-case letters, digits or hyphens, starting with a letter"
+                    .into(),
+            );
+        }
+
+        let Some(base) = Schema::builtin(&d.input_schema) else {
+            let known: Vec<_> = Schema::builtin_names().collect();
+            push(
+                "input-schema",
+                format!("is not a known schema; known are: {}", known.join(", ")),
+            );
+            return Err(problems);
+        };
+        let mut extra = Vec::new();
+        for (name, class) in &d.extra_columns {
+            let key = format!("extra-columns.{name}");
+            if !is_plain_identifier(name) {
+                push(
+                    &key,
+                    "a column name is lower-case ASCII letters, digits and `_`".into(),
+                );
+            } else if base.column(name).is_some() {
+                push(
+                    &key,
+                    format!(
+                        "`{name}` is already a column of `{}`; map only columns the schema does not know",
+                        base.name
+                    ),
+                );
+            } else {
+                extra.push(ColumnSpec::extra(name, *class));
+            }
+        }
+        let schema = base.with_extra_columns(extra);
+        let column =
+            |key: &str, name: &str, problems: &mut Problems| -> Option<(usize, ColumnSpec)> {
+                match schema.index_of(name) {
+                    Some(i) => Some((i, schema.columns[i].clone())),
+                    None => {
+                        problems.push(Problem::new(
+                            Location::key(key),
+                            format!("`{name}` is not a column of the schema `{}`", schema.name),
+                        ));
+                        None
+                    }
+                }
+            };
+
+        let mut outputs: HashSet<String> = HashSet::new();
+        let mut claim = |key: &str, name: &str, problems: &mut Problems| {
+            if !is_plain_identifier(name) {
+                problems.push(Problem::new(
+                    Location::key(key),
+                    "an output column name is lower-case ASCII letters, digits and `_`",
+                ));
+            } else if !outputs.insert(name.to_owned()) {
+                problems.push(Problem::new(
+                    Location::key(key),
+                    format!("the output already has a column `{name}`"),
+                ));
+            }
+        };
+
+        let mut filter = None;
+        if let Some(f) = &d.filter {
+            if let Some((i, spec)) = column("filter.column", &f.column, &mut problems) {
+                if !matches!(
+                    spec.class,
+                    ColumnClass::Flag | ColumnClass::Attribute | ColumnClass::Org
+                ) {
+                    problems.push(Problem::new(
+                        Location::key("filter.column"),
+                        format!(
+                            "`{}` is {} data (class {}); filter on a flag, attribute or org column",
+                            spec.name, spec.class, spec.class
+                        ),
+                    ));
+                }
+                let value = match spec.ty {
+                    ColumnType::Bool => parse_bool(&f.equals).map(FilterValue::Bool),
+                    ColumnType::Date => parse_date(&f.equals).map(FilterValue::Date),
+                    ColumnType::Str => Some(FilterValue::Str(f.equals.clone())),
+                };
+                match value {
+                    Some(v) => filter = Some((i, v)),
+                    None => problems.push(Problem::new(
+                        Location::key("filter.equals"),
+                        format!(
+                            "is not a {} value (write J or N for a flag, TT.MM.JJJJ for a date)",
+                            spec.ty
+                        ),
+                    )),
+                }
+            }
+        }
+
+        let mut fields = Vec::new();
+        let mut pseudonymise = Vec::new();
+        for (n, p) in d.pseudonymise.iter().enumerate() {
+            let key = format!("pseudonymise[{n}]");
+            if let Some((i, spec)) = column(&format!("{key}.column"), &p.column, &mut problems) {
+                if spec.class != ColumnClass::Identifier || spec.ty != ColumnType::Str {
+                    problems.push(Problem::new(
+                        Location::key(format!("{key}.column")),
+                        format!(
+                            "`{}` is class {} ({}); only text identifiers are pseudonymised",
+                            spec.name, spec.class, spec.ty
+                        ),
+                    ));
+                }
+                pseudonymise.push((i, p.output.clone()));
+            }
+            claim(&format!("{key}.as"), &p.output, &mut problems);
+            fields.push(Field::new(&p.output, DataType::Utf8, false));
+        }
+
+        let mut keep = Vec::new();
+        let mut partition_output_index = None;
+        let mut partition_values = Vec::new();
+        for (n, name) in d.keep.iter().enumerate() {
+            let key = format!("keep[{n}]");
+            let Some((i, spec)) = column(&key, name, &mut problems) else {
+                continue;
+            };
+            if !spec.class.may_be_published() {
+                let why = match spec.class {
+                    ColumnClass::Identifier => format!(
+                        "`{name}` is an identifier and may not be kept; pseudonymise it instead"
+                    ),
+                    ColumnClass::Personal => format!(
+                        "`{name}` is personal data and may not be kept; drop it, or generalise it"
+                    ),
+                    ColumnClass::Staff => {
+                        format!("`{name}` is personal data of staff and may not be kept; drop it")
+                    }
+                    ColumnClass::FreeText => format!(
+                        "`{name}` is free text that may name anyone and may not be kept; drop it"
+                    ),
+                    _ => format!(
+                        "`{name}` is a selection flag: it is used to filter and then dropped"
+                    ),
+                };
+                problems.push(Problem::new(Location::key(&key), why));
+                continue;
+            }
+            claim(&key, name, &mut problems);
+            if *name == d.partition_by {
+                partition_output_index = Some(fields.len());
+                partition_values = spec.values.clone().unwrap_or_default();
+            }
+            fields.push(arrow_field(&spec));
+            keep.push(i);
+        }
+
+        let mut generalise = Vec::new();
+        for (n, g) in d.generalise.iter().enumerate() {
+            let key = format!("generalise[{n}]");
+            if let Some((i, spec)) = column(&format!("{key}.column"), &g.column, &mut problems) {
+                if spec.ty != ColumnType::Date {
+                    problems.push(Problem::new(
+                        Location::key(format!("{key}.column")),
+                        format!(
+                            "`{}` is {}, but an age band is computed from a date",
+                            spec.name, spec.ty
+                        ),
+                    ));
+                }
+                if spec.class == ColumnClass::Identifier {
+                    problems.push(Problem::new(
+                        Location::key(format!("{key}.column")),
+                        "an identifier is pseudonymised or dropped, not generalised",
+                    ));
+                }
+                let b = &g.age_band;
+                if b.width == 0
+                    || b.highest <= b.lowest
+                    || (b.highest - b.lowest) % b.width != 0
+                    || b.highest > 150
+                {
+                    problems.push(Problem::new(
+                        Location::key(format!("{key}.age-band")),
+                        "needs width > 0, lowest < highest <= 150, and highest - lowest a multiple of width",
+                    ));
+                }
+                generalise.push((i, g.output.clone(), b.clone()));
+            }
+            claim(&format!("{key}.as"), &g.output, &mut problems);
+            fields.push(Field::new(&g.output, DataType::Utf8, true));
+        }
+
+        match (partition_output_index, schema.column(&d.partition_by)) {
+            (_, None) => problems.push(Problem::new(
+                Location::key("partition-by"),
+                format!(
+                    "`{}` is not a column of the schema `{}`",
+                    d.partition_by, schema.name
+                ),
+            )),
+            (None, Some(_)) => problems.push(Problem::new(
+                Location::key("partition-by"),
+                format!("`{}` must also be listed in `keep`", d.partition_by),
+            )),
+            (Some(_), Some(spec))
+                if spec.class != ColumnClass::Org
+                    || spec.nullable
+                    || spec.ty != ColumnType::Str =>
+            {
+                problems.push(Problem::new(
+                    Location::key("partition-by"),
+                    format!("`{}` is not a non-empty org column; partition by the recipient's unit, such as `rd`", spec.name),
+                ));
+            }
+            _ => {}
+        }
+        if d.pseudonymise.is_empty() && d.keep.is_empty() {
+            problems.push(Problem::new(
+                Location::default(),
+                "the pipeline keeps no column",
+            ));
+        }
+
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            definition_sha256: sha256_hex(text.as_bytes()),
+            schema,
+            filter,
+            pseudonymise,
+            keep,
+            generalise,
+            output_schema: Arc::new(ArrowSchema::new(fields)),
+            partition_output_index: partition_output_index.expect("checked above"),
+            partition_values,
+            definition,
+        })
+    }
+
+    /// The Arrow schema of the output.
+    #[must_use]
+    pub fn output_schema(&self) -> Arc<ArrowSchema> {
+        self.output_schema.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = include_str!("../../../pipelines/vkb.toml");
+
+    fn problems_of(text: &str) -> String {
+        Plan::from_toml(text, Path::new("p.toml"))
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn shipped_vkb_pipeline_is_valid() {
+        let plan = Plan::from_toml(GOOD, Path::new("vkb.toml")).unwrap();
+        assert_eq!(plan.definition.name, "vkb");
+        let names: Vec<_> = plan
+            .output_schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names.first().map(String::as_str), Some("pseudonym"));
+        assert!(names.contains(&"altersgruppe".to_owned()));
+        for name in &names {
+            if let Some(spec) = plan.schema.column(name) {
+                assert!(spec.class.may_be_published(), "{name} would be published");
+            }
+        }
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = GOOD
+            .replace("keep = [", "keep = [\"vorname\", \"fachkraft_name\", \"vermerk\", \"kundennummer\", \"nonsense\", ")
+            .replace("name = \"vkb\"", "name = \"VKB!\"\ncolour = \"blue\"");
+        let err = problems_of(&text);
+        for expected in [
+            "`vorname` is personal data",
+            "`fachkraft_name` is personal data of staff",
+            "`vermerk` is free text",
+            "`kundennummer` is an identifier",
+            "`nonsense` is not a column",
+            "at `name`",
+            "at `colour`: is not a known key",
+        ] {
+            assert!(err.contains(expected), "missing {expected:?} in:\n{err}");
+        }
+        assert!(err.contains("(7 problems)"), "{err}");
+    }
+
+    #[test]
+    fn pseudonymising_a_non_identifier_is_refused() {
+        let text = GOOD.replace("column = \"kundennummer\"", "column = \"vorname\"");
+        assert!(problems_of(&text).contains("only text identifiers are pseudonymised"));
+    }
+
+    #[test]
+    fn flag_may_not_be_kept_and_filter_value_must_fit() {
+        let text = GOOD
+            .replace("keep = [", "keep = [\"vkb_kennzeichen\", ")
+            .replace("equals = \"J\"", "equals = \"yes\"");
+        let err = problems_of(&text);
+        assert!(err.contains("selection flag"), "{err}");
+        assert!(err.contains("at `filter.equals`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_schema_and_bad_age_band() {
+        let err = problems_of(
+            &GOOD.replace("input-schema = \"verbis-vkb\"", "input-schema = \"verbis\""),
+        );
+        assert!(err.contains("verbis-vkb, opds-person"), "{err}");
+        let err = problems_of(&GOOD.replace("width = 5", "width = 7"));
+        assert!(err.contains("age-band"), "{err}");
+    }
+
+    #[test]
+    fn extra_columns_are_mapped_and_then_obey_their_class() {
+        let text = GOOD.replace(
+            "keep = [",
+            "[extra-columns]\nbemerkung_intern = \"free-text\"\nregion_code = \"org\"\n\nkeep = [\"region_code\", ",
+        );
+        // TOML tables end at the next table header, so move keep before it.
+        let plan = Plan::from_toml(&reorder_keep_first(&text), Path::new("p.toml")).unwrap();
+        assert!(plan.schema.column("bemerkung_intern").is_some());
+        let leaky = reorder_keep_first(&text.replace(
+            "keep = [\"region_code\", ",
+            "keep = [\"bemerkung_intern\", ",
+        ));
+        assert!(problems_of(&leaky).contains("`bemerkung_intern` is free text"));
+    }
+
+    /// Moves the `keep` array to the top of a definition, so it is not read as part of a table.
+    fn reorder_keep_first(text: &str) -> String {
+        let start = text.find("keep = [").unwrap();
+        let end = start + text[start..].find(']').unwrap() + 1;
+        let keep = &text[start..end];
+        format!("{keep}\n{}{}", &text[..start], &text[end..])
+    }
+}

@@ -1,0 +1,139 @@
+//! The per-batch work of a pipeline: filter, pseudonymise, generalise, project.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Date32Type;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, RecordBatch, StringArray, builder::StringBuilder,
+};
+use arrow_buffer::OffsetBuffer;
+use arrow_schema::ArrowError;
+use chrono::{Datelike, NaiveDate};
+use pseudagg_keys::{PSEUDONYM_LEN, Pseudonymiser};
+use rayon::prelude::*;
+
+use crate::definition::AgeBand;
+use crate::plan::{FilterValue, Plan};
+
+/// Rows per parallel task when pseudonymising.
+const PAR_CHUNK: usize = 4096;
+
+pub(crate) fn filter(plan: &Plan, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let Some((column, value)) = &plan.filter else {
+        return Ok(batch.clone());
+    };
+    let array = batch.column(*column);
+    let mask: BooleanArray = match value {
+        FilterValue::Bool(want) => array
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .expect("bool column")
+            .iter()
+            .map(|v| Some(v == Some(*want)))
+            .collect(),
+        FilterValue::Str(want) => array
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .expect("str column")
+            .iter()
+            .map(|v| Some(v == Some(want.as_str())))
+            .collect(),
+        FilterValue::Date(want) => array
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .expect("date column")
+            .iter()
+            .map(|v| Some(v == Some(*want)))
+            .collect(),
+    };
+    arrow_select::filter::filter_record_batch(batch, &mask)
+}
+
+/// Pseudonymises a text column on all cores; the result has no nulls where the input has none.
+pub(crate) fn pseudonymise(p: &Pseudonymiser, column: &ArrayRef) -> ArrayRef {
+    let values = column
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .expect("identifier is text");
+    let n = values.len();
+    let mut bytes = vec![0u8; n * PSEUDONYM_LEN];
+    bytes
+        .par_chunks_mut(PSEUDONYM_LEN * PAR_CHUNK)
+        .enumerate()
+        .for_each(|(chunk, out)| {
+            for (j, slot) in out.chunks_exact_mut(PSEUDONYM_LEN).enumerate() {
+                let i = chunk * PAR_CHUNK + j;
+                if values.is_valid(i) {
+                    let slot: &mut [u8; PSEUDONYM_LEN] = slot.try_into().expect("exact chunk");
+                    p.pseudonym_into(values.value(i), slot);
+                }
+            }
+        });
+    let offsets = OffsetBuffer::<i32>::from_lengths(std::iter::repeat_n(PSEUDONYM_LEN, n));
+    let nulls = values.nulls().cloned();
+    Arc::new(StringArray::new(offsets, bytes.into(), nulls))
+}
+
+/// The band label of an age: `unter 15`, `15-19`, ..., `65 und aelter`.
+#[must_use]
+pub fn age_band_label(age: u32, band: &AgeBand) -> String {
+    if age < band.lowest {
+        format!("unter {}", band.lowest)
+    } else if age >= band.highest {
+        format!("{} und aelter", band.highest)
+    } else {
+        let start = band.lowest + (age - band.lowest) / band.width * band.width;
+        format!("{start}-{}", start + band.width - 1)
+    }
+}
+
+/// Age in whole years on `reference`.
+fn age_on(birth: NaiveDate, reference: NaiveDate) -> u32 {
+    let mut age = reference.year() - birth.year();
+    if (reference.month(), reference.day()) < (birth.month(), birth.day()) {
+        age -= 1;
+    }
+    age.max(0) as u32
+}
+
+pub(crate) fn age_band(column: &ArrayRef, band: &AgeBand, reference: NaiveDate) -> ArrayRef {
+    let dates = column.as_primitive::<Date32Type>();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 6);
+    for d in dates {
+        match d.and_then(|d| epoch.checked_add_signed(chrono::Duration::days(i64::from(d)))) {
+            Some(birth) => out.append_value(age_band_label(age_on(birth, reference), band)),
+            None => out.append_null(),
+        }
+    }
+    Arc::new(out.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn age_bands() {
+        let band = AgeBand {
+            width: 5,
+            lowest: 15,
+            highest: 65,
+        };
+        assert_eq!(age_band_label(14, &band), "unter 15");
+        assert_eq!(age_band_label(15, &band), "15-19");
+        assert_eq!(age_band_label(19, &band), "15-19");
+        assert_eq!(age_band_label(20, &band), "20-24");
+        assert_eq!(age_band_label(64, &band), "60-64");
+        assert_eq!(age_band_label(65, &band), "65 und aelter");
+    }
+
+    #[test]
+    fn age_counts_whole_years_on_the_reference_day() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age_on(d("1990-03-31"), d("2025-03-31")), 35);
+        assert_eq!(age_on(d("1990-04-01"), d("2025-03-31")), 34);
+        assert_eq!(age_on(d("2000-02-29"), d("2025-02-28")), 24);
+    }
+}
