@@ -123,6 +123,11 @@ impl Problems {
         }
     }
 
+    /// Counts problems that are not listed (found beyond a limit elsewhere).
+    pub fn count_unlisted(&mut self, n: usize) {
+        self.total += n;
+    }
+
     /// Adds all of `other`, keeping this list's limit.
     pub fn extend(&mut self, other: Problems) {
         let hidden = other.total - other.items.len();

@@ -164,37 +164,46 @@ impl CsvSource {
             .map(|(check, &fi)| {
                 let mut column = TextColumn::new(check.spec.ty, n);
                 let mut problems = Vec::new();
+                let mut hidden = 0;
                 for (i, rec) in records.iter().enumerate() {
                     if rec.len() != n_fields {
                         column.append_null();
                         continue;
                     }
-                    let result = decode(&rec[fi], encoding)
-                        .and_then(|text| column.append(check, Some(&text)).map_err(Cow::Owned));
-                    if let Err(message) = result
-                        && problems.len() < max
-                    {
-                        problems.push(Problem::new(
-                            Location::cell(
-                                first_row + i as u64,
-                                line_of(rec),
-                                check.spec.name.clone(),
-                            ),
-                            message,
-                        ));
+                    let result = match decode(&rec[fi], encoding) {
+                        Ok(text) => column.append(check, Some(&text)).map_err(Cow::Owned),
+                        Err(message) => {
+                            column.append_null();
+                            Err(message)
+                        }
+                    };
+                    if let Err(message) = result {
+                        if problems.len() < max {
+                            let row = first_row + i as u64;
+                            let at = Location::cell(row, line_of(rec), check.spec.name.clone());
+                            problems.push(Problem::new(at, message));
+                        } else {
+                            hidden += 1;
+                        }
                     }
                 }
-                (column.finish(), problems)
+                (column.finish(), problems, hidden)
             })
             .collect();
         let mut arrays = Vec::with_capacity(columns.len());
-        for (array, column_problems) in columns {
+        let mut hidden = 0;
+        for (array, column_problems, column_hidden) in columns {
             arrays.push(array);
             problems.extend(column_problems);
+            hidden += column_hidden;
         }
         problems.sort_by_key(|p| p.location.row);
         let batch = batch_of(arrow, arrays, !problems.is_empty());
-        Ok(Some(Chunk { batch, problems }))
+        Ok(Some(Chunk {
+            batch,
+            problems,
+            hidden,
+        }))
     }
 
     pub(crate) fn finish(self) -> (String, u64) {

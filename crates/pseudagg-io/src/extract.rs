@@ -105,6 +105,8 @@ pub struct ReadSummary {
 pub(crate) struct Chunk {
     pub(crate) batch: RecordBatch,
     pub(crate) problems: Vec<Problem>,
+    /// Problems found beyond the per-column limit, only counted.
+    pub(crate) hidden: usize,
 }
 
 enum Source {
@@ -217,7 +219,12 @@ impl ExtractReader {
                 )?,
                 Source::Parquet(s) => s.next_chunk(&self.checks, &self.arrow, first_row)?,
             };
-            let Some(Chunk { batch, problems }) = chunk else {
+            let Some(Chunk {
+                batch,
+                problems,
+                hidden,
+            }) = chunk
+            else {
                 self.finished = true;
                 self.check_months_at_end();
                 return if self.problems.is_empty() {
@@ -230,15 +237,13 @@ impl ExtractReader {
             for p in problems {
                 self.problems.push(p);
             }
+            self.problems.count_unlisted(hidden);
             self.check_months(&batch, first_row);
             self.check_unique(&batch, first_row);
             if self.problems.is_empty() {
                 return Ok(Some(batch));
             }
-            if self.problems.is_full() {
-                self.finished = true;
-                return Err(self.input_error());
-            }
+            // After the first problem no batch is handed out; reading goes on to count them all.
         }
     }
 

@@ -152,6 +152,7 @@ impl ParquetSource {
         })?;
         self.rows_read += batch.num_rows() as u64;
         let mut problems = Vec::new();
+        let mut hidden = 0;
         let mut arrays: Vec<ArrayRef> = Vec::with_capacity(checks.len());
         for (check, &fi) in checks.iter().zip(&self.mapping) {
             let mut column = batch.column(fi).clone();
@@ -165,10 +166,10 @@ impl ParquetSource {
             let mut report = |i: usize, message: String| {
                 if found < self.max_problems {
                     found += 1;
-                    problems.push(Problem::new(
-                        Location::cell(first_row + i as u64, None, check.spec.name.clone()),
-                        message,
-                    ));
+                    let at = Location::cell(first_row + i as u64, None, check.spec.name.clone());
+                    problems.push(Problem::new(at, message));
+                } else {
+                    hidden += 1;
                 }
             };
             if !check.spec.nullable && column.null_count() > 0 {
@@ -193,7 +194,11 @@ impl ParquetSource {
         }
         problems.sort_by_key(|p| p.location.row);
         let batch = batch_of(arrow, arrays, !problems.is_empty());
-        Ok(Some(Chunk { batch, problems }))
+        Ok(Some(Chunk {
+            batch,
+            problems,
+            hidden,
+        }))
     }
 
     pub(crate) fn finish(self) -> (String, u64) {

@@ -1,0 +1,232 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::{Extract, Output, VKB_PIPELINE, key_file, pseudagg};
+
+struct Case {
+    dir: tempfile::TempDir,
+    key: PathBuf,
+}
+
+impl Case {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let key = key_file(dir.path(), [21; 32]);
+        Self { dir, key }
+    }
+
+    fn out(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Runs the VKB pipeline on `input` and checks the contract of a refusal: exit code 2, an
+    /// error on stderr, nothing on stdout and nothing written.
+    fn refuse(&self, input: &Path, month: &str, extra: &[&str]) -> Output {
+        let out = self.out();
+        let mut args = vec![
+            "pseudonymise", "--pipeline", VKB_PIPELINE, "--input", input.to_str().unwrap(), "--month", month,
+            "--key-file", self.key.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let r = pseudagg(&args);
+        assert_eq!(r.code, 2, "expected exit code 2, got {}:\n{}", r.code, r.stderr);
+        assert!(r.stderr.contains("error:"), "{}", r.stderr);
+        assert!(r.stdout.is_empty(), "{}", r.stdout);
+        assert!(!self.out().exists(), "something was written to {}", self.out().display());
+        r
+    }
+
+    fn refuse_extract(&self, extract: &Extract) -> Output {
+        let path = extract.write(&self.dir.path().join("bad.csv"));
+        self.refuse(&path, "2025-03", &[])
+    }
+}
+
+/// No value of the given rows' sensitive columns (nor `extra`) may appear in the output.
+fn assert_no_values(r: &Output, extract: &Extract, rows: &[usize], extra: &[&str]) {
+    let schema = pseudagg_core::Schema::builtin("verbis-vkb").unwrap();
+    let mut values: Vec<&str> = extra.to_vec();
+    for &row in rows {
+        for spec in schema.columns.iter().filter(|c| c.class.is_sensitive()) {
+            if let Some(c) = extract.header.iter().position(|h| *h == spec.name) {
+                values.push(&extract.rows[row][c]);
+            }
+        }
+    }
+    for v in values.into_iter().filter(|v| v.chars().count() >= 4) {
+        assert!(!r.stderr.contains(v) && !r.stdout.contains(v), "a value was echoed:\n{}", r.stderr);
+    }
+}
+
+fn expect(r: &Output, fragments: &[&str]) {
+    for f in fragments {
+        assert!(r.stderr.contains(f), "missing {f:?} in:\n{}", r.stderr);
+    }
+}
+
+#[test]
+fn missing_column() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    let c = x.col("plz");
+    x.header.remove(c);
+    for r in &mut x.rows {
+        r.remove(c);
+    }
+    let r = case.refuse_extract(&x);
+    expect(&r, &["column `plz`: is missing", "bad.csv"]);
+}
+
+#[test]
+fn unknown_column_is_refused_and_its_values_not_shown() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    x.header.push("bemerkung_intern".into());
+    for r in &mut x.rows {
+        r.push("Geheimnis Meier-Lüdenscheidt".into());
+    }
+    let r = case.refuse_extract(&x);
+    expect(&r, &["column 32 `bemerkung_intern` is not part of the schema", "extra-columns"]);
+    assert_no_values(&r, &x, &[0, 1], &["Geheimnis Meier-Lüdenscheidt"]);
+}
+
+#[test]
+fn impossible_date_and_bad_flag() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    x.set(4, "geburtsdatum", "31.02.1990").set(9, "vkb_kennzeichen", "X");
+    let r = case.refuse_extract(&x);
+    expect(&r, &["(2 problems)", "row 5", "column `geburtsdatum`: is not a date", "row 10", "column `vkb_kennzeichen`: is neither J nor N"]);
+    assert_no_values(&r, &x, &[4, 9], &["31.02.1990"]);
+}
+
+#[test]
+fn malformed_kundennummer() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    x.set(6, "kundennummer", "325d12345");
+    let r = case.refuse_extract(&x);
+    expect(&r, &["row 7", "column `kundennummer`: does not match the pattern ^[0-9]{3}[A-Z][0-9]{6}$"]);
+    assert_no_values(&r, &x, &[6], &["325d12345"]);
+}
+
+#[test]
+fn null_where_none_is_allowed() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    x.set(2, "nachname", "");
+    let r = case.refuse_extract(&x);
+    expect(&r, &["row 3", "column `nachname`: is empty, but `nachname` may not be empty"]);
+    assert_no_values(&r, &x, &[2], &[]);
+}
+
+#[test]
+fn datenstand_of_another_month() {
+    let case = Case::new();
+    let x = Extract::sample_vkb().head(20);
+    let path = x.write(&case.dir.path().join("march.csv"));
+    let r = case.refuse(&path, "2025-04", &[]);
+    expect(&r, &["row 1", "column `datenstand`: holds the Datenstand 2025-03, but the run is for 2025-04"]);
+    // One message for the month, not one per row.
+    assert_eq!(r.stderr.matches("holds the Datenstand").count(), 1, "{}", r.stderr);
+}
+
+#[test]
+fn second_datenstand_in_the_file() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    for row in 10..20 {
+        x.set(row, "datenstand", "2025-02");
+    }
+    let r = case.refuse_extract(&x);
+    expect(&r, &["row 11", "holds the Datenstand 2025-02", "the file holds 2 different months (2025-02, 2025-03)", "time series"]);
+}
+
+#[test]
+fn every_problem_is_listed_up_to_the_limit() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(200);
+    for row in 0..120 {
+        x.set(row, "plz", "1234");
+    }
+    let r = case.refuse_extract(&x);
+    expect(&r, &["(120 problems)", "row 1 (", "row 50 (", "... and 70 more (the first 50 are listed)"]);
+    assert!(!r.stderr.contains("row 51 ("), "{}", r.stderr);
+}
+
+#[test]
+fn duplicate_kundennummer() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    let first = x.get(2, "kundennummer").to_owned();
+    x.set(12, "kundennummer", &first);
+    let r = case.refuse_extract(&x);
+    expect(&r, &["row 13", "column `kundennummer`: repeats the value of row 3"]);
+    assert_no_values(&r, &x, &[2, 12], &[]);
+}
+
+#[test]
+fn wrong_field_count() {
+    let case = Case::new();
+    let x = Extract::sample_vkb().head(20);
+    let mut text = String::from_utf8(x.to_bytes()).unwrap();
+    // Break row 4: an unquoted `;` inside a value.
+    let line_start: usize = text.split_inclusive('\n').take(4).map(str::len).sum();
+    text.insert_str(line_start + 11, "Meier;");
+    let path = case.dir.path().join("ragged.csv");
+    fs::write(&path, text).unwrap();
+    let r = case.refuse(&path, "2025-03", &[]);
+    expect(&r, &["row 4 (line 5): has 32 fields, but the header has 31", "double quotes"]);
+    assert_no_values(&r, &x, &[3], &["Meier"]);
+}
+
+#[test]
+fn windows_1252_read_as_utf8_names_the_option() {
+    let case = Case::new();
+    let path = case.dir.path().join("cp.csv");
+    let g = pseudagg(&["gen-testdata", "--kind", "verbis-vkb", "--rows", "50", "--month", "2025-03",
+                       "--encoding", "windows-1252", "--out", path.to_str().unwrap()]);
+    assert_eq!(g.code, 0);
+    let r = case.refuse(&path, "2025-03", &[]);
+    expect(&r, &["is not valid UTF-8", "--encoding windows-1252"]);
+}
+
+#[test]
+fn empty_file_header_only_and_no_header() {
+    let case = Case::new();
+    let empty = case.dir.path().join("empty.csv");
+    fs::write(&empty, "").unwrap();
+    expect(&case.refuse(&empty, "2025-03", &[]), &["the file is empty"]);
+
+    let x = Extract::sample_vkb().head(5);
+    let header_only = case.dir.path().join("header.csv");
+    fs::write(&header_only, format!("{}\n", x.header.join(";"))).unwrap();
+    expect(&case.refuse(&header_only, "2025-03", &[]), &["header row but no data rows"]);
+
+    let text = String::from_utf8(x.to_bytes()).unwrap();
+    let headless = case.dir.path().join("headless.csv");
+    fs::write(&headless, text.split_once('\n').unwrap().1).unwrap();
+    let r = case.refuse(&headless, "2025-03", &[]);
+    expect(&r, &["the file has no header row"]);
+    assert_no_values(&r, &x, &[0], &[]);
+}
+
+#[test]
+fn damaged_parquet() {
+    let case = Case::new();
+    let good = case.dir.path().join("good.parquet");
+    let g = pseudagg(&["gen-testdata", "--kind", "verbis-vkb", "--rows", "500", "--month", "2025-03",
+                       "--out", good.to_str().unwrap()]);
+    assert_eq!(g.code, 0);
+    let bytes = fs::read(&good).unwrap();
+    let cut = case.dir.path().join("cut.parquet");
+    fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    expect(&case.refuse(&cut, "2025-03", &[]), &["not a readable Parquet file"]);
+}
+
+#[test]
+fn extract_of_the_wrong_kind() {
+    let case = Case::new();
+    let r = case.refuse(Path::new(crate::common::SAMPLE_OPDS), "2025-03", &[]);
+    expect(&r, &["is not part of the schema `verbis-vkb`", "`bg_nummer`", "column `telefon`: is missing"]);
+}

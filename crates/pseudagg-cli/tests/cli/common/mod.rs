@@ -1,0 +1,171 @@
+//! Helpers shared by the CLI tests: running the binary, making extracts, reading outputs back with
+//! the `parquet` crate (not with the writer's code).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Date32Type;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+pub const SAMPLE_VKB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/verbis-vkb-2025-03.csv");
+pub const SAMPLE_OPDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/opds-person-2025-03.csv");
+pub const VKB_PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/vkb.toml");
+
+/// What a run of the binary gave.
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `pseudagg` with `args`, without a terminal, at the most verbose log level.
+pub fn pseudagg(args: &[&str]) -> Output {
+    pseudagg_env(args, &[])
+}
+
+pub fn pseudagg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_pseudagg"))
+        .args(args)
+        .env("PSEUDAGG_LOG", "trace")
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("PSEUDAGG_KEY_FILE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    Output {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Writes a key file with the given bytes and mode 0600.
+pub fn key_file(dir: &Path, bytes: [u8; 32]) -> PathBuf {
+    let path = dir.join("test.key");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    fs::write(&path, format!("{hex}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+/// A parsed CSV extract that tests can change cell by cell and write back.
+#[derive(Debug, Clone)]
+pub struct Extract {
+    pub header: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
+impl Extract {
+    pub fn read(path: &str) -> Self {
+        let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_path(path).unwrap();
+        let header = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        let rows = reader
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect();
+        Self { header, rows }
+    }
+
+    pub fn sample_vkb() -> Self {
+        Self::read(SAMPLE_VKB)
+    }
+
+    pub fn col(&self, name: &str) -> usize {
+        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+    }
+
+    pub fn set(&mut self, row: usize, column: &str, value: &str) -> &mut Self {
+        let c = self.col(column);
+        self.rows[row][c] = value.to_owned();
+        self
+    }
+
+    pub fn get(&self, row: usize, column: &str) -> &str {
+        &self.rows[row][self.col(column)]
+    }
+
+    pub fn head(mut self, n: usize) -> Self {
+        self.rows.truncate(n);
+        self
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(Vec::new());
+        w.write_record(&self.header).unwrap();
+        for r in &self.rows {
+            w.write_record(r).unwrap();
+        }
+        w.into_inner().unwrap()
+    }
+
+    pub fn write(&self, path: &Path) -> PathBuf {
+        fs::write(path, self.to_bytes()).unwrap();
+        path.to_owned()
+    }
+}
+
+/// Every file below `dir`, relative, sorted, with its bytes.
+pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.insert(p.strip_prefix(root).unwrap().display().to_string(), fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if dir.exists() {
+        walk(dir, dir, &mut out);
+    }
+    out
+}
+
+/// Reads a Parquet file with the `parquet` crate.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = fs::File::open(path).unwrap();
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Every cell of every batch as text (dates as TT.MM.JJJJ, booleans as J/N), with its column.
+pub fn cells(batches: &[RecordBatch]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for b in batches {
+        for (f, col) in b.schema().fields().iter().zip(b.columns()) {
+            for i in 0..col.len() {
+                if col.is_null(i) {
+                    continue;
+                }
+                let text = match f.data_type() {
+                    DataType::Utf8 => col.as_string::<i32>().value(i).to_owned(),
+                    DataType::Date32 => col
+                        .as_primitive::<Date32Type>()
+                        .value_as_date(i)
+                        .unwrap()
+                        .format("%d.%m.%Y")
+                        .to_string(),
+                    DataType::Boolean => (if col.as_boolean().value(i) { "J" } else { "N" }).to_owned(),
+                    other => panic!("unexpected output type {other}"),
+                };
+                out.push((f.name().clone(), text));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,12 @@
+//! End-to-end tests of the `pseudagg` binary. One test binary, modules by concern.
+
+mod common;
+
+/// The good path: output layout, readability by other tools, no leak, reruns, months.
+mod pseudonymise;
+
+/// Broken extracts: exit code 2, a message naming row and column but never the value, nothing written.
+mod bad_inputs;
+
+/// Key files, definitions and the generator at the command line.
+mod commands;
