@@ -1,3 +1,4 @@
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
@@ -173,12 +174,13 @@ fn print_outcome(outcome: &RunOutcome) {
         m.pipeline, m.month, m.rows_in, m.rows_out, m.key_id
     );
     for (rd, c) in &m.partitions {
-        text.push_str(&format!(
-            "  rd={rd:<5} {:>8} read {:>8} written\n",
+        let _ = writeln!(
+            text,
+            "  rd={rd:<5} {:>8} read {:>8} written",
             c.rows_in, c.rows_out
-        ));
+        );
     }
-    text.push_str(&format!("output: {}", outcome.target.display()));
+    let _ = write!(text, "output: {}", outcome.target.display());
     say(&text);
 }
 

@@ -152,29 +152,27 @@ impl TextColumn {
                     Err(e)
                 }
             },
-            Self::Date(b) => match parse_date(text.trim()) {
-                Some(d) => {
+            Self::Date(b) => {
+                if let Some(d) = parse_date(text.trim()) {
                     b.append_value(d);
                     Ok(())
-                }
-                None => {
+                } else {
                     b.append_null();
                     Err(
                         "is not a date: write TT.MM.JJJJ or JJJJ-MM-TT, and the day must exist"
                             .to_owned(),
                     )
                 }
-            },
-            Self::Bool(b) => match parse_bool(text.trim()) {
-                Some(v) => {
+            }
+            Self::Bool(b) => {
+                if let Some(v) = parse_bool(text.trim()) {
                     b.append_value(v);
                     Ok(())
-                }
-                None => {
+                } else {
                     b.append_null();
                     Err("is neither J nor N".to_owned())
                 }
-            },
+            }
         }
     }
 
@@ -217,7 +215,7 @@ mod tests {
         assert_eq!(parse_date("01.01.1970"), Some(0));
         assert_eq!(parse_date("1970-01-02"), Some(1));
         assert_eq!(parse_date("31.03.2025"), parse_date("2025-03-31"));
-        assert_eq!(parse_date("29.02.2024").is_some(), true);
+        assert!(parse_date("29.02.2024").is_some());
     }
 
     #[test]

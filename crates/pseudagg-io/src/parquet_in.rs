@@ -120,11 +120,9 @@ impl ParquetSource {
     }
 
     pub(crate) fn progress(&self) -> (u64, u64) {
-        let done = if self.total_rows == 0 {
-            self.size
-        } else {
-            self.size * self.rows_read / self.total_rows
-        };
+        let done = (self.size * self.rows_read)
+            .checked_div(self.total_rows)
+            .unwrap_or(self.size);
         (done, self.size)
     }
 

@@ -184,11 +184,11 @@ impl PartitionedWriter {
                 continue;
             }
             let take = room.min(batch.num_rows() - offset);
-            let root = self.root.clone();
+            let dir = self.root.clone();
             let (part, _) = self.part(value)?;
             part.writer
                 .write(&batch.slice(offset, take))
-                .map_err(|e| parquet_error(&root.join(&part.rel), &e))?;
+                .map_err(|e| parquet_error(&dir.join(&part.rel), &e))?;
             part.rows += take as u64;
             offset += take;
         }

@@ -118,6 +118,9 @@ mod tests {
         assert_eq!(&t[..32], "a3b6167473100ee06e0c796c2955552b");
     }
 
+    /// (IKM, salt, info, length, OKM)
+    type HkdfCase = (Vec<u8>, Vec<u8>, Vec<u8>, usize, &'static str);
+
     /// RFC 5869, test cases 1, 2 and 3 (HKDF-SHA-256).
     #[test]
     fn rfc5869_hkdf_sha256() {
@@ -126,7 +129,7 @@ mod tests {
                 .map(|i| start.wrapping_add(i))
                 .collect::<Vec<u8>>()
         };
-        let cases: Vec<(Vec<u8>, Vec<u8>, Vec<u8>, usize, &str)> = vec![
+        let cases: Vec<HkdfCase> = vec![
             (
                 vec![0x0b; 22],
                 unhex("000102030405060708090a0b0c"),

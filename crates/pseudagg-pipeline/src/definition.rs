@@ -89,3 +89,28 @@ pub struct AgeBand {
     /// of `width`.
     pub highest: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PipelineDefinition;
+
+    /// `schemas/pipeline.schema.json` is generated from these structs; editors use it to check
+    /// definitions. Run with `PSEUDAGG_BLESS=1` to rewrite it after a change.
+    #[test]
+    fn committed_json_schema_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/pipeline.schema.json"
+        );
+        let schema = schemars::schema_for!(PipelineDefinition);
+        let fresh = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        if std::env::var_os("PSEUDAGG_BLESS").is_some() {
+            std::fs::write(path, &fresh).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "schemas/pipeline.schema.json is stale: run `PSEUDAGG_BLESS=1 cargo test -p pseudagg-pipeline` and commit it"
+        );
+    }
+}

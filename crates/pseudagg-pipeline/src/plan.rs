@@ -62,7 +62,7 @@ impl Plan {
         let mut unknown = Vec::new();
         let definition: Option<PipelineDefinition> =
             match serde_ignored::deserialize(toml::Value::Table(table), |key| {
-                unknown.push(key.to_string())
+                unknown.push(key.to_string());
             }) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -139,15 +139,14 @@ impl Plan {
         let schema = base.with_extra_columns(extra);
         let column =
             |key: &str, name: &str, problems: &mut Problems| -> Option<(usize, ColumnSpec)> {
-                match schema.index_of(name) {
-                    Some(i) => Some((i, schema.columns[i].clone())),
-                    None => {
-                        problems.push(Problem::new(
-                            Location::key(key),
-                            format!("`{name}` is not a column of the schema `{}`", schema.name),
-                        ));
-                        None
-                    }
+                if let Some(i) = schema.index_of(name) {
+                    Some((i, schema.columns[i].clone()))
+                } else {
+                    problems.push(Problem::new(
+                        Location::key(key),
+                        format!("`{name}` is not a column of the schema `{}`", schema.name),
+                    ));
+                    None
                 }
             };
 
@@ -167,35 +166,35 @@ impl Plan {
         };
 
         let mut filter = None;
-        if let Some(f) = &d.filter {
-            if let Some((i, spec)) = column("filter.column", &f.column, &mut problems) {
-                if !matches!(
-                    spec.class,
-                    ColumnClass::Flag | ColumnClass::Attribute | ColumnClass::Org
-                ) {
-                    problems.push(Problem::new(
-                        Location::key("filter.column"),
-                        format!(
-                            "`{}` is {} data (class {}); filter on a flag, attribute or org column",
-                            spec.name, spec.class, spec.class
-                        ),
-                    ));
-                }
-                let value = match spec.ty {
-                    ColumnType::Bool => parse_bool(&f.equals).map(FilterValue::Bool),
-                    ColumnType::Date => parse_date(&f.equals).map(FilterValue::Date),
-                    ColumnType::Str => Some(FilterValue::Str(f.equals.clone())),
-                };
-                match value {
-                    Some(v) => filter = Some((i, v)),
-                    None => problems.push(Problem::new(
-                        Location::key("filter.equals"),
-                        format!(
-                            "is not a {} value (write J or N for a flag, TT.MM.JJJJ for a date)",
-                            spec.ty
-                        ),
-                    )),
-                }
+        if let Some(f) = &d.filter
+            && let Some((i, spec)) = column("filter.column", &f.column, &mut problems)
+        {
+            if !matches!(
+                spec.class,
+                ColumnClass::Flag | ColumnClass::Attribute | ColumnClass::Org
+            ) {
+                problems.push(Problem::new(
+                    Location::key("filter.column"),
+                    format!(
+                        "`{}` is {} data (class {}); filter on a flag, attribute or org column",
+                        spec.name, spec.class, spec.class
+                    ),
+                ));
+            }
+            let value = match spec.ty {
+                ColumnType::Bool => parse_bool(&f.equals).map(FilterValue::Bool),
+                ColumnType::Date => parse_date(&f.equals).map(FilterValue::Date),
+                ColumnType::Str => Some(FilterValue::Str(f.equals.clone())),
+            };
+            match value {
+                Some(v) => filter = Some((i, v)),
+                None => problems.push(Problem::new(
+                    Location::key("filter.equals"),
+                    format!(
+                        "is not a {} value (write J or N for a flag, TT.MM.JJJJ for a date)",
+                        spec.ty
+                    ),
+                )),
             }
         }
 

@@ -228,7 +228,7 @@ pub fn jobcenters() -> Vec<Ge> {
             .collect();
         agency += n_agencies;
         let mut per_agency = vec![0u32; n_agencies];
-        let norm: f64 = (0..n_ges).map(|k| zipf(k)).sum();
+        let norm: f64 = (0..n_ges).map(zipf).sum();
         for k in 0..n_ges {
             let a = k % n_agencies;
             per_agency[a] += 1;

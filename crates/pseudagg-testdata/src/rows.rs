@@ -142,7 +142,7 @@ impl Context {
         }
     }
 
-    fn address(&self, rng: &mut ChaCha8Rng, ge: &Ge, line: &mut Line<'_>) {
+    fn address(rng: &mut ChaCha8Rng, ge: &Ge, line: &mut Line<'_>) {
         line.field(pick(rng, STREETS));
         let mut number = rng.random_range(1..180u32).to_string();
         if rng.random_bool(0.1) {
@@ -170,13 +170,13 @@ impl Context {
         }
     }
 
-    fn staff(&self, rng: &mut ChaCha8Rng, agentur: &str, salt: usize) -> (String, String, usize) {
+    fn staff(rng: &mut ChaCha8Rng, agentur: &str, salt: usize) -> (String, String, usize) {
         let k = rng.random_range(0..32usize);
         let a: usize = agentur.parse().unwrap_or(0);
         let first = FIRST_W.len().max(FIRST_M.len());
         let name = format!(
             "{} {}",
-            if (a + k + salt) % 2 == 0 {
+            if (a + k + salt).is_multiple_of(2) {
                 FIRST_W[(a * 7 + k) % first % FIRST_W.len()]
             } else {
                 FIRST_M[(a * 3 + k) % FIRST_M.len()]
@@ -207,7 +207,7 @@ impl Context {
         line.field(&p.last);
         line.date(p.birth);
         line.field(p.sex);
-        self.address(rng, ge, line);
+        Self::address(rng, ge, line);
         line.opt(phone.as_deref());
         line.opt(email.as_deref());
         line.field(nationality);
@@ -221,7 +221,7 @@ impl Context {
             8 => "BBiE",
             _ => "Reha",
         });
-        let (fk_id, fk_name, k) = self.staff(rng, &ge.agentur_nr, 0);
+        let (fk_id, fk_name, k) = Self::staff(rng, &ge.agentur_nr, 0);
         line.field(&format!("{}-{}", ge.agentur_nr, k / 8 + 1));
         line.field(&fk_id);
         line.field(&fk_name);
@@ -289,7 +289,7 @@ impl Context {
         line.field(&p.first);
         line.field(&p.last);
         line.date(p.birth);
-        self.address(rng, ge, line);
+        Self::address(rng, ge, line);
         line.field(p.sex);
         line.field(nationality);
         line.field(ge.rd);
@@ -336,7 +336,7 @@ impl Context {
         });
         line.opt_date(rng.random_bool(0.85).then(|| self.date_before(rng, 180)));
         line.field(if rng.random_bool(0.65) { "J" } else { "N" });
-        let (fk_id, fk_name, _) = self.staff(rng, &ge.agentur_nr, 1);
+        let (fk_id, fk_name, _) = Self::staff(rng, &ge.agentur_nr, 1);
         line.field(&fk_id);
         line.field(&fk_name);
         line.field(&self.month);

@@ -24,15 +24,32 @@ impl Case {
     fn refuse(&self, input: &Path, month: &str, extra: &[&str]) -> Output {
         let out = self.out();
         let mut args = vec![
-            "pseudonymise", "--pipeline", VKB_PIPELINE, "--input", input.to_str().unwrap(), "--month", month,
-            "--key-file", self.key.to_str().unwrap(), "--out", out.to_str().unwrap(),
+            "pseudonymise",
+            "--pipeline",
+            VKB_PIPELINE,
+            "--input",
+            input.to_str().unwrap(),
+            "--month",
+            month,
+            "--key-file",
+            self.key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
         ];
         args.extend_from_slice(extra);
         let r = pseudagg(&args);
-        assert_eq!(r.code, 2, "expected exit code 2, got {}:\n{}", r.code, r.stderr);
+        assert_eq!(
+            r.code, 2,
+            "expected exit code 2, got {}:\n{}",
+            r.code, r.stderr
+        );
         assert!(r.stderr.contains("error:"), "{}", r.stderr);
         assert!(r.stdout.is_empty(), "{}", r.stdout);
-        assert!(!self.out().exists(), "something was written to {}", self.out().display());
+        assert!(
+            !self.out().exists(),
+            "something was written to {}",
+            self.out().display()
+        );
         r
     }
 
@@ -54,7 +71,11 @@ fn assert_no_values(r: &Output, extract: &Extract, rows: &[usize], extra: &[&str
         }
     }
     for v in values.into_iter().filter(|v| v.chars().count() >= 4) {
-        assert!(!r.stderr.contains(v) && !r.stdout.contains(v), "a value was echoed:\n{}", r.stderr);
+        assert!(
+            !r.stderr.contains(v) && !r.stdout.contains(v),
+            "a value was echoed:\n{}",
+            r.stderr
+        );
     }
 }
 
@@ -86,7 +107,13 @@ fn unknown_column_is_refused_and_its_values_not_shown() {
         r.push("Geheimnis Meier-Lüdenscheidt".into());
     }
     let r = case.refuse_extract(&x);
-    expect(&r, &["column 32 `bemerkung_intern` is not part of the schema", "extra-columns"]);
+    expect(
+        &r,
+        &[
+            "column 32 `bemerkung_intern` is not part of the schema",
+            "extra-columns",
+        ],
+    );
     assert_no_values(&r, &x, &[0, 1], &["Geheimnis Meier-Lüdenscheidt"]);
 }
 
@@ -94,9 +121,19 @@ fn unknown_column_is_refused_and_its_values_not_shown() {
 fn impossible_date_and_bad_flag() {
     let case = Case::new();
     let mut x = Extract::sample_vkb().head(20);
-    x.set(4, "geburtsdatum", "31.02.1990").set(9, "vkb_kennzeichen", "X");
+    x.set(4, "geburtsdatum", "31.02.1990")
+        .set(9, "vkb_kennzeichen", "X");
     let r = case.refuse_extract(&x);
-    expect(&r, &["(2 problems)", "row 5", "column `geburtsdatum`: is not a date", "row 10", "column `vkb_kennzeichen`: is neither J nor N"]);
+    expect(
+        &r,
+        &[
+            "(2 problems)",
+            "row 5",
+            "column `geburtsdatum`: is not a date",
+            "row 10",
+            "column `vkb_kennzeichen`: is neither J nor N",
+        ],
+    );
     assert_no_values(&r, &x, &[4, 9], &["31.02.1990"]);
 }
 
@@ -106,7 +143,13 @@ fn malformed_kundennummer() {
     let mut x = Extract::sample_vkb().head(20);
     x.set(6, "kundennummer", "325d12345");
     let r = case.refuse_extract(&x);
-    expect(&r, &["row 7", "column `kundennummer`: does not match the pattern ^[0-9]{3}[A-Z][0-9]{6}$"]);
+    expect(
+        &r,
+        &[
+            "row 7",
+            "column `kundennummer`: does not match the pattern ^[0-9]{3}[A-Z][0-9]{6}$",
+        ],
+    );
     assert_no_values(&r, &x, &[6], &["325d12345"]);
 }
 
@@ -116,7 +159,13 @@ fn null_where_none_is_allowed() {
     let mut x = Extract::sample_vkb().head(20);
     x.set(2, "nachname", "");
     let r = case.refuse_extract(&x);
-    expect(&r, &["row 3", "column `nachname`: is empty, but `nachname` may not be empty"]);
+    expect(
+        &r,
+        &[
+            "row 3",
+            "column `nachname`: is empty, but `nachname` may not be empty",
+        ],
+    );
     assert_no_values(&r, &x, &[2], &[]);
 }
 
@@ -126,9 +175,20 @@ fn datenstand_of_another_month() {
     let x = Extract::sample_vkb().head(20);
     let path = x.write(&case.dir.path().join("march.csv"));
     let r = case.refuse(&path, "2025-04", &[]);
-    expect(&r, &["row 1", "column `datenstand`: holds the Datenstand 2025-03, but the run is for 2025-04"]);
+    expect(
+        &r,
+        &[
+            "row 1",
+            "column `datenstand`: holds the Datenstand 2025-03, but the run is for 2025-04",
+        ],
+    );
     // One message for the month, not one per row.
-    assert_eq!(r.stderr.matches("holds the Datenstand").count(), 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("holds the Datenstand").count(),
+        1,
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
@@ -139,7 +199,15 @@ fn second_datenstand_in_the_file() {
         x.set(row, "datenstand", "2025-02");
     }
     let r = case.refuse_extract(&x);
-    expect(&r, &["row 11", "holds the Datenstand 2025-02", "the file holds 2 different months (2025-02, 2025-03)", "time series"]);
+    expect(
+        &r,
+        &[
+            "row 11",
+            "holds the Datenstand 2025-02",
+            "the file holds 2 different months (2025-02, 2025-03)",
+            "time series",
+        ],
+    );
 }
 
 #[test]
@@ -150,7 +218,15 @@ fn every_problem_is_listed_up_to_the_limit() {
         x.set(row, "plz", "1234");
     }
     let r = case.refuse_extract(&x);
-    expect(&r, &["(120 problems)", "row 1 (", "row 50 (", "... and 70 more (the first 50 are listed)"]);
+    expect(
+        &r,
+        &[
+            "(120 problems)",
+            "row 1 (",
+            "row 50 (",
+            "... and 70 more (the first 50 are listed)",
+        ],
+    );
     assert!(!r.stderr.contains("row 51 ("), "{}", r.stderr);
 }
 
@@ -161,7 +237,13 @@ fn duplicate_kundennummer() {
     let first = x.get(2, "kundennummer").to_owned();
     x.set(12, "kundennummer", &first);
     let r = case.refuse_extract(&x);
-    expect(&r, &["row 13", "column `kundennummer`: repeats the value of row 3"]);
+    expect(
+        &r,
+        &[
+            "row 13",
+            "column `kundennummer`: repeats the value of row 3",
+        ],
+    );
     assert_no_values(&r, &x, &[2, 12], &[]);
 }
 
@@ -176,7 +258,13 @@ fn wrong_field_count() {
     let path = case.dir.path().join("ragged.csv");
     fs::write(&path, text).unwrap();
     let r = case.refuse(&path, "2025-03", &[]);
-    expect(&r, &["row 4 (line 5): has 32 fields, but the header has 31", "double quotes"]);
+    expect(
+        &r,
+        &[
+            "row 4 (line 5): has 32 fields, but the header has 31",
+            "double quotes",
+        ],
+    );
     assert_no_values(&r, &x, &[3], &["Meier"]);
 }
 
@@ -184,8 +272,19 @@ fn wrong_field_count() {
 fn windows_1252_read_as_utf8_names_the_option() {
     let case = Case::new();
     let path = case.dir.path().join("cp.csv");
-    let g = pseudagg(&["gen-testdata", "--kind", "verbis-vkb", "--rows", "50", "--month", "2025-03",
-                       "--encoding", "windows-1252", "--out", path.to_str().unwrap()]);
+    let g = pseudagg(&[
+        "gen-testdata",
+        "--kind",
+        "verbis-vkb",
+        "--rows",
+        "50",
+        "--month",
+        "2025-03",
+        "--encoding",
+        "windows-1252",
+        "--out",
+        path.to_str().unwrap(),
+    ]);
     assert_eq!(g.code, 0);
     let r = case.refuse(&path, "2025-03", &[]);
     expect(&r, &["is not valid UTF-8", "--encoding windows-1252"]);
@@ -201,7 +300,10 @@ fn empty_file_header_only_and_no_header() {
     let x = Extract::sample_vkb().head(5);
     let header_only = case.dir.path().join("header.csv");
     fs::write(&header_only, format!("{}\n", x.header.join(";"))).unwrap();
-    expect(&case.refuse(&header_only, "2025-03", &[]), &["header row but no data rows"]);
+    expect(
+        &case.refuse(&header_only, "2025-03", &[]),
+        &["header row but no data rows"],
+    );
 
     let text = String::from_utf8(x.to_bytes()).unwrap();
     let headless = case.dir.path().join("headless.csv");
@@ -215,18 +317,83 @@ fn empty_file_header_only_and_no_header() {
 fn damaged_parquet() {
     let case = Case::new();
     let good = case.dir.path().join("good.parquet");
-    let g = pseudagg(&["gen-testdata", "--kind", "verbis-vkb", "--rows", "500", "--month", "2025-03",
-                       "--out", good.to_str().unwrap()]);
+    let g = pseudagg(&[
+        "gen-testdata",
+        "--kind",
+        "verbis-vkb",
+        "--rows",
+        "500",
+        "--month",
+        "2025-03",
+        "--out",
+        good.to_str().unwrap(),
+    ]);
     assert_eq!(g.code, 0);
     let bytes = fs::read(&good).unwrap();
     let cut = case.dir.path().join("cut.parquet");
     fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    expect(&case.refuse(&cut, "2025-03", &[]), &["not a readable Parquet file"]);
+    expect(
+        &case.refuse(&cut, "2025-03", &[]),
+        &["not a readable Parquet file"],
+    );
 }
 
 #[test]
 fn extract_of_the_wrong_kind() {
     let case = Case::new();
     let r = case.refuse(Path::new(crate::common::SAMPLE_OPDS), "2025-03", &[]);
-    expect(&r, &["is not part of the schema `verbis-vkb`", "`bg_nummer`", "column `telefon`: is missing"]);
+    expect(
+        &r,
+        &[
+            "is not part of the schema `verbis-vkb`",
+            "`bg_nummer`",
+            "column `telefon`: is missing",
+        ],
+    );
+}
+
+#[test]
+fn parquet_with_a_wrong_type_and_a_null() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+    use arrow_schema::{DataType, Field, Schema};
+
+    // The sample as Parquet with every column as text: dates and flags have the wrong type.
+    let case = Case::new();
+    let x = Extract::sample_vkb().head(10);
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (i, name) in x.header.iter().enumerate() {
+        let values: Vec<Option<String>> = x
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| {
+                if name == "kundennummer" && r == 3 {
+                    None
+                } else {
+                    Some(row[i].clone()).filter(|v| !v.is_empty())
+                }
+            })
+            .collect();
+        fields.push(Field::new(name, DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from(values)));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+    let path = case.dir.path().join("text-only.parquet");
+    let file = fs::File::create(&path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+
+    let r = case.refuse(&path, "2025-03", &[]);
+    expect(
+        &r,
+        &[
+            "column `geburtsdatum`: has the Parquet type Utf8, but the schema wants Date32",
+            "column `vkb_kennzeichen`: has the Parquet type Utf8, but the schema wants Boolean",
+        ],
+    );
+    assert_no_values(&r, &x, &[0, 1, 2, 3], &[]);
 }

@@ -10,10 +10,16 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
     let r = pseudagg(&["keygen", "--out", path.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let text = fs::read_to_string(&path).unwrap();
-    assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(text.len(), 65);
     assert!(r.stdout.contains("key id "), "{}", r.stdout);
-    assert!(!r.stdout.contains(text.trim()) && !r.stderr.contains(text.trim()), "key material printed");
+    assert!(
+        !r.stdout.contains(text.trim()) && !r.stderr.contains(text.trim()),
+        "key material printed"
+    );
 
     let again = pseudagg(&["keygen", "--out", path.to_str().unwrap()]);
     assert_eq!(again.code, 2);
@@ -24,8 +30,17 @@ fn keygen_writes_a_private_key_and_never_overwrites() {
 fn run_with_key(key: &str, env: &[(&str, &str)]) -> crate::common::Output {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let mut args = vec!["pseudonymise", "--pipeline", VKB_PIPELINE, "--input", SAMPLE_VKB, "--month", "2025-03",
-                        "--out", out.to_str().unwrap()];
+    let mut args = vec![
+        "pseudonymise",
+        "--pipeline",
+        VKB_PIPELINE,
+        "--input",
+        SAMPLE_VKB,
+        "--month",
+        "2025-03",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     if !key.is_empty() {
         args.extend_from_slice(&["--key-file", key]);
     }
@@ -43,18 +58,30 @@ fn unsafe_or_malformed_keys_are_refused() {
     fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
     let r = run_with_key(key.to_str().unwrap(), &[]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("mode 0644") && r.stderr.contains("chmod 600"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("mode 0644") && r.stderr.contains("chmod 600"),
+        "{}",
+        r.stderr
+    );
 
     let bad = dir.path().join("bad.key");
     fs::write(&bad, "zz".repeat(32)).unwrap();
     fs::set_permissions(&bad, fs::Permissions::from_mode(0o600)).unwrap();
     let r = run_with_key(bad.to_str().unwrap(), &[]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("not lower-case hex") && !r.stderr.contains(&"zz".repeat(32)), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not lower-case hex") && !r.stderr.contains(&"zz".repeat(32)),
+        "{}",
+        r.stderr
+    );
 
     let r = run_with_key(dir.path().join("nope.key").to_str().unwrap(), &[]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("does not exist") && r.stderr.contains("pseudagg keygen"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("does not exist") && r.stderr.contains("pseudagg keygen"),
+        "{}",
+        r.stderr
+    );
 
     let r = run_with_key("", &[]);
     assert_eq!(r.code, 2, "a missing key is a usage error");
@@ -74,21 +101,40 @@ fn key_file_from_the_environment() {
 fn check_reports_a_valid_pipeline_and_every_problem_of_a_bad_one() {
     let r = pseudagg(&["check", "--pipeline", VKB_PIPELINE]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(r.stdout.contains("valid") && r.stdout.contains("pseudonym"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("valid") && r.stdout.contains("pseudonym"),
+        "{}",
+        r.stdout
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let text = fs::read_to_string(VKB_PIPELINE)
         .unwrap()
-        .replace("\"rd\",\n", "\"rd\",\n    \"nachname\",\n    \"teamleitung_id\",\n")
+        .replace(
+            "\"rd\",\n",
+            "\"rd\",\n    \"nachname\",\n    \"teamleitung_id\",\n",
+        )
         .replace("column = \"kundennummer\"", "column = \"kundenummer\"")
-        .replace("partition-by = \"rd\"", "partition-by = \"rd\"\nsecret-mode = true");
+        .replace(
+            "partition-by = \"rd\"",
+            "partition-by = \"rd\"\nsecret-mode = true",
+        );
     let bad = dir.path().join("bad.toml");
     fs::write(&bad, text).unwrap();
     let r = pseudagg(&["check", "--pipeline", bad.to_str().unwrap()]);
     assert_eq!(r.code, 2);
-    for expected in ["(4 problems)", "`nachname` is personal data", "`teamleitung_id` is personal data of staff",
-                     "`kundenummer` is not a column", "at `secret-mode`"] {
-        assert!(r.stderr.contains(expected), "missing {expected:?} in:\n{}", r.stderr);
+    for expected in [
+        "(4 problems)",
+        "`nachname` is personal data",
+        "`teamleitung_id` is personal data of staff",
+        "`kundenummer` is not a column",
+        "at `secret-mode`",
+    ] {
+        assert!(
+            r.stderr.contains(expected),
+            "missing {expected:?} in:\n{}",
+            r.stderr
+        );
     }
 }
 
@@ -97,8 +143,19 @@ fn bad_month_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), [1; 32]);
     let out = dir.path().join("out");
-    let r = pseudagg(&["pseudonymise", "--pipeline", VKB_PIPELINE, "--input", SAMPLE_VKB, "--month", "2025-3",
-                       "--key-file", key.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let r = pseudagg(&[
+        "pseudonymise",
+        "--pipeline",
+        VKB_PIPELINE,
+        "--input",
+        SAMPLE_VKB,
+        "--month",
+        "2025-3",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("YYYY-MM"), "{}", r.stderr);
     assert!(!out.exists());
@@ -109,8 +166,19 @@ fn committed_samples_are_what_the_generator_makes() {
     let dir = tempfile::tempdir().unwrap();
     for (kind, sample) in [("verbis-vkb", SAMPLE_VKB), ("opds-person", SAMPLE_OPDS)] {
         let path = dir.path().join(format!("{kind}.csv"));
-        let r = pseudagg(&["gen-testdata", "--kind", kind, "--rows", "2000", "--month", "2025-03", "--seed", "1",
-                           "--out", path.to_str().unwrap()]);
+        let r = pseudagg(&[
+            "gen-testdata",
+            "--kind",
+            kind,
+            "--rows",
+            "2000",
+            "--month",
+            "2025-03",
+            "--seed",
+            "1",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         assert!(
             fs::read(&path).unwrap() == fs::read(sample).unwrap(),
@@ -126,22 +194,39 @@ fn generated_data_is_realistic() {
     for needle in ["ß", "ü", "ö", "ä", "-", "'"] {
         assert!(text.contains(needle), "no {needle} in the sample");
     }
-    let flagged = x.rows.iter().filter(|r| r[x.col("vkb_kennzeichen")] == "J").count();
+    let flagged = x
+        .rows
+        .iter()
+        .filter(|r| r[x.col("vkb_kennzeichen")] == "J")
+        .count();
     assert!((100..=400).contains(&flagged), "{flagged} of 2000 flagged");
-    let notes: Vec<&str> = x.rows.iter().map(|r| r[x.col("vermerk")].as_str()).collect();
+    let notes: Vec<&str> = x
+        .rows
+        .iter()
+        .map(|r| r[x.col("vermerk")].as_str())
+        .collect();
     assert!(notes.iter().any(|n| n.contains(';')) && notes.iter().any(|n| n.contains('"')));
-    assert!(x.rows.iter().any(|r| {
-        let note = &r[x.col("vermerk")];
-        note.contains(&r[x.col("nachname")]) && note.contains(&r[x.col("telefon")]) && !r[x.col("telefon")].is_empty()
-    }), "no note names the customer and a phone number");
-    let rds: std::collections::BTreeSet<&str> = x.rows.iter().map(|r| r[x.col("rd")].as_str()).collect();
+    assert!(
+        x.rows.iter().any(|r| {
+            let note = &r[x.col("vermerk")];
+            note.contains(&r[x.col("nachname")])
+                && note.contains(&r[x.col("telefon")])
+                && !r[x.col("telefon")].is_empty()
+        }),
+        "no note names the customer and a phone number"
+    );
+    let rds: std::collections::BTreeSet<&str> =
+        x.rows.iter().map(|r| r[x.col("rd")].as_str()).collect();
     assert_eq!(rds.len(), 10);
     let mut per_ge = std::collections::HashMap::new();
     let opds = crate::common::Extract::read(SAMPLE_OPDS);
     for r in &opds.rows {
         *per_ge.entry(r[opds.col("ge_nr")].clone()).or_insert(0) += 1;
     }
-    assert!(per_ge.values().any(|&n| n == 1) && per_ge.values().any(|&n| n == 2), "no tiny gEs");
+    assert!(
+        per_ge.values().any(|&n| n == 1) && per_ge.values().any(|&n| n == 2),
+        "no tiny gEs"
+    );
     assert!(per_ge.values().any(|&n| n > 40), "no big gEs");
 }
 
@@ -153,5 +238,10 @@ fn every_command_has_help() {
         assert!(r.stdout.contains("Usage: pseudagg"), "{cmd}: {}", r.stdout);
     }
     let r = pseudagg(&["--help"]);
-    assert!(r.stdout.contains("Exit codes: 0 success, 1 a check failed, 2 an error"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("Exit codes: 0 success, 1 a check failed, 2 an error"),
+        "{}",
+        r.stdout
+    );
 }

@@ -7,8 +7,17 @@ use crate::common::{Extract, VKB_PIPELINE, cells, key_file, pseudagg, read_parqu
 /// Runs the VKB pipeline on `input` for `month` into `out`; panics unless it succeeds.
 pub fn run_vkb(input: &Path, month: &str, key: &Path, out: &Path, extra: &[&str]) {
     let mut args = vec![
-        "pseudonymise", "--pipeline", VKB_PIPELINE, "--input", input.to_str().unwrap(), "--month", month,
-        "--key-file", key.to_str().unwrap(), "--out", out.to_str().unwrap(),
+        "pseudonymise",
+        "--pipeline",
+        VKB_PIPELINE,
+        "--input",
+        input.to_str().unwrap(),
+        "--month",
+        month,
+        "--key-file",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     let r = pseudagg(&args);
@@ -16,7 +25,8 @@ pub fn run_vkb(input: &Path, month: &str, key: &Path, out: &Path, extra: &[&str]
 }
 
 fn manifest(out: &Path, month: &str) -> serde_json::Value {
-    serde_json::from_slice(&fs::read(out.join("vkb").join(month).join("manifest.json")).unwrap()).unwrap()
+    serde_json::from_slice(&fs::read(out.join("vkb").join(month).join("manifest.json")).unwrap())
+        .unwrap()
 }
 
 #[test]
@@ -24,12 +34,22 @@ fn output_is_partitioned_by_rd_and_readable_with_the_parquet_crate() {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), [3; 32]);
     let out = dir.path().join("out");
-    run_vkb(Path::new(crate::common::SAMPLE_VKB), "2025-03", &key, &out, &[]);
+    run_vkb(
+        Path::new(crate::common::SAMPLE_VKB),
+        "2025-03",
+        &key,
+        &out,
+        &[],
+    );
 
     let m = manifest(&out, "2025-03");
     let root = out.join("vkb/2025-03");
     let input = Extract::sample_vkb();
-    let flagged = input.rows.iter().filter(|r| r[input.col("vkb_kennzeichen")] == "J").count();
+    let flagged = input
+        .rows
+        .iter()
+        .filter(|r| r[input.col("vkb_kennzeichen")] == "J")
+        .count();
     assert_eq!(m["rows_in"], 2000);
     assert_eq!(m["rows_out"], flagged as u64);
     assert_eq!(m["month"], "2025-03");
@@ -44,7 +64,10 @@ fn output_is_partitioned_by_rd_and_readable_with_the_parquet_crate() {
         let batches = read_parquet(&root.join(rel));
         let rows: usize = batches.iter().map(arrow_array::RecordBatch::num_rows).sum();
         assert_eq!(rows as u64, f["rows"].as_u64().unwrap());
-        assert_eq!(m["partitions"][rd]["rows_out"].as_u64().unwrap(), rows as u64);
+        assert_eq!(
+            m["partitions"][rd]["rows_out"].as_u64().unwrap(),
+            rows as u64
+        );
         total += rows;
         for (column, value) in cells(&batches) {
             if column == "rd" {
@@ -52,14 +75,37 @@ fn output_is_partitioned_by_rd_and_readable_with_the_parquet_crate() {
             }
             if column == "pseudonym" {
                 assert_eq!(value.len(), 64);
-                assert!(value.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+                assert!(
+                    value
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                );
             }
         }
-        let names: Vec<String> = batches[0].schema().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = batches[0]
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names[0], "pseudonym");
-        for forbidden in ["kundennummer", "vorname", "nachname", "geburtsdatum", "telefon", "email",
-                          "fachkraft_name", "teamleitung_name", "team_nr", "vermerk", "vkb_kennzeichen"] {
-            assert!(!names.iter().any(|n| n == forbidden), "{forbidden} in output");
+        for forbidden in [
+            "kundennummer",
+            "vorname",
+            "nachname",
+            "geburtsdatum",
+            "telefon",
+            "email",
+            "fachkraft_name",
+            "teamleitung_name",
+            "team_nr",
+            "vermerk",
+            "vkb_kennzeichen",
+        ] {
+            assert!(
+                !names.iter().any(|n| n == forbidden),
+                "{forbidden} in output"
+            );
         }
     }
     assert_eq!(total, flagged);
@@ -97,17 +143,27 @@ fn no_sensitive_input_value_reaches_the_output() {
     // A house number that equals an agency number is no leak: the value is public anyway.
     let sensitive: Vec<String> = sensitive.difference(&public).cloned().collect();
     let exact: HashSet<&str> = sensitive.iter().map(String::as_str).collect();
-    let long: Vec<&str> = sensitive.iter().map(String::as_str).filter(|v| v.chars().count() >= 5).collect();
+    let long: Vec<&str> = sensitive
+        .iter()
+        .map(String::as_str)
+        .filter(|v| v.chars().count() >= 5)
+        .collect();
 
     let mut checked = 0;
     for (rel, bytes) in tree(&out.join("vkb/2025-03")) {
         if rel.ends_with(".parquet") {
             for (column, value) in cells(&read_parquet(&out.join("vkb/2025-03").join(&rel))) {
-                assert!(!exact.contains(value.as_str()), "a sensitive input value is in column {column} of {rel}");
+                assert!(
+                    !exact.contains(value.as_str()),
+                    "a sensitive input value is in column {column} of {rel}"
+                );
                 // A pseudonym is hex: five digits of a postcode occur in it by chance.
                 if column != "pseudonym" {
                     for s in &long {
-                        assert!(!value.contains(s), "a sensitive input value is inside column {column} of {rel}");
+                        assert!(
+                            !value.contains(s),
+                            "a sensitive input value is inside column {column} of {rel}"
+                        );
                     }
                 }
                 checked += 1;
@@ -128,8 +184,12 @@ fn fixed_vector_holds_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), std::array::from_fn(|i| i as u8));
     let mut input = Extract::sample_vkb().head(3);
-    input.set(0, "kundennummer", "325D123456").set(0, "vkb_kennzeichen", "J");
-    input.set(1, "vkb_kennzeichen", "N").set(2, "vkb_kennzeichen", "N");
+    input
+        .set(0, "kundennummer", "325D123456")
+        .set(0, "vkb_kennzeichen", "J");
+    input
+        .set(1, "vkb_kennzeichen", "N")
+        .set(2, "vkb_kennzeichen", "N");
     let path = input.write(&dir.path().join("x.csv"));
     let out = dir.path().join("out");
     run_vkb(&path, "2025-03", &key, &out, &[]);
@@ -137,8 +197,15 @@ fn fixed_vector_holds_end_to_end() {
     assert_eq!(m["key_id"], "630dcd2966c43366");
     let rd = input.get(0, "rd");
     let batches = read_parquet(&out.join(format!("vkb/2025-03/rd={rd}/part-00000.parquet")));
-    let pseudonyms: Vec<String> = cells(&batches).into_iter().filter(|(c, _)| c == "pseudonym").map(|(_, v)| v).collect();
-    assert_eq!(pseudonyms, vec!["78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e".to_owned()]);
+    let pseudonyms: Vec<String> = cells(&batches)
+        .into_iter()
+        .filter(|(c, _)| c == "pseudonym")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        pseudonyms,
+        vec!["78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e".to_owned()]
+    );
 }
 
 #[test]
@@ -151,13 +218,20 @@ fn rerun_gives_identical_bytes_and_replaces_the_output() {
     let first = tree(&out);
     run_vkb(sample, "2025-03", &key, &out, &[]);
     let second = tree(&out);
-    assert_eq!(first.keys().collect::<Vec<_>>(), second.keys().collect::<Vec<_>>());
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
     for (name, bytes) in &first {
         assert!(second[name] == *bytes, "{name} differs between runs");
     }
     assert!(first.contains_key("vkb/2025-03/manifest.json"));
     // Only the dataset remains next to the month: no staging folder.
-    let names: Vec<_> = fs::read_dir(out.join("vkb")).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = fs::read_dir(out.join("vkb"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("2025-03")]);
 }
 
@@ -172,8 +246,20 @@ fn another_month_gives_other_pseudonyms_for_the_same_customers() {
     for r in &mut april.rows {
         r[ds] = "2025-04".into();
     }
-    run_vkb(&march.write(&dir.path().join("m.csv")), "2025-03", &key, &out, &[]);
-    run_vkb(&april.write(&dir.path().join("a.csv")), "2025-04", &key, &out, &[]);
+    run_vkb(
+        &march.write(&dir.path().join("m.csv")),
+        "2025-03",
+        &key,
+        &out,
+        &[],
+    );
+    run_vkb(
+        &april.write(&dir.path().join("a.csv")),
+        "2025-04",
+        &key,
+        &out,
+        &[],
+    );
     let pseudonyms = |month: &str| -> HashSet<String> {
         tree(&out.join("vkb").join(month))
             .keys()
@@ -195,8 +281,19 @@ fn csv_encodings_bom_iso_dates_and_parquet_give_the_same_dataset() {
     let key = key_file(dir.path(), [13; 32]);
     let make = |name: &str, extra: &[&str]| {
         let path = dir.path().join(name);
-        let mut args = vec!["gen-testdata", "--kind", "verbis-vkb", "--rows", "3000", "--month", "2025-03",
-                            "--seed", "4", "--out", path.to_str().unwrap()];
+        let mut args = vec![
+            "gen-testdata",
+            "--kind",
+            "verbis-vkb",
+            "--rows",
+            "3000",
+            "--month",
+            "2025-03",
+            "--seed",
+            "4",
+            "--out",
+            path.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let r = pseudagg(&args);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -207,10 +304,16 @@ fn csv_encodings_bom_iso_dates_and_parquet_give_the_same_dataset() {
     let cp1252 = make("cp1252.csv", &["--encoding", "windows-1252"]);
     let parquet = make("extract.parquet", &[]);
     assert_eq!(&fs::read(&bom).unwrap()[..3], b"\xEF\xBB\xBF");
-    assert!(std::str::from_utf8(&fs::read(&cp1252).unwrap()).is_err(), "windows-1252 file has umlauts");
+    assert!(
+        std::str::from_utf8(&fs::read(&cp1252).unwrap()).is_err(),
+        "windows-1252 file has umlauts"
+    );
 
     let data_files = |out: &Path| -> Vec<(String, Vec<u8>)> {
-        tree(out).into_iter().filter(|(k, _)| k.ends_with(".parquet")).collect()
+        tree(out)
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .collect()
     };
     let out_plain = dir.path().join("o1");
     run_vkb(&plain, "2025-03", &key, &out_plain, &[]);
@@ -222,7 +325,10 @@ fn csv_encodings_bom_iso_dates_and_parquet_give_the_same_dataset() {
     ] {
         let out = dir.path().join(format!("o-{name}"));
         run_vkb(input, "2025-03", &key, &out, &extra);
-        assert!(data_files(&out) == expected, "{name} input gives another dataset");
+        assert!(
+            data_files(&out) == expected,
+            "{name} input gives another dataset"
+        );
     }
 
     // ISO dates (JJJJ-MM-TT) read as the same days as TT.MM.JJJJ.
@@ -237,8 +343,17 @@ fn csv_encodings_bom_iso_dates_and_parquet_give_the_same_dataset() {
         }
     }
     let out = dir.path().join("o-iso");
-    run_vkb(&iso.write(&dir.path().join("iso.csv")), "2025-03", &key, &out, &[]);
-    assert!(data_files(&out) == expected, "ISO dates give another dataset");
+    run_vkb(
+        &iso.write(&dir.path().join("iso.csv")),
+        "2025-03",
+        &key,
+        &out,
+        &[],
+    );
+    assert!(
+        data_files(&out) == expected,
+        "ISO dates give another dataset"
+    );
 }
 
 #[test]
@@ -257,17 +372,34 @@ fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), [17; 32]);
     let out = dir.path().join("out");
-    run_vkb(Path::new(crate::common::SAMPLE_VKB), "2025-03", &key, &out, &["--log-format", "json"]);
+    run_vkb(
+        Path::new(crate::common::SAMPLE_VKB),
+        "2025-03",
+        &key,
+        &out,
+        &["--log-format", "json"],
+    );
     let r = crate::common::pseudagg(&[
-        "pseudonymise", "--pipeline", crate::common::VKB_PIPELINE, "--input", crate::common::SAMPLE_VKB,
-        "--month", "2025-03", "--key-file", key.to_str().unwrap(), "--out", out.to_str().unwrap(),
-        "--log-format", "json",
+        "pseudonymise",
+        "--pipeline",
+        crate::common::VKB_PIPELINE,
+        "--input",
+        crate::common::SAMPLE_VKB,
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--log-format",
+        "json",
     ]);
     assert_eq!(r.code, 0);
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert!(lines.len() > 3);
     for line in lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(v.get("level").is_some());
     }
 }

@@ -15,8 +15,14 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-pub const SAMPLE_VKB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/verbis-vkb-2025-03.csv");
-pub const SAMPLE_OPDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/opds-person-2025-03.csv");
+pub const SAMPLE_VKB: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/verbis-vkb-2025-03.csv"
+);
+pub const SAMPLE_OPDS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/opds-person-2025-03.csv"
+);
 pub const VKB_PIPELINE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/vkb.toml");
 
 /// What a run of the binary gave.
@@ -51,7 +57,11 @@ pub fn pseudagg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// Writes a key file with the given bytes and mode 0600.
 pub fn key_file(dir: &Path, bytes: [u8; 32]) -> PathBuf {
     let path = dir.join("test.key");
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .concat();
     fs::write(&path, format!("{hex}\n")).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
     path
@@ -66,8 +76,16 @@ pub struct Extract {
 
 impl Extract {
     pub fn read(path: &str) -> Self {
-        let mut reader = csv::ReaderBuilder::new().delimiter(b';').from_path(path).unwrap();
-        let header = reader.headers().unwrap().iter().map(str::to_owned).collect();
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(b';')
+            .from_path(path)
+            .unwrap();
+        let header = reader
+            .headers()
+            .unwrap()
+            .iter()
+            .map(str::to_owned)
+            .collect();
         let rows = reader
             .records()
             .map(|r| r.unwrap().iter().map(str::to_owned).collect())
@@ -80,12 +98,15 @@ impl Extract {
     }
 
     pub fn col(&self, name: &str) -> usize {
-        self.header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+        self.header
+            .iter()
+            .position(|h| h == name)
+            .unwrap_or_else(|| panic!("no column {name}"))
     }
 
     pub fn set(&mut self, row: usize, column: &str, value: &str) -> &mut Self {
         let c = self.col(column);
-        self.rows[row][c] = value.to_owned();
+        value.clone_into(&mut self.rows[row][c]);
         self
     }
 
@@ -99,7 +120,9 @@ impl Extract {
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = csv::WriterBuilder::new().delimiter(b';').from_writer(Vec::new());
+        let mut w = csv::WriterBuilder::new()
+            .delimiter(b';')
+            .from_writer(Vec::new());
         w.write_record(&self.header).unwrap();
         for r in &self.rows {
             w.write_record(r).unwrap();
@@ -121,7 +144,10 @@ pub fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                out.insert(p.strip_prefix(root).unwrap().display().to_string(), fs::read(&p).unwrap());
+                out.insert(
+                    p.strip_prefix(root).unwrap().display().to_string(),
+                    fs::read(&p).unwrap(),
+                );
             }
         }
     }
@@ -160,7 +186,9 @@ pub fn cells(batches: &[RecordBatch]) -> Vec<(String, String)> {
                         .unwrap()
                         .format("%d.%m.%Y")
                         .to_string(),
-                    DataType::Boolean => (if col.as_boolean().value(i) { "J" } else { "N" }).to_owned(),
+                    DataType::Boolean => {
+                        (if col.as_boolean().value(i) { "J" } else { "N" }).to_owned()
+                    }
                     other => panic!("unexpected output type {other}"),
                 };
                 out.push((f.name().clone(), text));

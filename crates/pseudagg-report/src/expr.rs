@@ -1,0 +1,669 @@
+//! The expression language of report definitions.
+//!
+//! Filters, categories and indicators are small boolean expressions over the input schema's columns:
+//!
+//! ```text
+//! expr    := or
+//! or      := and ("or" and)*
+//! and     := unary ("and" unary)*
+//! unary   := "not" unary | primary
+//! primary := "(" expr ")" | "true" | "false"
+//!          | column                               -- a bool column: true where J
+//!          | column ("=" | "!=") literal          -- text: 'quoted', bool: J or N
+//!          | column ("<" | "<=" | ">" | ">=" | "=" | "!=") window   -- date columns
+//!          | column "in" "(" 'a', 'b', ... ")"
+//!          | column "is" ["not"] "null"
+//! window  := "month_end" [("-" | "+") N ("days" | "weeks")]
+//! ```
+//!
+//! `month_end` is the last day of the report month. Dates can only be compared with it: an absolute
+//! date would cut the data into calendar periods, the start of a time series, which the opDs rules
+//! forbid. The Datenstand itself and every column of class identifier, personal, staff or free-text
+//! are refused. A comparison with an empty (null) value is false; `is null` tests for it.
+
+use std::fmt;
+
+use pseudagg_core::{ColumnClass, ColumnType, Schema};
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl Op {
+    fn holds<T: PartialOrd>(self, a: &T, b: &T) -> bool {
+        match self {
+            Self::Eq => a == b,
+            Self::Ne => a != b,
+            Self::Lt => a < b,
+            Self::Le => a <= b,
+            Self::Gt => a > b,
+            Self::Ge => a >= b,
+        }
+    }
+}
+
+/// A checked expression; columns are resolved to their index in the schema.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Const(bool),
+    Or(Vec<Expr>),
+    And(Vec<Expr>),
+    Not(Box<Expr>),
+    /// A bool column, true where J.
+    Flag(usize),
+    StrCmp {
+        column: usize,
+        op: Op,
+        value: String,
+    },
+    BoolCmp {
+        column: usize,
+        op: Op,
+        value: bool,
+    },
+    /// Compares a date column with `month_end + offset_days`.
+    DateCmp {
+        column: usize,
+        op: Op,
+        offset_days: i64,
+    },
+    In {
+        column: usize,
+        values: Vec<String>,
+    },
+    IsNull {
+        column: usize,
+        negated: bool,
+    },
+}
+
+impl Expr {
+    /// The columns the expression reads.
+    pub fn columns(&self, out: &mut Vec<usize>) {
+        match self {
+            Self::Const(_) => {}
+            Self::Or(v) | Self::And(v) => v.iter().for_each(|e| e.columns(out)),
+            Self::Not(e) => e.columns(out),
+            Self::Flag(c)
+            | Self::StrCmp { column: c, .. }
+            | Self::BoolCmp { column: c, .. }
+            | Self::DateCmp { column: c, .. }
+            | Self::In { column: c, .. }
+            | Self::IsNull { column: c, .. } => out.push(*c),
+        }
+    }
+}
+
+/// A problem in an expression, with the character position where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExprError {
+    pub position: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ExprError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at character {}: {}", self.position + 1, self.message)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Ident(String),
+    Str(String),
+    Int(i64),
+    Op(Op),
+    LParen,
+    RParen,
+    Comma,
+    Minus,
+    Plus,
+}
+
+fn lex(text: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let err = |position: usize, message: &str| ExprError {
+        position,
+        message: message.to_owned(),
+    };
+    while i < chars.len() {
+        let (pos, c) = chars[i];
+        match c {
+            c if c.is_whitespace() => i += 1,
+            '(' => {
+                out.push((pos, Tok::LParen));
+                i += 1;
+            }
+            ')' => {
+                out.push((pos, Tok::RParen));
+                i += 1;
+            }
+            ',' => {
+                out.push((pos, Tok::Comma));
+                i += 1;
+            }
+            '-' => {
+                out.push((pos, Tok::Minus));
+                i += 1;
+            }
+            '+' => {
+                out.push((pos, Tok::Plus));
+                i += 1;
+            }
+            '=' => {
+                out.push((pos, Tok::Op(Op::Eq)));
+                i += 1;
+            }
+            '!' if chars.get(i + 1).map(|c| c.1) == Some('=') => {
+                out.push((pos, Tok::Op(Op::Ne)));
+                i += 2;
+            }
+            '<' | '>' => {
+                let eq = chars.get(i + 1).map(|c| c.1) == Some('=');
+                let op = match (c, eq) {
+                    ('<', true) => Op::Le,
+                    ('<', false) => Op::Lt,
+                    (_, true) => Op::Ge,
+                    _ => Op::Gt,
+                };
+                out.push((pos, Tok::Op(op)));
+                i += if eq { 2 } else { 1 };
+            }
+            '\'' => {
+                let mut s = String::new();
+                i += 1;
+                loop {
+                    match chars.get(i) {
+                        None => return Err(err(pos, "a text in quotes is not closed")),
+                        Some((_, '\'')) if chars.get(i + 1).map(|c| c.1) == Some('\'') => {
+                            s.push('\'');
+                            i += 2;
+                        }
+                        Some((_, '\'')) => {
+                            i += 1;
+                            break;
+                        }
+                        Some((_, ch)) => {
+                            s.push(*ch);
+                            i += 1;
+                        }
+                    }
+                }
+                out.push((pos, Tok::Str(s)));
+            }
+            c if c.is_ascii_digit() => {
+                let start = i;
+                while i < chars.len() && chars[i].1.is_ascii_digit() {
+                    i += 1;
+                }
+                let digits: String = chars[start..i].iter().map(|c| c.1).collect();
+                let n = digits
+                    .parse()
+                    .map_err(|_| err(pos, "the number is too large"))?;
+                out.push((pos, Tok::Int(n)));
+            }
+            c if c.is_ascii_alphabetic() || c == '_' => {
+                let start = i;
+                while i < chars.len() && (chars[i].1.is_ascii_alphanumeric() || chars[i].1 == '_') {
+                    i += 1;
+                }
+                out.push((
+                    pos,
+                    Tok::Ident(chars[start..i].iter().map(|c| c.1).collect()),
+                ));
+            }
+            _ => return Err(err(pos, &format!("unexpected character `{c}`"))),
+        }
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    toks: Vec<(usize, Tok)>,
+    at: usize,
+    end: usize,
+    schema: &'a Schema,
+}
+
+/// Parses and checks an expression against `schema`.
+pub fn parse(text: &str, schema: &Schema) -> Result<Expr, ExprError> {
+    let toks = lex(text)?;
+    let mut p = Parser {
+        toks,
+        at: 0,
+        end: text.chars().count(),
+        schema,
+    };
+    if p.toks.is_empty() {
+        return Err(ExprError {
+            position: 0,
+            message: "the expression is empty".to_owned(),
+        });
+    }
+    let e = p.or()?;
+    if let Some((pos, _)) = p.toks.get(p.at) {
+        return Err(ExprError {
+            position: *pos,
+            message: "unexpected text after the end of the expression".to_owned(),
+        });
+    }
+    Ok(e)
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Tok> {
+        self.toks.get(self.at).map(|t| &t.1)
+    }
+
+    fn pos(&self) -> usize {
+        self.toks.get(self.at).map_or(self.end, |t| t.0)
+    }
+
+    #[allow(clippy::unused_self)] // reads as `self.fail(...)` beside the other parser steps
+    fn fail<T>(&self, position: usize, message: impl Into<String>) -> Result<T, ExprError> {
+        Err(ExprError {
+            position,
+            message: message.into(),
+        })
+    }
+
+    fn keyword(&mut self, word: &str) -> bool {
+        if matches!(self.peek(), Some(Tok::Ident(w)) if w == word) {
+            self.at += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn or(&mut self) -> Result<Expr, ExprError> {
+        let mut parts = vec![self.and()?];
+        while self.keyword("or") {
+            parts.push(self.and()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one")
+        } else {
+            Expr::Or(parts)
+        })
+    }
+
+    fn and(&mut self) -> Result<Expr, ExprError> {
+        let mut parts = vec![self.unary()?];
+        while self.keyword("and") {
+            parts.push(self.unary()?);
+        }
+        Ok(if parts.len() == 1 {
+            parts.pop().expect("one")
+        } else {
+            Expr::And(parts)
+        })
+    }
+
+    fn unary(&mut self) -> Result<Expr, ExprError> {
+        if self.keyword("not") {
+            return Ok(Expr::Not(Box::new(self.unary()?)));
+        }
+        self.primary()
+    }
+
+    fn primary(&mut self) -> Result<Expr, ExprError> {
+        let pos = self.pos();
+        match self.peek().cloned() {
+            Some(Tok::LParen) => {
+                self.at += 1;
+                let e = self.or()?;
+                if self.peek() != Some(&Tok::RParen) {
+                    return self.fail(self.pos(), "a `)` is missing");
+                }
+                self.at += 1;
+                Ok(e)
+            }
+            Some(Tok::Ident(w)) if w == "true" || w == "false" => {
+                self.at += 1;
+                Ok(Expr::Const(w == "true"))
+            }
+            Some(Tok::Ident(name)) => {
+                self.at += 1;
+                self.comparison(pos, &name)
+            }
+            Some(_) => self.fail(pos, "expected a column name, `not`, `(` or true/false"),
+            None => self.fail(pos, "the expression ends too early"),
+        }
+    }
+
+    fn column(&self, pos: usize, name: &str) -> Result<(usize, ColumnType), ExprError> {
+        let Some(i) = self.schema.index_of(name) else {
+            return self.fail(
+                pos,
+                format!(
+                    "`{name}` is not a column of the schema `{}`",
+                    self.schema.name
+                ),
+            );
+        };
+        let spec = &self.schema.columns[i];
+        match spec.class {
+            ColumnClass::Attribute | ColumnClass::Org | ColumnClass::Flag => Ok((i, spec.ty)),
+            ColumnClass::Meta => self.fail(
+                pos,
+                format!("`{name}` is the Datenstand; a report covers one month, and grouping or filtering by the month would build a time series, which is not allowed"),
+            ),
+            class => self.fail(pos, format!("`{name}` is {class} data; a report may count by attribute and org columns only")),
+        }
+    }
+
+    fn comparison(&mut self, pos: usize, name: &str) -> Result<Expr, ExprError> {
+        let (column, ty) = self.column(pos, name)?;
+        if self.keyword("is") {
+            let negated = self.keyword("not");
+            if !self.keyword("null") {
+                return self.fail(self.pos(), "expected `null` after `is`");
+            }
+            return Ok(Expr::IsNull { column, negated });
+        }
+        if self.keyword("in") {
+            if ty != ColumnType::Str {
+                return self.fail(pos, format!("`in` needs a text column; `{name}` is {ty}"));
+            }
+            return self.list(column);
+        }
+        let Some(Tok::Op(op)) = self.peek().cloned() else {
+            return if ty == ColumnType::Bool {
+                Ok(Expr::Flag(column))
+            } else {
+                self.fail(
+                    self.pos(),
+                    format!(
+                        "expected a comparison after `{name}` (=, !=, <, <=, >, >=, in, is null)"
+                    ),
+                )
+            };
+        };
+        self.at += 1;
+        let vpos = self.pos();
+        match ty {
+            ColumnType::Str => {
+                if !matches!(op, Op::Eq | Op::Ne) {
+                    return self.fail(vpos, "text is compared with = or != only");
+                }
+                match self.peek().cloned() {
+                    Some(Tok::Str(value)) => {
+                        self.at += 1;
+                        self.check_value(column, vpos, &value)?;
+                        Ok(Expr::StrCmp { column, op, value })
+                    }
+                    _ => self.fail(
+                        vpos,
+                        format!("`{name}` is text: compare it with a value in single quotes"),
+                    ),
+                }
+            }
+            ColumnType::Bool => {
+                if !matches!(op, Op::Eq | Op::Ne) {
+                    return self.fail(vpos, "J/N values are compared with = or != only");
+                }
+                match self.peek().cloned() {
+                    Some(Tok::Ident(v)) if v == "J" || v == "N" => {
+                        self.at += 1;
+                        Ok(Expr::BoolCmp {
+                            column,
+                            op,
+                            value: v == "J",
+                        })
+                    }
+                    _ => self.fail(vpos, format!("`{name}` is J/N: compare it with J or N")),
+                }
+            }
+            ColumnType::Date => {
+                if !self.keyword("month_end") {
+                    return self.fail(
+                        vpos,
+                        format!("`{name}` is a date: compare it with `month_end` (minus some days or weeks); \
+                                 an absolute date would cut the data into periods, a time series, which is not allowed"),
+                    );
+                }
+                let sign = match self.peek() {
+                    Some(Tok::Minus) => -1,
+                    Some(Tok::Plus) => 1,
+                    _ => {
+                        return Ok(Expr::DateCmp {
+                            column,
+                            op,
+                            offset_days: 0,
+                        });
+                    }
+                };
+                self.at += 1;
+                let npos = self.pos();
+                let Some(Tok::Int(n)) = self.peek().cloned() else {
+                    return self.fail(npos, "expected a number of days or weeks");
+                };
+                self.at += 1;
+                let unit = if self.keyword("days") || self.keyword("day") {
+                    1
+                } else if self.keyword("weeks") || self.keyword("week") {
+                    7
+                } else {
+                    return self.fail(self.pos(), "expected `days` or `weeks`");
+                };
+                if n > 3660 {
+                    return self.fail(npos, "a window longer than about ten years is not allowed");
+                }
+                Ok(Expr::DateCmp {
+                    column,
+                    op,
+                    offset_days: sign * n * unit,
+                })
+            }
+        }
+    }
+
+    fn list(&mut self, column: usize) -> Result<Expr, ExprError> {
+        if self.peek() != Some(&Tok::LParen) {
+            return self.fail(self.pos(), "expected `(` after `in`");
+        }
+        self.at += 1;
+        let mut values = Vec::new();
+        loop {
+            let vpos = self.pos();
+            match self.peek().cloned() {
+                Some(Tok::Str(v)) => {
+                    self.at += 1;
+                    self.check_value(column, vpos, &v)?;
+                    values.push(v);
+                }
+                _ => return self.fail(vpos, "expected a value in single quotes"),
+            }
+            match self.peek() {
+                Some(Tok::Comma) => self.at += 1,
+                Some(Tok::RParen) => {
+                    self.at += 1;
+                    return Ok(Expr::In { column, values });
+                }
+                _ => return self.fail(self.pos(), "expected `,` or `)`"),
+            }
+        }
+    }
+
+    /// A value that the column can never hold is a typo: refuse it.
+    fn check_value(&self, column: usize, pos: usize, value: &str) -> Result<(), ExprError> {
+        let spec = &self.schema.columns[column];
+        if let Some(values) = &spec.values
+            && !values.iter().any(|v| v == value)
+        {
+            return self.fail(
+                pos,
+                format!(
+                    "`{}` never holds '{value}'; it holds one of: {}",
+                    spec.name,
+                    values.join(", ")
+                ),
+            );
+        }
+        if let Some(pattern) = &spec.pattern
+            && !regex::Regex::new(pattern).is_ok_and(|re| re.is_match(value))
+        {
+            return self.fail(
+                pos,
+                format!(
+                    "'{value}' does not match the pattern of `{}` ({pattern})",
+                    spec.name
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates expressions over a batch of typed columns, all rows at once.
+pub mod eval {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Date32Type;
+    use arrow_array::{Array, RecordBatch};
+
+    use super::Expr;
+
+    /// One boolean per row.
+    #[must_use]
+    pub fn eval(e: &Expr, batch: &RecordBatch, month_end_days: i32) -> Vec<bool> {
+        let n = batch.num_rows();
+        match e {
+            Expr::Const(v) => vec![*v; n],
+            Expr::Or(parts) => fold(parts, batch, month_end_days, |a, b| a || b),
+            Expr::And(parts) => fold(parts, batch, month_end_days, |a, b| a && b),
+            Expr::Not(inner) => eval(inner, batch, month_end_days)
+                .into_iter()
+                .map(|v| !v)
+                .collect(),
+            Expr::Flag(c) => {
+                let a = batch.column(*c).as_boolean();
+                (0..n).map(|i| a.is_valid(i) && a.value(i)).collect()
+            }
+            Expr::BoolCmp { column, op, value } => {
+                let a = batch.column(*column).as_boolean();
+                (0..n)
+                    .map(|i| a.is_valid(i) && op.holds(&a.value(i), value))
+                    .collect()
+            }
+            Expr::StrCmp { column, op, value } => {
+                let a = batch.column(*column).as_string::<i32>();
+                a.iter()
+                    .map(|v| v.is_some_and(|v| op.holds(&v, &value.as_str())))
+                    .collect()
+            }
+            Expr::DateCmp {
+                column,
+                op,
+                offset_days,
+            } => {
+                let a = batch.column(*column).as_primitive::<Date32Type>();
+                let bound = i64::from(month_end_days) + offset_days;
+                a.iter()
+                    .map(|v| v.is_some_and(|v| op.holds(&i64::from(v), &bound)))
+                    .collect()
+            }
+            Expr::In { column, values } => {
+                let a = batch.column(*column).as_string::<i32>();
+                a.iter()
+                    .map(|v| v.is_some_and(|v| values.iter().any(|w| w == v)))
+                    .collect()
+            }
+            Expr::IsNull { column, negated } => {
+                let a = batch.column(*column);
+                (0..n).map(|i| a.is_null(i) != *negated).collect()
+            }
+        }
+    }
+
+    fn fold(
+        parts: &[Expr],
+        batch: &RecordBatch,
+        month_end_days: i32,
+        f: fn(bool, bool) -> bool,
+    ) -> Vec<bool> {
+        let mut acc = eval(&parts[0], batch, month_end_days);
+        for p in &parts[1..] {
+            for (a, b) in acc.iter_mut().zip(eval(p, batch, month_end_days)) {
+                *a = f(*a, b);
+            }
+        }
+        acc
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        Schema::builtin("opds-person").unwrap()
+    }
+
+    fn ok(text: &str) -> Expr {
+        parse(text, &schema()).unwrap_or_else(|e| panic!("{text}: {e}"))
+    }
+
+    fn err(text: &str) -> String {
+        parse(text, &schema()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parses_the_report_expressions() {
+        let e = ok("elb and staatsangehoerigkeit in ('UKR', 'SYR')");
+        assert!(matches!(e, Expr::And(ref v) if v.len() == 2));
+        assert!(matches!(ok("elb = J"), Expr::BoolCmp { value: true, .. }));
+        assert!(matches!(
+            ok("letztes_beratungsgespraech >= month_end - 6 weeks"),
+            Expr::DateCmp {
+                op: Op::Ge,
+                offset_days: -42,
+                ..
+            }
+        ));
+        assert!(matches!(ok("not (massnahme is null)"), Expr::Not(_)));
+        assert!(matches!(
+            ok("massnahme is not null"),
+            Expr::IsNull { negated: true, .. }
+        ));
+        ok(
+            "integrationskurs = 'abgeschlossen' and (beschaeftigung = 'sv_pflichtig' or beschaeftigung = 'geringfuegig')",
+        );
+    }
+
+    #[test]
+    fn refuses_time_series_and_personal_columns_with_position() {
+        assert!(err("datenstand = '2025-03'").contains("time series"));
+        let e = err("elb and integrationskurs_ende >= '01.01.2025'");
+        assert!(
+            e.starts_with("at character 34") && e.contains("time series"),
+            "{e}"
+        );
+        assert!(err("nachname = 'Meier'").contains("personal data"));
+        assert!(err("fachkraft_id = 'x'").contains("staff data"));
+        assert!(err("kundennummer is null").contains("identifier data"));
+    }
+
+    #[test]
+    fn reports_unknown_columns_types_and_typos() {
+        assert_eq!(
+            err("elb and integrationskur = 'x'"),
+            "at character 9: `integrationskur` is not a column of the schema `opds-person`"
+        );
+        assert!(err("elb = 'J'").contains("compare it with J or N"));
+        assert!(err("integrationskurs = 'abgeschlosen'").contains("never holds"));
+        assert!(err("integrationskurs < 'a'").contains("= or != only"));
+        assert!(err("elb and (sprachniveau = 'A1'").contains("`)` is missing"));
+        assert!(err("").contains("empty"));
+        assert!(err("elb elb").contains("after the end"));
+    }
+}

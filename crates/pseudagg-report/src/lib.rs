@@ -1,0 +1,3 @@
+//! opDs special reports (Sonderaufbereitungen).
+
+pub mod expr;
