@@ -75,11 +75,38 @@ pub(crate) enum Command {
         #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
         encoding: EncodingArg,
     },
-    /// Check a pipeline definition against its input schema, without reading any data.
-    Check {
-        /// The pipeline definition.
+    /// Build an aggregated opDs report per gE, RD and Bund, with small-cell suppression.
+    ///
+    /// Counts the population of the definition per Jobcenter, adds RD and federal totals, suppresses
+    /// counts of 1 and 2 and every further cell they could be computed from, proves the protection
+    /// with an interval audit (exit code 1 and nothing published if it fails), and writes
+    /// OUT/<report>/<month>/{bund,rd=<RD>,ge=<nr>}/ as Parquet, CSV and XLSX, plus manifest.json
+    /// with the audit for the data steward.
+    Report {
+        /// The report definition, for example pipelines/gefluechtete.toml.
         #[arg(long)]
-        pipeline: PathBuf,
+        definition: PathBuf,
+        /// The opDs extract: *.csv or *.parquet.
+        #[arg(long)]
+        input: PathBuf,
+        /// The Datenstand, YYYY-MM: exactly one month.
+        #[arg(long)]
+        month: String,
+        /// The output root folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The CSV's character encoding.
+        #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
+        encoding: EncodingArg,
+    },
+    /// Check a pipeline or report definition against its input schema, without reading any data.
+    Check {
+        /// A pipeline definition.
+        #[arg(long, required_unless_present = "definition")]
+        pipeline: Option<PathBuf>,
+        /// A report definition.
+        #[arg(long, conflicts_with = "pipeline")]
+        definition: Option<PathBuf>,
     },
     /// Write a new random key file (mode 0600) and print its key id. Never overwrites a file.
     Keygen {

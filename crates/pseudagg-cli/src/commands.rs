@@ -5,10 +5,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pseudagg_core::{Error, Month};
+use pseudagg_core::Month;
 use pseudagg_io::{Encoding, ExtractFormat};
 use pseudagg_keys::{MasterKey, generate_key_file};
 use pseudagg_pipeline::{Plan, RunOptions, RunOutcome, run as run_pipeline};
+use pseudagg_report::{ReportOptions, ReportOutcome, ReportPlan, run as run_report};
 use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 
 use crate::cli::{Command, EncodingArg, FormatArg, KindArg};
@@ -28,13 +29,42 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             encoding,
         } => {
             let plan = Plan::load(&pipeline)?;
-            let month = parse_month(&month)?;
+            let month = Month::parse_for_run(&month)?;
             let key = MasterKey::load(&key_file)?;
             let outcome = pseudonymise(&plan, &input, month, encoding.into(), &key, &out, json)?;
             print_outcome(&outcome);
             Ok(())
         }
-        Command::Check { pipeline } => {
+        Command::Report { definition, input, month, out, encoding } => {
+            let plan = ReportPlan::load(&definition)?;
+            let month = Month::parse_for_run(&month)?;
+            let outcome = report(&plan, &input, month, encoding.into(), &out, json)?;
+            let m = &outcome.manifest;
+            let s = &m.suppression;
+            say(&format!(
+                "{} {}: {} rows read, {} counted; {} cells, {} suppressed (primary {}, secondary {}), audit passed\n\
+                 {} recipients (bund, {} RDs, {} gEs)\noutput: {}",
+                m.report, m.month, m.rows_read, m.rows_counted, s.cells, s.primary + s.secondary, s.primary,
+                s.secondary, m.scopes.len(),
+                m.scopes.iter().filter(|x| x.starts_with("rd=")).count(),
+                m.scopes.iter().filter(|x| x.starts_with("ge=")).count(),
+                outcome.target.display()
+            ));
+            Ok(())
+        }
+        Command::Check { definition: Some(definition), .. } => {
+            let plan = ReportPlan::load(&definition)?;
+            say(&format!(
+                "{}: valid. Reads `{}`, counts {} indicators by {} categories per gE, RD and Bund",
+                definition.display(),
+                plan.schema.name,
+                plan.definition.indicators.len(),
+                plan.category_count()
+            ));
+            Ok(())
+        }
+        Command::Check { pipeline, definition: None } => {
+            let pipeline = pipeline.expect("clap requires one of them");
             let plan = Plan::load(&pipeline)?;
             let columns: Vec<String> = plan
                 .output_schema()
@@ -69,7 +99,7 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             encoding,
             bom,
         } => {
-            let month = parse_month(&month)?;
+            let month = Month::parse_for_run(&month)?;
             let format = match format {
                 Some(FormatArg::Csv) => Format::Csv,
                 Some(FormatArg::Parquet) => Format::Parquet,
@@ -116,10 +146,6 @@ impl From<EncodingArg> for Encoding {
     }
 }
 
-fn parse_month(text: &str) -> Result<Month> {
-    text.parse::<Month>()
-        .map_err(|e| Error::Usage(format!("--month: {e}")).into())
-}
 
 #[allow(clippy::print_stdout)] // results for the person at the terminal
 fn say(text: &str) {
@@ -161,6 +187,34 @@ fn pseudonymise(
         progress: Some(&progress),
     };
     let outcome = run_pipeline(plan, &options);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    Ok(outcome?)
+}
+
+fn progress_bar(json: bool) -> Option<ProgressBar> {
+    (!json && std::io::stderr().is_terminal()).then(|| {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar
+    })
+}
+
+fn report(plan: &ReportPlan, input: &Path, month: Month, encoding: Encoding, out: &Path, json: bool) -> Result<ReportOutcome> {
+    let bar = progress_bar(json);
+    let progress = |done: u64, total: u64| {
+        if let Some(bar) = &bar {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    };
+    let options = ReportOptions { input: input.to_owned(), month, encoding, out: out.to_owned(), progress: Some(&progress) };
+    let outcome = run_report(plan, &options);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }

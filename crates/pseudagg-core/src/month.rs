@@ -45,6 +45,20 @@ impl Month {
             .expect("a Month is always a valid date")
     }
 
+    /// Parses the month of a run (`--month`). More than one month (a list or a range) is refused:
+    /// every output covers exactly one month, and several would make a time series.
+    pub fn parse_for_run(text: &str) -> crate::Result<Self> {
+        let t = text.trim();
+        let several = t.contains([',', ';', ' ', '/']) || t.contains("..") || (t.len() > 7 && t.matches('-').count() >= 2);
+        if several {
+            return Err(crate::Error::Refused(format!(
+                "--month names more than one month; each run covers exactly one month, and data of \
+                 several months together would form a time series, which the opDs rules forbid: run once per month"
+            )));
+        }
+        t.parse().map_err(|e: ParseMonthError| crate::Error::Usage(format!("--month: {e}")))
+    }
+
     /// The month that contains `date`.
     #[must_use]
     pub fn of(date: NaiveDate) -> Self {
@@ -105,6 +119,17 @@ mod tests {
             "2025-12".parse::<Month>().unwrap().last_day().to_string(),
             "2025-12-31"
         );
+    }
+
+    #[test]
+    fn a_run_takes_one_month_only() {
+        assert!("2025-03".parse::<Month>().is_ok());
+        assert!(Month::parse_for_run("2025-03").is_ok());
+        for several in ["2025-03,2025-04", "2025-01..2025-03", "2025-03 2025-04", "2025-03/2025-04", "2025-01-2025-03"] {
+            let err = Month::parse_for_run(several).unwrap_err();
+            assert!(matches!(err, crate::Error::Refused(_)) && err.to_string().contains("time series"), "{several}");
+        }
+        assert!(matches!(Month::parse_for_run("2025-3"), Err(crate::Error::Usage(_))));
     }
 
     #[test]

@@ -1,0 +1,116 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An aggregated report (Sonderaufbereitung), as written in `pipelines/*.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct ReportDefinition {
+    /// The report's name: lower-case letters, digits and hyphens. Outputs go to `OUT/{name}/{month}/`.
+    pub name: String,
+    /// The title printed above the tables.
+    pub title: String,
+    /// What the report is for.
+    #[serde(default)]
+    pub description: String,
+    /// The input schema, for example `opds-person`.
+    pub input_schema: String,
+    /// Which rows are counted at all (an expression; see the README's expression language).
+    pub population: String,
+    /// The org column naming the regional directorate.
+    #[serde(default = "default_rd")]
+    pub rd_column: String,
+    /// The org column naming the Jobcenter (gE).
+    #[serde(default = "default_ge")]
+    pub ge_column: String,
+    /// The org column with the Jobcenter's name, shown in the workbooks.
+    #[serde(default)]
+    pub ge_name_column: Option<String>,
+    /// Small-cell suppression.
+    #[serde(default)]
+    pub suppression: Suppression,
+    /// The breakdown of each indicator, with its total; optional.
+    #[serde(default)]
+    pub dimension: Option<Dimension>,
+    /// The counts reported, in output order.
+    pub indicators: Vec<Indicator>,
+}
+
+fn default_rd() -> String {
+    "rd".to_owned()
+}
+
+fn default_ge() -> String {
+    "ge_nr".to_owned()
+}
+
+/// Suppression settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Suppression {
+    /// Counts from 1 to `threshold - 1` are suppressed (primary suppression); 0 is published.
+    #[serde(default = "default_threshold")]
+    pub threshold: u64,
+    /// The audit demands that the feasible interval of each primary cell is at least this wide.
+    #[serde(default = "default_width")]
+    pub min_interval_width: u64,
+}
+
+impl Default for Suppression {
+    fn default() -> Self {
+        Self {
+            threshold: default_threshold(),
+            min_interval_width: default_width(),
+        }
+    }
+}
+
+fn default_threshold() -> u64 {
+    3
+}
+
+fn default_width() -> u64 {
+    2
+}
+
+/// A breakdown: categories that split the population, and their total.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Dimension {
+    /// The column name of the dimension in the outputs, for example `herkunft`.
+    pub name: String,
+    /// The label of the total over all categories, for example `Insgesamt`.
+    pub total: String,
+    /// The categories; every row of the population must fall into exactly one.
+    pub categories: Vec<Category>,
+}
+
+/// One category of a dimension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Category {
+    /// The label, for example `Ukraine`.
+    pub name: String,
+    /// Which rows belong to it (an expression).
+    pub when: String,
+}
+
+/// One count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct Indicator {
+    /// The indicator's name in the long outputs: lower-case letters, digits and `_`.
+    pub name: String,
+    /// The heading in the workbooks.
+    pub label: String,
+    /// Which rows it counts (an expression); `true` counts the whole population.
+    pub when: String,
+    /// Another indicator this one is a part of. Its rows are counted among that indicator's rows
+    /// only, so the relation holds by construction, and the disclosure audit uses it.
+    #[serde(default)]
+    pub subset_of: Option<String>,
+}

@@ -1,0 +1,293 @@
+//! Writing a report for each recipient: `bund/`, `rd=<RD>/`, `ge=<nr>/`, each with Parquet (long
+//! format), CSV (as German spreadsheets read it) and an XLSX workbook laid out for people.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{BooleanBuilder, Int64Builder, StringBuilder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use chrono::Datelike;
+use parquet::arrow::ArrowWriter;
+use pseudagg_core::{Error, Month, Result};
+use pseudagg_io::{FileInfo, sha256_file, writer_properties};
+use rust_xlsxwriter::{DocProperties, ExcelDateTime, Format, FormatAlign, Workbook};
+
+use crate::layout::{Level, ReportTable};
+
+/// Who receives a part of the report, and which rows it holds.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// The folder name: `bund`, `rd=NRW`, `ge=31501`.
+    pub dir: String,
+    /// For people: "Bund", "Regionaldirektion NRW", "Jobcenter Köln (31501)".
+    pub title: String,
+    pub areas: Vec<usize>,
+}
+
+/// The scopes of a table: the Bund (federal values only), each RD (its gEs, its sum, the Bund),
+/// each gE (its own values).
+#[must_use]
+pub fn scopes(rt: &ReportTable) -> Vec<Scope> {
+    let bund = rt.areas.iter().position(|a| a.level == Level::Bund).expect("a Bund row");
+    let mut out = vec![Scope { dir: "bund".into(), title: "Bund".into(), areas: vec![bund] }];
+    for (i, a) in rt.areas.iter().enumerate().filter(|(_, a)| a.level == Level::Rd) {
+        let rd = a.rd.clone().unwrap_or_default();
+        let mut areas: Vec<usize> = rt
+            .areas
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.level == Level::Ge && g.rd.as_deref() == Some(rd.as_str()))
+            .map(|(j, _)| j)
+            .collect();
+        areas.extend([i, bund]);
+        out.push(Scope { dir: format!("rd={rd}"), title: format!("Regionaldirektion {rd}"), areas });
+    }
+    for (i, a) in rt.areas.iter().enumerate().filter(|(_, a)| a.level == Level::Ge) {
+        let ge = a.ge.as_ref().expect("a gE row has a gE");
+        let title = if ge.name.is_empty() { format!("gE {}", ge.nr) } else { format!("{} ({})", ge.name, ge.nr) };
+        out.push(Scope { dir: format!("ge={}", ge.nr), title, areas: vec![i] });
+    }
+    out
+}
+
+/// What the writers need besides the table.
+#[derive(Debug)]
+pub struct Published<'a> {
+    pub rt: &'a ReportTable,
+    pub suppressed: &'a [bool],
+    pub report: &'a str,
+    pub title: &'a str,
+    pub dimension: Option<&'a str>,
+    pub indicator_labels: Vec<String>,
+    pub month: Month,
+}
+
+impl Published<'_> {
+    fn value(&self, cell: usize) -> Option<u64> {
+        (!self.suppressed[cell]).then(|| self.rt.table.values[cell])
+    }
+
+    fn area_label(&self, area: usize) -> (String, String, String) {
+        let a = &self.rt.areas[area];
+        match a.level {
+            Level::Ge => {
+                let ge = a.ge.as_ref().expect("gE");
+                ("gE".into(), ge.nr.clone(), ge.name.clone())
+            }
+            Level::Rd => ("RD".into(), String::new(), format!("Regionaldirektion {}", a.rd.as_deref().unwrap_or(""))),
+            Level::Bund => ("Bund".into(), String::new(), "Bund insgesamt".into()),
+        }
+    }
+
+    /// Writes the three files of a scope into `dir` and lists them relative to `root`.
+    pub fn write_scope(&self, scope: &Scope, root: &Path) -> Result<Vec<FileInfo>> {
+        let dir = root.join(&scope.dir);
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        let stem = format!("{}-{}", self.report, self.month);
+        let mut files = Vec::new();
+        for (ext, write) in [
+            ("parquet", Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>),
+            ("csv", Self::write_csv),
+            ("xlsx", Self::write_xlsx),
+        ] {
+            let name = format!("{stem}.{ext}");
+            let path = dir.join(&name);
+            write(self, scope, &path)?;
+            let bytes = fs::metadata(&path).map_err(|e| Error::io("inspect", &path, e))?.len();
+            files.push(FileInfo {
+                path: format!("{}/{name}", scope.dir),
+                rows: self.long_rows(scope).count() as u64,
+                bytes,
+                sha256: sha256_file(&path)?,
+            });
+        }
+        Ok(files)
+    }
+
+    /// The long rows of a scope: (area, category, indicator, cell).
+    fn long_rows<'s>(&'s self, scope: &'s Scope) -> impl Iterator<Item = (usize, usize, usize, usize)> + 's {
+        let (nc, ni) = (self.rt.categories.len(), self.rt.indicators.len());
+        scope.areas.iter().flat_map(move |&a| {
+            (0..nc).flat_map(move |c| (0..ni).map(move |k| (a, c, k, self.rt.cell(a, c, k))))
+        })
+    }
+
+    fn write_parquet(&self, scope: &Scope, path: &Path) -> Result<()> {
+        let mut fields = vec![
+            Field::new("level", DataType::Utf8, false),
+            Field::new("rd", DataType::Utf8, true),
+            Field::new("ge_nr", DataType::Utf8, true),
+            Field::new("ge_name", DataType::Utf8, true),
+        ];
+        if let Some(d) = self.dimension {
+            fields.push(Field::new(d, DataType::Utf8, false));
+        }
+        fields.extend([
+            Field::new("indicator", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, true),
+            Field::new("suppressed", DataType::Boolean, false),
+        ]);
+        let (mut level, mut rd, mut ge, mut name, mut dim, mut ind) = (
+            StringBuilder::new(), StringBuilder::new(), StringBuilder::new(),
+            StringBuilder::new(), StringBuilder::new(), StringBuilder::new(),
+        );
+        let mut value = Int64Builder::new();
+        let mut suppressed = BooleanBuilder::new();
+        for (a, c, k, cell) in self.long_rows(scope) {
+            let area = &self.rt.areas[a];
+            level.append_value(area.level.as_str());
+            rd.append_option(area.rd.as_deref());
+            ge.append_option(area.ge.as_ref().map(|g| g.nr.as_str()));
+            name.append_option(area.ge.as_ref().map(|g| g.name.as_str()));
+            dim.append_value(&self.rt.categories[c]);
+            ind.append_value(&self.rt.indicators[k]);
+            value.append_option(self.value(cell).map(|v| v as i64));
+            suppressed.append_value(self.suppressed[cell]);
+        }
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(level.finish()), Arc::new(rd.finish()), Arc::new(ge.finish()), Arc::new(name.finish()),
+        ];
+        if self.dimension.is_some() {
+            columns.push(Arc::new(dim.finish()));
+        }
+        columns.extend([Arc::new(ind.finish()) as ArrayRef, Arc::new(value.finish()), Arc::new(suppressed.finish())]);
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_error(path, &e))?;
+        let props = writer_properties(&[
+            ("pseudagg.report", self.report.to_owned()),
+            ("pseudagg.month", self.month.to_string()),
+            ("pseudagg.scope", scope.dir.clone()),
+        ]);
+        let file = fs::File::create(path).map_err(|e| Error::io("create", path, e))?;
+        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| format_error(path, &e))?;
+        w.write(&batch).map_err(|e| format_error(path, &e))?;
+        w.close().map_err(|e| format_error(path, &e))?;
+        Ok(())
+    }
+
+    /// `;`-separated, UTF-8 with byte-order mark (so spreadsheets show umlauts), `*` for suppressed.
+    fn write_csv(&self, scope: &Scope, path: &Path) -> Result<()> {
+        let mut out = String::from("\u{feff}");
+        let dim = self.dimension.map(|d| format!("{d};")).unwrap_or_default();
+        out.push_str(&format!("level;rd;ge_nr;ge_name;{dim}indicator;value;suppressed\r\n"));
+        for (a, c, k, cell) in self.long_rows(scope) {
+            let area = &self.rt.areas[a];
+            let fields = [
+                area.level.as_str().to_owned(),
+                area.rd.clone().unwrap_or_default(),
+                area.ge.as_ref().map(|g| g.nr.clone()).unwrap_or_default(),
+                area.ge.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
+            ];
+            let mut line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+            if self.dimension.is_some() {
+                line.push(csv_field(&self.rt.categories[c]));
+            }
+            line.push(csv_field(&self.rt.indicators[k]));
+            line.push(self.value(cell).map_or_else(|| "*".to_owned(), |v| v.to_string()));
+            line.push(if self.suppressed[cell] { "J" } else { "N" }.to_owned());
+            out.push_str(&line.join(";"));
+            out.push_str("\r\n");
+        }
+        fs::write(path, out).map_err(|e| Error::io("write", path, e))
+    }
+
+    #[allow(clippy::too_many_lines)] // a layout, cell by cell
+    fn write_xlsx(&self, scope: &Scope, path: &Path) -> Result<()> {
+        let x = |e: rust_xlsxwriter::XlsxError| format_error(path, &e);
+        let mut wb = Workbook::new();
+        // A fixed creation time keeps reruns byte-identical: the last day of the report month.
+        let day = self.month.last_day();
+        let created = ExcelDateTime::from_ymd(day.year() as u16, day.month() as u8, day.day() as u8).map_err(x)?;
+        wb.set_properties(&DocProperties::new().set_title(self.title).set_creation_datetime(&created));
+        let ws = wb.add_worksheet();
+        ws.set_name(&format!("Datenstand {}", self.month)).map_err(x)?;
+        let bold = Format::new().set_bold();
+        let title = Format::new().set_bold().set_font_size(14);
+        let head = Format::new().set_bold().set_align(FormatAlign::Center).set_border(rust_xlsxwriter::FormatBorder::Thin).set_text_wrap();
+        let right = Format::new().set_align(FormatAlign::Right);
+        let number = Format::new().set_num_format("#,##0");
+        let note = Format::new().set_italic();
+
+        ws.write_string_with_format(0, 0, self.title, &title).map_err(x)?;
+        ws.write_string(1, 0, format!("{} · Datenstand: {} {}", scope.title, month_name(self.month.month()), self.month.year())).map_err(x)?;
+        let (nc, ni) = (self.rt.categories.len() as u16, self.rt.indicators.len() as u16);
+        let header_row = 3;
+        for (col, h) in ["Ebene", "gE-Nr.", "Bezeichnung"].iter().enumerate() {
+            ws.merge_range(header_row, col as u16, header_row + 1, col as u16, h, &head).map_err(x)?;
+        }
+        for k in 0..ni {
+            let first = 3 + k * nc;
+            let label = &self.indicator_labels[k as usize];
+            if nc > 1 {
+                ws.merge_range(header_row, first, header_row, first + nc - 1, label, &head).map_err(x)?;
+            } else {
+                ws.write_string_with_format(header_row, first, label, &head).map_err(x)?;
+            }
+            for c in 0..nc {
+                ws.write_string_with_format(header_row + 1, first + c, &self.rt.categories[c as usize], &head).map_err(x)?;
+            }
+        }
+        let mut row = header_row + 2;
+        for &a in &scope.areas {
+            let (level, nr, name) = self.area_label(a);
+            let style = if self.rt.areas[a].level == Level::Ge { &Format::new() } else { &bold };
+            ws.write_string_with_format(row, 0, &level, style).map_err(x)?;
+            ws.write_string_with_format(row, 1, &nr, style).map_err(x)?;
+            ws.write_string_with_format(row, 2, &name, style).map_err(x)?;
+            for k in 0..ni {
+                for c in 0..nc {
+                    let col = 3 + k * nc + c;
+                    let cell = self.rt.cell(a, c as usize, k as usize);
+                    match self.value(cell) {
+                        None => ws.write_string_with_format(row, col, "*", &right).map_err(x)?,
+                        Some(0) => ws.write_string_with_format(row, col, "-", &right).map_err(x)?,
+                        Some(v) => ws.write_number_with_format(row, col, v as f64, &number).map_err(x)?,
+                    };
+                }
+            }
+            row += 1;
+        }
+        row += 1;
+        for line in footnotes() {
+            ws.write_string_with_format(row, 0, line, &note).map_err(x)?;
+            row += 1;
+        }
+        ws.set_column_width(0, 7).map_err(x)?;
+        ws.set_column_width(1, 8).map_err(x)?;
+        ws.set_column_width(2, 34).map_err(x)?;
+        for col in 3..3 + ni * nc {
+            ws.set_column_width(col, 14).map_err(x)?;
+        }
+        ws.set_freeze_panes(header_row + 2, 3).map_err(x)?;
+        wb.save(path).map_err(x)
+    }
+}
+
+/// The footnotes of every workbook.
+#[must_use]
+pub fn footnotes() -> [&'static str; 3] {
+    [
+        "* Wert aus Datenschutzgründen gesperrt: Zahlen von 1 bis 2 und Werte, aus denen sie errechnet werden könnten, werden nicht veröffentlicht.",
+        "- Wert ist null (nichts vorhanden).",
+        "Hinweis: Die Daten stammen aus dem operativen Datensatz (opDs). Es sind nicht validierte operative Daten, nicht für Statistik oder Controlling bestimmt; Zeitreihen dürfen daraus nicht gebildet werden.",
+    ]
+}
+
+fn month_name(m: u32) -> &'static str {
+    ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"]
+        [(m as usize).saturating_sub(1).min(11)]
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([';', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+fn format_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
+    Error::Format { path: path.to_owned(), reason: format!("writing the report failed: {e}") }
+}

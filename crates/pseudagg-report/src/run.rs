@@ -1,0 +1,256 @@
+use std::path::{Path, PathBuf};
+
+use pseudagg_core::{Error, Month, Result, TOOL_VERSION};
+use pseudagg_io::{Encoding, ExtractReader, FileInfo, ReadOptions, StagingDir, parse_date};
+use serde::Serialize;
+use tracing::{info, info_span};
+
+use crate::aggregate::Counter;
+use crate::layout::{Level, ReportTable};
+use crate::output::{Published, scopes};
+use crate::plan::ReportPlan;
+use crate::suppress::{Params, protect};
+
+/// What a report run reads and where it writes.
+pub struct ReportOptions<'a> {
+    pub input: PathBuf,
+    pub month: Month,
+    pub encoding: Encoding,
+    /// The output root: the report goes to `{out}/{report}/{month}/`.
+    pub out: PathBuf,
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+impl std::fmt::Debug for ReportOptions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportOptions").field("input", &self.input).field("month", &self.month).field("out", &self.out).finish_non_exhaustive()
+    }
+}
+
+/// `manifest.json` of a report: for the data steward, not for recipients (it holds the audit).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportManifest {
+    pub manifest_version: u32,
+    pub kind: &'static str,
+    pub tool: String,
+    pub report: String,
+    pub report_sha256: String,
+    pub input_schema: String,
+    pub month: String,
+    pub input: InputNote,
+    pub rows_read: u64,
+    pub rows_counted: u64,
+    pub suppression: SuppressionNote,
+    /// Every suppressed cell with the interval an attacker can narrow it to.
+    pub audit: Vec<AuditNote>,
+    pub scopes: Vec<String>,
+    pub files: Vec<FileInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InputNote {
+    pub file: String,
+    pub format: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SuppressionNote {
+    pub threshold: u64,
+    pub min_interval_width: u64,
+    pub cells: usize,
+    pub primary: usize,
+    pub secondary: usize,
+    pub rounds: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditNote {
+    pub level: &'static str,
+    pub rd: Option<String>,
+    pub ge_nr: Option<String>,
+    pub category: String,
+    pub indicator: String,
+    pub primary: bool,
+    pub lower: f64,
+    /// `None`: unbounded.
+    pub upper: Option<f64>,
+}
+
+/// The outcome of a report run.
+#[derive(Debug, Clone)]
+pub struct ReportOutcome {
+    pub target: PathBuf,
+    pub manifest: ReportManifest,
+}
+
+fn round(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+/// Refuses an output root inside an existing output: each month's report is a dataset of its own.
+fn check_out(out: &Path) -> Result<()> {
+    let mut at = Some(out);
+    while let Some(dir) = at {
+        if dir.join("manifest.json").is_file() {
+            return Err(Error::Refused(format!(
+                "{} lies inside the existing output {}; each month's report is a dataset of its own, \
+                 and writing months together would build a time series: choose an output root outside it",
+                out.display(),
+                dir.display()
+            )));
+        }
+        at = dir.parent();
+    }
+    Ok(())
+}
+
+/// Reads the extract, counts, suppresses, audits and writes every recipient's part, atomically.
+/// A failed audit is [`Error::CheckFailed`]: nothing is published.
+#[allow(clippy::too_many_lines)] // the stages in order
+pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutcome> {
+    let d = &plan.definition;
+    let _span = info_span!("report", report = %d.name, month = %options.month).entered();
+    check_out(&options.out)?;
+
+    let mut read = ReadOptions::new(options.month);
+    read.encoding = options.encoding;
+    let mut reader = ExtractReader::open(&options.input, &plan.schema, read)?;
+    let month_end = parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
+    let mut counter = Counter::new(plan, month_end);
+    {
+        let _s = info_span!("aggregate").entered();
+        while let Some(batch) = reader.next_batch()? {
+            counter.add(&batch);
+            if let Some(progress) = options.progress {
+                let (done, total) = reader.progress();
+                progress(done, total);
+            }
+        }
+    }
+    let input = reader.finish()?;
+    let counts = counter.finish().map_err(|problems| Error::Input {
+        file: options.input.clone(),
+        schema: plan.schema.name.clone(),
+        problems,
+    })?;
+    info!(rows_read = counts.rows_read, rows_counted = counts.rows_counted, ges = counts.ges.len(), "extract counted");
+
+    let rt = ReportTable::build(plan, &counts);
+    let params = Params { threshold: d.suppression.threshold, min_width: d.suppression.min_interval_width };
+    let pattern = {
+        let _s = info_span!("suppress", cells = rt.table.len()).entered();
+        protect(&rt.table, params).map_err(|u| {
+            let cells: Vec<String> = u
+                .cells
+                .iter()
+                .take(20)
+                .map(|(c, iv)| {
+                    let (area, cat, ind) = locate(&rt, *c);
+                    format!("  - {area}, {cat}{ind}: could be narrowed to [{:.1}, {}]", iv.lower, iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}")))
+                })
+                .collect();
+            Error::CheckFailed(format!(
+                "the disclosure audit failed, so nothing was published: {}.\n{}",
+                u.reason,
+                cells.join("\n")
+            ))
+        })?
+    };
+    let primary = pattern.primary.iter().filter(|&&p| p).count();
+    let suppressed = pattern.suppressed.iter().filter(|&&p| p).count();
+    info!(cells = rt.table.len(), primary, secondary = suppressed - primary, rounds = pattern.rounds, "suppressed and audited");
+
+    let target = options.out.join(&d.name).join(options.month.to_string());
+    let staging = StagingDir::create(&target)?;
+    let published = Published {
+        rt: &rt,
+        suppressed: &pattern.suppressed,
+        report: &d.name,
+        title: &d.title,
+        dimension: d.dimension.as_ref().map(|x| x.name.as_str()),
+        indicator_labels: d.indicators.iter().map(|i| i.label.clone()).collect(),
+        month: options.month,
+    };
+    let scopes = scopes(&rt);
+    let mut files = Vec::new();
+    {
+        let _s = info_span!("write", scopes = scopes.len()).entered();
+        for scope in &scopes {
+            files.extend(published.write_scope(scope, staging.path())?);
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    let audit = pattern
+        .audit
+        .iter()
+        .map(|&(cell, iv)| {
+            let (area, c, k) = rt_position(&rt, cell);
+            let a = &rt.areas[area];
+            AuditNote {
+                level: a.level.as_str(),
+                rd: a.rd.clone(),
+                ge_nr: a.ge.as_ref().map(|g| g.nr.clone()),
+                category: rt.categories[c].clone(),
+                indicator: rt.indicators[k].clone(),
+                primary: pattern.primary[cell],
+                lower: round(iv.lower),
+                upper: iv.upper.map(round),
+            }
+        })
+        .collect();
+    let manifest = ReportManifest {
+        manifest_version: 1,
+        kind: "report",
+        tool: format!("pseudagg {TOOL_VERSION}"),
+        report: d.name.clone(),
+        report_sha256: plan.definition_sha256.clone(),
+        input_schema: plan.schema.name.clone(),
+        month: options.month.to_string(),
+        input: InputNote {
+            file: options.input.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            format: input.format.as_str().to_owned(),
+            sha256: input.sha256,
+            bytes: input.bytes,
+        },
+        rows_read: counts.rows_read,
+        rows_counted: counts.rows_counted,
+        suppression: SuppressionNote {
+            threshold: params.threshold,
+            min_interval_width: params.min_width,
+            cells: rt.table.len(),
+            primary,
+            secondary: suppressed - primary,
+            rounds: pattern.rounds,
+        },
+        audit,
+        scopes: scopes.iter().map(|s| s.dir.clone()).collect(),
+        files,
+    };
+    let mut json = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    json.push('\n');
+    let path = staging.path().join("manifest.json");
+    std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))?;
+    staging.commit()?;
+    info!(target = %target.display(), files = manifest.files.len(), "report written");
+    Ok(ReportOutcome { target, manifest })
+}
+
+fn rt_position(rt: &ReportTable, cell: usize) -> (usize, usize, usize) {
+    let (nc, ni) = (rt.categories.len(), rt.indicators.len());
+    (cell / (nc * ni), (cell / ni) % nc, cell % ni)
+}
+
+/// A cell described for people: "gE 31501 (RD NRW)", "Ukraine / ", "bestand".
+fn locate(rt: &ReportTable, cell: usize) -> (String, String, String) {
+    let (area, c, k) = rt_position(rt, cell);
+    let a = &rt.areas[area];
+    let place = match a.level {
+        Level::Ge => format!("gE {} (RD {})", a.ge.as_ref().map_or("", |g| g.nr.as_str()), a.rd.as_deref().unwrap_or("")),
+        Level::Rd => format!("RD {}", a.rd.as_deref().unwrap_or("")),
+        Level::Bund => "Bund".to_owned(),
+    };
+    let cat = if rt.categories[c].is_empty() { String::new() } else { format!("{} / ", rt.categories[c]) };
+    (place, cat, rt.indicators[k].clone())
+}

@@ -1,0 +1,144 @@
+//! Primary and secondary suppression.
+//!
+//! Primary: every count from 1 to `threshold - 1`. Secondary, repeated until the audit is satisfied:
+//! (1) a relation with exactly one suppressed cell would give it away, so one more of its cells is
+//! suppressed; (2) for each primary cell the audit still narrows too far, one more cell of a
+//! relation it takes part in is suppressed. Candidates are positive published cells; the choice
+//! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
+//! table always gives the same pattern.
+
+use crate::audit::{Interval, intervals};
+use crate::table::Table;
+
+/// Suppression settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub threshold: u64,
+    pub min_width: u64,
+}
+
+/// The pattern and its audit.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    pub suppressed: Vec<bool>,
+    pub primary: Vec<bool>,
+    /// The interval of every suppressed cell, by cell.
+    pub audit: Vec<(usize, Interval)>,
+    pub rounds: usize,
+}
+
+/// Why no safe pattern was found.
+#[derive(Debug, Clone)]
+pub struct Unprotected {
+    /// Primary cells still narrowed too far, with their intervals.
+    pub cells: Vec<(usize, Interval)>,
+    pub reason: String,
+}
+
+/// Suppresses until every primary cell is protected, or says which cannot be.
+pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
+    let primary: Vec<bool> = table.values.iter().map(|&v| v > 0 && v < params.threshold).collect();
+    let mut suppressed = primary.clone();
+    let sums_of = table.sums_of_cells();
+    let primaries: Vec<usize> = (0..table.len()).filter(|&c| primary[c]).collect();
+    let better = |a: usize, b: usize| (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b);
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        // (1) No relation may hold a single suppressed cell.
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for s in &table.sums {
+                let cells = s.parts.iter().copied().chain([s.total]);
+                if cells.clone().filter(|&c| suppressed[c]).count() == 1 {
+                    let pick = cells
+                        .filter(|&c| !suppressed[c] && table.values[c] > 0)
+                        .reduce(|a, b| if better(a, b) { a } else { b });
+                    if let Some(c) = pick {
+                        suppressed[c] = true;
+                        changed = true;
+                    }
+                }
+            }
+        }
+        // (2) The audit.
+        let found = intervals(table, &suppressed, &primaries).map_err(|reason| Unprotected { cells: vec![], reason })?;
+        let failing: Vec<(usize, Interval)> = primaries
+            .iter()
+            .zip(found)
+            .filter(|(_, iv)| !iv.protects(params.threshold, params.min_width))
+            .map(|(&c, iv)| (c, iv))
+            .collect();
+        if failing.is_empty() {
+            let all: Vec<usize> = (0..table.len()).filter(|&c| suppressed[c]).collect();
+            let ivs = intervals(table, &suppressed, &all).map_err(|reason| Unprotected { cells: vec![], reason })?;
+            return Ok(Pattern { suppressed, primary, audit: all.into_iter().zip(ivs).collect(), rounds });
+        }
+        let mut added = false;
+        for &(cell, _) in &failing {
+            let related = sums_of[cell]
+                .iter()
+                .flat_map(|&s| table.sums[s].parts.iter().copied().chain([table.sums[s].total]))
+                .chain(table.subsets.iter().filter(|&&(a, b)| a == cell || b == cell).flat_map(|&(a, b)| [a, b]));
+            let pick = related
+                .filter(|&c| !suppressed[c] && table.values[c] > 0)
+                .reduce(|a, b| if better(a, b) { a } else { b });
+            if let Some(c) = pick {
+                suppressed[c] = true;
+                added = true;
+            }
+        }
+        if !added {
+            return Err(Unprotected {
+                cells: failing,
+                reason: "no further cell can be suppressed to protect them".to_owned(),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Sum;
+
+    /// RD(51) = gE1(1) + gE2(50): primary suppression alone publishes 51 and 50, so gE1 = 1 exactly.
+    fn rd_table() -> Table {
+        Table {
+            values: vec![51, 1, 50],
+            rank: vec![2, 0, 0],
+            sums: vec![Sum { total: 0, parts: vec![1, 2] }],
+            subsets: vec![],
+        }
+    }
+
+    #[test]
+    fn primary_suppression_alone_is_disclosed_and_secondary_stops_it() {
+        let table = rd_table();
+        let primary_only = vec![false, true, false];
+        let iv = intervals(&table, &primary_only, &[1]).unwrap();
+        assert_eq!((iv[0].lower, iv[0].upper), (1.0, Some(1.0)), "gE1 is computed from the published cells");
+
+        let pattern = protect(&table, Params { threshold: 3, min_width: 2 }).unwrap();
+        assert_eq!(pattern.suppressed, vec![false, true, true], "gE2 (an inner cell) is suppressed, not the RD");
+        let (_, iv) = pattern.audit.iter().find(|(c, _)| *c == 1).unwrap();
+        assert!(iv.protects(3, 2), "{iv:?}");
+    }
+
+    #[test]
+    fn two_small_parts_of_a_small_total_need_the_total_too() {
+        // T(3) = a(1) + b(2) + c(0): a and b primary; a + b = 3 gives a in [1, 2].
+        let table = Table {
+            values: vec![3, 1, 2, 0],
+            rank: vec![2, 0, 0, 0],
+            sums: vec![Sum { total: 0, parts: vec![1, 2, 3] }],
+            subsets: vec![],
+        };
+        let pattern = protect(&table, Params { threshold: 3, min_width: 2 });
+        // The total is the only other positive cell; suppressing it leaves a unbounded above.
+        let pattern = pattern.unwrap();
+        assert!(pattern.suppressed[0]);
+        assert!(!pattern.suppressed[3], "a zero is never suppressed");
+    }
+}
