@@ -35,7 +35,13 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             print_outcome(&outcome);
             Ok(())
         }
-        Command::Report { definition, input, month, out, encoding } => {
+        Command::Report {
+            definition,
+            input,
+            month,
+            out,
+            encoding,
+        } => {
             let plan = ReportPlan::load(&definition)?;
             let month = Month::parse_for_run(&month)?;
             let outcome = report(&plan, &input, month, encoding.into(), &out, json)?;
@@ -44,15 +50,25 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             say(&format!(
                 "{} {}: {} rows read, {} counted; {} cells, {} suppressed (primary {}, secondary {}), audit passed\n\
                  {} recipients (bund, {} RDs, {} gEs)\noutput: {}",
-                m.report, m.month, m.rows_read, m.rows_counted, s.cells, s.primary + s.secondary, s.primary,
-                s.secondary, m.scopes.len(),
+                m.report,
+                m.month,
+                m.rows_read,
+                m.rows_counted,
+                s.cells,
+                s.primary + s.secondary,
+                s.primary,
+                s.secondary,
+                m.scopes.len(),
                 m.scopes.iter().filter(|x| x.starts_with("rd=")).count(),
                 m.scopes.iter().filter(|x| x.starts_with("ge=")).count(),
                 outcome.target.display()
             ));
             Ok(())
         }
-        Command::Check { definition: Some(definition), .. } => {
+        Command::Check {
+            definition: Some(definition),
+            ..
+        } => {
             let plan = ReportPlan::load(&definition)?;
             say(&format!(
                 "{}: valid. Reads `{}`, counts {} indicators by {} categories per gE, RD and Bund",
@@ -63,7 +79,10 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             ));
             Ok(())
         }
-        Command::Check { pipeline, definition: None } => {
+        Command::Check {
+            pipeline,
+            definition: None,
+        } => {
             let pipeline = pipeline.expect("clap requires one of them");
             let plan = Plan::load(&pipeline)?;
             let columns: Vec<String> = plan
@@ -146,7 +165,6 @@ impl From<EncodingArg> for Encoding {
     }
 }
 
-
 #[allow(clippy::print_stdout)] // results for the person at the terminal
 fn say(text: &str) {
     println!("{text}");
@@ -197,15 +215,24 @@ fn progress_bar(json: bool) -> Option<ProgressBar> {
     (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar
     })
 }
 
-fn report(plan: &ReportPlan, input: &Path, month: Month, encoding: Encoding, out: &Path, json: bool) -> Result<ReportOutcome> {
+fn report(
+    plan: &ReportPlan,
+    input: &Path,
+    month: Month,
+    encoding: Encoding,
+    out: &Path,
+    json: bool,
+) -> Result<ReportOutcome> {
     let bar = progress_bar(json);
     let progress = |done: u64, total: u64| {
         if let Some(bar) = &bar {
@@ -213,7 +240,13 @@ fn report(plan: &ReportPlan, input: &Path, month: Month, encoding: Encoding, out
             bar.set_position(done);
         }
     };
-    let options = ReportOptions { input: input.to_owned(), month, encoding, out: out.to_owned(), progress: Some(&progress) };
+    let options = ReportOptions {
+        input: input.to_owned(),
+        month,
+        encoding,
+        out: out.to_owned(),
+        progress: Some(&progress),
+    };
     let outcome = run_report(plan, &options);
     if let Some(bar) = &bar {
         bar.finish_and_clear();

@@ -49,14 +49,17 @@ impl Month {
     /// every output covers exactly one month, and several would make a time series.
     pub fn parse_for_run(text: &str) -> crate::Result<Self> {
         let t = text.trim();
-        let several = t.contains([',', ';', ' ', '/']) || t.contains("..") || (t.len() > 7 && t.matches('-').count() >= 2);
+        let several = t.contains([',', ';', ' ', '/'])
+            || t.contains("..")
+            || (t.len() > 7 && t.matches('-').count() >= 2);
         if several {
             return Err(crate::Error::Refused(format!(
                 "--month names more than one month; each run covers exactly one month, and data of \
                  several months together would form a time series, which the opDs rules forbid: run once per month"
             )));
         }
-        t.parse().map_err(|e: ParseMonthError| crate::Error::Usage(format!("--month: {e}")))
+        t.parse()
+            .map_err(|e: ParseMonthError| crate::Error::Usage(format!("--month: {e}")))
     }
 
     /// The month that contains `date`.
@@ -125,11 +128,23 @@ mod tests {
     fn a_run_takes_one_month_only() {
         assert!("2025-03".parse::<Month>().is_ok());
         assert!(Month::parse_for_run("2025-03").is_ok());
-        for several in ["2025-03,2025-04", "2025-01..2025-03", "2025-03 2025-04", "2025-03/2025-04", "2025-01-2025-03"] {
+        for several in [
+            "2025-03,2025-04",
+            "2025-01..2025-03",
+            "2025-03 2025-04",
+            "2025-03/2025-04",
+            "2025-01-2025-03",
+        ] {
             let err = Month::parse_for_run(several).unwrap_err();
-            assert!(matches!(err, crate::Error::Refused(_)) && err.to_string().contains("time series"), "{several}");
+            assert!(
+                matches!(err, crate::Error::Refused(_)) && err.to_string().contains("time series"),
+                "{several}"
+            );
         }
-        assert!(matches!(Month::parse_for_run("2025-3"), Err(crate::Error::Usage(_))));
+        assert!(matches!(
+            Month::parse_for_run("2025-3"),
+            Err(crate::Error::Usage(_))
+        ));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use arrow_array::cast::AsArray;
 use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
 use pseudagg_core::{Location, Problem, Problems};
 
 use crate::expr::eval::eval;
@@ -67,18 +67,34 @@ impl<'a> Counter<'a> {
         let first_row = self.counts.rows_read + 1;
         self.counts.rows_read += batch.num_rows() as u64;
         let population = eval(&p.population, batch, self.month_end_days);
-        let categories: Vec<Vec<bool>> = p.categories.iter().map(|c| eval(c, batch, self.month_end_days)).collect();
-        let indicators: Vec<Vec<bool>> = p.indicators.iter().map(|e| eval(e, batch, self.month_end_days)).collect();
+        let categories: Vec<Vec<bool>> = p
+            .categories
+            .iter()
+            .map(|c| eval(c, batch, self.month_end_days))
+            .collect();
+        let indicators: Vec<Vec<bool>> = p
+            .indicators
+            .iter()
+            .map(|e| eval(e, batch, self.month_end_days))
+            .collect();
         let ge = batch.column(p.ge_column).as_string::<i32>();
         let rd = batch.column(p.rd_column).as_string::<i32>();
         let name = p.ge_name_column.map(|c| batch.column(c).as_string::<i32>());
-        let dim_name = p.definition.dimension.as_ref().map_or("", |d| d.name.as_str());
+        let dim_name = p
+            .definition
+            .dimension
+            .as_ref()
+            .map_or("", |d| d.name.as_str());
         for row in (0..batch.num_rows()).filter(|&i| population[i]) {
             let row_no = first_row + row as u64;
             let category = if categories.is_empty() {
                 0
             } else {
-                let mut hits = categories.iter().enumerate().filter(|(_, m)| m[row]).map(|(i, _)| i);
+                let mut hits = categories
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, m)| m[row])
+                    .map(|(i, _)| i);
                 match (hits.next(), hits.next()) {
                     (Some(c), None) => c,
                     (None, _) => {
@@ -109,7 +125,9 @@ impl<'a> Counter<'a> {
                         rd: rd.value(row).to_owned(),
                         name: name.map_or_else(String::new, |n| n.value(row).to_owned()),
                     });
-                    self.counts.values.push(vec![0; self.counts.categories * self.counts.indicators]);
+                    self.counts
+                        .values
+                        .push(vec![0; self.counts.categories * self.counts.indicators]);
                     i
                 }
             };
@@ -135,6 +153,10 @@ impl<'a> Counter<'a> {
 
     /// The counts, or every problem found.
     pub fn finish(self) -> Result<Counts, Problems> {
-        if self.problems.is_empty() { Ok(self.counts) } else { Err(self.problems) }
+        if self.problems.is_empty() {
+            Ok(self.counts)
+        } else {
+            Err(self.problems)
+        }
     }
 }

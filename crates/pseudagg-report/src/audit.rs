@@ -53,7 +53,10 @@ fn find(parent: &mut [usize], mut x: usize) -> usize {
 }
 
 /// Splits the suppressed cells into independent linear systems.
-fn components(table: &Table, suppressed: &[bool]) -> (Vec<Component>, HashMap<usize, (usize, usize)>) {
+fn components(
+    table: &Table,
+    suppressed: &[bool],
+) -> (Vec<Component>, HashMap<usize, (usize, usize)>) {
     let n = table.len();
     let mut parent: Vec<usize> = (0..n).collect();
     let mut relations: Vec<(Vec<(usize, f64)>, ComparisonOp, f64)> = Vec::new();
@@ -79,9 +82,17 @@ fn components(table: &Table, suppressed: &[bool]) -> (Vec<Component>, HashMap<us
         let mut terms = Vec::new();
         let mut rhs = 0.0;
         for &p in &s.parts {
-            if suppressed[p] { terms.push((p, 1.0)) } else { rhs -= table.values[p] as f64 }
+            if suppressed[p] {
+                terms.push((p, 1.0))
+            } else {
+                rhs -= table.values[p] as f64
+            }
         }
-        if suppressed[s.total] { terms.push((s.total, -1.0)) } else { rhs += table.values[s.total] as f64 }
+        if suppressed[s.total] {
+            terms.push((s.total, -1.0))
+        } else {
+            rhs += table.values[s.total] as f64
+        }
         relations.push((terms, ComparisonOp::Eq, rhs));
     }
     for &(part, whole) in &table.subsets {
@@ -91,8 +102,16 @@ fn components(table: &Table, suppressed: &[bool]) -> (Vec<Component>, HashMap<us
                 link(&[part, whole], &mut parent);
                 relations.push((vec![(part, 1.0), (whole, -1.0)], ComparisonOp::Le, 0.0));
             }
-            (true, false) => relations.push((vec![(part, 1.0)], ComparisonOp::Le, table.values[whole] as f64)),
-            (false, true) => relations.push((vec![(whole, 1.0)], ComparisonOp::Ge, table.values[part] as f64)),
+            (true, false) => relations.push((
+                vec![(part, 1.0)],
+                ComparisonOp::Le,
+                table.values[whole] as f64,
+            )),
+            (false, true) => relations.push((
+                vec![(whole, 1.0)],
+                ComparisonOp::Ge,
+                table.values[part] as f64,
+            )),
         }
     }
     let mut by_root: HashMap<usize, usize> = HashMap::new();
@@ -101,7 +120,10 @@ fn components(table: &Table, suppressed: &[bool]) -> (Vec<Component>, HashMap<us
     for cell in (0..n).filter(|&c| suppressed[c]) {
         let root = find(&mut parent, cell);
         let ci = *by_root.entry(root).or_insert_with(|| {
-            comps.push(Component { vars: Vec::new(), constraints: Vec::new() });
+            comps.push(Component {
+                vars: Vec::new(),
+                constraints: Vec::new(),
+            });
             comps.len() - 1
         });
         where_.insert(cell, (ci, comps[ci].vars.len()));
@@ -109,13 +131,22 @@ fn components(table: &Table, suppressed: &[bool]) -> (Vec<Component>, HashMap<us
     }
     for (terms, op, rhs) in relations {
         let ci = where_[&terms[0].0].0;
-        let terms = terms.into_iter().map(|(cell, coef)| (where_[&cell].1, coef)).collect();
+        let terms = terms
+            .into_iter()
+            .map(|(cell, coef)| (where_[&cell].1, coef))
+            .collect();
         comps[ci].constraints.push(Constraint { terms, op, rhs });
     }
     (comps, where_)
 }
 
-fn solve(comp: &Component, target: usize, direction: OptimizationDirection) -> Result<Option<f64>, String> {
+/// Maximises or minimises one variable; the optimum and the point that reaches it (`None` if the
+/// variable is unbounded).
+fn solve_point(
+    comp: &Component,
+    target: usize,
+    direction: OptimizationDirection,
+) -> Result<Option<(f64, Vec<f64>)>, String> {
     let mut problem = Problem::new(direction);
     let vars: Vec<_> = (0..comp.vars.len())
         .map(|i| problem.add_var(if i == target { 1.0 } else { 0.0 }, (1.0, f64::INFINITY)))
@@ -126,7 +157,10 @@ fn solve(comp: &Component, target: usize, direction: OptimizationDirection) -> R
     }
     match problem.solve() {
         Ok(outcome) => match outcome.solution() {
-            Some(s) => Ok(Some(s.objective())),
+            Some(s) => Ok(Some((
+                s.objective(),
+                vars.iter().map(|&v| s.var_value(v)).collect(),
+            ))),
             None => Err("the linear program was interrupted".to_owned()),
         },
         Err(microlp::Error::Unbounded) => Ok(None),
@@ -134,13 +168,202 @@ fn solve(comp: &Component, target: usize, direction: OptimizationDirection) -> R
     }
 }
 
+fn solve(
+    comp: &Component,
+    target: usize,
+    direction: OptimizationDirection,
+) -> Result<Option<f64>, String> {
+    Ok(solve_point(comp, target, direction)?.map(|(v, _)| v))
+}
+
+/// Relations of each cell: indices into the table's sums and subsets.
+#[derive(Debug)]
+pub struct Index {
+    sums: Vec<Vec<usize>>,
+    subsets: Vec<Vec<usize>>,
+}
+
+impl Index {
+    #[must_use]
+    pub fn new(table: &Table) -> Self {
+        let mut subsets = vec![Vec::new(); table.len()];
+        for (i, &(a, b)) in table.subsets.iter().enumerate() {
+            subsets[a].push(i);
+            subsets[b].push(i);
+        }
+        Self {
+            sums: table.sums_of_cells(),
+            subsets,
+        }
+    }
+
+    fn neighbours(&self, table: &Table, cell: usize, out: &mut Vec<usize>) {
+        for &s in &self.sums[cell] {
+            out.extend(
+                table.sums[s]
+                    .parts
+                    .iter()
+                    .copied()
+                    .chain([table.sums[s].total]),
+            );
+        }
+        for &r in &self.subsets[cell] {
+            let (a, b) = table.subsets[r];
+            out.extend([a, b]);
+        }
+    }
+}
+
+/// An interval from a linear program over the suppressed cells within `hops` relations of `target`,
+/// every other suppressed cell held at its true value. Holding cells fixed can only narrow the
+/// interval, so the true feasible interval contains the one returned: if this one protects the
+/// cell, so does the truth.
+fn local_interval(
+    table: &Table,
+    index: &Index,
+    suppressed: &[bool],
+    target: usize,
+    hops: usize,
+) -> Result<Interval, String> {
+    let mut free: HashMap<usize, usize> = HashMap::new();
+    let mut frontier = vec![target];
+    free.insert(target, 0);
+    for _ in 0..hops {
+        let mut next = Vec::new();
+        let mut around = Vec::new();
+        for &c in &frontier {
+            around.clear();
+            index.neighbours(table, c, &mut around);
+            for &n in &around {
+                if suppressed[n] && !free.contains_key(&n) {
+                    free.insert(n, free.len());
+                    next.push(n);
+                }
+            }
+        }
+        frontier = next;
+    }
+    let value = |c: usize| table.values[c] as f64;
+    let mut comp = Component {
+        vars: vec![0; free.len()],
+        constraints: Vec::new(),
+    };
+    for (&cell, &v) in &free {
+        comp.vars[v] = cell;
+    }
+    let mut seen_sums = std::collections::HashSet::new();
+    let mut seen_subsets = std::collections::HashSet::new();
+    for &cell in &comp.vars {
+        for &s in &index.sums[cell] {
+            if !seen_sums.insert(s) {
+                continue;
+            }
+            let sum = &table.sums[s];
+            let mut terms = Vec::new();
+            let mut rhs = 0.0;
+            for &p in &sum.parts {
+                match free.get(&p) {
+                    Some(&v) => terms.push((v, 1.0)),
+                    None => rhs -= value(p),
+                }
+            }
+            match free.get(&sum.total) {
+                Some(&v) => terms.push((v, -1.0)),
+                None => rhs += value(sum.total),
+            }
+            comp.constraints.push(Constraint {
+                terms,
+                op: ComparisonOp::Eq,
+                rhs,
+            });
+        }
+        for &r in &index.subsets[cell] {
+            if !seen_subsets.insert(r) {
+                continue;
+            }
+            let (a, b) = table.subsets[r];
+            let c = match (free.get(&a), free.get(&b)) {
+                (Some(&x), Some(&y)) => Constraint {
+                    terms: vec![(x, 1.0), (y, -1.0)],
+                    op: ComparisonOp::Le,
+                    rhs: 0.0,
+                },
+                (Some(&x), None) => Constraint {
+                    terms: vec![(x, 1.0)],
+                    op: ComparisonOp::Le,
+                    rhs: value(b),
+                },
+                (None, Some(&y)) => Constraint {
+                    terms: vec![(y, 1.0)],
+                    op: ComparisonOp::Ge,
+                    rhs: value(a),
+                },
+                (None, None) => continue,
+            };
+            comp.constraints.push(c);
+        }
+    }
+    let lower = solve(&comp, 0, OptimizationDirection::Minimize)?
+        .ok_or("a suppressed cell has no lower bound")?;
+    let upper = solve(&comp, 0, OptimizationDirection::Maximize)?;
+    Ok(Interval { lower, upper })
+}
+
+/// Audits `targets`: for each, an interval that its true feasible interval contains, from
+/// neighbourhoods of 1, 2, 3, 5 and 8 relations around it, stopping at the first that protects.
+/// Returns (interval, protected). A cell whose neighbourhoods do not show protection counts as
+/// unprotected, even if the whole table might protect it: the audit errs towards suppressing more,
+/// never towards publishing a narrowable cell.
+pub fn certify(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+    protects: &(dyn Fn(usize, &Interval) -> bool + Sync),
+) -> Result<Vec<(Interval, bool)>, String> {
+    let index = Index::new(table);
+    targets
+        .par_iter()
+        .map(|&t| {
+            let mut last = None;
+            for hops in [1, 2, 3, 5, 8] {
+                let iv = local_interval(table, &index, suppressed, t, hops)?;
+                if protects(t, &iv) {
+                    return Ok((iv, true));
+                }
+                last = Some(iv);
+            }
+            Ok((last.expect("at least one try"), false))
+        })
+        .collect()
+}
+
+/// Intervals the true feasible intervals contain, from each cell's neighbourhood: cheap bounds for
+/// reporting every suppressed cell.
+pub fn inner_intervals(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+) -> Result<Vec<Interval>, String> {
+    let index = Index::new(table);
+    targets
+        .par_iter()
+        .map(|&t| local_interval(table, &index, suppressed, t, 1))
+        .collect()
+}
+
 /// The feasible intervals of the `targets` (suppressed cells), in their order.
-pub fn intervals(table: &Table, suppressed: &[bool], targets: &[usize]) -> Result<Vec<Interval>, String> {
+pub fn intervals(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+) -> Result<Vec<Interval>, String> {
     let (comps, where_) = components(table, suppressed);
     targets
         .par_iter()
         .map(|&cell| {
-            let &(ci, v) = where_.get(&cell).ok_or("an audited cell is not suppressed")?;
+            let &(ci, v) = where_
+                .get(&cell)
+                .ok_or("an audited cell is not suppressed")?;
             let comp = &comps[ci];
             let lower = solve(comp, v, OptimizationDirection::Minimize)?
                 .ok_or("a suppressed cell has no lower bound")?;
@@ -161,8 +384,12 @@ mod tests {
         let table = Table {
             values: vec![10, 1, 9],
             rank: vec![1, 0, 0],
-            sums: vec![Sum { total: 0, parts: vec![1, 2] }],
+            sums: vec![Sum {
+                total: 0,
+                parts: vec![1, 2],
+            }],
             subsets: vec![],
+            keep_published: vec![],
         };
         let iv = intervals(&table, &[false, true, false], &[1]).unwrap();
         assert!((iv[0].lower - 1.0).abs() < 1e-9);
@@ -177,7 +404,13 @@ mod tests {
     #[test]
     fn subsets_narrow_intervals() {
         // part <= whole(2, published) and part >= 1: part in [1, 2].
-        let table = Table { values: vec![1, 2], rank: vec![0, 0], sums: vec![], subsets: vec![(0, 1)] };
+        let table = Table {
+            values: vec![1, 2],
+            rank: vec![0, 0],
+            sums: vec![],
+            subsets: vec![(0, 1)],
+            keep_published: vec![],
+        };
         let iv = intervals(&table, &[true, false], &[0]).unwrap();
         assert_eq!(iv[0].upper, Some(2.0));
         assert!(!iv[0].protects(3, 2));

@@ -55,6 +55,11 @@ pub struct Suppression {
     /// The audit demands that the feasible interval of each primary cell is at least this wide.
     #[serde(default = "default_width")]
     pub min_interval_width: u64,
+    /// Levels (`rd`, `bund`) whose cells must stay published unless they are small themselves, for
+    /// example because the ministry needs the federal values. If protection would need one of
+    /// them, the run fails instead.
+    #[serde(default)]
+    pub never_suppress: Vec<String>,
 }
 
 impl Default for Suppression {
@@ -62,6 +67,7 @@ impl Default for Suppression {
         Self {
             threshold: default_threshold(),
             min_interval_width: default_width(),
+            never_suppress: Vec::new(),
         }
     }
 }

@@ -30,9 +30,22 @@ pub struct Scope {
 /// each gE (its own values).
 #[must_use]
 pub fn scopes(rt: &ReportTable) -> Vec<Scope> {
-    let bund = rt.areas.iter().position(|a| a.level == Level::Bund).expect("a Bund row");
-    let mut out = vec![Scope { dir: "bund".into(), title: "Bund".into(), areas: vec![bund] }];
-    for (i, a) in rt.areas.iter().enumerate().filter(|(_, a)| a.level == Level::Rd) {
+    let bund = rt
+        .areas
+        .iter()
+        .position(|a| a.level == Level::Bund)
+        .expect("a Bund row");
+    let mut out = vec![Scope {
+        dir: "bund".into(),
+        title: "Bund".into(),
+        areas: vec![bund],
+    }];
+    for (i, a) in rt
+        .areas
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.level == Level::Rd)
+    {
         let rd = a.rd.clone().unwrap_or_default();
         let mut areas: Vec<usize> = rt
             .areas
@@ -42,12 +55,29 @@ pub fn scopes(rt: &ReportTable) -> Vec<Scope> {
             .map(|(j, _)| j)
             .collect();
         areas.extend([i, bund]);
-        out.push(Scope { dir: format!("rd={rd}"), title: format!("Regionaldirektion {rd}"), areas });
+        out.push(Scope {
+            dir: format!("rd={rd}"),
+            title: format!("Regionaldirektion {rd}"),
+            areas,
+        });
     }
-    for (i, a) in rt.areas.iter().enumerate().filter(|(_, a)| a.level == Level::Ge) {
+    for (i, a) in rt
+        .areas
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| a.level == Level::Ge)
+    {
         let ge = a.ge.as_ref().expect("a gE row has a gE");
-        let title = if ge.name.is_empty() { format!("gE {}", ge.nr) } else { format!("{} ({})", ge.name, ge.nr) };
-        out.push(Scope { dir: format!("ge={}", ge.nr), title, areas: vec![i] });
+        let title = if ge.name.is_empty() {
+            format!("gE {}", ge.nr)
+        } else {
+            format!("{} ({})", ge.name, ge.nr)
+        };
+        out.push(Scope {
+            dir: format!("ge={}", ge.nr),
+            title,
+            areas: vec![i],
+        });
     }
     out
 }
@@ -76,7 +106,11 @@ impl Published<'_> {
                 let ge = a.ge.as_ref().expect("gE");
                 ("gE".into(), ge.nr.clone(), ge.name.clone())
             }
-            Level::Rd => ("RD".into(), String::new(), format!("Regionaldirektion {}", a.rd.as_deref().unwrap_or(""))),
+            Level::Rd => (
+                "RD".into(),
+                String::new(),
+                format!("Regionaldirektion {}", a.rd.as_deref().unwrap_or("")),
+            ),
             Level::Bund => ("Bund".into(), String::new(), "Bund insgesamt".into()),
         }
     }
@@ -88,14 +122,19 @@ impl Published<'_> {
         let stem = format!("{}-{}", self.report, self.month);
         let mut files = Vec::new();
         for (ext, write) in [
-            ("parquet", Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>),
+            (
+                "parquet",
+                Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>,
+            ),
             ("csv", Self::write_csv),
             ("xlsx", Self::write_xlsx),
         ] {
             let name = format!("{stem}.{ext}");
             let path = dir.join(&name);
             write(self, scope, &path)?;
-            let bytes = fs::metadata(&path).map_err(|e| Error::io("inspect", &path, e))?.len();
+            let bytes = fs::metadata(&path)
+                .map_err(|e| Error::io("inspect", &path, e))?
+                .len();
             files.push(FileInfo {
                 path: format!("{}/{name}", scope.dir),
                 rows: self.long_rows(scope).count() as u64,
@@ -107,7 +146,10 @@ impl Published<'_> {
     }
 
     /// The long rows of a scope: (area, category, indicator, cell).
-    fn long_rows<'s>(&'s self, scope: &'s Scope) -> impl Iterator<Item = (usize, usize, usize, usize)> + 's {
+    fn long_rows<'s>(
+        &'s self,
+        scope: &'s Scope,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize)> + 's {
         let (nc, ni) = (self.rt.categories.len(), self.rt.indicators.len());
         scope.areas.iter().flat_map(move |&a| {
             (0..nc).flat_map(move |c| (0..ni).map(move |k| (a, c, k, self.rt.cell(a, c, k))))
@@ -130,8 +172,12 @@ impl Published<'_> {
             Field::new("suppressed", DataType::Boolean, false),
         ]);
         let (mut level, mut rd, mut ge, mut name, mut dim, mut ind) = (
-            StringBuilder::new(), StringBuilder::new(), StringBuilder::new(),
-            StringBuilder::new(), StringBuilder::new(), StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
+            StringBuilder::new(),
         );
         let mut value = Int64Builder::new();
         let mut suppressed = BooleanBuilder::new();
@@ -147,21 +193,30 @@ impl Published<'_> {
             suppressed.append_value(self.suppressed[cell]);
         }
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(level.finish()), Arc::new(rd.finish()), Arc::new(ge.finish()), Arc::new(name.finish()),
+            Arc::new(level.finish()),
+            Arc::new(rd.finish()),
+            Arc::new(ge.finish()),
+            Arc::new(name.finish()),
         ];
         if self.dimension.is_some() {
             columns.push(Arc::new(dim.finish()));
         }
-        columns.extend([Arc::new(ind.finish()) as ArrayRef, Arc::new(value.finish()), Arc::new(suppressed.finish())]);
+        columns.extend([
+            Arc::new(ind.finish()) as ArrayRef,
+            Arc::new(value.finish()),
+            Arc::new(suppressed.finish()),
+        ]);
         let schema = Arc::new(Schema::new(fields));
-        let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_error(path, &e))?;
+        let batch =
+            RecordBatch::try_new(schema.clone(), columns).map_err(|e| format_error(path, &e))?;
         let props = writer_properties(&[
             ("pseudagg.report", self.report.to_owned()),
             ("pseudagg.month", self.month.to_string()),
             ("pseudagg.scope", scope.dir.clone()),
         ]);
         let file = fs::File::create(path).map_err(|e| Error::io("create", path, e))?;
-        let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| format_error(path, &e))?;
+        let mut w =
+            ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| format_error(path, &e))?;
         w.write(&batch).map_err(|e| format_error(path, &e))?;
         w.close().map_err(|e| format_error(path, &e))?;
         Ok(())
@@ -171,7 +226,9 @@ impl Published<'_> {
     fn write_csv(&self, scope: &Scope, path: &Path) -> Result<()> {
         let mut out = String::from("\u{feff}");
         let dim = self.dimension.map(|d| format!("{d};")).unwrap_or_default();
-        out.push_str(&format!("level;rd;ge_nr;ge_name;{dim}indicator;value;suppressed\r\n"));
+        out.push_str(&format!(
+            "level;rd;ge_nr;ge_name;{dim}indicator;value;suppressed\r\n"
+        ));
         for (a, c, k, cell) in self.long_rows(scope) {
             let area = &self.rt.areas[a];
             let fields = [
@@ -185,7 +242,10 @@ impl Published<'_> {
                 line.push(csv_field(&self.rt.categories[c]));
             }
             line.push(csv_field(&self.rt.indicators[k]));
-            line.push(self.value(cell).map_or_else(|| "*".to_owned(), |v| v.to_string()));
+            line.push(
+                self.value(cell)
+                    .map_or_else(|| "*".to_owned(), |v| v.to_string()),
+            );
             line.push(if self.suppressed[cell] { "J" } else { "N" }.to_owned());
             out.push_str(&line.join(";"));
             out.push_str("\r\n");
@@ -199,51 +259,97 @@ impl Published<'_> {
         let mut wb = Workbook::new();
         // A fixed creation time keeps reruns byte-identical: the last day of the report month.
         let day = self.month.last_day();
-        let created = ExcelDateTime::from_ymd(day.year() as u16, day.month() as u8, day.day() as u8).map_err(x)?;
-        wb.set_properties(&DocProperties::new().set_title(self.title).set_creation_datetime(&created));
+        let created =
+            ExcelDateTime::from_ymd(day.year() as u16, day.month() as u8, day.day() as u8)
+                .map_err(x)?;
+        wb.set_properties(
+            &DocProperties::new()
+                .set_title(self.title)
+                .set_creation_datetime(&created),
+        );
         let ws = wb.add_worksheet();
-        ws.set_name(&format!("Datenstand {}", self.month)).map_err(x)?;
+        ws.set_name(&format!("Datenstand {}", self.month))
+            .map_err(x)?;
         let bold = Format::new().set_bold();
         let title = Format::new().set_bold().set_font_size(14);
-        let head = Format::new().set_bold().set_align(FormatAlign::Center).set_border(rust_xlsxwriter::FormatBorder::Thin).set_text_wrap();
+        let head = Format::new()
+            .set_bold()
+            .set_align(FormatAlign::Center)
+            .set_border(rust_xlsxwriter::FormatBorder::Thin)
+            .set_text_wrap();
         let right = Format::new().set_align(FormatAlign::Right);
         let number = Format::new().set_num_format("#,##0");
         let note = Format::new().set_italic();
 
-        ws.write_string_with_format(0, 0, self.title, &title).map_err(x)?;
-        ws.write_string(1, 0, format!("{} · Datenstand: {} {}", scope.title, month_name(self.month.month()), self.month.year())).map_err(x)?;
-        let (nc, ni) = (self.rt.categories.len() as u16, self.rt.indicators.len() as u16);
+        ws.write_string_with_format(0, 0, self.title, &title)
+            .map_err(x)?;
+        ws.write_string(
+            1,
+            0,
+            format!(
+                "{} · Datenstand: {} {}",
+                scope.title,
+                month_name(self.month.month()),
+                self.month.year()
+            ),
+        )
+        .map_err(x)?;
+        let (nc, ni) = (
+            self.rt.categories.len() as u16,
+            self.rt.indicators.len() as u16,
+        );
         let header_row = 3;
         for (col, h) in ["Ebene", "gE-Nr.", "Bezeichnung"].iter().enumerate() {
-            ws.merge_range(header_row, col as u16, header_row + 1, col as u16, h, &head).map_err(x)?;
+            ws.merge_range(header_row, col as u16, header_row + 1, col as u16, h, &head)
+                .map_err(x)?;
         }
         for k in 0..ni {
             let first = 3 + k * nc;
             let label = &self.indicator_labels[k as usize];
             if nc > 1 {
-                ws.merge_range(header_row, first, header_row, first + nc - 1, label, &head).map_err(x)?;
+                ws.merge_range(header_row, first, header_row, first + nc - 1, label, &head)
+                    .map_err(x)?;
             } else {
-                ws.write_string_with_format(header_row, first, label, &head).map_err(x)?;
+                ws.write_string_with_format(header_row, first, label, &head)
+                    .map_err(x)?;
             }
             for c in 0..nc {
-                ws.write_string_with_format(header_row + 1, first + c, &self.rt.categories[c as usize], &head).map_err(x)?;
+                ws.write_string_with_format(
+                    header_row + 1,
+                    first + c,
+                    &self.rt.categories[c as usize],
+                    &head,
+                )
+                .map_err(x)?;
             }
         }
         let mut row = header_row + 2;
         for &a in &scope.areas {
             let (level, nr, name) = self.area_label(a);
-            let style = if self.rt.areas[a].level == Level::Ge { &Format::new() } else { &bold };
-            ws.write_string_with_format(row, 0, &level, style).map_err(x)?;
+            let style = if self.rt.areas[a].level == Level::Ge {
+                &Format::new()
+            } else {
+                &bold
+            };
+            ws.write_string_with_format(row, 0, &level, style)
+                .map_err(x)?;
             ws.write_string_with_format(row, 1, &nr, style).map_err(x)?;
-            ws.write_string_with_format(row, 2, &name, style).map_err(x)?;
+            ws.write_string_with_format(row, 2, &name, style)
+                .map_err(x)?;
             for k in 0..ni {
                 for c in 0..nc {
                     let col = 3 + k * nc + c;
                     let cell = self.rt.cell(a, c as usize, k as usize);
                     match self.value(cell) {
-                        None => ws.write_string_with_format(row, col, "*", &right).map_err(x)?,
-                        Some(0) => ws.write_string_with_format(row, col, "-", &right).map_err(x)?,
-                        Some(v) => ws.write_number_with_format(row, col, v as f64, &number).map_err(x)?,
+                        None => ws
+                            .write_string_with_format(row, col, "*", &right)
+                            .map_err(x)?,
+                        Some(0) => ws
+                            .write_string_with_format(row, col, "-", &right)
+                            .map_err(x)?,
+                        Some(v) => ws
+                            .write_number_with_format(row, col, v as f64, &number)
+                            .map_err(x)?,
                     };
                 }
             }
@@ -251,7 +357,8 @@ impl Published<'_> {
         }
         row += 1;
         for line in footnotes() {
-            ws.write_string_with_format(row, 0, line, &note).map_err(x)?;
+            ws.write_string_with_format(row, 0, line, &note)
+                .map_err(x)?;
             row += 1;
         }
         ws.set_column_width(0, 7).map_err(x)?;
@@ -276,8 +383,20 @@ pub fn footnotes() -> [&'static str; 3] {
 }
 
 fn month_name(m: u32) -> &'static str {
-    ["Januar", "Februar", "März", "April", "Mai", "Juni", "Juli", "August", "September", "Oktober", "November", "Dezember"]
-        [(m as usize).saturating_sub(1).min(11)]
+    [
+        "Januar",
+        "Februar",
+        "März",
+        "April",
+        "Mai",
+        "Juni",
+        "Juli",
+        "August",
+        "September",
+        "Oktober",
+        "November",
+        "Dezember",
+    ][(m as usize).saturating_sub(1).min(11)]
 }
 
 fn csv_field(s: &str) -> String {
@@ -289,5 +408,8 @@ fn csv_field(s: &str) -> String {
 }
 
 fn format_error(path: &Path, e: &dyn std::fmt::Display) -> Error {
-    Error::Format { path: path.to_owned(), reason: format!("writing the report failed: {e}") }
+    Error::Format {
+        path: path.to_owned(),
+        reason: format!("writing the report failed: {e}"),
+    }
 }

@@ -37,16 +37,24 @@ impl ReportPlan {
 
     /// Parses and checks a definition, reporting every problem at once.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
-        let fail = |problems: Problems| Error::Definition { file: path.to_owned(), problems };
+        let fail = |problems: Problems| Error::Definition {
+            file: path.to_owned(),
+            problems,
+        };
         let mut problems = Problems::default();
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             let mut p = Problems::default();
-            p.push(Problem::new(Location::default(), format!("is not valid TOML: {}", e.message())));
+            p.push(Problem::new(
+                Location::default(),
+                format!("is not valid TOML: {}", e.message()),
+            ));
             fail(p)
         })?;
         let mut unknown = Vec::new();
         let definition: Option<ReportDefinition> =
-            match serde_ignored::deserialize(toml::Value::Table(table), |key| unknown.push(key.to_string())) {
+            match serde_ignored::deserialize(toml::Value::Table(table), |key| {
+                unknown.push(key.to_string())
+            }) {
                 Ok(d) => Some(d),
                 Err(e) => {
                     problems.push(Problem::new(Location::default(), e.to_string()));
@@ -54,48 +62,98 @@ impl ReportPlan {
                 }
             };
         for key in unknown {
-            problems.push(Problem::new(Location::key(key), "is not a known key of a report definition (see schemas/report.schema.json)"));
+            problems.push(Problem::new(
+                Location::key(key),
+                "is not a known key of a report definition (see schemas/report.schema.json)",
+            ));
         }
-        let Some(definition) = definition else { return Err(fail(problems)) };
+        let Some(definition) = definition else {
+            return Err(fail(problems));
+        };
         Self::check(definition, text, problems).map_err(fail)
     }
 
     #[allow(clippy::too_many_lines)] // one list of rules, read top to bottom
-    fn check(d: ReportDefinition, text: &str, mut problems: Problems) -> std::result::Result<Self, Problems> {
-        let mut push = |key: &str, message: String| problems.push(Problem::new(Location::key(key), message));
+    fn check(
+        d: ReportDefinition,
+        text: &str,
+        mut problems: Problems,
+    ) -> std::result::Result<Self, Problems> {
+        let mut push =
+            |key: &str, message: String| problems.push(Problem::new(Location::key(key), message));
         let name_ok = d.name.len() <= 32
             && d.name.starts_with(|c: char| c.is_ascii_lowercase())
-            && d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            && d.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !name_ok {
-            push("name", "must be 1 to 32 lower-case letters, digits or hyphens, starting with a letter".into());
+            push(
+                "name",
+                "must be 1 to 32 lower-case letters, digits or hyphens, starting with a letter"
+                    .into(),
+            );
+        }
+        for (i, level) in d.suppression.never_suppress.iter().enumerate() {
+            if !["ge", "rd", "bund"].contains(&level.as_str()) {
+                push(
+                    &format!("suppression.never-suppress[{i}]"),
+                    "is not a level; the levels are ge, rd and bund".into(),
+                );
+            }
+        }
+        if d.suppression.threshold < 1 {
+            push("suppression.threshold", "must be at least 1".into());
         }
         let Some(schema) = Schema::builtin(&d.input_schema) else {
             let known: Vec<_> = Schema::builtin_names().collect();
-            push("input-schema", format!("is not a known schema; known are: {}", known.join(", ")));
+            push(
+                "input-schema",
+                format!("is not a known schema; known are: {}", known.join(", ")),
+            );
             return Err(problems);
         };
 
         let org = |key: &str, name: &str, problems: &mut Problems| -> Option<usize> {
             match schema.index_of(name) {
-                Some(i) if schema.columns[i].class == ColumnClass::Org && schema.columns[i].ty == ColumnType::Str => Some(i),
+                Some(i)
+                    if schema.columns[i].class == ColumnClass::Org
+                        && schema.columns[i].ty == ColumnType::Str =>
+                {
+                    Some(i)
+                }
                 Some(_) => {
-                    problems.push(Problem::new(Location::key(key), format!("`{name}` is not a text column of class org")));
+                    problems.push(Problem::new(
+                        Location::key(key),
+                        format!("`{name}` is not a text column of class org"),
+                    ));
                     None
                 }
                 None => {
-                    problems.push(Problem::new(Location::key(key), format!("`{name}` is not a column of the schema `{}`", schema.name)));
+                    problems.push(Problem::new(
+                        Location::key(key),
+                        format!("`{name}` is not a column of the schema `{}`", schema.name),
+                    ));
                     None
                 }
             }
         };
         let rd_column = org("rd-column", &d.rd_column, &mut problems);
         let ge_column = org("ge-column", &d.ge_column, &mut problems);
-        let ge_name_column = d.ge_name_column.as_ref().map(|n| org("ge-name-column", n, &mut problems));
+        let ge_name_column = d
+            .ge_name_column
+            .as_ref()
+            .map(|n| org("ge-name-column", n, &mut problems));
         for (key, column) in [("rd-column", rd_column), ("ge-column", ge_column)] {
             if let Some(c) = column
                 && schema.columns[c].nullable
             {
-                problems.push(Problem::new(Location::key(key), format!("`{}` may be empty; a level needs a value in every row", schema.columns[c].name)));
+                problems.push(Problem::new(
+                    Location::key(key),
+                    format!(
+                        "`{}` may be empty; a level needs a value in every row",
+                        schema.columns[c].name
+                    ),
+                ));
             }
         }
 
@@ -109,13 +167,32 @@ impl ReportPlan {
         let mut categories = Vec::new();
         if let Some(dim) = &d.dimension {
             if !is_name(&dim.name) {
-                problems.push(Problem::new(Location::key("dimension.name"), "a dimension name is lower-case letters, digits and `_`"));
+                problems.push(Problem::new(
+                    Location::key("dimension.name"),
+                    "a dimension name is lower-case letters, digits and `_`",
+                ));
             }
-            if ["level", "rd", "ge_nr", "ge_name", "indicator", "value", "suppressed"].contains(&dim.name.as_str()) {
-                problems.push(Problem::new(Location::key("dimension.name"), format!("`{}` is an output column already", dim.name)));
+            if [
+                "level",
+                "rd",
+                "ge_nr",
+                "ge_name",
+                "indicator",
+                "value",
+                "suppressed",
+            ]
+            .contains(&dim.name.as_str())
+            {
+                problems.push(Problem::new(
+                    Location::key("dimension.name"),
+                    format!("`{}` is an output column already", dim.name),
+                ));
             }
             if dim.categories.is_empty() {
-                problems.push(Problem::new(Location::key("dimension.categories"), "a dimension needs at least one category"));
+                problems.push(Problem::new(
+                    Location::key("dimension.categories"),
+                    "a dimension needs at least one category",
+                ));
             }
             let mut seen = HashSet::new();
             for (i, c) in dim.categories.iter().enumerate() {
@@ -125,13 +202,25 @@ impl ReportPlan {
                         "a category needs a name of its own, other than the total's",
                     ));
                 }
-                categories.push(parse(format!("dimension.categories[{i}].when"), &c.when, &mut problems));
+                categories.push(parse(
+                    format!("dimension.categories[{i}].when"),
+                    &c.when,
+                    &mut problems,
+                ));
             }
         }
 
-        let index: HashMap<&str, usize> = d.indicators.iter().enumerate().map(|(i, x)| (x.name.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = d
+            .indicators
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.name.as_str(), i))
+            .collect();
         if d.indicators.is_empty() {
-            problems.push(Problem::new(Location::key("indicators"), "a report needs at least one indicator"));
+            problems.push(Problem::new(
+                Location::key("indicators"),
+                "a report needs at least one indicator",
+            ));
         }
         let mut own = Vec::new();
         let mut subset_of = Vec::new();
@@ -139,7 +228,10 @@ impl ReportPlan {
         for (i, ind) in d.indicators.iter().enumerate() {
             let key = format!("indicators[{i}]");
             if !is_name(&ind.name) || !seen.insert(ind.name.as_str()) {
-                problems.push(Problem::new(Location::key(format!("{key}.name")), "needs a unique name of lower-case letters, digits and `_`"));
+                problems.push(Problem::new(
+                    Location::key(format!("{key}.name")),
+                    "needs a unique name of lower-case letters, digits and `_`",
+                ));
             }
             own.push(parse(format!("{key}.when"), &ind.when, &mut problems));
             subset_of.push(match &ind.subset_of {
@@ -147,7 +239,10 @@ impl ReportPlan {
                 Some(s) => match index.get(s.as_str()) {
                     Some(&j) if j != i => Some(j),
                     _ => {
-                        problems.push(Problem::new(Location::key(format!("{key}.subset-of")), format!("`{s}` is not another indicator of this report")));
+                        problems.push(Problem::new(
+                            Location::key(format!("{key}.subset-of")),
+                            format!("`{s}` is not another indicator of this report"),
+                        ));
                         None
                     }
                 },
@@ -160,7 +255,10 @@ impl ReportPlan {
             while let Some(j) = at {
                 steps += 1;
                 if j == start || steps > subset_of.len() {
-                    problems.push(Problem::new(Location::key(format!("indicators[{start}].subset-of")), "the subset relations form a cycle"));
+                    problems.push(Problem::new(
+                        Location::key(format!("indicators[{start}].subset-of")),
+                        "the subset relations form a cycle",
+                    ));
                     break;
                 }
                 at = subset_of[j];
@@ -178,13 +276,20 @@ impl ReportPlan {
                     chain.push(own[j].clone());
                     at = subset_of[j];
                 }
-                if chain.len() == 1 { chain.pop().expect("one") } else { Expr::And(chain) }
+                if chain.len() == 1 {
+                    chain.pop().expect("one")
+                } else {
+                    Expr::And(chain)
+                }
             })
             .collect();
         Ok(Self {
             definition_sha256: sha256_hex(text.as_bytes()),
             population: population.expect("checked"),
-            categories: categories.into_iter().map(|e| e.expect("checked")).collect(),
+            categories: categories
+                .into_iter()
+                .map(|e| e.expect("checked"))
+                .collect(),
             indicators,
             subset_of,
             rd_column: rd_column.expect("checked"),
@@ -198,7 +303,11 @@ impl ReportPlan {
     /// Number of categories including the total (1 without a dimension).
     #[must_use]
     pub fn category_count(&self) -> usize {
-        if self.categories.is_empty() { 1 } else { self.categories.len() + 1 }
+        if self.categories.is_empty() {
+            1
+        } else {
+            self.categories.len() + 1
+        }
     }
 
     /// Category labels, the total last.
@@ -206,7 +315,12 @@ impl ReportPlan {
     pub fn category_labels(&self) -> Vec<String> {
         match &self.definition.dimension {
             None => vec![String::new()],
-            Some(d) => d.categories.iter().map(|c| c.name.clone()).chain([d.total.clone()]).collect(),
+            Some(d) => d
+                .categories
+                .iter()
+                .map(|c| c.name.clone())
+                .chain([d.total.clone()])
+                .collect(),
         }
     }
 }

@@ -23,7 +23,11 @@ pub struct ReportOptions<'a> {
 
 impl std::fmt::Debug for ReportOptions<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReportOptions").field("input", &self.input).field("month", &self.month).field("out", &self.out).finish_non_exhaustive()
+        f.debug_struct("ReportOptions")
+            .field("input", &self.input)
+            .field("month", &self.month)
+            .field("out", &self.out)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,7 +45,8 @@ pub struct ReportManifest {
     pub rows_read: u64,
     pub rows_counted: u64,
     pub suppression: SuppressionNote,
-    /// Every suppressed cell with the interval an attacker can narrow it to.
+    /// Every suppressed cell with an interval that the attacker's feasible interval contains: the
+    /// attacker cannot narrow the cell further than `[lower, upper]`.
     pub audit: Vec<AuditNote>,
     pub scopes: Vec<String>,
     pub files: Vec<FileInfo>,
@@ -117,7 +122,8 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     let mut read = ReadOptions::new(options.month);
     read.encoding = options.encoding;
     let mut reader = ExtractReader::open(&options.input, &plan.schema, read)?;
-    let month_end = parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
+    let month_end =
+        parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
     let mut counter = Counter::new(plan, month_end);
     {
         let _s = info_span!("aggregate").entered();
@@ -135,10 +141,18 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         schema: plan.schema.name.clone(),
         problems,
     })?;
-    info!(rows_read = counts.rows_read, rows_counted = counts.rows_counted, ges = counts.ges.len(), "extract counted");
+    info!(
+        rows_read = counts.rows_read,
+        rows_counted = counts.rows_counted,
+        ges = counts.ges.len(),
+        "extract counted"
+    );
 
     let rt = ReportTable::build(plan, &counts);
-    let params = Params { threshold: d.suppression.threshold, min_width: d.suppression.min_interval_width };
+    let params = Params {
+        threshold: d.suppression.threshold,
+        min_width: d.suppression.min_interval_width,
+    };
     let pattern = {
         let _s = info_span!("suppress", cells = rt.table.len()).entered();
         protect(&rt.table, params).map_err(|u| {
@@ -148,7 +162,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 .take(20)
                 .map(|(c, iv)| {
                     let (area, cat, ind) = locate(&rt, *c);
-                    format!("  - {area}, {cat}{ind}: could be narrowed to [{:.1}, {}]", iv.lower, iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}")))
+                    format!(
+                        "  - {area}, {cat}{ind}: could be narrowed to [{:.1}, {}]",
+                        iv.lower,
+                        iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}"))
+                    )
                 })
                 .collect();
             Error::CheckFailed(format!(
@@ -160,7 +178,13 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     };
     let primary = pattern.primary.iter().filter(|&&p| p).count();
     let suppressed = pattern.suppressed.iter().filter(|&&p| p).count();
-    info!(cells = rt.table.len(), primary, secondary = suppressed - primary, rounds = pattern.rounds, "suppressed and audited");
+    info!(
+        cells = rt.table.len(),
+        primary,
+        secondary = suppressed - primary,
+        rounds = pattern.rounds,
+        "suppressed and audited"
+    );
 
     let target = options.out.join(&d.name).join(options.month.to_string());
     let staging = StagingDir::create(&target)?;
@@ -209,7 +233,10 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         input_schema: plan.schema.name.clone(),
         month: options.month.to_string(),
         input: InputNote {
-            file: options.input.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            file: options
+                .input
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
             format: input.format.as_str().to_owned(),
             sha256: input.sha256,
             bytes: input.bytes,
@@ -247,10 +274,18 @@ fn locate(rt: &ReportTable, cell: usize) -> (String, String, String) {
     let (area, c, k) = rt_position(rt, cell);
     let a = &rt.areas[area];
     let place = match a.level {
-        Level::Ge => format!("gE {} (RD {})", a.ge.as_ref().map_or("", |g| g.nr.as_str()), a.rd.as_deref().unwrap_or("")),
+        Level::Ge => format!(
+            "gE {} (RD {})",
+            a.ge.as_ref().map_or("", |g| g.nr.as_str()),
+            a.rd.as_deref().unwrap_or("")
+        ),
         Level::Rd => format!("RD {}", a.rd.as_deref().unwrap_or("")),
         Level::Bund => "Bund".to_owned(),
     };
-    let cat = if rt.categories[c].is_empty() { String::new() } else { format!("{} / ", rt.categories[c]) };
+    let cat = if rt.categories[c].is_empty() {
+        String::new()
+    } else {
+        format!("{} / ", rt.categories[c])
+    };
     (place, cat, rt.indicators[k].clone())
 }

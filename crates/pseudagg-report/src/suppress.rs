@@ -7,7 +7,7 @@
 //! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
 //! table always gives the same pattern.
 
-use crate::audit::{Interval, intervals};
+use crate::audit::{Interval, certify, inner_intervals, intervals};
 use crate::table::Table;
 
 /// Suppression settings.
@@ -22,7 +22,7 @@ pub struct Params {
 pub struct Pattern {
     pub suppressed: Vec<bool>,
     pub primary: Vec<bool>,
-    /// The interval of every suppressed cell, by cell.
+    /// An interval for every suppressed cell, by cell; its true feasible interval contains it.
     pub audit: Vec<(usize, Interval)>,
     pub rounds: usize,
 }
@@ -37,11 +37,24 @@ pub struct Unprotected {
 
 /// Suppresses until every primary cell is protected, or says which cannot be.
 pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
-    let primary: Vec<bool> = table.values.iter().map(|&v| v > 0 && v < params.threshold).collect();
+    let primary: Vec<bool> = table
+        .values
+        .iter()
+        .map(|&v| v > 0 && v < params.threshold)
+        .collect();
     let mut suppressed = primary.clone();
     let sums_of = table.sums_of_cells();
     let primaries: Vec<usize> = (0..table.len()).filter(|&c| primary[c]).collect();
-    let better = |a: usize, b: usize| (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b);
+    let better = |a: usize, b: usize| {
+        (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b)
+    };
+    let protects = |_: usize, iv: &Interval| iv.protects(params.threshold, params.min_width);
+    let fail = |reason: String| Unprotected {
+        cells: vec![],
+        reason,
+    };
+    // A cell once shown safe stays safe: more suppression only widens intervals.
+    let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -53,7 +66,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 let cells = s.parts.iter().copied().chain([s.total]);
                 if cells.clone().filter(|&c| suppressed[c]).count() == 1 {
                     let pick = cells
-                        .filter(|&c| !suppressed[c] && table.values[c] > 0)
+                        .filter(|&c| !suppressed[c] && table.may_suppress(c))
                         .reduce(|a, b| if better(a, b) { a } else { b });
                     if let Some(c) = pick {
                         suppressed[c] = true;
@@ -62,38 +75,92 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 }
             }
         }
-        // (2) The audit.
-        let found = intervals(table, &suppressed, &primaries).map_err(|reason| Unprotected { cells: vec![], reason })?;
-        let failing: Vec<(usize, Interval)> = primaries
+        // (2) The audit of the primary cells not yet shown safe.
+        let open: Vec<usize> = primaries
             .iter()
-            .zip(found)
-            .filter(|(_, iv)| !iv.protects(params.threshold, params.min_width))
-            .map(|(&c, iv)| (c, iv))
+            .copied()
+            .filter(|&c| safe[c].is_none())
             .collect();
-        if failing.is_empty() {
-            let all: Vec<usize> = (0..table.len()).filter(|&c| suppressed[c]).collect();
-            let ivs = intervals(table, &suppressed, &all).map_err(|reason| Unprotected { cells: vec![], reason })?;
-            return Ok(Pattern { suppressed, primary, audit: all.into_iter().zip(ivs).collect(), rounds });
+        let results = certify(table, &suppressed, &open, &protects).map_err(fail)?;
+        let mut failing = Vec::new();
+        for (&c, (iv, ok)) in open.iter().zip(results) {
+            if ok {
+                safe[c] = Some(iv);
+            } else {
+                failing.push((c, iv));
+            }
         }
+        tracing::debug!(
+            round = rounds,
+            audited = open.len(),
+            failing = failing.len(),
+            "audit round"
+        );
+        if failing.is_empty() {
+            let secondary: Vec<usize> = (0..table.len())
+                .filter(|&c| suppressed[c] && !primary[c])
+                .collect();
+            let inner = inner_intervals(table, &suppressed, &secondary).map_err(fail)?;
+            let mut audit: Vec<(usize, Interval)> = secondary.into_iter().zip(inner).collect();
+            for &c in &primaries {
+                audit.push((c, safe[c].expect("every primary cell is safe")));
+            }
+            audit.sort_by_key(|a| a.0);
+            return Ok(Pattern {
+                suppressed,
+                primary,
+                audit,
+                rounds,
+            });
+        }
+        // Cells the neighbourhoods could not show safe get one more suppressed neighbour; where no
+        // neighbour is left, the whole connected part of the table decides (exact, and costly).
         let mut added = false;
-        for &(cell, _) in &failing {
+        let mut no_candidate = Vec::new();
+        for &(cell, iv) in &failing {
             let related = sums_of[cell]
                 .iter()
-                .flat_map(|&s| table.sums[s].parts.iter().copied().chain([table.sums[s].total]))
-                .chain(table.subsets.iter().filter(|&&(a, b)| a == cell || b == cell).flat_map(|&(a, b)| [a, b]));
+                .flat_map(|&s| {
+                    table.sums[s]
+                        .parts
+                        .iter()
+                        .copied()
+                        .chain([table.sums[s].total])
+                })
+                .chain(
+                    table
+                        .subsets
+                        .iter()
+                        .filter(|&&(a, b)| a == cell || b == cell)
+                        .flat_map(|&(a, b)| [a, b]),
+                );
             let pick = related
-                .filter(|&c| !suppressed[c] && table.values[c] > 0)
+                .filter(|&c| !suppressed[c] && table.may_suppress(c))
                 .reduce(|a, b| if better(a, b) { a } else { b });
             if let Some(c) = pick {
                 suppressed[c] = true;
                 added = true;
+            } else {
+                no_candidate.push((cell, iv));
             }
         }
-        if !added {
-            return Err(Unprotected {
-                cells: failing,
-                reason: "no further cell can be suppressed to protect them".to_owned(),
-            });
+        if !added && !no_candidate.is_empty() {
+            let cells: Vec<usize> = no_candidate.iter().map(|c| c.0).collect();
+            let exact = intervals(table, &suppressed, &cells).map_err(fail)?;
+            let mut still = Vec::new();
+            for (c, iv) in cells.into_iter().zip(exact) {
+                if iv.protects(params.threshold, params.min_width) {
+                    safe[c] = Some(iv);
+                } else {
+                    still.push((c, iv));
+                }
+            }
+            if !still.is_empty() {
+                return Err(Unprotected {
+                    cells: still,
+                    reason: "no further cell can be suppressed to protect them".to_owned(),
+                });
+            }
         }
     }
 }
@@ -108,8 +175,12 @@ mod tests {
         Table {
             values: vec![51, 1, 50],
             rank: vec![2, 0, 0],
-            sums: vec![Sum { total: 0, parts: vec![1, 2] }],
+            sums: vec![Sum {
+                total: 0,
+                parts: vec![1, 2],
+            }],
             subsets: vec![],
+            keep_published: vec![],
         }
     }
 
@@ -118,12 +189,57 @@ mod tests {
         let table = rd_table();
         let primary_only = vec![false, true, false];
         let iv = intervals(&table, &primary_only, &[1]).unwrap();
-        assert_eq!((iv[0].lower, iv[0].upper), (1.0, Some(1.0)), "gE1 is computed from the published cells");
+        assert_eq!(
+            (iv[0].lower, iv[0].upper),
+            (1.0, Some(1.0)),
+            "gE1 is computed from the published cells"
+        );
 
-        let pattern = protect(&table, Params { threshold: 3, min_width: 2 }).unwrap();
-        assert_eq!(pattern.suppressed, vec![false, true, true], "gE2 (an inner cell) is suppressed, not the RD");
+        let pattern = protect(
+            &table,
+            Params {
+                threshold: 3,
+                min_width: 2,
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            pattern.suppressed,
+            vec![false, true, true],
+            "gE2 (an inner cell) is suppressed, not the RD"
+        );
         let (_, iv) = pattern.audit.iter().find(|(c, _)| *c == 1).unwrap();
         assert!(iv.protects(3, 2), "{iv:?}");
+    }
+
+    #[test]
+    fn a_cell_that_must_stay_published_can_make_protection_fail() {
+        let mut table = rd_table();
+        // Only gE2 may be suppressed: it suffices.
+        table.keep_published = vec![true, false, false];
+        assert!(
+            protect(
+                &table,
+                Params {
+                    threshold: 3,
+                    min_width: 2
+                }
+            )
+            .is_ok()
+        );
+        // Neither gE2 nor the RD may be: gE1 stays exactly computable, and protection fails.
+        table.keep_published = vec![true, false, true];
+        let err = protect(
+            &table,
+            Params {
+                threshold: 3,
+                min_width: 2,
+            },
+        )
+        .unwrap_err();
+        assert_eq!(err.cells.len(), 1);
+        assert_eq!(err.cells[0].0, 1);
+        assert_eq!(err.cells[0].1.upper, Some(1.0));
     }
 
     #[test]
@@ -132,10 +248,20 @@ mod tests {
         let table = Table {
             values: vec![3, 1, 2, 0],
             rank: vec![2, 0, 0, 0],
-            sums: vec![Sum { total: 0, parts: vec![1, 2, 3] }],
+            sums: vec![Sum {
+                total: 0,
+                parts: vec![1, 2, 3],
+            }],
             subsets: vec![],
+            keep_published: vec![],
         };
-        let pattern = protect(&table, Params { threshold: 3, min_width: 2 });
+        let pattern = protect(
+            &table,
+            Params {
+                threshold: 3,
+                min_width: 2,
+            },
+        );
         // The total is the only other positive cell; suppressing it leaves a unbounded above.
         let pattern = pattern.unwrap();
         assert!(pattern.suppressed[0]);

@@ -17,6 +17,8 @@ pub struct Table {
     pub sums: Vec<Sum>,
     /// `(part, whole)`: part <= whole.
     pub subsets: Vec<(usize, usize)>,
+    /// Cells that secondary suppression may not choose (empty: none).
+    pub keep_published: Vec<bool>,
 }
 
 impl Table {
@@ -28,6 +30,12 @@ impl Table {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
+    }
+
+    /// May secondary suppression choose this cell?
+    #[must_use]
+    pub fn may_suppress(&self, cell: usize) -> bool {
+        self.values[cell] > 0 && !self.keep_published.get(cell).copied().unwrap_or(false)
     }
 
     /// For each cell, the sums it takes part in (as part or total).
@@ -49,6 +57,9 @@ impl Table {
         self.sums
             .iter()
             .all(|s| s.parts.iter().map(|&p| self.values[p]).sum::<u64>() == self.values[s.total])
-            && self.subsets.iter().all(|&(a, b)| self.values[a] <= self.values[b])
+            && self
+                .subsets
+                .iter()
+                .all(|&(a, b)| self.values[a] <= self.values[b])
     }
 }

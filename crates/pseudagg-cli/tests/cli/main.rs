@@ -10,3 +10,6 @@ mod bad_inputs;
 
 /// Key files, definitions and the generator at the command line.
 mod commands;
+
+/// opDs reports: recipients' scopes, suppression, workbooks, no time series.
+mod reports;

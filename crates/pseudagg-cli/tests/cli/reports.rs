@@ -1,0 +1,363 @@
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use arrow_array::{Array, RecordBatch};
+use calamine::{Data, Reader, Xlsx, open_workbook};
+
+use crate::common::{Extract, Output, SAMPLE_OPDS, pseudagg, read_parquet, tree};
+
+const GEFLUECHTETE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../pipelines/gefluechtete.toml"
+);
+const BERATUNG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../pipelines/beratung-sprachniveau.toml"
+);
+
+fn report(definition: &str, input: &str, month: &str, out: &Path) -> Output {
+    pseudagg(&[
+        "report",
+        "--definition",
+        definition,
+        "--input",
+        input,
+        "--month",
+        month,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn strings(b: &RecordBatch, name: &str) -> Vec<Option<String>> {
+    let col = b.column(b.schema().index_of(name).unwrap());
+    let s = col.as_string::<i32>();
+    (0..s.len())
+        .map(|i| (!s.is_null(i)).then(|| s.value(i).to_owned()))
+        .collect()
+}
+
+/// The sample through the refugee report: recipients see only their own cells, every published
+/// count is 0 or at least 3, the workbook carries its marks and notes, and a rerun is identical.
+#[test]
+fn sample_report_per_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let r = report(GEFLUECHTETE, SAMPLE_OPDS, "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = out.join("gefluechtete/2025-03");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(root.join("manifest.json")).unwrap()).unwrap();
+
+    let input = Extract::read(SAMPLE_OPDS);
+    let rds: BTreeSet<String> = input
+        .rows
+        .iter()
+        .map(|r| r[input.col("rd")].clone())
+        .collect();
+    let scopes: Vec<String> = manifest["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(scopes[0], "bund");
+    assert_eq!(
+        scopes.iter().filter(|s| s.starts_with("rd=")).count(),
+        rds.len()
+    );
+
+    let mut suppressed_cells = 0;
+    for scope in &scopes {
+        let batches = read_parquet(&root.join(scope).join("gefluechtete-2025-03.parquet"));
+        for b in &batches {
+            let level = strings(b, "level");
+            let rd = strings(b, "rd");
+            let ge = strings(b, "ge_nr");
+            let value = b
+                .column(b.schema().index_of("value").unwrap())
+                .as_primitive::<Int64Type>();
+            let suppressed = b
+                .column(b.schema().index_of("suppressed").unwrap())
+                .as_boolean();
+            for i in 0..b.num_rows() {
+                let level = level[i].as_deref().unwrap();
+                if let Some(x) = scope.strip_prefix("rd=") {
+                    match level {
+                        "ge" | "rd" => {
+                            assert_eq!(rd[i].as_deref(), Some(x), "another RD's row in {scope}")
+                        }
+                        "bund" => assert_eq!(rd[i], None),
+                        other => panic!("level {other}"),
+                    }
+                } else if let Some(x) = scope.strip_prefix("ge=") {
+                    assert_eq!(
+                        (level, ge[i].as_deref()),
+                        ("ge", Some(x)),
+                        "another row in {scope}"
+                    );
+                } else {
+                    assert_eq!(level, "bund", "a non-federal row in bund/");
+                }
+                if suppressed.value(i) {
+                    assert!(value.is_null(i));
+                    if scope == "bund" || scope.starts_with("ge=") {
+                        suppressed_cells += 1;
+                    }
+                } else {
+                    let v = value.value(i);
+                    assert!(v == 0 || v >= 3, "a published count of {v} in {scope}");
+                }
+            }
+        }
+        for ext in ["csv", "xlsx"] {
+            assert!(
+                root.join(scope)
+                    .join(format!("gefluechtete-2025-03.{ext}"))
+                    .exists()
+            );
+        }
+    }
+    assert!(suppressed_cells > 0, "the sample has small cells");
+
+    // The audit: one entry per suppressed cell, each primary cell protected.
+    let s = &manifest["suppression"];
+    let audit = manifest["audit"].as_array().unwrap();
+    assert_eq!(
+        audit.len() as u64,
+        s["primary"].as_u64().unwrap() + s["secondary"].as_u64().unwrap()
+    );
+    for a in audit.iter().filter(|a| a["primary"] == true) {
+        let lower = a["lower"].as_f64().unwrap();
+        if let Some(upper) = a["upper"].as_f64() {
+            assert!(upper >= 3.0 - 1e-6 && upper - lower >= 2.0 - 1e-6, "{a}");
+        }
+    }
+    // Every file is listed with its hash, and nothing else is there.
+    let files: BTreeSet<String> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap().to_owned())
+        .collect();
+    let on_disk: BTreeSet<String> = tree(&root)
+        .into_keys()
+        .filter(|k| k != "manifest.json")
+        .collect();
+    assert_eq!(files, on_disk);
+
+    // CSV as German spreadsheets read it.
+    let csv = fs::read_to_string(root.join("bund/gefluechtete-2025-03.csv")).unwrap();
+    assert!(
+        csv.starts_with("\u{feff}level;rd;ge_nr;ge_name;herkunft;indicator;value;suppressed\r\n"),
+        "{csv}"
+    );
+
+    // The workbook of one RD: marks, title, Datenstand, footnotes.
+    let rd_scope = scopes.iter().find(|s| s.starts_with("rd=")).unwrap();
+    let mut wb: Xlsx<_> =
+        open_workbook(root.join(rd_scope).join("gefluechtete-2025-03.xlsx")).unwrap();
+    let sheet = wb.worksheet_range_at(0).unwrap().unwrap();
+    let texts: Vec<String> = sheet
+        .cells()
+        .filter_map(|(_, _, d)| match d {
+            Data::String(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t == "Arbeitsmarktintegration von Geflüchteten")
+    );
+    assert!(texts.iter().any(|t| t.contains("Datenstand: März 2025")));
+    assert!(texts.iter().any(|t| t == "*"), "no suppressed mark");
+    assert!(texts.iter().any(|t| t == "-"), "no zero mark");
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("* Wert aus Datenschutzgründen gesperrt"))
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("nicht validierte operative Daten")
+                && t.contains("nicht für Statistik oder Controlling"))
+    );
+    assert!(
+        sheet
+            .cells()
+            .any(|(_, _, d)| matches!(d, Data::Float(v) if *v >= 3.0)),
+        "no published number"
+    );
+    assert!(
+        !sheet
+            .cells()
+            .any(|(_, _, d)| matches!(d, Data::Float(v) if *v > 0.0 && *v < 3.0)),
+        "a small number is shown"
+    );
+
+    // A rerun of the month gives the same bytes, workbooks included.
+    let first = tree(&root);
+    let r = report(GEFLUECHTETE, SAMPLE_OPDS, "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let second = tree(&root);
+    assert_eq!(first.len(), second.len());
+    for (k, v) in &first {
+        assert!(second[k] == *v, "{k} differs on rerun");
+    }
+}
+
+#[test]
+fn a_second_definition_uses_the_same_mechanism() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let r = report(BERATUNG, SAMPLE_OPDS, "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let b = read_parquet(
+        &out.join("beratung-sprachniveau/2025-03/bund/beratung-sprachniveau-2025-03.parquet"),
+    );
+    let cats: BTreeSet<String> = strings(&b[0], "sprachniveau")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        cats,
+        ["A1-A2", "B1-B2", "C1-C2", "Zusammen", "unbekannt"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    );
+}
+
+fn refused(r: &Output, out: &Path, fragments: &[&str]) {
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for f in fragments {
+        assert!(r.stderr.contains(f), "missing {f:?} in:\n{}", r.stderr);
+    }
+    assert!(!out.join("gefluechtete").exists(), "something was written");
+}
+
+fn definition_with(dir: &Path, from: &str, to: &str) -> PathBuf {
+    let text = fs::read_to_string(GEFLUECHTETE).unwrap();
+    assert!(text.contains(from));
+    let path = dir.join("def.toml");
+    fs::write(&path, text.replace(from, to)).unwrap();
+    path
+}
+
+#[test]
+fn time_series_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+
+    // An input with a second Datenstand.
+    let mut x = Extract::read(SAMPLE_OPDS);
+    let ds = x.col("datenstand");
+    for r in x.rows.iter_mut().skip(1000) {
+        r[ds] = "2025-02".into();
+    }
+    let two = x.write(&dir.path().join("two-months.csv"));
+    refused(
+        &report(GEFLUECHTETE, two.to_str().unwrap(), "2025-03", &out),
+        &out,
+        &["2 different months", "time series"],
+    );
+
+    // A definition that filters or groups by the Datenstand, or cuts dates into periods.
+    let by_month = definition_with(
+        dir.path(),
+        "population = \"elb and",
+        "population = \"datenstand = '2025-03' and elb and",
+    );
+    refused(
+        &report(by_month.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out),
+        &out,
+        &["at `population`", "time series"],
+    );
+    let period = definition_with(
+        dir.path(),
+        "when = \"integrationskurs = 'abgeschlossen'\"",
+        "when = \"integrationskurs_ende >= '01.01.2025' and integrationskurs_ende < '01.02.2025'\"",
+    );
+    refused(
+        &report(period.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out),
+        &out,
+        &["at `indicators[1].when`", "time series"],
+    );
+
+    // More than one month requested.
+    for months in ["2025-03,2025-04", "2025-01..2025-03"] {
+        refused(
+            &report(GEFLUECHTETE, SAMPLE_OPDS, months, &out),
+            &out,
+            &["more than one month", "time series"],
+        );
+    }
+
+    // Writing a month into another month's output.
+    let other = dir.path().join("reports/gefluechtete/2025-02");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("manifest.json"), "{}").unwrap();
+    let inside = other.join("nested");
+    let r = report(GEFLUECHTETE, SAMPLE_OPDS, "2025-03", &inside);
+    refused(
+        &r,
+        &inside,
+        &["lies inside the existing output", "time series"],
+    );
+}
+
+#[test]
+fn a_failed_audit_exits_1_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // RD and Bund values may not be suppressed: small RD cells become computable from the Bund.
+    let def = definition_with(
+        dir.path(),
+        "min-interval-width = 2",
+        "min-interval-width = 2\nnever-suppress = [\"rd\", \"bund\"]",
+    );
+    let r = report(def.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("the disclosure audit failed, so nothing was published"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("gefluechtete").exists());
+}
+
+#[test]
+fn bad_definitions_are_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = fs::read_to_string(GEFLUECHTETE)
+        .unwrap()
+        .replace(
+            "when = \"beschaeftigung = 'sv_pflichtig'\"",
+            "when = \"beschaftigung = 'sv_pflichtig'\"",
+        )
+        .replace(
+            "when = \"kooperationsplan\"",
+            "when = \"nachname = 'Meier'\"",
+        )
+        .replace("subset-of = \"ik_abgeschlossen\"", "subset-of = \"ik\"");
+    let path = dir.path().join("bad.toml");
+    fs::write(&path, text).unwrap();
+    let r = pseudagg(&["check", "--definition", path.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    for f in [
+        "(3 problems)",
+        "`beschaftigung` is not a column",
+        "`nachname` is personal data",
+        "`ik` is not another indicator",
+    ] {
+        assert!(r.stderr.contains(f), "missing {f:?} in:\n{}", r.stderr);
+    }
+    let ok = pseudagg(&["check", "--definition", GEFLUECHTETE]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+}
