@@ -18,6 +18,7 @@ use crate::cli::{Command, EncodingArg, FormatArg, KindArg};
 const SAMPLE_VKB: &[u8] = include_bytes!("../../../testdata/verbis-vkb-2025-03.csv");
 const SAMPLE_PIPELINE: &str = include_str!("../../../pipelines/vkb.toml");
 
+#[allow(clippy::too_many_lines)] // one arm per command
 pub(crate) fn run(command: Command, json: bool) -> Result<()> {
     match command {
         Command::Pseudonymise {

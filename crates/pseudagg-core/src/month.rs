@@ -53,10 +53,8 @@ impl Month {
             || t.contains("..")
             || (t.len() > 7 && t.matches('-').count() >= 2);
         if several {
-            return Err(crate::Error::Refused(format!(
-                "--month names more than one month; each run covers exactly one month, and data of \
-                 several months together would form a time series, which the opDs rules forbid: run once per month"
-            )));
+            return Err(crate::Error::Refused("--month names more than one month; each run covers exactly one month, and data of \
+                 several months together would form a time series, which the opDs rules forbid: run once per month".to_string()));
         }
         t.parse()
             .map_err(|e: ParseMonthError| crate::Error::Usage(format!("--month: {e}")))

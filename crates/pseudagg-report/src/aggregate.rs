@@ -114,22 +114,21 @@ impl<'a> Counter<'a> {
                 }
             };
             let ge_nr = ge.value(row);
-            let gi = match self.index.get(ge_nr) {
-                Some(&i) => i,
-                None => {
-                    let i = self.counts.ges.len();
-                    self.index.insert(ge_nr.to_owned(), i);
-                    self.first_row_of.insert(i, row_no);
-                    self.counts.ges.push(GeInfo {
-                        nr: ge_nr.to_owned(),
-                        rd: rd.value(row).to_owned(),
-                        name: name.map_or_else(String::new, |n| n.value(row).to_owned()),
-                    });
-                    self.counts
-                        .values
-                        .push(vec![0; self.counts.categories * self.counts.indicators]);
-                    i
-                }
+            let gi = if let Some(&i) = self.index.get(ge_nr) {
+                i
+            } else {
+                let i = self.counts.ges.len();
+                self.index.insert(ge_nr.to_owned(), i);
+                self.first_row_of.insert(i, row_no);
+                self.counts.ges.push(GeInfo {
+                    nr: ge_nr.to_owned(),
+                    rd: rd.value(row).to_owned(),
+                    name: name.map_or_else(String::new, |n| n.value(row).to_owned()),
+                });
+                self.counts
+                    .values
+                    .push(vec![0; self.counts.categories * self.counts.indicators]);
+                i
             };
             let info = &self.counts.ges[gi];
             // gE and RD numbers are organisational units, not personal data: naming them helps.

@@ -38,6 +38,9 @@ struct Constraint {
     rhs: f64,
 }
 
+/// `terms op rhs` over table cells, before they are numbered per component.
+type Relation = (Vec<(usize, f64)>, ComparisonOp, f64);
+
 /// The linear system over the suppressed cells of one connected part.
 struct Component {
     vars: Vec<usize>,
@@ -59,7 +62,7 @@ fn components(
 ) -> (Vec<Component>, HashMap<usize, (usize, usize)>) {
     let n = table.len();
     let mut parent: Vec<usize> = (0..n).collect();
-    let mut relations: Vec<(Vec<(usize, f64)>, ComparisonOp, f64)> = Vec::new();
+    let mut relations: Vec<Relation> = Vec::new();
     let link = |cells: &[usize], parent: &mut Vec<usize>| {
         let mut it = cells.iter().filter(|&&c| suppressed[c]);
         if let Some(&first) = it.next() {
@@ -83,21 +86,21 @@ fn components(
         let mut rhs = 0.0;
         for &p in &s.parts {
             if suppressed[p] {
-                terms.push((p, 1.0))
+                terms.push((p, 1.0));
             } else {
-                rhs -= table.values[p] as f64
+                rhs -= table.values[p] as f64;
             }
         }
         if suppressed[s.total] {
-            terms.push((s.total, -1.0))
+            terms.push((s.total, -1.0));
         } else {
-            rhs += table.values[s.total] as f64
+            rhs += table.values[s.total] as f64;
         }
         relations.push((terms, ComparisonOp::Eq, rhs));
     }
     for &(part, whole) in &table.subsets {
         match (suppressed[part], suppressed[whole]) {
-            (false, false) => continue,
+            (false, false) => {}
             (true, true) => {
                 link(&[part, whole], &mut parent);
                 relations.push((vec![(part, 1.0), (whole, -1.0)], ComparisonOp::Le, 0.0));
@@ -197,7 +200,7 @@ impl Index {
         }
     }
 
-    fn neighbours(&self, table: &Table, cell: usize, out: &mut Vec<usize>) {
+    pub(crate) fn neighbours(&self, table: &Table, cell: usize, out: &mut Vec<usize>) {
         for &s in &self.sums[cell] {
             out.extend(
                 table.sums[s]

@@ -120,3 +120,28 @@ pub struct Indicator {
     #[serde(default)]
     pub subset_of: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ReportDefinition;
+
+    /// `schemas/report.schema.json` is generated from these structs. Run with `PSEUDAGG_BLESS=1`
+    /// to rewrite it after a change.
+    #[test]
+    fn committed_json_schema_is_current() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/report.schema.json"
+        );
+        let fresh =
+            serde_json::to_string_pretty(&schemars::schema_for!(ReportDefinition)).unwrap() + "\n";
+        if std::env::var_os("PSEUDAGG_BLESS").is_some() {
+            std::fs::write(path, &fresh).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "schemas/report.schema.json is stale: run `PSEUDAGG_BLESS=1 cargo test -p pseudagg-report` and commit it"
+        );
+    }
+}

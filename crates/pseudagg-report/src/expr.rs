@@ -362,6 +362,7 @@ impl Parser<'_> {
         }
     }
 
+    #[allow(clippy::too_many_lines)] // one arm per column type, read side by side
     fn comparison(&mut self, pos: usize, name: &str) -> Result<Expr, ExprError> {
         let (column, ty) = self.column(pos, name)?;
         if self.keyword("is") {

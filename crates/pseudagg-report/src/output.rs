@@ -226,9 +226,9 @@ impl Published<'_> {
     fn write_csv(&self, scope: &Scope, path: &Path) -> Result<()> {
         let mut out = String::from("\u{feff}");
         let dim = self.dimension.map(|d| format!("{d};")).unwrap_or_default();
-        out.push_str(&format!(
-            "level;rd;ge_nr;ge_name;{dim}indicator;value;suppressed\r\n"
-        ));
+        out.push_str("level;rd;ge_nr;ge_name;");
+        out.push_str(&dim);
+        out.push_str("indicator;value;suppressed\r\n");
         for (a, c, k, cell) in self.long_rows(scope) {
             let area = &self.rt.areas[a];
             let fields = [
@@ -268,7 +268,7 @@ impl Published<'_> {
                 .set_creation_datetime(&created),
         );
         let ws = wb.add_worksheet();
-        ws.set_name(&format!("Datenstand {}", self.month))
+        ws.set_name(format!("Datenstand {}", self.month))
             .map_err(x)?;
         let bold = Format::new().set_bold();
         let title = Format::new().set_bold().set_font_size(14);

@@ -53,7 +53,7 @@ impl ReportPlan {
         let mut unknown = Vec::new();
         let definition: Option<ReportDefinition> =
             match serde_ignored::deserialize(toml::Value::Table(table), |key| {
-                unknown.push(key.to_string())
+                unknown.push(key.to_string());
             }) {
                 Ok(d) => Some(d),
                 Err(e) => {

@@ -7,7 +7,7 @@
 //! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
 //! table always gives the same pattern.
 
-use crate::audit::{Interval, certify, inner_intervals, intervals};
+use crate::audit::{Index, Interval, certify, inner_intervals, intervals};
 use crate::table::Table;
 
 /// Suppression settings.
@@ -35,7 +35,11 @@ pub struct Unprotected {
     pub reason: String,
 }
 
+/// Ranks from which a cell is a top-level total (the Bund in a report).
+const TOP_RANK: u8 = 4;
+
 /// Suppresses until every primary cell is protected, or says which cannot be.
+#[allow(clippy::too_many_lines)] // the rounds of one algorithm, in order
 pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     let primary: Vec<bool> = table
         .values
@@ -43,7 +47,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         .map(|&v| v > 0 && v < params.threshold)
         .collect();
     let mut suppressed = primary.clone();
-    let sums_of = table.sums_of_cells();
+    let index = Index::new(table);
     let primaries: Vec<usize> = (0..table.len()).filter(|&c| primary[c]).collect();
     let better = |a: usize, b: usize| {
         (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b)
@@ -75,6 +79,11 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 }
             }
         }
+        tracing::debug!(
+            round = rounds,
+            suppressed = suppressed.iter().filter(|&&x| x).count(),
+            "after the relation rule"
+        );
         // (2) The audit of the primary cells not yet shown safe.
         let open: Vec<usize> = primaries
             .iter()
@@ -117,31 +126,29 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         // neighbour is left, the whole connected part of the table decides (exact, and costly).
         let mut added = false;
         let mut no_candidate = Vec::new();
+        // Suppressing a top-level total costs every recipient: first ask the exact audit whether
+        // the cell is protected already (its neighbourhoods may just not show it).
+        let mut costly = Vec::new();
         for &(cell, iv) in &failing {
-            let related = sums_of[cell]
-                .iter()
-                .flat_map(|&s| {
-                    table.sums[s]
-                        .parts
-                        .iter()
-                        .copied()
-                        .chain([table.sums[s].total])
-                })
-                .chain(
-                    table
-                        .subsets
-                        .iter()
-                        .filter(|&&(a, b)| a == cell || b == cell)
-                        .flat_map(|&(a, b)| [a, b]),
-                );
-            let pick = related
-                .filter(|&c| !suppressed[c] && table.may_suppress(c))
-                .reduce(|a, b| if better(a, b) { a } else { b });
-            if let Some(c) = pick {
-                suppressed[c] = true;
-                added = true;
-            } else {
-                no_candidate.push((cell, iv));
+            match nearest_candidate(table, &index, &suppressed, cell) {
+                Some(c) if table.rank[c] >= TOP_RANK => costly.push((cell, c)),
+                Some(c) => {
+                    suppressed[c] = true;
+                    added = true;
+                }
+                None => no_candidate.push((cell, iv)),
+            }
+        }
+        if !costly.is_empty() {
+            let cells: Vec<usize> = costly.iter().map(|c| c.0).collect();
+            let exact = intervals(table, &suppressed, &cells).map_err(fail)?;
+            for ((cell, candidate), iv) in costly.into_iter().zip(exact) {
+                if iv.protects(params.threshold, params.min_width) {
+                    safe[cell] = Some(iv);
+                } else if !suppressed[candidate] {
+                    suppressed[candidate] = true;
+                    added = true;
+                }
             }
         }
         if !added && !no_candidate.is_empty() {
@@ -163,6 +170,47 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             }
         }
     }
+}
+
+/// The best cell to suppress next for `cell`: a positive published cell of the nearest ring of
+/// relations around it (at most four relations away) that has one, preferring inner cells (low
+/// rank) over totals, then small values. A farther cell rarely helps; when none is left the exact
+/// audit decides.
+fn nearest_candidate(
+    table: &Table,
+    index: &Index,
+    suppressed: &[bool],
+    cell: usize,
+) -> Option<usize> {
+    let mut seen = vec![false; table.len()];
+    seen[cell] = true;
+    let mut frontier = vec![cell];
+    let mut around = Vec::new();
+    let mut best: Option<(usize, u8, u64, usize)> = None;
+    for hop in 1..=4 {
+        let mut next = Vec::new();
+        for &c in &frontier {
+            around.clear();
+            index.neighbours(table, c, &mut around);
+            for &n in &around {
+                if !seen[n] {
+                    seen[n] = true;
+                    next.push(n);
+                    if !suppressed[n] && table.may_suppress(n) {
+                        let key = (hop, table.rank[n], table.values[n], n);
+                        if best.is_none_or(|b| key < b) {
+                            best = Some(key);
+                        }
+                    }
+                }
+            }
+        }
+        if best.is_some() || next.is_empty() {
+            break;
+        }
+        frontier = next;
+    }
+    best.map(|b| b.3)
 }
 
 #[cfg(test)]
