@@ -180,6 +180,22 @@ fn pseudonymise(
     out: &Path,
     json: bool,
 ) -> Result<RunOutcome> {
+    with_progress(json, |progress| {
+        let options = RunOptions {
+            input: input.to_owned(),
+            month,
+            encoding,
+            out: out.to_owned(),
+            key,
+            progress: Some(progress),
+        };
+        Ok(run_pipeline(plan, &options)?)
+    })
+}
+
+/// Runs `f` with a progress callback that drives a bar on a terminal, and does nothing otherwise
+/// (not on a terminal, or JSON logs for a scheduler).
+fn with_progress<T>(json: bool, f: impl FnOnce(&(dyn Fn(u64, u64) + Sync)) -> T) -> T {
     let bar = (!json && std::io::stderr().is_terminal()).then(|| {
         let bar = ProgressBar::new(0);
         bar.set_style(
@@ -197,33 +213,11 @@ fn pseudonymise(
             bar.set_position(done);
         }
     };
-    let options = RunOptions {
-        input: input.to_owned(),
-        month,
-        encoding,
-        out: out.to_owned(),
-        key,
-        progress: Some(&progress),
-    };
-    let outcome = run_pipeline(plan, &options);
+    let result = f(&progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    Ok(outcome?)
-}
-
-fn progress_bar(json: bool) -> Option<ProgressBar> {
-    (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar
-    })
+    result
 }
 
 fn report(
@@ -234,25 +228,16 @@ fn report(
     out: &Path,
     json: bool,
 ) -> Result<ReportOutcome> {
-    let bar = progress_bar(json);
-    let progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
-        }
-    };
-    let options = ReportOptions {
-        input: input.to_owned(),
-        month,
-        encoding,
-        out: out.to_owned(),
-        progress: Some(&progress),
-    };
-    let outcome = run_report(plan, &options);
-    if let Some(bar) = &bar {
-        bar.finish_and_clear();
-    }
-    Ok(outcome?)
+    with_progress(json, |progress| {
+        let options = ReportOptions {
+            input: input.to_owned(),
+            month,
+            encoding,
+            out: out.to_owned(),
+            progress: Some(progress),
+        };
+        Ok(run_report(plan, &options)?)
+    })
 }
 
 fn print_outcome(outcome: &RunOutcome) {

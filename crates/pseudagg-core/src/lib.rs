@@ -22,11 +22,13 @@
 //! assert_eq!(month.last_day().to_string(), "2025-03-31");
 //! ```
 
+mod definition;
 mod error;
 mod month;
 mod problem;
 mod schema;
 
+pub use definition::{check_generated_file, parse_definition};
 pub use error::{Error, Result};
 pub use month::Month;
 pub use problem::{Location, Problem, Problems};

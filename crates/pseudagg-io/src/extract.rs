@@ -92,6 +92,29 @@ impl ReadOptions {
     }
 }
 
+/// The input of a run as manifests record it: file name (not the path), format, hash and size.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InputNote {
+    pub file: String,
+    pub format: String,
+    pub sha256: String,
+    pub bytes: u64,
+}
+
+impl InputNote {
+    #[must_use]
+    pub fn new(path: &Path, summary: &ReadSummary) -> Self {
+        Self {
+            file: path
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+            format: summary.format.as_str().to_owned(),
+            sha256: summary.sha256.clone(),
+            bytes: summary.bytes,
+        }
+    }
+}
+
 /// What was read, once reading ended without problems.
 #[derive(Debug, Clone)]
 pub struct ReadSummary {

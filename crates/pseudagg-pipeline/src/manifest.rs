@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use pseudagg_io::FileInfo;
+pub use pseudagg_io::InputNote;
 use serde::Serialize;
 
 /// `manifest.json` of a pseudonymised dataset. It holds counts, hashes and names of columns, never
@@ -25,15 +26,6 @@ pub struct Manifest {
     pub partitions: BTreeMap<String, PartitionCounts>,
     pub columns: Vec<ColumnNote>,
     pub files: Vec<FileInfo>,
-}
-
-/// The input file, by name and hash.
-#[derive(Debug, Clone, Serialize)]
-pub struct InputNote {
-    pub file: String,
-    pub format: String,
-    pub sha256: String,
-    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

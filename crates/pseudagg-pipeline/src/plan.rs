@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use pseudagg_core::{
     ColumnClass, ColumnSpec, ColumnType, Error, Location, Problem, Problems, Result, Schema,
-    is_plain_identifier,
+    is_plain_identifier, parse_definition,
 };
 use pseudagg_io::{arrow_field, parse_bool, parse_date, sha256_hex};
 
@@ -50,32 +50,8 @@ impl Plan {
             file: path.to_owned(),
             problems,
         };
-        let mut problems = Problems::default();
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let mut p = Problems::default();
-            p.push(Problem::new(
-                Location::default(),
-                format!("is not valid TOML: {}", e.message()),
-            ));
-            fail(p)
-        })?;
-        let mut unknown = Vec::new();
-        let definition: Option<PipelineDefinition> =
-            match serde_ignored::deserialize(toml::Value::Table(table), |key| {
-                unknown.push(key.to_string());
-            }) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    problems.push(Problem::new(Location::default(), e.to_string()));
-                    None
-                }
-            };
-        for key in unknown {
-            problems.push(Problem::new(
-                Location::key(key),
-                "is not a known key of a pipeline definition (see schemas/pipeline.schema.json)",
-            ));
-        }
+        let (definition, problems) =
+            parse_definition::<PipelineDefinition>(text, "schemas/pipeline.schema.json");
         let Some(definition) = definition else {
             return Err(fail(problems));
         };

@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use pseudagg_core::{Error, Month, Result, TOOL_VERSION};
@@ -125,12 +125,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
             "hex(HMAC-SHA256(HKDF-SHA256(master key, salt = empty, info = \"{}\", 32 bytes), upper(trim(identifier))))",
             period_key_info(&d.name, options.month)
         ),
-        input: InputNote {
-            file: file_name(&options.input),
-            format: input.format.as_str().to_owned(),
-            sha256: input.sha256,
-            bytes: input.bytes,
-        },
+        input: InputNote::new(&options.input, &input),
         rows_in,
         rows_out,
         partitions,
@@ -218,11 +213,6 @@ fn column_notes(plan: &Plan) -> Vec<ColumnNote> {
         });
     }
     notes
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 /// Arrow kernels fail only on a bug of ours (types are fixed by the plan); the message names no value.

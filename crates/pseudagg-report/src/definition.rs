@@ -135,13 +135,6 @@ mod tests {
         );
         let fresh =
             serde_json::to_string_pretty(&schemars::schema_for!(ReportDefinition)).unwrap() + "\n";
-        if std::env::var_os("PSEUDAGG_BLESS").is_some() {
-            std::fs::write(path, &fresh).unwrap();
-        }
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        assert!(
-            committed == fresh,
-            "schemas/report.schema.json is stale: run `PSEUDAGG_BLESS=1 cargo test -p pseudagg-report` and commit it"
-        );
+        pseudagg_core::check_generated_file(path, &fresh).unwrap();
     }
 }

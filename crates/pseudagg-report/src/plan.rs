@@ -1,7 +1,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use pseudagg_core::{ColumnClass, ColumnType, Error, Location, Problem, Problems, Result, Schema};
+use pseudagg_core::{
+    ColumnClass, ColumnType, Error, Location, Problem, Problems, Result, Schema, parse_definition,
+};
 use pseudagg_io::sha256_hex;
 
 use crate::definition::ReportDefinition;
@@ -41,32 +43,8 @@ impl ReportPlan {
             file: path.to_owned(),
             problems,
         };
-        let mut problems = Problems::default();
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            let mut p = Problems::default();
-            p.push(Problem::new(
-                Location::default(),
-                format!("is not valid TOML: {}", e.message()),
-            ));
-            fail(p)
-        })?;
-        let mut unknown = Vec::new();
-        let definition: Option<ReportDefinition> =
-            match serde_ignored::deserialize(toml::Value::Table(table), |key| {
-                unknown.push(key.to_string());
-            }) {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    problems.push(Problem::new(Location::default(), e.to_string()));
-                    None
-                }
-            };
-        for key in unknown {
-            problems.push(Problem::new(
-                Location::key(key),
-                "is not a known key of a report definition (see schemas/report.schema.json)",
-            ));
-        }
+        let (definition, problems) =
+            parse_definition::<ReportDefinition>(text, "schemas/report.schema.json");
         let Some(definition) = definition else {
             return Err(fail(problems));
         };

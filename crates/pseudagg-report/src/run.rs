@@ -1,7 +1,9 @@
 use std::path::{Path, PathBuf};
 
 use pseudagg_core::{Error, Month, Result, TOOL_VERSION};
-use pseudagg_io::{Encoding, ExtractReader, FileInfo, ReadOptions, StagingDir, parse_date};
+use pseudagg_io::{
+    Encoding, ExtractReader, FileInfo, InputNote, ReadOptions, StagingDir, parse_date,
+};
 use serde::Serialize;
 use tracing::{info, info_span};
 
@@ -50,14 +52,6 @@ pub struct ReportManifest {
     pub audit: Vec<AuditNote>,
     pub scopes: Vec<String>,
     pub files: Vec<FileInfo>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct InputNote {
-    pub file: String,
-    pub format: String,
-    pub sha256: String,
-    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -232,15 +226,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         report_sha256: plan.definition_sha256.clone(),
         input_schema: plan.schema.name.clone(),
         month: options.month.to_string(),
-        input: InputNote {
-            file: options
-                .input
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            format: input.format.as_str().to_owned(),
-            sha256: input.sha256,
-            bytes: input.bytes,
-        },
+        input: InputNote::new(&options.input, &input),
         rows_read: counts.rows_read,
         rows_counted: counts.rows_counted,
         suppression: SuppressionNote {

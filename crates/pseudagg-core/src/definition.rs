@@ -1,0 +1,102 @@
+//! Reading definition files (pipelines, reports): TOML into a serde struct, with every unknown key
+//! reported as a problem instead of stopping at the first.
+
+use serde::de::DeserializeOwned;
+
+use crate::{Location, Problem, Problems};
+
+/// Parses a definition. Returns the value (if the TOML has the right shape) and the problems found
+/// so far: invalid TOML, a wrong type, and every key the struct does not know, named by its path.
+/// `schema_hint` tells the user where the known keys are listed.
+#[must_use]
+pub fn parse_definition<T: DeserializeOwned>(
+    text: &str,
+    schema_hint: &str,
+) -> (Option<T>, Problems) {
+    let mut problems = Problems::default();
+    let table: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            let e: toml::de::Error = e;
+            problems.push(Problem::new(
+                Location::default(),
+                format!("is not valid TOML: {}", e.message()),
+            ));
+            return (None, problems);
+        }
+    };
+    let mut unknown = Vec::new();
+    let value = match serde_ignored::deserialize(toml::Value::Table(table), |key| {
+        // serde_ignored writes `?` for an Option between keys; users write none.
+        unknown.push(key.to_string().replace(".?", ""));
+    }) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            problems.push(Problem::new(Location::default(), e.to_string()));
+            None
+        }
+    };
+    for key in unknown {
+        problems.push(Problem::new(
+            Location::key(key),
+            format!("is not a known key (see {schema_hint})"),
+        ));
+    }
+    (value, problems)
+}
+
+/// Compares a generated file (such as a JSON Schema) with the committed one; with the environment
+/// variable `PSEUDAGG_BLESS` set, rewrites it first. For tests that keep generated files current.
+pub fn check_generated_file(path: &str, fresh: &str) -> Result<(), String> {
+    if std::env::var_os("PSEUDAGG_BLESS").is_some() {
+        std::fs::write(path, fresh).map_err(|e| e.to_string())?;
+    }
+    let committed = std::fs::read_to_string(path).unwrap_or_default();
+    if committed == fresh {
+        Ok(())
+    } else {
+        Err(format!(
+            "{path} is stale: run the tests with PSEUDAGG_BLESS=1 and commit it"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Def {
+        name: String,
+        #[serde(default)]
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Inner {
+        a: u32,
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported() {
+        let (value, problems) =
+            parse_definition::<Def>("name = 'x'\ncolour = 1\n[inner]\na = 1\nb = 2\n", "x.json");
+        assert!(value.is_some());
+        let text = problems.to_string();
+        assert_eq!(problems.total(), 2, "{text}");
+        assert!(
+            text.contains("at `colour`") && text.contains("at `inner.b`"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_toml_and_wrong_types_are_problems() {
+        let (value, problems) = parse_definition::<Def>("name = ", "x.json");
+        assert!(value.is_none() && problems.to_string().contains("not valid TOML"));
+        let (value, problems) = parse_definition::<Def>("name = 3", "x.json");
+        assert!(value.is_none() && problems.total() == 1);
+    }
+}
