@@ -128,15 +128,6 @@ impl Problems {
         self.total += n;
     }
 
-    /// Adds all of `other`, keeping this list's limit.
-    pub fn extend(&mut self, other: Problems) {
-        let hidden = other.total - other.items.len();
-        for p in other.items {
-            self.push(p);
-        }
-        self.total += hidden;
-    }
-
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.total == 0

@@ -1,7 +1,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::{Extract, Output, VKB_PIPELINE, key_file, pseudagg};
+use crate::common::{Extract, Output, key_file, pseudagg, pseudonymise_vkb};
 
 struct Case {
     dir: tempfile::TempDir,
@@ -23,21 +23,7 @@ impl Case {
     /// error on stderr, nothing on stdout and nothing written.
     fn refuse(&self, input: &Path, month: &str, extra: &[&str]) -> Output {
         let out = self.out();
-        let mut args = vec![
-            "pseudonymise",
-            "--pipeline",
-            VKB_PIPELINE,
-            "--input",
-            input.to_str().unwrap(),
-            "--month",
-            month,
-            "--key-file",
-            self.key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        let r = pseudagg(&args);
+        let r = pseudonymise_vkb(input, month, &self.key, &out, extra);
         assert_eq!(
             r.code, 2,
             "expected exit code 2, got {}:\n{}",

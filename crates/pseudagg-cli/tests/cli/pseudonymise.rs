@@ -2,26 +2,15 @@ use std::collections::HashSet;
 use std::fs;
 use std::path::Path;
 
-use crate::common::{Extract, VKB_PIPELINE, cells, key_file, pseudagg, read_parquet, tree};
+use crate::common::{
+    Extract, Output, cells, key_file, pseudagg, pseudonymise_vkb, read_parquet, tree,
+};
 
 /// Runs the VKB pipeline on `input` for `month` into `out`; panics unless it succeeds.
-pub fn run_vkb(input: &Path, month: &str, key: &Path, out: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "pseudonymise",
-        "--pipeline",
-        VKB_PIPELINE,
-        "--input",
-        input.to_str().unwrap(),
-        "--month",
-        month,
-        "--key-file",
-        key.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let r = pseudagg(&args);
+pub fn run_vkb(input: &Path, month: &str, key: &Path, out: &Path, extra: &[&str]) -> Output {
+    let r = pseudonymise_vkb(input, month, key, out, extra);
     assert_eq!(r.code, 0, "pseudonymise failed:\n{}", r.stderr);
+    r
 }
 
 fn manifest(out: &Path, month: &str) -> serde_json::Value {
@@ -372,29 +361,13 @@ fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), [17; 32]);
     let out = dir.path().join("out");
-    run_vkb(
+    let r = run_vkb(
         Path::new(crate::common::SAMPLE_VKB),
         "2025-03",
         &key,
         &out,
         &["--log-format", "json"],
     );
-    let r = crate::common::pseudagg(&[
-        "pseudonymise",
-        "--pipeline",
-        crate::common::VKB_PIPELINE,
-        "--input",
-        crate::common::SAMPLE_VKB,
-        "--month",
-        "2025-03",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--log-format",
-        "json",
-    ]);
-    assert_eq!(r.code, 0);
     let lines: Vec<&str> = r.stderr.lines().collect();
     assert!(lines.len() > 3);
     for line in lines {

@@ -54,6 +54,31 @@ pub fn pseudagg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
 }
 
+/// Runs `pseudagg pseudonymise` with the VKB pipeline and any extra options.
+pub fn pseudonymise_vkb(
+    input: &Path,
+    month: &str,
+    key: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Output {
+    let mut args = vec![
+        "pseudonymise",
+        "--pipeline",
+        VKB_PIPELINE,
+        "--input",
+        input.to_str().unwrap(),
+        "--month",
+        month,
+        "--key-file",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    pseudagg(&args)
+}
+
 /// Writes a key file with the given bytes and mode 0600.
 pub fn key_file(dir: &Path, bytes: [u8; 32]) -> PathBuf {
     let path = dir.join("test.key");
