@@ -36,6 +36,27 @@ pub struct PipelineDefinition {
     /// The kept org column that splits the output into one dataset per value (`rd`): each
     /// recipient's folder holds only its own rows.
     pub partition_by: String,
+    /// Re-identification control: within each partition's dataset, every combination of the
+    /// quasi-identifiers is shared by at least `min-k` rows; values are blanked until it is.
+    #[serde(default)]
+    pub k_anonymity: Option<KAnonymity>,
+}
+
+/// k-anonymity of each partition's dataset over the columns an outsider could know of a person.
+///
+/// Where a combination of the quasi-identifiers is shared by fewer than `min-k` rows of a partition,
+/// the first quasi-identifier of those rows is blanked (set empty); where that is not enough, the
+/// second too, and so on. Rows that are still in too small a group when every quasi-identifier is
+/// blank join, whole group by whole group, the smallest other groups until the blank group is large
+/// enough. A partition with fewer than `min-k` rows in all stops the run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct KAnonymity {
+    /// Output columns, in the order they are given up (the first is blanked first).
+    pub quasi_identifiers: Vec<String>,
+    /// The smallest group size allowed, 2 to 100.
+    pub min_k: u32,
 }
 
 /// Keeps the rows whose `column` equals `equals`.

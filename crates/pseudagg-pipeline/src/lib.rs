@@ -30,13 +30,16 @@
 //! ```
 
 mod definition;
+mod kanon;
 mod manifest;
 mod plan;
 mod run;
 mod transform;
 
-pub use definition::{AgeBand, Filter, Generalise, PipelineDefinition, Pseudonymise};
-pub use manifest::{ColumnNote, InputNote, Manifest, PartitionCounts};
+pub use definition::{AgeBand, Filter, Generalise, KAnonymity, PipelineDefinition, Pseudonymise};
+pub use manifest::{
+    ColumnNote, InputNote, KAnonymityNote, Manifest, PartitionCounts, PartitionRisk,
+};
 pub use plan::Plan;
 pub use run::{RunOptions, RunOutcome, run};
 pub use transform::age_band_label;

@@ -25,7 +25,28 @@ pub struct Manifest {
     /// Rows read and written per partition value (per RD).
     pub partitions: BTreeMap<String, PartitionCounts>,
     pub columns: Vec<ColumnNote>,
+    /// The re-identification control, when the pipeline declares one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub k_anonymity: Option<KAnonymityNote>,
     pub files: Vec<FileInfo>,
+}
+
+/// What the k-anonymity step did, per partition: counts only.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct KAnonymityNote {
+    pub quasi_identifiers: Vec<String>,
+    pub min_k: u32,
+    pub partitions: BTreeMap<String, PartitionRisk>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct PartitionRisk {
+    /// Rows in the smallest group of equal quasi-identifiers, after blanking (0: no rows).
+    pub smallest_group: u64,
+    /// Rows with at least one quasi-identifier blanked.
+    pub rows_blanked: u64,
+    /// Quasi-identifier values blanked.
+    pub values_blanked: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]

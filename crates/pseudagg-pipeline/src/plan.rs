@@ -35,6 +35,8 @@ pub struct Plan {
     pub(crate) output_schema: Arc<ArrowSchema>,
     pub(crate) partition_output_index: usize,
     pub(crate) partition_values: Vec<String>,
+    /// Output indices of the quasi-identifiers, in the order they are given up, and `min-k`.
+    pub(crate) k_anonymity: Option<(Vec<usize>, u32)>,
 }
 
 impl Plan {
@@ -292,6 +294,58 @@ impl Plan {
             }
             _ => {}
         }
+        let mut k_anonymity = None;
+        if let Some(k) = &d.k_anonymity {
+            let mut qi = Vec::new();
+            for (n, name) in k.quasi_identifiers.iter().enumerate() {
+                let key = format!("k-anonymity.quasi-identifiers[{n}]");
+                match fields.iter().position(|f| f.name() == name) {
+                    None => push_problem(
+                        &mut problems,
+                        &key,
+                        format!("`{name}` is not an output column"),
+                    ),
+                    Some(i) if d.pseudonymise.iter().any(|p| &p.output == name) => {
+                        let _ = i;
+                        push_problem(
+                            &mut problems,
+                            &key,
+                            "a pseudonym is unique per person and is no quasi-identifier".into(),
+                        );
+                    }
+                    Some(_) if *name == d.partition_by => push_problem(
+                        &mut problems,
+                        &key,
+                        "the partition column is the same in every row of a dataset".into(),
+                    ),
+                    Some(i) if qi.contains(&i) => {
+                        push_problem(&mut problems, &key, "is listed twice".into());
+                    }
+                    Some(i) => qi.push(i),
+                }
+            }
+            if k.quasi_identifiers.is_empty() {
+                push_problem(
+                    &mut problems,
+                    "k-anonymity.quasi-identifiers",
+                    "names no column".into(),
+                );
+            }
+            if !(2..=100).contains(&k.min_k) {
+                push_problem(
+                    &mut problems,
+                    "k-anonymity.min-k",
+                    "must be 2 to 100".into(),
+                );
+            }
+            // A blanked value is an empty cell, so these columns must allow one.
+            for &i in &qi {
+                let f = fields[i].clone();
+                fields[i] = f.with_nullable(true);
+            }
+            k_anonymity = Some((qi, k.min_k));
+        }
+
         if d.pseudonymise.is_empty() && d.keep.is_empty() {
             problems.push(Problem::new(
                 Location::default(),
@@ -312,6 +366,7 @@ impl Plan {
             output_schema: Arc::new(ArrowSchema::new(fields)),
             partition_output_index: partition_output_index.expect("checked above"),
             partition_values,
+            k_anonymity,
             definition,
         })
     }
@@ -321,6 +376,10 @@ impl Plan {
     pub fn output_schema(&self) -> Arc<ArrowSchema> {
         self.output_schema.clone()
     }
+}
+
+fn push_problem(problems: &mut Problems, key: &str, message: String) {
+    problems.push(Problem::new(Location::key(key), message));
 }
 
 #[cfg(test)]
@@ -333,6 +392,31 @@ mod tests {
         Plan::from_toml(text, Path::new("p.toml"))
             .unwrap_err()
             .to_string()
+    }
+
+    #[test]
+    fn quasi_identifiers_must_be_plain_output_columns() {
+        let text = GOOD.replace(
+            r#"quasi-identifiers = ["staatsangehoerigkeit", "altersgruppe", "geschlecht", "agentur_nr"]
+min-k = 3"#,
+            r#"quasi-identifiers = ["pseudonym", "rd", "vorname", "geschlecht", "geschlecht"]
+min-k = 1"#,
+        );
+        let p = problems_of(&text);
+        for expected in [
+            "quasi-identifiers[0]`: a pseudonym is unique",
+            "quasi-identifiers[1]`: the partition column",
+            "quasi-identifiers[2]`: `vorname` is not an output column",
+            "quasi-identifiers[4]`: is listed twice",
+            "min-k`: must be 2 to 100",
+        ] {
+            assert!(p.contains(expected), "{expected} missing in {p}");
+        }
+        // Blanked values are empty cells: the shipped pipeline's quasi-identifiers allow them.
+        let plan = Plan::from_toml(GOOD, Path::new("vkb.toml")).unwrap();
+        let schema = plan.output_schema();
+        assert!(schema.field_with_name("geschlecht").unwrap().is_nullable());
+        assert!(!schema.field_with_name("rd").unwrap().is_nullable());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use pseudagg_io::{
 use pseudagg_keys::{MasterKey, Pseudonymiser, period_key_info};
 use tracing::{debug, info, info_span};
 
-use crate::manifest::{ColumnNote, InputNote, Manifest, PartitionCounts};
+use crate::kanon;
+use crate::manifest::{ColumnNote, InputNote, KAnonymityNote, Manifest, PartitionCounts};
 use crate::plan::Plan;
 use crate::transform;
 
@@ -69,7 +70,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         staging.path(),
         &d.partition_by,
         plan.output_schema(),
-        properties,
+        properties.clone(),
     );
     for value in &plan.partition_values {
         writer.ensure_partition(value)?;
@@ -86,6 +87,10 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         .iter()
         .map(|v| (v.clone(), PartitionCounts::default()))
         .collect();
+    let mut groups = plan
+        .k_anonymity
+        .as_ref()
+        .map(|(qi, _)| kanon::GroupCounter::new(qi.clone(), plan.partition_output_index));
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
     while let Some(batch) = reader.next_batch()? {
         rows_in += batch.num_rows() as u64;
@@ -100,6 +105,9 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
             |c| &mut c.rows_out,
         );
         rows_out += out.num_rows() as u64;
+        if let Some(g) = &mut groups {
+            g.add(&out)?;
+        }
         writer.write(&out, plan.partition_output_index)?;
         debug!(rows_in, rows_out, "batch written");
         if let Some(progress) = options.progress {
@@ -111,7 +119,36 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     info!(rows_in, rows_out, input_sha256 = %input.sha256, "extract read and pseudonymised");
 
     let _write = info_span!("write", files = tracing::field::Empty).entered();
-    let files = writer.finish()?;
+    let mut files = writer.finish()?;
+    let k_anonymity = match (&groups, &plan.k_anonymity) {
+        (Some(g), Some((qi, k))) => {
+            let decision = kanon::decide(g, u64::from(*k), partitions.keys().cloned())
+                .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, *k, &small))?;
+            kanon::apply(
+                staging.path(),
+                &d.partition_by,
+                qi,
+                &decision,
+                &mut files,
+                &properties,
+            )?;
+            let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
+            info!(
+                min_k = k,
+                values_blanked = blanked,
+                "quasi-identifiers checked"
+            );
+            Some(KAnonymityNote {
+                quasi_identifiers: qi
+                    .iter()
+                    .map(|&i| plan.output_schema.field(i).name().clone())
+                    .collect(),
+                min_k: *k,
+                partitions: decision.risk,
+            })
+        }
+        _ => None,
+    };
     let manifest = Manifest {
         manifest_version: 1,
         kind: "pseudonymised-dataset",
@@ -130,6 +167,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         rows_out,
         partitions,
         columns: column_notes(plan),
+        k_anonymity,
         files,
     };
     let mut json = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
@@ -213,6 +251,17 @@ fn column_notes(plan: &Plan) -> Vec<ColumnNote> {
         });
     }
     notes
+}
+
+fn too_small(partition_by: &str, k: u32, small: &[(String, u64)]) -> Error {
+    let list: Vec<String> = small
+        .iter()
+        .map(|(p, n)| format!("{partition_by}={p} ({n} rows)"))
+        .collect();
+    Error::CheckFailed(format!(
+        "k-anonymity cannot hold: {} hold fewer than min-k = {k} rows in all, so even with every quasi-identifier blank a group stays smaller than {k}; lower min-k in the pipeline or leave this month unpublished",
+        list.join(", ")
+    ))
 }
 
 /// Arrow kernels fail only on a bug of ours (types are fixed by the plan); the message names no value.

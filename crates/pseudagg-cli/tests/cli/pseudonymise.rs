@@ -172,13 +172,12 @@ fn fixed_vector_holds_end_to_end() {
     // Key bytes 0..32, vkb, 2025-03, 325D123456: the vector from testdata/vectors/pseudonym_vector.py.
     let dir = tempfile::tempdir().unwrap();
     let key = key_file(dir.path(), std::array::from_fn(|i| i as u8));
-    let mut input = Extract::sample_vkb().head(3);
-    input
-        .set(0, "kundennummer", "325D123456")
-        .set(0, "vkb_kennzeichen", "J");
-    input
-        .set(1, "vkb_kennzeichen", "N")
-        .set(2, "vkb_kennzeichen", "N");
+    // Three flagged rows of one RD, so that the pipeline's k-anonymity (min-k 3) can hold.
+    let mut input = Extract::sample_vkb().only("rd", "NRW").head(3);
+    input.set(0, "kundennummer", "325D123456");
+    for row in 0..3 {
+        input.set(row, "vkb_kennzeichen", "J");
+    }
     let path = input.write(&dir.path().join("x.csv"));
     let out = dir.path().join("out");
     run_vkb(&path, "2025-03", &key, &out, &[]);
@@ -192,9 +191,10 @@ fn fixed_vector_holds_end_to_end() {
         .map(|(_, v)| v)
         .collect();
     assert_eq!(
-        pseudonyms,
-        vec!["78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e".to_owned()]
+        pseudonyms[0],
+        "78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e"
     );
+    assert_eq!(pseudonyms.len(), 3);
 }
 
 #[test]
@@ -375,4 +375,93 @@ fn json_logs_are_one_object_per_line() {
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
         assert!(v.get("level").is_some());
     }
+}
+
+#[test]
+fn quasi_identifiers_are_blanked_until_every_group_holds_min_k_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [5; 32]);
+    let out = dir.path().join("out");
+    run_vkb(
+        Path::new(crate::common::SAMPLE_VKB),
+        "2025-03",
+        &key,
+        &out,
+        &[],
+    );
+    let m = manifest(&out, "2025-03");
+    let qi = [
+        "staatsangehoerigkeit",
+        "altersgruppe",
+        "geschlecht",
+        "agentur_nr",
+    ];
+    assert_eq!(m["k_anonymity"]["min_k"], 3);
+    for f in m["files"].as_array().unwrap() {
+        let batches = read_parquet(&out.join("vkb/2025-03").join(f["path"].as_str().unwrap()));
+        let mut groups: std::collections::HashMap<Vec<String>, usize> = Default::default();
+        let mut blank = 0;
+        for b in &batches {
+            let cols: Vec<_> = qi
+                .iter()
+                .map(|q| {
+                    arrow_cast::cast(b.column_by_name(q).unwrap(), &arrow_schema::DataType::Utf8)
+                        .unwrap()
+                })
+                .collect();
+            for row in 0..b.num_rows() {
+                let t: Vec<String> = cols
+                    .iter()
+                    .map(|c| {
+                        let s = c
+                            .as_any()
+                            .downcast_ref::<arrow_array::StringArray>()
+                            .unwrap();
+                        if arrow_array::Array::is_valid(s, row) {
+                            s.value(row).to_owned()
+                        } else {
+                            "\0".to_owned()
+                        }
+                    })
+                    .collect();
+                blank += usize::from(t.iter().any(|v| v == "\0"));
+                *groups.entry(t).or_default() += 1;
+            }
+        }
+        let rd = f["path"].as_str().unwrap()[3..]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        let smallest = *groups.values().min().unwrap();
+        assert!(smallest >= 3, "rd={rd}: a group of {smallest}");
+        assert_eq!(
+            m["k_anonymity"]["partitions"][&rd]["smallest_group"],
+            smallest as u64
+        );
+        assert_eq!(
+            m["k_anonymity"]["partitions"][&rd]["rows_blanked"],
+            blank as u64
+        );
+    }
+}
+
+#[test]
+fn an_rd_with_fewer_cases_than_min_k_stops_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [5; 32]);
+    let mut input = Extract::sample_vkb().only("rd", "BY").head(2);
+    input
+        .set(0, "vkb_kennzeichen", "J")
+        .set(1, "vkb_kennzeichen", "J");
+    let path = input.write(&dir.path().join("two.csv"));
+    let out = dir.path().join("out");
+    let r = pseudonymise_vkb(&path, "2025-03", &key, &out, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("rd=BY (2 rows)"), "{}", r.stderr);
+    assert!(r.stderr.contains("min-k = 3"), "{}", r.stderr);
+    assert!(
+        !out.join("vkb").exists() || tree(&out).is_empty(),
+        "nothing is written"
+    );
 }

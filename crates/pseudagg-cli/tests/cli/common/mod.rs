@@ -139,6 +139,13 @@ impl Extract {
         &self.rows[row][self.col(column)]
     }
 
+    /// Keeps the rows whose `column` holds `value`.
+    pub fn only(mut self, column: &str, value: &str) -> Self {
+        let c = self.col(column);
+        self.rows.retain(|r| r[c] == value);
+        self
+    }
+
     pub fn head(mut self, n: usize) -> Self {
         self.rows.truncate(n);
         self
