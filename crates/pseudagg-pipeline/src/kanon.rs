@@ -261,7 +261,7 @@ fn rewrite(
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+        .and_then(parquet::arrow::arrow_reader::ArrowReaderBuilder::build)
         .map_err(|e| internal(&e))?;
     let schema = reader.schema();
     let out = File::create(tmp).map_err(|e| Error::io("create", tmp, e))?;
@@ -308,7 +308,9 @@ mod tests {
             for v in *t {
                 match v {
                     None => key.push('-'),
-                    Some(v) => key.push_str(&format!("+{}:{v}", v.len())),
+                    Some(v) => {
+                        let _ = write!(key, "+{}:{v}", v.len());
+                    }
                 }
             }
             *c.counts

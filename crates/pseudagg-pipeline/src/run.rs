@@ -121,32 +121,16 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     let _write = info_span!("write", files = tracing::field::Empty).entered();
     let mut files = writer.finish()?;
     let k_anonymity = match (&groups, &plan.k_anonymity) {
-        (Some(g), Some((qi, k))) => {
-            let decision = kanon::decide(g, u64::from(*k), partitions.keys().cloned())
-                .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, *k, &small))?;
-            kanon::apply(
-                staging.path(),
-                &d.partition_by,
-                qi,
-                &decision,
-                &mut files,
-                &properties,
-            )?;
-            let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
-            info!(
-                min_k = k,
-                values_blanked = blanked,
-                "quasi-identifiers checked"
-            );
-            Some(KAnonymityNote {
-                quasi_identifiers: qi
-                    .iter()
-                    .map(|&i| plan.output_schema.field(i).name().clone())
-                    .collect(),
-                min_k: *k,
-                partitions: decision.risk,
-            })
-        }
+        (Some(g), Some((qi, k))) => Some(blank_small_groups(
+            plan,
+            g,
+            qi,
+            *k,
+            &partitions,
+            staging.path(),
+            &mut files,
+            &properties,
+        )?),
         _ => None,
     };
     let manifest = Manifest {
@@ -251,6 +235,38 @@ fn column_notes(plan: &Plan) -> Vec<ColumnNote> {
         });
     }
     notes
+}
+
+/// Makes every partition k-anonymous over the quasi-identifiers (see [`kanon`]).
+#[allow(clippy::too_many_arguments)] // the run's state, passed on once
+fn blank_small_groups(
+    plan: &Plan,
+    groups: &kanon::GroupCounter,
+    qi: &[usize],
+    k: u32,
+    partitions: &BTreeMap<String, PartitionCounts>,
+    root: &std::path::Path,
+    files: &mut [pseudagg_io::FileInfo],
+    properties: &parquet::file::properties::WriterProperties,
+) -> Result<KAnonymityNote> {
+    let d = &plan.definition;
+    let decision = kanon::decide(groups, u64::from(k), partitions.keys().cloned())
+        .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, k, &small))?;
+    kanon::apply(root, &d.partition_by, qi, &decision, files, properties)?;
+    let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
+    info!(
+        min_k = k,
+        values_blanked = blanked,
+        "quasi-identifiers checked"
+    );
+    Ok(KAnonymityNote {
+        quasi_identifiers: qi
+            .iter()
+            .map(|&i| plan.output_schema.field(i).name().clone())
+            .collect(),
+        min_k: k,
+        partitions: decision.risk,
+    })
 }
 
 fn too_small(partition_by: &str, k: u32, small: &[(String, u64)]) -> Error {

@@ -399,7 +399,7 @@ fn quasi_identifiers_are_blanked_until_every_group_holds_min_k_rows() {
     assert_eq!(m["k_anonymity"]["min_k"], 3);
     for f in m["files"].as_array().unwrap() {
         let batches = read_parquet(&out.join("vkb/2025-03").join(f["path"].as_str().unwrap()));
-        let mut groups: std::collections::HashMap<Vec<String>, usize> = Default::default();
+        let mut groups = std::collections::HashMap::<Vec<String>, usize>::new();
         let mut blank = 0;
         for b in &batches {
             let cols: Vec<_> = qi
