@@ -261,7 +261,8 @@ fn rewrite(
 ) -> Result<()> {
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(parquet::arrow::arrow_reader::ArrowReaderBuilder::build)
+        .map_err(|e| internal(&e))?
+        .build()
         .map_err(|e| internal(&e))?;
     let schema = reader.schema();
     let out = File::create(tmp).map_err(|e| Error::io("create", tmp, e))?;
