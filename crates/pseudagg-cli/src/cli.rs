@@ -25,6 +25,12 @@ pub(crate) enum LogFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub(crate) enum KindArg {
     /// VerBIS extract for the VKB (one row per customer).
     VerbisVkb,
@@ -140,6 +146,32 @@ pub(crate) enum Command {
         /// Start a UTF-8 CSV with a byte-order mark.
         #[arg(long)]
         bom: bool,
+    },
+    /// Check an output independently of the code that wrote it: exit 0 pass, 1 violation, 2 error.
+    ///
+    /// DIR is one month of a dataset (OUT/vkb/2025-03) or of a report (OUT/gefluechtete/2025-03).
+    /// Checks the manifest (hashes, unlisted files), columns, values (Kundennummer, BG-Nummer,
+    /// e-mail, phone, IBAN), pseudonyms, partitions, k-anonymity; for reports the published values,
+    /// the interval audit of every scope, one month, and CSV against Parquet. Findings name file,
+    /// row, column and rule, never the value.
+    Verify {
+        /// The output folder of one month.
+        dir: PathBuf,
+        /// The original extract: no sensitive input value may reappear in the output.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// The input CSV's character encoding.
+        #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
+        input_encoding: EncodingArg,
+        /// The key file: every pseudonym must recompute from its input row (needs --input).
+        #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
+        key_file: Option<PathBuf>,
+        /// Another month's output of the same pipeline: no pseudonym may appear in both.
+        #[arg(long)]
+        against: Option<PathBuf>,
+        /// A summary for people, or every finding as JSON for CI.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
     Demo {

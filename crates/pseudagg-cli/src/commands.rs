@@ -12,7 +12,7 @@ use pseudagg_pipeline::{Plan, RunOptions, RunOutcome, run as run_pipeline};
 use pseudagg_report::{ReportOptions, ReportOutcome, ReportPlan, run as run_report};
 use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 
-use crate::cli::{Command, EncodingArg, FormatArg, KindArg};
+use crate::cli::{Command, EncodingArg, FormatArg, KindArg, OutputFormat};
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
 const SAMPLE_VKB: &[u8] = include_bytes!("../../../testdata/verbis-vkb-2025-03.csv");
@@ -153,6 +153,38 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             ));
             Ok(())
         }
+        Command::Verify {
+            dir,
+            input,
+            input_encoding,
+            key_file,
+            against,
+            format,
+        } => {
+            let options = pseudagg_verify::Options {
+                input,
+                input_windows_1252: input_encoding == EncodingArg::Windows1252,
+                key_file,
+                against,
+            };
+            let verdict = pseudagg_verify::verify(&dir, &options)?;
+            print_verdict(&verdict, format);
+            if verdict.passed {
+                Ok(())
+            } else {
+                Err(pseudagg_core::Error::CheckFailed(format!(
+                    "verify found {} violation{} in {}",
+                    verdict.counts.values().sum::<u64>(),
+                    if verdict.counts.values().sum::<u64>() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                    dir.display()
+                ))
+                .into())
+            }
+        }
         Command::Demo { out } => demo(&out, json),
     }
 }
@@ -257,6 +289,39 @@ fn print_outcome(outcome: &RunOutcome) {
     say(&text);
 }
 
+fn print_verdict(v: &pseudagg_verify::Verdict, format: OutputFormat) {
+    if format == OutputFormat::Json {
+        say(&serde_json::to_string_pretty(v).expect("a verdict serialises"));
+        return;
+    }
+    let mut text = format!(
+        "verify {} ({}): {}\n  checks: {}\n",
+        v.folder,
+        v.kind,
+        if v.passed { "PASSED" } else { "FAILED" },
+        v.checks.join(", ")
+    );
+    for (k, value) in &v.facts {
+        let _ = writeln!(text, "  {k}: {value}");
+    }
+    for (rule, n) in &v.counts {
+        let _ = writeln!(text, "  {n} x {rule}");
+    }
+    for f in v.findings.iter().take(50) {
+        let _ = writeln!(text, "  - {f}");
+    }
+    let listed = v.findings.len().min(50) as u64;
+    let total: u64 = v.counts.values().sum();
+    if total > listed {
+        let _ = writeln!(
+            text,
+            "  ... and {} more (--format json lists up to 100 per rule)",
+            total - listed
+        );
+    }
+    say(text.trim_end());
+}
+
 fn demo(out: &Path, json: bool) -> Result<()> {
     let work = tempfile::tempdir().context("cannot create a temporary folder")?;
     let key_path = work.path().join("demo.key");
@@ -268,6 +333,9 @@ fn demo(out: &Path, json: bool) -> Result<()> {
     let month: Month = "2025-03".parse().expect("valid month");
     let outcome = pseudonymise(&plan, &input, month, Encoding::Utf8, &key, out, json)?;
     print_outcome(&outcome);
+    let verdict = pseudagg_verify::verify(&outcome.target, &pseudagg_verify::Options::default())?;
+    print_verdict(&verdict, OutputFormat::Text);
+    anyhow::ensure!(verdict.passed, "the demo's own output did not pass verify");
     say(&format!(
         "The demo used a throw-away key (id {key_id}), now deleted: its pseudonyms cannot be recomputed.\n\
          Each rd=<RD> folder holds only that RD's cases; manifest.json lists every file with its SHA-256."

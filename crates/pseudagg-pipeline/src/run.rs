@@ -46,6 +46,7 @@ pub struct RunOutcome {
 
 /// Runs a pipeline: reads and checks the extract, filters, pseudonymises, generalises and writes
 /// one Parquet dataset per partition and a manifest, atomically. On any problem nothing is written.
+#[allow(clippy::too_many_lines)] // one streaming pass, read to write, in order
 pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     let d = &plan.definition;
     let span = info_span!("pseudonymise", pipeline = %d.name, month = %options.month);

@@ -26,4 +26,6 @@ pub mod table;
 pub use aggregate::{Counts, GeInfo};
 pub use output::footnotes;
 pub use plan::ReportPlan;
-pub use run::{AuditNote, ReportManifest, ReportOptions, ReportOutcome, run};
+pub use run::{
+    AuditNote, IndicatorNote, ReportManifest, ReportOptions, ReportOutcome, StructureNote, run,
+};

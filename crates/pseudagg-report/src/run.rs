@@ -50,8 +50,30 @@ pub struct ReportManifest {
     /// Every suppressed cell with an interval that the attacker's feasible interval contains: the
     /// attacker cannot narrow the cell further than `[lower, upper]`.
     pub audit: Vec<AuditNote>,
+    /// What an attacker knows of the published tables besides the values: which rows add up to
+    /// which. `pseudagg verify` rebuilds the relations from this and the published files.
+    pub structure: StructureNote,
     pub scopes: Vec<String>,
     pub files: Vec<FileInfo>,
+}
+
+/// The additive and subset relations of the published tables. Areas: every `gE` row of an RD adds
+/// up to its `RD` row, the RD rows to the `Bund` row. Categories add up to `total`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StructureNote {
+    /// The dimension column of the long tables, when there is one.
+    pub dimension: Option<String>,
+    pub categories: Vec<String>,
+    /// The category that is the sum of the others.
+    pub total: Option<String>,
+    pub indicators: Vec<IndicatorNote>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IndicatorNote {
+    pub name: String,
+    /// This indicator counts a subset of the named one.
+    pub subset_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -238,6 +260,19 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             rounds: pattern.rounds,
         },
         audit,
+        structure: StructureNote {
+            dimension: d.dimension.as_ref().map(|x| x.name.clone()),
+            categories: rt.categories.clone(),
+            total: d.dimension.as_ref().map(|x| x.total.clone()),
+            indicators: d
+                .indicators
+                .iter()
+                .map(|i| IndicatorNote {
+                    name: i.name.clone(),
+                    subset_of: i.subset_of.clone(),
+                })
+                .collect(),
+        },
         scopes: scopes.iter().map(|s| s.dir.clone()).collect(),
         files,
     };

@@ -13,3 +13,6 @@ mod commands;
 
 /// opDs reports: recipients' scopes, suppression, workbooks, no time series.
 mod reports;
+
+/// `pseudagg verify`: good output passes, planted violations are found by rule.
+mod verify;

@@ -1,0 +1,464 @@
+//! Checks of a pseudonymised dataset (`OUT/<pipeline>/<month>/<key>=<value>/part-*.parquet`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use pseudagg_core::{ColumnClass, Error, Result, Schema};
+use serde_json::Value;
+
+use crate::Options;
+use crate::finding::{Finding, Rule, Verdict};
+use crate::input::{self, InputFacts, Recompute, value_hash};
+use crate::key;
+use crate::manifest::{self, Manifest};
+use crate::patterns::{name_like_words, shapes_of};
+use crate::read::{TextFile, read_parquet};
+
+/// A column as the manifest declares it.
+struct Declared {
+    name: String,
+    from: String,
+    treatment: String,
+}
+
+fn declared_columns(m: &Manifest) -> Vec<Declared> {
+    m.raw
+        .get("columns")
+        .and_then(Value::as_array)
+        .map(|cols| {
+            cols.iter()
+                .map(|c| {
+                    let s = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+                    Declared {
+                        name: s("name"),
+                        from: s("from"),
+                        treatment: s("treatment"),
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `rd=NRW/part-00000.parquet` -> (`rd`, `NRW`).
+fn partition_of(path: &str) -> Option<(String, String)> {
+    let (dir, _) = path.split_once('/')?;
+    let (k, v) = dir.split_once('=')?;
+    Some((k.to_owned(), v.to_owned()))
+}
+
+fn is_pseudonym(v: &str) -> bool {
+    v.len() == 64
+        && v.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+fn raw_pseudonym(v: &str) -> [u8; 32] {
+    let mut raw = [0u8; 32];
+    hex::decode_to_slice(v, &mut raw).expect("checked as 64 hex characters");
+    raw
+}
+
+#[allow(clippy::too_many_lines)] // the dataset rules, one after another
+pub(crate) fn check(
+    dir: &Path,
+    m: &Manifest,
+    options: &Options,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let manifest_path = dir.join("manifest.json");
+    let schema_name = m.str("input_schema").unwrap_or_default();
+    let schema = Schema::builtin(schema_name).ok_or_else(|| Error::Format {
+        path: manifest_path.clone(),
+        reason: format!(
+            "names the input schema `{schema_name}`, which this pseudagg does not know"
+        ),
+    })?;
+    let month = m.month.clone().unwrap_or_default();
+    let pipeline = m.str("pipeline").unwrap_or_default().to_owned();
+    let key_id = m.str("key_id").unwrap_or_default();
+    if key_id.len() != 16 {
+        verdict.push(Finding::new(
+            Rule::Manifest,
+            "the manifest records no key id: nobody could tell which key made the pseudonyms",
+        ));
+    }
+
+    // Columns: declared, publishable by their source's class, and nothing undeclared.
+    verdict.check("columns");
+    let declared = declared_columns(m);
+    let mut pseudonym_columns = Vec::new();
+    for d in &declared {
+        let class = schema.column(&d.from).map(|c| c.class);
+        let ok = match d.treatment.as_str() {
+            "kept" => class.is_some_and(ColumnClass::may_be_published),
+            "pseudonymised" => class == Some(ColumnClass::Identifier),
+            "generalised" => class.is_some_and(|c| c != ColumnClass::Identifier),
+            _ => false,
+        };
+        if !ok {
+            verdict.push(
+                Finding::new(
+                    Rule::SensitiveColumn,
+                    format!(
+                        "declared as `{}` from `{}`, which its class does not allow (class {})",
+                        d.treatment,
+                        d.from,
+                        class.map_or_else(|| "unknown".to_owned(), |c| c.to_string())
+                    ),
+                )
+                .column(&d.name),
+            );
+        }
+        if d.treatment == "pseudonymised" {
+            pseudonym_columns.push(d.name.clone());
+        }
+    }
+    let allowed: HashSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+
+    // The input, when given: sensitive values, and pseudonyms to recompute.
+    let partition_key = m
+        .files
+        .first()
+        .and_then(|f| partition_of(&f.path))
+        .map(|(k, _)| k);
+    let period_key = match &options.key_file {
+        Some(path) => {
+            let (id, k) = key::load(path, &pipeline, &month)?;
+            if id != key_id {
+                verdict.push(Finding::new(
+                    Rule::KeyId,
+                    format!(
+                        "the key file has the id {id}, the manifest names {key_id}: the pseudonyms were made with another key, or this is not their key"
+                    ),
+                ));
+            }
+            Some(k)
+        }
+        None => None,
+    };
+    let identifier = declared
+        .iter()
+        .find(|d| d.treatment == "pseudonymised")
+        .map(|d| d.from.clone());
+    let facts: Option<InputFacts> = match &options.input {
+        Some(path) => {
+            let recompute = match (&period_key, &identifier, &partition_key) {
+                (Some(key), Some(identifier), Some(part)) => Some(Recompute {
+                    identifier,
+                    key,
+                    partition_column: part,
+                }),
+                _ => None,
+            };
+            let f = input::read(
+                path,
+                &schema,
+                options.input_windows_1252,
+                recompute.as_ref(),
+            )?;
+            verdict.fact("input_rows", &f.rows);
+            Some(f)
+        }
+        None => None,
+    };
+
+    // k-anonymity, as the manifest declares it.
+    let k_decl = m.raw.get("k_anonymity").and_then(|k| {
+        let qi: Vec<String> = k
+            .get("quasi_identifiers")?
+            .as_array()?
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        Some((qi, k.get("min_k")?.as_u64()?))
+    });
+
+    verdict.check("values");
+    if facts.is_some() {
+        verdict.check("input-values");
+    }
+    verdict.check("pseudonyms");
+    if period_key.is_some() {
+        verdict.check("pseudonym-recompute");
+    }
+    verdict.check("partitions");
+    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    let mut rows_total = 0u64;
+    let mut months: HashSet<String> = HashSet::new();
+    let mut groups: HashMap<String, HashMap<Vec<Option<String>>, u64>> = HashMap::new();
+    for entry in &m.files {
+        let rel = entry.path.as_str();
+        let path = dir.join(rel);
+        if !path.is_file() {
+            continue; // reported by the manifest check
+        }
+        let file = read_parquet(&path)?;
+        let partition = partition_of(rel);
+        if partition.is_none() {
+            verdict.push(
+                Finding::new(
+                    Rule::Partition,
+                    "not inside a `key=value` partition folder: whose rows are these?",
+                )
+                .file(rel),
+            );
+        }
+        if let Some(fm) = file.metadata.get("pseudagg.month") {
+            months.insert(fm.clone());
+        }
+        for (i, name) in file.columns.iter().enumerate() {
+            if !allowed.contains(name.as_str()) {
+                verdict.push(
+                    Finding::new(
+                        Rule::ColumnNotAllowed,
+                        "a column the manifest does not declare",
+                    )
+                    .file(rel)
+                    .column(name),
+                );
+            }
+            if let Some(spec) = schema.column(name)
+                && spec.class.is_sensitive()
+            {
+                verdict.push(
+                    Finding::new(
+                        Rule::SensitiveColumn,
+                        format!("named like the input's {} column", spec.class),
+                    )
+                    .file(rel)
+                    .column(name),
+                );
+            }
+            let _ = i;
+        }
+        check_rows(
+            &file,
+            rel,
+            partition.as_ref(),
+            &pseudonym_columns,
+            facts.as_ref(),
+            period_key.is_some(),
+            &mut seen,
+            &mut months,
+            verdict,
+        );
+        if let (Some((qi, _)), Some((_, value))) = (&k_decl, &partition) {
+            count_groups(&file, qi, groups.entry(value.clone()).or_default());
+        }
+        rows_total += file.rows() as u64;
+    }
+    verdict.fact("rows", &rows_total);
+    verdict.fact("pseudonyms", &seen.len());
+
+    verdict.check("one-month");
+    months.insert(month.clone());
+    if months.len() > 1 {
+        verdict.push(Finding::new(
+            Rule::TimeSeries,
+            format!(
+                "the dataset holds {} months (in file metadata or the `datenstand` column); one output is one month",
+                months.len()
+            ),
+        ));
+    }
+
+    if let Some((qi, k)) = &k_decl {
+        verdict.check("k-anonymity");
+        let mut smallest = u64::MAX;
+        let (mut below, mut total) = (0u64, 0u64);
+        for (part, g) in &groups {
+            for n in g.values() {
+                smallest = smallest.min(*n);
+                total += n;
+                if n < k {
+                    below += n;
+                }
+            }
+            let part_min = g.values().copied().min().unwrap_or(0);
+            if part_min > 0 && part_min < *k {
+                verdict.push(Finding::new(
+                    Rule::KAnonymity,
+                    format!(
+                        "in partition {part}, a group of {part_min} rows shares its quasi-identifiers ({}); the pipeline requires at least {k}",
+                        qi.join(", ")
+                    ),
+                ));
+            }
+        }
+        if total > 0 {
+            verdict.fact("k_smallest_group", &smallest);
+            verdict.fact(
+                "k_share_below_min_k",
+                &format!("{:.4}", below as f64 / total as f64),
+            );
+        }
+    }
+
+    if let Some(other) = &options.against {
+        verdict.check("unlinkable");
+        against(other, &month, &seen, verdict)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)] // one pass over the rows serves every row rule
+fn check_rows(
+    file: &TextFile,
+    rel: &str,
+    partition: Option<&(String, String)>,
+    pseudonym_columns: &[String],
+    facts: Option<&InputFacts>,
+    recompute: bool,
+    seen: &mut HashSet<[u8; 32]>,
+    months: &mut HashSet<String>,
+    verdict: &mut Verdict,
+) {
+    let part_col = partition.and_then(|(k, _)| file.index(k));
+    let datenstand = file.index("datenstand");
+    for (row, b, r) in file.row_positions() {
+        for (c, name) in file.columns.iter().enumerate() {
+            let value = file.text(b, c, r);
+            let at = || {
+                Finding::new(Rule::Manifest, "")
+                    .file(rel)
+                    .row(row)
+                    .column(name)
+            };
+            if pseudonym_columns.contains(name) {
+                let Some(v) = value.filter(|v| is_pseudonym(v)) else {
+                    verdict.push(Finding {
+                        rule: Rule::PseudonymFormat,
+                        message: "not a pseudonym (64 lower-case hex characters)".into(),
+                        ..at()
+                    });
+                    continue;
+                };
+                let raw = raw_pseudonym(v);
+                if !seen.insert(raw) {
+                    verdict.push(Finding {
+                        rule: Rule::PseudonymFormat,
+                        message: "the same pseudonym is in an earlier row: one row per person"
+                            .into(),
+                        ..at()
+                    });
+                }
+                if recompute && let Some(f) = facts {
+                    match f.pseudonyms.get(&raw) {
+                        None => verdict.push(Finding {
+                            rule: Rule::PseudonymRecompute,
+                            message: "recomputes from no input row with this key and month".into(),
+                            ..at()
+                        }),
+                        Some(&p) => {
+                            if let Some((_, value)) = partition
+                                && f.partitions[p as usize] != *value
+                            {
+                                verdict.push(Finding {
+                                    rule: Rule::Partition,
+                                    message: "its input row belongs to another partition".into(),
+                                    ..at()
+                                });
+                            }
+                        }
+                    }
+                }
+                continue;
+            }
+            let Some(v) = value else { continue };
+            if Some(c) == part_col
+                && let Some((key, expected)) = partition
+                && v != expected
+            {
+                verdict.push(Finding {
+                    rule: Rule::Partition,
+                    message: format!("a row of another {key} in the folder {key}={expected}"),
+                    ..at()
+                });
+            }
+            if Some(c) == datenstand {
+                months.insert(v.to_owned());
+            }
+            for (rule, what) in shapes_of(v) {
+                verdict.push(Finding {
+                    rule,
+                    message: format!("holds {what}"),
+                    ..at()
+                });
+            }
+            if let Some(f) = facts {
+                let trimmed = v.trim();
+                let hit = (trimmed.chars().count() >= 3
+                    && f.sensitive.contains(&value_hash(trimmed)))
+                    || name_like_words(trimmed).any(|w| f.sensitive.contains(&value_hash(w)));
+                if hit {
+                    verdict.push(Finding {
+                        rule: Rule::InputValue,
+                        message:
+                            "holds a value of an identifier, personal, staff or free-text column of the input"
+                                .into(),
+                        ..at()
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn count_groups(file: &TextFile, qi: &[String], groups: &mut HashMap<Vec<Option<String>>, u64>) {
+    let idx: Vec<Option<usize>> = qi.iter().map(|q| file.index(q)).collect();
+    for (_, b, r) in file.row_positions() {
+        let t: Vec<Option<String>> = idx
+            .iter()
+            .map(|i| i.and_then(|i| file.text(b, i, r)).map(str::to_owned))
+            .collect();
+        *groups.entry(t).or_default() += 1;
+    }
+}
+
+/// No pseudonym of this month may appear in the other month's dataset.
+fn against(
+    other: &Path,
+    month: &str,
+    seen: &HashSet<[u8; 32]>,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let m = manifest::load(other)?;
+    if m.month.as_deref() == Some(month) {
+        return Err(Error::Usage(format!(
+            "{} is the same month ({month}); --against takes another month's output",
+            other.display()
+        )));
+    }
+    let names: Vec<String> = declared_columns(&m)
+        .into_iter()
+        .filter(|d| d.treatment == "pseudonymised")
+        .map(|d| d.name)
+        .collect();
+    let mut shared = 0u64;
+    for entry in &m.files {
+        let file = read_parquet(&other.join(&entry.path))?;
+        let cols: Vec<usize> = names.iter().filter_map(|n| file.index(n)).collect();
+        for (_, b, r) in file.row_positions() {
+            for &c in &cols {
+                if let Some(v) = file.text(b, c, r).filter(|v| is_pseudonym(v))
+                    && seen.contains(&raw_pseudonym(v))
+                {
+                    shared += 1;
+                }
+            }
+        }
+    }
+    if shared > 0 {
+        verdict.push(Finding::new(
+            Rule::Linkable,
+            format!(
+                "{shared} pseudonyms also appear in {} ({}): the two months can be linked into a time series",
+                other.display(),
+                m.month.unwrap_or_default()
+            ),
+        ));
+    }
+    verdict.fact("shared_pseudonyms", &shared);
+    Ok(())
+}

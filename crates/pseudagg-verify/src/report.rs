@@ -1,0 +1,714 @@
+//! Checks of a report (`OUT/<report>/<month>/{bund,rd=X,ge=N}/`), from the published files only.
+//!
+//! The interval audit is recomputed here from what each recipient sees: the cells of its scope and
+//! the relations an attacker knows (gEs add up to their RD, RDs to the Bund when all are shown,
+//! categories to their total, subsets no larger than their whole). For each suppressed cell two
+//! linear programs give the smallest and largest value it can take, with every suppressed cell at
+//! least 1. A cell that could be small (its lower end below the threshold) is disclosed when its
+//! upper end is below the threshold too, or when its interval is narrower than the minimum width.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+
+use microlp::{ComparisonOp, OptimizationDirection, Problem};
+use rayon::prelude::*;
+use serde_json::Value;
+
+use pseudagg_core::{Error, Result};
+
+use crate::Options;
+use crate::finding::{Finding, Rule, Verdict};
+use crate::manifest::Manifest;
+use crate::patterns::shapes_of;
+use crate::read::{TextFile, read_parquet};
+
+const EPS: f64 = 1e-6;
+
+/// Column names that would make a table a time series.
+const TIME_WORDS: [&str; 10] = [
+    "datenstand",
+    "monat",
+    "jahr",
+    "datum",
+    "stichtag",
+    "month",
+    "year",
+    "date",
+    "zeit",
+    "periode",
+];
+
+struct Structure {
+    dimension: Option<String>,
+    categories: Vec<String>,
+    total: Option<String>,
+    indicators: Vec<(String, Option<String>)>,
+    threshold: u64,
+    width: u64,
+}
+
+fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
+    let bad = |what: &str| Error::Format {
+        path: path.to_owned(),
+        reason: format!("the report manifest has no {what}"),
+    };
+    let s = m.raw.get("structure").ok_or_else(|| bad("`structure`"))?;
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let sup = m
+        .raw
+        .get("suppression")
+        .ok_or_else(|| bad("`suppression`"))?;
+    Ok(Structure {
+        dimension: s
+            .get("dimension")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        categories: strings(s.get("categories")),
+        total: s.get("total").and_then(Value::as_str).map(str::to_owned),
+        indicators: s
+            .get("indicators")
+            .and_then(Value::as_array)
+            .ok_or_else(|| bad("`structure.indicators`"))?
+            .iter()
+            .map(|i| {
+                (
+                    i.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    i.get("subset_of")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                )
+            })
+            .collect(),
+        threshold: sup
+            .get("threshold")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("`suppression.threshold`"))?,
+        width: sup
+            .get("min_interval_width")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad("`suppression.min_interval_width`"))?,
+    })
+}
+
+/// (level, rd, ge_nr)
+type Area = (String, String, String);
+/// (area, category, indicator)
+type CellKey = (Area, String, String);
+
+/// The published table of one scope.
+#[derive(Default)]
+struct ScopeTable {
+    keys: Vec<CellKey>,
+    /// `None`: suppressed.
+    values: Vec<Option<u64>>,
+    index: HashMap<CellKey, usize>,
+}
+
+#[allow(clippy::too_many_lines)] // the report rules, one after another
+pub(crate) fn check(
+    dir: &Path,
+    m: &Manifest,
+    _options: &Options,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let s = structure(m, &dir.join("manifest.json"))?;
+    let month = m.month.clone().unwrap_or_default();
+    let report = m.str("report").unwrap_or_default().to_owned();
+    let scopes: Vec<String> = m
+        .raw
+        .get("scopes")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let rd_count = scopes.iter().filter(|x| x.starts_with("rd=")).count();
+    verdict.fact("scopes", &scopes.len());
+    verdict.check("columns");
+    verdict.check("values");
+    verdict.check("one-month");
+    verdict.check("csv-matches-parquet");
+    verdict.check("interval-audit");
+    let mut months: HashSet<String> = HashSet::from([month.clone()]);
+    let mut expected = vec!["level", "rd", "ge_nr", "ge_name"];
+    if let Some(d) = &s.dimension {
+        expected.push(d);
+        if TIME_WORDS.contains(&d.as_str()) {
+            verdict.push(Finding::new(
+                Rule::TimeSeries,
+                format!("the dimension `{d}` is a time dimension"),
+            ));
+        }
+    }
+    expected.extend(["indicator", "value", "suppressed"]);
+    for c in s.categories.iter().chain(s.indicators.iter().map(|i| &i.0)) {
+        if looks_like_a_period(c) {
+            verdict.push(Finding::new(
+                Rule::TimeSeries,
+                "a category or indicator is named like a month or year",
+            ));
+        }
+    }
+    let listed: HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
+
+    let mut tables = Vec::new();
+    for scope in &scopes {
+        let stem = format!("{scope}/{report}-{month}");
+        let pq = format!("{stem}.parquet");
+        if !listed.contains(pq.as_str()) || !dir.join(&pq).is_file() {
+            verdict.push(Finding::new(Rule::Manifest, "the scope has no Parquet table").file(&pq));
+            continue;
+        }
+        let file = read_parquet(&dir.join(&pq))?;
+        if let Some(fm) = file.metadata.get("pseudagg.month") {
+            months.insert(fm.clone());
+        }
+        for c in &file.columns {
+            if !expected.contains(&c.as_str()) {
+                let rule = if TIME_WORDS.contains(&c.as_str()) {
+                    Rule::TimeSeries
+                } else {
+                    Rule::ColumnNotAllowed
+                };
+                verdict.push(
+                    Finding::new(rule, "a column a report table does not have")
+                        .file(&pq)
+                        .column(c),
+                );
+            }
+        }
+        let table = read_table(&file, &pq, &s, verdict);
+        let csv = format!("{stem}.csv");
+        if listed.contains(csv.as_str()) && dir.join(&csv).is_file() {
+            compare_csv(&dir.join(&csv), &csv, &file, verdict)?;
+        }
+        tables.push((scope.clone(), table));
+    }
+    if months.len() > 1 {
+        verdict.push(Finding::new(
+            Rule::TimeSeries,
+            format!(
+                "the report holds {} months; one report is one Datenstand",
+                months.len()
+            ),
+        ));
+    }
+
+    // Whoever sees several scopes (the Zentrale, or recipients who share) sees their union.
+    let mut union = ScopeTable::default();
+    for (_, t) in &tables {
+        for (key, v) in t.keys.iter().zip(&t.values) {
+            if !union.index.contains_key(key) {
+                union.index.insert(key.clone(), union.keys.len());
+                union.keys.push(key.clone());
+                union.values.push(*v);
+            }
+        }
+    }
+    tables.push(("all scopes together".to_owned(), union));
+    let results: Vec<(String, Vec<Finding>, usize)> = tables
+        .par_iter()
+        .map(|(scope, table)| {
+            let (findings, suppressed) = audit(scope, table, &s, rd_count);
+            (scope.clone(), findings, suppressed)
+        })
+        .collect();
+    let mut audited = 0;
+    for (_, findings, suppressed) in results {
+        audited += suppressed;
+        for f in findings {
+            verdict.push(f);
+        }
+    }
+    verdict.fact("suppressed_cells_audited", &audited);
+    Ok(())
+}
+
+fn looks_like_a_period(name: &str) -> bool {
+    let b = name.as_bytes();
+    (b.len() >= 7 && b[..4].iter().all(u8::is_ascii_digit) && (b[4] == b'-' || b[4] == b'/'))
+        || ["januar", "februar", "maerz", "märz", "april", "quartal"]
+            .iter()
+            .any(|m| name.to_lowercase().starts_with(m))
+}
+
+fn read_table(file: &TextFile, rel: &str, s: &Structure, verdict: &mut Verdict) -> ScopeTable {
+    let col = |n: &str| file.index(n);
+    let (level, rd, ge, ind, value, sup) = (
+        col("level"),
+        col("rd"),
+        col("ge_nr"),
+        col("indicator"),
+        col("value"),
+        col("suppressed"),
+    );
+    let dim = s.dimension.as_deref().and_then(col);
+    let mut t = ScopeTable::default();
+    for (row, b, r) in file.row_positions() {
+        let get = |c: Option<usize>| c.and_then(|c| file.text(b, c, r)).unwrap_or("");
+        for (c, name) in file.columns.iter().enumerate() {
+            if let Some(v) = file.text(b, c, r) {
+                for (rule, what) in shapes_of(v) {
+                    verdict.push(
+                        Finding::new(rule, format!("holds {what}"))
+                            .file(rel)
+                            .row(row)
+                            .column(name),
+                    );
+                }
+            }
+        }
+        let published = value
+            .and_then(|c| file.text(b, c, r))
+            .map(str::parse::<u64>);
+        let flagged = get(sup) == "true";
+        let v = match (published.clone(), flagged) {
+            (Some(Ok(v)), false) => {
+                if v > 0 && v < s.threshold {
+                    verdict.push(
+                        Finding::new(
+                            Rule::SmallCount,
+                            format!(
+                                "a published count below the threshold {} (and not 0)",
+                                s.threshold
+                            ),
+                        )
+                        .file(rel)
+                        .row(row)
+                        .column("value"),
+                    );
+                }
+                Some(v)
+            }
+            (None, true) => None,
+            (Some(Ok(_)), true) | (None, false) | (Some(Err(_)), _) => {
+                verdict.push(
+                    Finding::new(
+                        Rule::SmallCount,
+                        "value and `suppressed` disagree (a suppressed cell shows a value, or a published one none)",
+                    )
+                    .file(rel)
+                    .row(row)
+                    .column("value"),
+                );
+                // Treat it as published when a value is there: that is what a reader sees.
+                published.and_then(std::result::Result::ok)
+            }
+        };
+        let lvl = get(level).to_ascii_lowercase();
+        if !["ge", "rd", "bund"].contains(&lvl.as_str()) {
+            verdict.push(
+                Finding::new(Rule::ColumnNotAllowed, "the level is none of ge, rd, bund")
+                    .file(rel)
+                    .row(row)
+                    .column("level"),
+            );
+        }
+        let key: CellKey = (
+            (lvl, get(rd).to_owned(), get(ge).to_owned()),
+            dim.map_or_else(String::new, |d| get(Some(d)).to_owned()),
+            get(ind).to_owned(),
+        );
+        t.index.insert(key.clone(), t.keys.len());
+        t.keys.push(key);
+        t.values.push(v);
+    }
+    t
+}
+
+fn compare_csv(path: &Path, rel: &str, parquet: &TextFile, verdict: &mut Verdict) -> Result<()> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
+    let text = String::from_utf8_lossy(&bytes);
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|_| Error::Format {
+            path: path.to_owned(),
+            reason: "has no readable header".into(),
+        })?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    if header != parquet.columns {
+        verdict.push(
+            Finding::new(
+                Rule::Inconsistent,
+                "the CSV's columns differ from the Parquet table's",
+            )
+            .file(rel),
+        );
+        return Ok(());
+    }
+    let mut rows = parquet.row_positions();
+    for (i, record) in reader.records().enumerate() {
+        let row = i as u64 + 1;
+        let Ok(record) = record else {
+            verdict.push(
+                Finding::new(Rule::Inconsistent, "unreadable CSV row")
+                    .file(rel)
+                    .row(row),
+            );
+            continue;
+        };
+        for (c, v) in record.iter().enumerate() {
+            for (rule, what) in shapes_of(v) {
+                verdict.push(
+                    Finding::new(rule, format!("holds {what}"))
+                        .file(rel)
+                        .row(row)
+                        .column(&header[c]),
+                );
+            }
+        }
+        let Some((_, b, r)) = rows.next() else {
+            verdict.push(
+                Finding::new(Rule::Inconsistent, "more rows than the Parquet table")
+                    .file(rel)
+                    .row(row),
+            );
+            break;
+        };
+        for (c, name) in header.iter().enumerate() {
+            let p = parquet.text(b, c, r).unwrap_or("");
+            let expected = match name.as_str() {
+                "value" if p.is_empty() => "*",
+                "suppressed" => {
+                    if p == "true" {
+                        "J"
+                    } else {
+                        "N"
+                    }
+                }
+                _ => p,
+            };
+            if record.get(c).unwrap_or("") != expected {
+                verdict.push(
+                    Finding::new(Rule::Inconsistent, "differs from the Parquet table")
+                        .file(rel)
+                        .row(row)
+                        .column(name),
+                );
+            }
+        }
+    }
+    if rows.next().is_some() {
+        verdict
+            .push(Finding::new(Rule::Inconsistent, "fewer rows than the Parquet table").file(rel));
+    }
+    Ok(())
+}
+
+/// `total = sum(parts)` or `part <= whole`, over cell indices.
+enum Relation {
+    Sum(usize, Vec<usize>),
+    Subset(usize, usize),
+}
+
+fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
+    let mut areas: Vec<&Area> = t.keys.iter().map(|k| &k.0).collect();
+    areas.sort();
+    areas.dedup();
+    let cats: Vec<String> = if s.dimension.is_some() {
+        s.categories.clone()
+    } else {
+        vec![String::new()]
+    };
+    let cell = |a: &Area, c: &str, i: &str| {
+        t.index
+            .get(&(a.clone(), c.to_owned(), i.to_owned()))
+            .copied()
+    };
+    let mut out = Vec::new();
+    let rds: Vec<&Area> = areas.iter().copied().filter(|a| a.0 == "rd").collect();
+    let bund: Option<&Area> = areas.iter().copied().find(|a| a.0 == "bund");
+    for c in &cats {
+        for (ind, _) in &s.indicators {
+            for rd in &rds {
+                let parts: Option<Vec<usize>> = areas
+                    .iter()
+                    .filter(|a| a.0 == "ge" && a.1 == rd.1)
+                    .map(|a| cell(a, c, ind))
+                    .collect();
+                if let (Some(total), Some(parts)) = (cell(rd, c, ind), parts)
+                    && !parts.is_empty()
+                {
+                    out.push(Relation::Sum(total, parts));
+                }
+            }
+            if let Some(b) = bund
+                && rds.len() == rd_count
+                && rd_count > 0
+            {
+                let parts: Option<Vec<usize>> = rds.iter().map(|a| cell(a, c, ind)).collect();
+                if let (Some(total), Some(parts)) = (cell(b, c, ind), parts) {
+                    out.push(Relation::Sum(total, parts));
+                }
+            }
+        }
+    }
+    for a in &areas {
+        for (ind, sup) in &s.indicators {
+            if let Some(total) = &s.total {
+                let parts: Option<Vec<usize>> = cats
+                    .iter()
+                    .filter(|c| *c != total)
+                    .map(|c| cell(a, c, ind))
+                    .collect();
+                if let (Some(t), Some(parts)) = (cell(a, total, ind), parts) {
+                    out.push(Relation::Sum(t, parts));
+                }
+            }
+            if let Some(sup) = sup {
+                for c in &cats {
+                    if let (Some(p), Some(w)) = (cell(a, c, ind), cell(a, c, sup)) {
+                        out.push(Relation::Subset(p, w));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn unsolvable(scope: &str) -> Finding {
+    Finding::new(
+        Rule::Disclosure,
+        "the interval of a suppressed cell could not be computed (the published values contradict each other): treated as disclosed",
+    )
+    .file(format!("{scope}/"))
+}
+
+fn find(parent: &mut [usize], mut x: usize) -> usize {
+    while parent[x] != x {
+        parent[x] = parent[parent[x]];
+        x = parent[x];
+    }
+    x
+}
+
+/// A linear relation over a component's local variables: `terms op rhs`.
+type Linear = (Vec<(usize, f64)>, ComparisonOp, f64);
+
+/// The suppressed cells of a table as independent linear systems.
+struct System {
+    /// Cell of each variable.
+    vars: Vec<usize>,
+    /// Variables of each component.
+    comps: Vec<Vec<usize>>,
+    /// Relations of each component, over local numbers (positions in `comps[k]`).
+    constraints: Vec<Vec<Linear>>,
+}
+
+fn relation_terms(r: &Relation) -> (Vec<(usize, f64)>, ComparisonOp) {
+    match r {
+        Relation::Sum(total, parts) => (
+            parts
+                .iter()
+                .map(|&p| (p, 1.0))
+                .chain([(*total, -1.0)])
+                .collect(),
+            ComparisonOp::Eq,
+        ),
+        Relation::Subset(part, whole) => (vec![(*part, 1.0), (*whole, -1.0)], ComparisonOp::Le),
+    }
+}
+
+fn system(table: &ScopeTable, rels: &[Relation]) -> System {
+    let vars: Vec<usize> = (0..table.values.len())
+        .filter(|&i| table.values[i].is_none())
+        .collect();
+    let var_of: HashMap<usize, usize> = vars.iter().enumerate().map(|(v, &c)| (c, v)).collect();
+    let mut parent: Vec<usize> = (0..vars.len()).collect();
+    for r in rels {
+        let linked: Vec<usize> = relation_terms(r)
+            .0
+            .iter()
+            .filter_map(|(c, _)| var_of.get(c).copied())
+            .collect();
+        for pair in linked.windows(2) {
+            let (x, y) = (find(&mut parent, pair[0]), find(&mut parent, pair[1]));
+            parent[x] = y;
+        }
+    }
+    let mut by_root: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for v in 0..vars.len() {
+        let root = find(&mut parent, v);
+        by_root.entry(root).or_default().push(v);
+    }
+    let comps: Vec<Vec<usize>> = by_root.into_values().collect();
+    let mut place = vec![(0, 0); vars.len()];
+    for (k, members) in comps.iter().enumerate() {
+        for (i, &v) in members.iter().enumerate() {
+            place[v] = (k, i);
+        }
+    }
+    let mut constraints: Vec<Vec<Linear>> = vec![Vec::new(); comps.len()];
+    for r in rels {
+        let (terms, op) = relation_terms(r);
+        let mut rhs = 0.0;
+        let mut lin = Vec::new();
+        let mut comp = None;
+        for (cell, coef) in terms {
+            if let Some(v) = table.values[cell] {
+                rhs -= coef * v as f64;
+            } else {
+                let (k, i) = place[var_of[&cell]];
+                comp = Some(k);
+                lin.push((i, coef));
+            }
+        }
+        if let Some(k) = comp {
+            constraints[k].push((lin, op, rhs));
+        }
+    }
+    System {
+        vars,
+        comps,
+        constraints,
+    }
+}
+
+/// Published values must satisfy the relations, or the table contradicts itself.
+fn contradicts(table: &ScopeTable, rels: &[Relation]) -> bool {
+    rels.iter().any(|r| match r {
+        Relation::Sum(total, parts) => match (
+            table.values[*total],
+            parts.iter().map(|p| table.values[*p]).sum::<Option<u64>>(),
+        ) {
+            (Some(x), Some(y)) => x != y,
+            _ => false,
+        },
+        Relation::Subset(part, whole) => match (table.values[*part], table.values[*whole]) {
+            (Some(x), Some(y)) => x > y,
+            _ => false,
+        },
+    })
+}
+
+/// The audit of one scope: findings, and how many suppressed cells it looked at.
+fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Vec<Finding>, usize) {
+    let rels = relations(table, s, rd_count);
+    let mut findings = Vec::new();
+    if contradicts(table, &rels) {
+        findings.push(
+            Finding::new(Rule::Inconsistent, "published values do not add up")
+                .file(format!("{scope}/")),
+        );
+    }
+    let sys = system(table, &rels);
+    let found: Vec<Finding> = (0..sys.comps.len())
+        .into_par_iter()
+        .flat_map_iter(|k| audit_component(scope, table, s, &sys, k))
+        .collect();
+    findings.extend(found);
+    (findings, sys.vars.len())
+}
+
+/// Bounds every variable of component `k` and reports those a small count is not hidden in.
+#[allow(clippy::many_single_char_names)] // the usual names of a linear program
+fn audit_component(
+    scope: &str,
+    table: &ScopeTable,
+    s: &Structure,
+    sys: &System,
+    k: usize,
+) -> Vec<Finding> {
+    let members = &sys.comps[k];
+    let constraints = &sys.constraints;
+    let cell_of = |target: usize| sys.vars[members[target]];
+    let t = table;
+    let th = s.threshold as f64;
+    let width = s.width as f64;
+    {
+        {
+            let n = members.len();
+            // Every solution is a point the attacker cannot rule out: the values it gives each
+            // cell widen that cell's known interval, and a cell whose known interval already
+            // reaches the threshold and is wide enough needs no program of its own.
+            let mut seen: Vec<(f64, f64)> = vec![(f64::INFINITY, f64::NEG_INFINITY); n];
+            let mut out = Vec::new();
+            for target in 0..n {
+                let protected = |seen: &[(f64, f64)]| {
+                    let (lo, hi) = seen[target];
+                    hi >= th - EPS && hi - lo >= width - EPS
+                };
+                if protected(&seen) {
+                    continue;
+                }
+                let solve =
+                    |dir, seen: &mut [(f64, f64)]| -> std::result::Result<Option<f64>, ()> {
+                        let mut p = Problem::new(dir);
+                        let xs: Vec<_> = (0..n)
+                            .map(|i| {
+                                p.add_var(if i == target { 1.0 } else { 0.0 }, (1.0, f64::INFINITY))
+                            })
+                            .collect();
+                        for (terms, op, rhs) in &constraints[k] {
+                            let terms: Vec<_> = terms.iter().map(|&(i, c)| (xs[i], c)).collect();
+                            p.add_constraint(terms.as_slice(), *op, *rhs);
+                        }
+                        match p.solve() {
+                            Ok(o) => {
+                                let sol = o.solution().ok_or(())?;
+                                for (i, &x) in xs.iter().enumerate() {
+                                    let v = sol.var_value(x);
+                                    seen[i] = (seen[i].0.min(v), seen[i].1.max(v));
+                                }
+                                Ok(Some(sol.objective()))
+                            }
+                            Err(microlp::Error::Unbounded) => Ok(None),
+                            Err(_) => Err(()),
+                        }
+                    };
+                let Ok(upper) = solve(OptimizationDirection::Maximize, &mut seen) else {
+                    out.push(unsolvable(scope));
+                    break;
+                };
+                if upper.is_none() || protected(&seen) {
+                    continue;
+                }
+                let Ok(Some(lower)) = solve(OptimizationDirection::Minimize, &mut seen) else {
+                    out.push(unsolvable(scope));
+                    break;
+                };
+                let hi = upper.expect("bounded");
+                let could_be_small = lower < th - EPS;
+                if could_be_small && (hi < th - EPS || hi - lower < width - EPS) {
+                    let (area, cat, ind) = &t.keys[cell_of(target)];
+                    let place = match area.0.as_str() {
+                        "ge" => format!("gE {}", area.2),
+                        "rd" => format!("RD {}", area.1),
+                        _ => "Bund".to_owned(),
+                    };
+                    out.push(
+                        Finding::new(
+                            Rule::Disclosure,
+                            format!(
+                                "the suppressed cell {place} / {}{ind} lies between {lower:.1} and {hi:.1} by the published values: a small count is not hidden",
+                                if cat.is_empty() { String::new() } else { format!("{cat} / ") },
+                            ),
+                        )
+                        .file(format!("{scope}/")),
+                    );
+                }
+            }
+            out
+        }
+    }
+}
