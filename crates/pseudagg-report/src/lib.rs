@@ -27,5 +27,6 @@ pub use aggregate::{Counts, GeInfo};
 pub use output::footnotes;
 pub use plan::ReportPlan;
 pub use run::{
-    AuditNote, IndicatorNote, ReportManifest, ReportOptions, ReportOutcome, StructureNote, run,
+    AuditNote, IndicatorNote, ReportManifest, ReportOptions, ReportOutcome, RequestScope,
+    StructureNote, run,
 };

@@ -21,6 +21,15 @@ pub struct ReportOptions<'a> {
     /// The output root: the report goes to `{out}/{report}/{month}/`.
     pub out: PathBuf,
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// A Traeger's request: only its gEs are written, to `{out}/{report}/requests/{reference}/{month}/`.
+    pub request: Option<RequestScope>,
+}
+
+/// What a checked request allows: its reference and the gEs it may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestScope {
+    pub reference: String,
+    pub ges: Vec<String>,
 }
 
 impl std::fmt::Debug for ReportOptions<'_> {
@@ -41,6 +50,9 @@ pub struct ReportManifest {
     pub tool: String,
     pub report: String,
     pub report_sha256: String,
+    /// The reference of the Traeger's request this output answers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
     pub input_schema: String,
     pub month: String,
     pub input: InputNote,
@@ -202,7 +214,26 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         "suppressed and audited"
     );
 
-    let target = options.out.join(&d.name).join(options.month.to_string());
+    let mut scopes = scopes(&rt);
+    let target = match &options.request {
+        None => options.out.join(&d.name).join(options.month.to_string()),
+        Some(request) => {
+            let wanted: Vec<String> = request.ges.iter().map(|g| format!("ge={g}")).collect();
+            if let Some(missing) = wanted.iter().find(|w| !scopes.iter().any(|s| &s.dir == *w)) {
+                return Err(Error::Refused(format!(
+                    "the request {} asks for {missing}, which has no row in this month's extract; check the request's scope",
+                    request.reference
+                )));
+            }
+            scopes.retain(|s| wanted.contains(&s.dir));
+            options
+                .out
+                .join(&d.name)
+                .join("requests")
+                .join(&request.reference)
+                .join(options.month.to_string())
+        }
+    };
     let staging = StagingDir::create(&target)?;
     let published = Published {
         rt: &rt,
@@ -213,7 +244,6 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         indicator_labels: d.indicators.iter().map(|i| i.label.clone()).collect(),
         month: options.month,
     };
-    let scopes = scopes(&rt);
     let mut files = Vec::new();
     {
         let _s = info_span!("write", scopes = scopes.len()).entered();
@@ -222,9 +252,13 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         }
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
+    // A requester's manifest describes only the cells it received.
+    let shown: std::collections::HashSet<usize> =
+        scopes.iter().flat_map(|s| s.areas.iter().copied()).collect();
     let audit = pattern
         .audit
         .iter()
+        .filter(|&&(cell, _)| shown.contains(&rt_position(&rt, cell).0))
         .map(|&(cell, iv)| {
             let (area, c, k) = rt_position(&rt, cell);
             let a = &rt.areas[area];
@@ -246,6 +280,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         tool: format!("pseudagg {TOOL_VERSION}"),
         report: d.name.clone(),
         report_sha256: plan.definition_sha256.clone(),
+        request: options.request.as_ref().map(|r| r.reference.clone()),
         input_schema: plan.schema.name.clone(),
         month: options.month.to_string(),
         input: InputNote::new(&options.input, &input),

@@ -1,0 +1,13 @@
+//! The rules around the outputs (seeds 000, 001, 003, 004):
+//!
+//! - [`protocol`]: the tamper-evident run protocol, its retention and the monthly control sample;
+//! - [`request`]: a Traeger's request for an aggregated report, complete and admissible or refused;
+//! - [`sample`]: the random review sample of pseudonymised cases per RD.
+
+pub mod protocol;
+pub mod request;
+pub mod sample;
+
+pub use protocol::{ChainReport, Entry, FileRef, Protocol, Record, is_expired};
+pub use request::Request;
+pub use sample::{ReviewSample, draw};
