@@ -14,6 +14,14 @@ pub(crate) struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PSEUDAGG_LOG_FORMAT")]
     pub log_format: LogFormat,
 
+    /// The run protocol (JSON lines). Default: protocol.jsonl in the output root.
+    #[arg(long, global = true, env = "PSEUDAGG_PROTOCOL")]
+    pub protocol: Option<PathBuf>,
+
+    /// Who runs the command, for the protocol. Default: the operating-system user.
+    #[arg(long, global = true, env = "PSEUDAGG_OPERATOR")]
+    pub operator: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -22,6 +30,35 @@ pub(crate) struct Cli {
 pub(crate) enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProtocolAction {
+    /// Check the hash chain; names the first record that was edited, removed, inserted or moved.
+    Verify {
+        /// The head hash noted earlier (printed by this command): detects a cut or edited tail.
+        #[arg(long)]
+        head: Option<String>,
+    },
+    /// Remove records whose retention has ended (end of the calendar year after their year, and
+    /// at least 12 months), leaving a checkpoint that keeps the rest verifiable.
+    Purge {
+        /// The day to purge as of, YYYY-MM-DD (default: today).
+        #[arg(long)]
+        today: Option<String>,
+    },
+    /// Draw the monthly data-protection control sample of a month's records.
+    Sample {
+        /// The month whose records are drawn from, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// Share of records, at least one.
+        #[arg(long, default_value_t = 0.05)]
+        fraction: f64,
+        /// Seed of the draw.
+        #[arg(long)]
+        seed: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +141,10 @@ pub(crate) enum Command {
         /// The CSV's character encoding.
         #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
         encoding: EncodingArg,
+        /// A Traeger's request (TOML): required for a report to a Traeger. Only the request's gEs
+        /// are written, to OUT/<report>/requests/<reference>/<month>/.
+        #[arg(long)]
+        request: Option<PathBuf>,
     },
     /// Check a pipeline or report definition against its input schema, without reading any data.
     Check {
@@ -172,6 +213,41 @@ pub(crate) enum Command {
         /// A summary for people, or every finding as JSON for CI.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+    },
+    /// Draw the random review sample: at least N cases per RD, reproducible from the seed.
+    ///
+    /// Writes `rd;pseudonym` (CSV) for the Zentrale's review; all cases of an RD with fewer than N.
+    Sample {
+        /// One month of a pseudonymised dataset, for example OUT/vkb/2025-03.
+        #[arg(long)]
+        input: PathBuf,
+        /// Cases per RD.
+        #[arg(long, default_value_t = 10)]
+        per_rd: usize,
+        /// Seed of the draw; the same seed draws the same cases.
+        #[arg(long)]
+        seed: u64,
+        /// Where to write the sample (CSV). Never overwrites a file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// The run protocol: check its chain, purge expired records, draw the monthly control sample.
+    Protocol {
+        #[command(subcommand)]
+        action: ProtocolAction,
+    },
+    /// Run a month end to end for a scheduler: pseudonymise, reports, verify, review sample,
+    /// protocol. Outputs are published only after every step passed; exit 1 or 2 names the step.
+    Run {
+        /// The batch configuration, for example pipelines/monthly.toml.
+        #[arg(long)]
+        config: PathBuf,
+        /// The month, YYYY-MM.
+        #[arg(long)]
+        month: String,
+        /// The key file; overrides the configuration's `key-file`.
+        #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
+        key_file: Option<PathBuf>,
     },
     /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
     Demo {

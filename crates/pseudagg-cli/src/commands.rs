@@ -3,23 +3,27 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pseudagg_core::Month;
 use pseudagg_io::{Encoding, ExtractFormat};
 use pseudagg_keys::{MasterKey, generate_key_file};
 use pseudagg_pipeline::{Plan, RunOptions, RunOutcome, run as run_pipeline};
-use pseudagg_report::{ReportOptions, ReportOutcome, ReportPlan, run as run_report};
+use pseudagg_report::{ReportOptions, ReportOutcome, ReportPlan, RequestScope, run as run_report};
 use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 
 use crate::cli::{Command, EncodingArg, FormatArg, KindArg, OutputFormat};
+use crate::governance::{
+    Context, file_ref, log, outcome_of, preflight, protocol_command, sample_command,
+};
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
 const SAMPLE_VKB: &[u8] = include_bytes!("../../../testdata/verbis-vkb-2025-03.csv");
 const SAMPLE_PIPELINE: &str = include_str!("../../../pipelines/vkb.toml");
 
 #[allow(clippy::too_many_lines)] // one arm per command
-pub(crate) fn run(command: Command, json: bool) -> Result<()> {
+pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
+    let json = ctx.json;
     match command {
         Command::Pseudonymise {
             pipeline,
@@ -32,8 +36,21 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             let plan = Plan::load(&pipeline)?;
             let month = Month::parse_for_run(&month)?;
             let key = MasterKey::load(&key_file)?;
-            let outcome = pseudonymise(&plan, &input, month, encoding.into(), &key, &out, json)?;
-            print_outcome(&outcome);
+            let p = ctx.protocol(&out);
+            preflight(&p)?;
+            let result = pseudonymise(&plan, &input, month, encoding.into(), &key, &out, json);
+            let mut entry = ctx.entry("pseudonymise");
+            entry.subject = Some(plan.definition.name.clone());
+            entry.month = Some(month.to_string());
+            entry.key_id = Some(key.id().to_string());
+            match &result {
+                Ok(o) => dataset_refs(&mut entry, o, &out),
+                Err(_) => entry
+                    .inputs
+                    .push(file_ref(&input, &input.display().to_string())),
+            }
+            log(&p, entry, outcome_of(&result))?;
+            print_outcome(&result?);
             Ok(())
         }
         Command::Report {
@@ -42,10 +59,32 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
             month,
             out,
             encoding,
+            request,
         } => {
             let plan = ReportPlan::load(&definition)?;
             let month = Month::parse_for_run(&month)?;
-            let outcome = report(&plan, &input, month, encoding.into(), &out, json)?;
+            let request = request
+                .map(|r| pseudagg_governance::Request::load(&r, month))
+                .transpose()?;
+            let p = ctx.protocol(&out);
+            preflight(&p)?;
+            let scope = request.as_ref().map(|r| RequestScope {
+                reference: r.reference.clone(),
+                ges: r.scope.clone(),
+            });
+            let result = report(&plan, &input, month, encoding.into(), &out, scope, json);
+            let mut entry = ctx.entry("report");
+            entry.subject = Some(plan.definition.name.clone());
+            entry.month = Some(month.to_string());
+            entry.request = request.as_ref().map(|r| r.reference.clone());
+            match &result {
+                Ok(o) => report_refs(&mut entry, o, &out),
+                Err(_) => entry
+                    .inputs
+                    .push(file_ref(&input, &input.display().to_string())),
+            }
+            log(&p, entry, outcome_of(&result))?;
+            let outcome = result?;
             let m = &outcome.manifest;
             let s = &m.suppression;
             say(&format!(
@@ -167,7 +206,37 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
                 key_file,
                 against,
             };
-            let verdict = pseudagg_verify::verify(&dir, &options)?;
+            // A dataset folder is OUT/<name>/<month> (a request's one level deeper): the protocol
+            // is in OUT unless given.
+            let root = dir
+                .parent()
+                .and_then(Path::parent)
+                .unwrap_or(Path::new("."));
+            let p = ctx.protocol(root);
+            preflight(&p)?;
+            let mut entry = ctx.entry("verify");
+            entry.inputs.push(file_ref(
+                &dir.join("manifest.json"),
+                &dir.join("manifest.json").display().to_string(),
+            ));
+            if let Some(input) = &options.input {
+                entry
+                    .inputs
+                    .push(file_ref(input, &input.display().to_string()));
+            }
+            let result = pseudagg_verify::verify(&dir, &options);
+            let outcome = match &result {
+                Ok(v) => {
+                    entry.month = Some(v.facts.get("month").cloned().unwrap_or_default())
+                        .filter(|m| !m.is_empty());
+                    entry.details =
+                        serde_json::json!({ "passed": v.passed, "findings_per_rule": v.counts });
+                    if v.passed { "ok" } else { "check-failed" }
+                }
+                Err(_) => "error",
+            };
+            log(&p, entry, outcome)?;
+            let verdict = result?;
             print_verdict(&verdict, format);
             if verdict.passed {
                 Ok(())
@@ -185,6 +254,18 @@ pub(crate) fn run(command: Command, json: bool) -> Result<()> {
                 .into())
             }
         }
+        Command::Sample {
+            input,
+            per_rd,
+            seed,
+            out,
+        } => sample_command(ctx, &input, per_rd, seed, &out),
+        Command::Protocol { action } => protocol_command(ctx, action),
+        Command::Run {
+            config,
+            month,
+            key_file,
+        } => crate::batch::run(ctx, &config, &month, key_file.as_deref()),
         Command::Demo { out } => demo(&out, json),
     }
 }
@@ -198,12 +279,60 @@ impl From<EncodingArg> for Encoding {
     }
 }
 
+/// The files of a written dataset, relative to the output root, for the protocol.
+pub(crate) fn dataset_refs(entry: &mut pseudagg_governance::Entry, o: &RunOutcome, out: &Path) {
+    let m = &o.manifest;
+    entry.inputs.push(pseudagg_governance::FileRef {
+        path: m.input.file.clone(),
+        sha256: m.input.sha256.clone(),
+    });
+    let rel = |f: &str| format!("{}/{}/{f}", m.pipeline, m.month);
+    entry.outputs.push(file_ref(
+        &o.target.join("manifest.json"),
+        &rel("manifest.json"),
+    ));
+    entry
+        .outputs
+        .extend(m.files.iter().map(|f| pseudagg_governance::FileRef {
+            path: rel(&f.path),
+            sha256: f.sha256.clone(),
+        }));
+    entry.rows_in = Some(m.rows_in);
+    entry.rows_out = Some(m.rows_out);
+    let _ = out;
+}
+
+/// The files of a written report, relative to the output root, for the protocol.
+pub(crate) fn report_refs(entry: &mut pseudagg_governance::Entry, o: &ReportOutcome, out: &Path) {
+    let m = &o.manifest;
+    entry.inputs.push(pseudagg_governance::FileRef {
+        path: m.input.file.clone(),
+        sha256: m.input.sha256.clone(),
+    });
+    let base = o.target.strip_prefix(out).map_or_else(
+        |_| o.target.display().to_string(),
+        |p| p.display().to_string(),
+    );
+    entry.outputs.push(file_ref(
+        &o.target.join("manifest.json"),
+        &format!("{base}/manifest.json"),
+    ));
+    entry
+        .outputs
+        .extend(m.files.iter().map(|f| pseudagg_governance::FileRef {
+            path: format!("{base}/{}", f.path),
+            sha256: f.sha256.clone(),
+        }));
+    entry.rows_in = Some(m.rows_read);
+    entry.rows_out = Some(m.rows_counted);
+}
+
 #[allow(clippy::print_stdout)] // results for the person at the terminal
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     println!("{text}");
 }
 
-fn pseudonymise(
+pub(crate) fn pseudonymise(
     plan: &Plan,
     input: &Path,
     month: Month,
@@ -252,12 +381,13 @@ fn with_progress<T>(json: bool, f: impl FnOnce(&(dyn Fn(u64, u64) + Sync)) -> T)
     result
 }
 
-fn report(
+pub(crate) fn report(
     plan: &ReportPlan,
     input: &Path,
     month: Month,
     encoding: Encoding,
     out: &Path,
+    request: Option<RequestScope>,
     json: bool,
 ) -> Result<ReportOutcome> {
     with_progress(json, |progress| {
@@ -267,6 +397,7 @@ fn report(
             encoding,
             out: out.to_owned(),
             progress: Some(progress),
+            request,
         };
         Ok(run_report(plan, &options)?)
     })

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+mod batch;
 mod cli;
 mod commands;
+mod governance;
 mod logging;
 
 use cli::{Cli, LogFormat};
@@ -47,7 +49,8 @@ fn main() -> ExitCode {
     };
     let json = cli.log_format == LogFormat::Json;
     logging::init(cli.log_format);
-    let outcome = std::panic::catch_unwind(|| commands::run(cli.command, json));
+    let ctx = governance::Context::new(json, cli.protocol, cli.operator);
+    let outcome = std::panic::catch_unwind(|| commands::run(cli.command, &ctx));
     let status = match outcome {
         Ok(Ok(())) => ExitStatus::Success,
         Ok(Err(e)) => report(&e, json),
@@ -81,6 +84,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || matches!(
+                c.downcast_ref::<pseudagg_core::Error>(),
+                Some(pseudagg_core::Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::BrokenPipe
+            )
     })
 }
 

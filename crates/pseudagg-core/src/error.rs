@@ -31,7 +31,7 @@ pub enum Error {
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
+        // Shown in the message; not a `#[source]`, or a chain printout would say it twice.
         source: std::io::Error,
     },
     /// A file has a broken structure (for example a corrupt Parquet footer).

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, SecondsFormat, Utc};
 use pseudagg_core::{Error, Month, Result};
-use rand::seq::index::sample;
 use rand::SeedableRng;
+use rand::seq::index::sample;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -83,6 +83,7 @@ pub struct Record {
 
 impl Record {
     /// The record's day.
+    #[must_use]
     pub fn date(&self) -> Option<NaiveDate> {
         DateTime::parse_from_rfc3339(&self.time)
             .ok()
@@ -191,14 +192,12 @@ impl Protocol {
         let (seq, prev) = match lines.last() {
             None => (1, GENESIS.to_owned()),
             Some(last) => {
-                let r: Record = serde_json::from_str(&last.text).map_err(|_| {
-                    Error::Format {
-                        path: self.path.clone(),
-                        reason: format!(
-                            "line {} is not a protocol record; run `pseudagg protocol verify`",
-                            last.number
-                        ),
-                    }
+                let r: Record = serde_json::from_str(&last.text).map_err(|_| Error::Format {
+                    path: self.path.clone(),
+                    reason: format!(
+                        "line {} is not a protocol record; run `pseudagg protocol verify`",
+                        last.number
+                    ),
                 })?;
                 (r.seq + 1, sha256_hex(last.text.as_bytes()))
             }
@@ -253,8 +252,9 @@ impl Protocol {
     /// [`purge`] with the time the purge is recorded at.
     ///
     /// [`purge`]: Protocol::purge
+    #[allow(clippy::too_many_lines)] // read, cut, anchor, rewrite
     pub fn purge_at(&self, today: NaiveDate, operator: &str, now: DateTime<Utc>) -> Result<u64> {
-        let _lock = lock(&self.path)?;
+        let held = lock(&self.path)?;
         let lines = read_lines(&self.path)?;
         let report = verify_lines(&lines);
         if !report.problems.is_empty() {
@@ -317,9 +317,10 @@ impl Protocol {
                 out.push_str(&l.text);
                 out.push('\n');
             }
-            let last_hash = lines[cut..]
-                .last()
-                .map_or_else(|| checkpoint.prev.clone(), |l| sha256_hex(l.text.as_bytes()));
+            let last_hash = lines[cut..].last().map_or_else(
+                || checkpoint.prev.clone(),
+                |l| sha256_hex(l.text.as_bytes()),
+            );
             let purge = Record {
                 seq: records.last().map_or(1, |r| r.seq + 1),
                 time: now.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -347,7 +348,7 @@ impl Protocol {
             fs::rename(&tmp, &self.path).map_err(|e| Error::io("replace", &self.path, e))?;
         } else {
             // Nothing expired: the purge is still recorded.
-            drop(_lock);
+            drop(held);
             self.append_at(
                 Entry {
                     kind: "purge".into(),
@@ -373,7 +374,9 @@ impl Protocol {
         operator: &str,
     ) -> Result<Vec<Record>> {
         if !(fraction > 0.0 && fraction <= 1.0) {
-            return Err(Error::Usage("--fraction is a share above 0 and at most 1".into()));
+            return Err(Error::Usage(
+                "--fraction is a share above 0 and at most 1".into(),
+            ));
         }
         let month_text = month.to_string();
         let candidates: Vec<Record> = self
@@ -478,7 +481,9 @@ fn verify_lines(lines: &[Line]) -> ChainReport {
         problems.push(ChainProblem {
             line: 1,
             seq: None,
-            message: "the checkpoint is not confirmed by the purge record that wrote it: it was edited".into(),
+            message:
+                "the checkpoint is not confirmed by the purge record that wrote it: it was edited"
+                    .into(),
         });
     }
     ChainReport {
@@ -614,28 +619,47 @@ mod tests {
         p.append_at(entry("verify"), at(2025, 6, 1)).unwrap();
 
         // On 31.12.2025 nothing may go yet.
-        assert_eq!(p.purge_at(day(2025, 12, 31), "dpo", at(2025, 12, 31)).unwrap(), 0);
+        assert_eq!(
+            p.purge_at(day(2025, 12, 31), "dpo", at(2025, 12, 31))
+                .unwrap(),
+            0
+        );
         assert!(p.verify().unwrap().problems.is_empty());
         assert_eq!(p.records().unwrap().len(), 5, "the empty purge is recorded");
 
         // On 1.1.2026 both records of 2024 go; 2025's stay.
-        assert_eq!(p.purge_at(day(2026, 1, 1), "dpo", at(2026, 1, 1)).unwrap(), 2);
+        assert_eq!(
+            p.purge_at(day(2026, 1, 1), "dpo", at(2026, 1, 1)).unwrap(),
+            2
+        );
         let r = p.verify().unwrap();
         assert!(r.problems.is_empty(), "{r:?}");
         assert_eq!(r.purged_before, Some(2));
-        let kinds: Vec<String> = p.records().unwrap().into_iter().map(|r| r.entry.kind).collect();
+        let kinds: Vec<String> = p
+            .records()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.entry.kind)
+            .collect();
         assert_eq!(kinds, ["checkpoint", "run", "run", "purge", "purge"]);
 
         // Later appends link on; a second purge replaces the checkpoint and counts on.
         p.append_at(entry("report"), at(2026, 2, 1)).unwrap();
-        assert_eq!(p.purge_at(day(2027, 1, 1), "dpo", at(2027, 1, 1)).unwrap(), 3);
+        assert_eq!(
+            p.purge_at(day(2027, 1, 1), "dpo", at(2027, 1, 1)).unwrap(),
+            3
+        );
         let r = p.verify().unwrap();
         assert!(r.problems.is_empty(), "{r:?}");
         assert_eq!(r.purged_before, Some(5));
 
         // An edited checkpoint is found.
         let text = fs::read_to_string(p.path()).unwrap();
-        fs::write(p.path(), text.replacen("\"removed_records\":5", "\"removed_records\":1", 1)).unwrap();
+        fs::write(
+            p.path(),
+            text.replacen("\"removed_records\":5", "\"removed_records\":1", 1),
+        )
+        .unwrap();
         assert!(!p.verify().unwrap().problems.is_empty());
     }
 
@@ -644,7 +668,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = Protocol::new(&dir.path().join("protocol.jsonl"));
         for i in 0..45 {
-            p.append_at(entry("verify"), at(2025, 4, 1 + (i % 28))).unwrap();
+            p.append_at(entry("verify"), at(2025, 4, 1 + (i % 28)))
+                .unwrap();
         }
         p.append_at(entry("verify"), at(2025, 5, 1)).unwrap();
         let month = Month::new(2025, 4).unwrap();
@@ -652,16 +677,27 @@ mod tests {
         assert_eq!(a.len(), 3, "ceil(45 * 0.05)");
         assert!(a.iter().all(|r| r.time.starts_with("2025-04")));
         let b = p.control_sample(month, 0.05, 7, "dpo").unwrap();
-        assert_eq!(a, b, "same seed, same draw (earlier control-sample records are not candidates)");
+        assert_eq!(
+            a, b,
+            "same seed, same draw (earlier control-sample records are not candidates)"
+        );
         let c = p.control_sample(month, 0.05, 8, "dpo").unwrap();
         assert_ne!(a, c);
-        let one = p.control_sample(Month::new(2025, 5).unwrap(), 0.05, 1, "dpo").unwrap();
+        let one = p
+            .control_sample(Month::new(2025, 5).unwrap(), 0.05, 1, "dpo")
+            .unwrap();
         assert_eq!(one.len(), 1, "at least one");
-        let none = p.control_sample(Month::new(2025, 6).unwrap(), 0.05, 1, "dpo").unwrap();
+        let none = p
+            .control_sample(Month::new(2025, 6).unwrap(), 0.05, 1, "dpo")
+            .unwrap();
         assert!(none.is_empty());
         // Each draw is itself recorded, and the chain holds.
         assert_eq!(
-            p.records().unwrap().iter().filter(|r| r.entry.kind == "control-sample").count(),
+            p.records()
+                .unwrap()
+                .iter()
+                .filter(|r| r.entry.kind == "control-sample")
+                .count(),
             5
         );
         assert!(p.verify().unwrap().problems.is_empty());

@@ -99,14 +99,34 @@ impl Request {
             ));
         };
         let required = [
-            ("reference", file.reference.as_ref(), "the file reference of the request"),
+            (
+                "reference",
+                file.reference.as_ref(),
+                "the file reference of the request",
+            ),
             ("requester", file.requester.as_ref(), "who asks"),
             ("purpose", file.purpose.as_ref(), "what the data is for"),
-            ("legal-basis", file.legal_basis.as_ref(), "the legal basis (§ 44b Abs. 3 SGB II i.V.m. § 6 Abs. 1 Nr. 2 SGB II)"),
-            ("use-of-data", file.use_of_data.as_ref(), "the concrete use of the data"),
+            (
+                "legal-basis",
+                file.legal_basis.as_ref(),
+                "the legal basis (§ 44b Abs. 3 SGB II i.V.m. § 6 Abs. 1 Nr. 2 SGB II)",
+            ),
+            (
+                "use-of-data",
+                file.use_of_data.as_ref(),
+                "the concrete use of the data",
+            ),
             ("data", file.data.as_ref(), "the kind of data, `aggregated`"),
-            ("alternative-sources", file.alternative_sources.as_ref(), "which alternative sources (statistics) were checked"),
-            ("alternative-sources-result", file.alternative_sources_result.as_ref(), "what the check of the alternative sources found"),
+            (
+                "alternative-sources",
+                file.alternative_sources.as_ref(),
+                "which alternative sources (statistics) were checked",
+            ),
+            (
+                "alternative-sources-result",
+                file.alternative_sources_result.as_ref(),
+                "what the check of the alternative sources found",
+            ),
         ];
         for (key, value, what) in required {
             if text(value).is_none() {
@@ -115,7 +135,11 @@ impl Request {
         }
         let review = file.data_protection_review.clone().unwrap_or_default();
         match text(review.date.as_ref()) {
-            None => missing(&mut problems, "data-protection-review.date", "the date of the data-protection review"),
+            None => missing(
+                &mut problems,
+                "data-protection-review.date",
+                "the date of the data-protection review",
+            ),
             Some(d) if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() => {
                 problems.push(Problem::new(
                     Location::key("data-protection-review.date"),
@@ -125,11 +149,19 @@ impl Request {
             Some(_) => {}
         }
         if text(review.reviewer.as_ref()).is_none() {
-            missing(&mut problems, "data-protection-review.reviewer", "who reviewed it");
+            missing(
+                &mut problems,
+                "data-protection-review.reviewer",
+                "who reviewed it",
+            );
         }
         let area: Vec<String> = file.requester_ges.clone().unwrap_or_default();
         if area.iter().all(|g| g.trim().is_empty()) {
-            missing(&mut problems, "requester-ges", "the gEs the requesting body runs (its area)");
+            missing(
+                &mut problems,
+                "requester-ges",
+                "the gEs the requesting body runs (its area)",
+            );
         }
         let scope: Vec<String> = file.scope.clone().unwrap_or_default();
         if scope.iter().all(|g| g.trim().is_empty()) {
@@ -167,19 +199,23 @@ impl Request {
         }
         let requested_month = match &file.month {
             None => {
-                missing(&mut problems, "month", "the single month (YYYY-MM) of the data");
+                missing(
+                    &mut problems,
+                    "month",
+                    "the single month (YYYY-MM) of the data",
+                );
                 None
             }
-            Some(toml::Value::String(m)) => match Month::parse_for_run(m) {
-                Ok(parsed) => Some(parsed),
-                Err(_) => {
+            Some(toml::Value::String(m)) => {
+                let parsed = Month::parse_for_run(m).ok();
+                if parsed.is_none() {
                     problems.push(Problem::new(
                         Location::key("month"),
                         "names several months or no month: one request is one month (no time series)",
                     ));
-                    None
                 }
-            },
+                parsed
+            }
             Some(_) => {
                 problems.push(Problem::new(
                     Location::key("month"),
@@ -273,7 +309,11 @@ reviewer = "DSB"
         }
         let e = refused(&text);
         assert!(e.contains("3 problems"), "{e}");
-        for key in ["`purpose`", "`legal-basis`", "`data-protection-review.reviewer`"] {
+        for key in [
+            "`purpose`",
+            "`legal-basis`",
+            "`data-protection-review.reviewer`",
+        ] {
             assert!(e.contains(key), "{key} in {e}");
         }
         // An empty file lists everything.

@@ -84,12 +84,14 @@ pub fn draw(dir: &Path, per_rd: usize, seed: u64) -> Result<(ReviewSample, Strin
         key.clone_into(&mut partition_key);
         let path = dir.join(rel);
         let file = File::open(&path).map_err(|e| Error::io("open", &path, e))?;
+        let unreadable = |e: parquet::errors::ParquetError| Error::Format {
+            path: path.clone(),
+            reason: format!("cannot be read as Parquet: {e}"),
+        };
         let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .and_then(|b| b.build())
-            .map_err(|e| Error::Format {
-                path: path.clone(),
-                reason: format!("cannot be read as Parquet: {e}"),
-            })?;
+            .map_err(unreadable)?
+            .build()
+            .map_err(unreadable)?;
         let list = by_partition.entry(value.to_owned()).or_default();
         for batch in reader {
             let batch = batch.map_err(|e| Error::Format {

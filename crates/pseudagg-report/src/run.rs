@@ -253,8 +253,10 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     }
     files.sort_by(|a, b| a.path.cmp(&b.path));
     // A requester's manifest describes only the cells it received.
-    let shown: std::collections::HashSet<usize> =
-        scopes.iter().flat_map(|s| s.areas.iter().copied()).collect();
+    let shown: std::collections::HashSet<usize> = scopes
+        .iter()
+        .flat_map(|s| s.areas.iter().copied())
+        .collect();
     let audit = pattern
         .audit
         .iter()

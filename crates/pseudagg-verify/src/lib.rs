@@ -56,6 +56,9 @@ pub fn verify(dir: &Path, options: &Options) -> Result<Verdict> {
     }
     let manifest = manifest::load(dir)?;
     let mut verdict = Verdict::new(dir, &manifest.kind);
+    if let Some(m) = &manifest.month {
+        verdict.fact("month", m);
+    }
     let unusable = manifest::check_files(dir, &manifest, &mut verdict)?;
     // Changed or missing files are reported above; the content checks look at the others.
     let mut usable = manifest.clone();

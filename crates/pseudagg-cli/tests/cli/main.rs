@@ -16,3 +16,6 @@ mod reports;
 
 /// `pseudagg verify`: good output passes, planted violations are found by rule.
 mod verify;
+
+/// Protocol, requests, review sample and the monthly batch.
+mod governance;

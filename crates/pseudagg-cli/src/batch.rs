@@ -1,0 +1,363 @@
+//! `pseudagg run`: one month end to end, for a scheduler.
+//!
+//! Every step writes into a staging root beside the outputs (`OUT/.run-<month>.staging/`); each
+//! output is verified there; only when every step passed are the outputs moved into place, each in
+//! one atomic rename (an exchange when the month exists already). A failed step leaves the published
+//! outputs as they were, is recorded in the protocol, and is named in the exit message. A lock file
+//! per month keeps two runs of the same month apart.
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use pseudagg_core::{Error, Month, parse_definition};
+use pseudagg_governance::{Entry, Protocol};
+use pseudagg_io::{Encoding, StagingDir};
+use pseudagg_keys::MasterKey;
+use pseudagg_pipeline::Plan;
+use pseudagg_report::ReportPlan;
+use serde::Deserialize;
+use tracing::{error, info, info_span};
+
+use crate::commands::{dataset_refs, pseudonymise, report, report_refs, say};
+use crate::governance::{Context, file_ref, log, outcome_of, preflight};
+
+/// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
+/// by the month being run.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct BatchConfig {
+    /// The output root.
+    out: String,
+    /// The key file (else `--key-file` or `PSEUDAGG_KEY_FILE`).
+    #[serde(default)]
+    key_file: Option<String>,
+    /// The protocol (else `--protocol`, else `protocol.jsonl` in the output root).
+    #[serde(default)]
+    protocol: Option<String>,
+    #[serde(default)]
+    pseudonymise: Vec<PseudonymiseStep>,
+    #[serde(default)]
+    report: Vec<ReportStep>,
+    #[serde(default)]
+    review_sample: Option<SampleStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct PseudonymiseStep {
+    pipeline: String,
+    input: String,
+    #[serde(default)]
+    windows_1252: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct ReportStep {
+    definition: String,
+    input: String,
+    #[serde(default)]
+    windows_1252: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct SampleStep {
+    per_rd: usize,
+    seed: u64,
+}
+
+fn encoding(windows_1252: bool) -> Encoding {
+    if windows_1252 {
+        Encoding::Windows1252
+    } else {
+        Encoding::Utf8
+    }
+}
+
+/// A finished step: its protocol record, and the staged output to publish.
+struct Done {
+    name: String,
+    entry: Entry,
+    publish: Option<(PathBuf, PathBuf)>,
+}
+
+/// Holds the month's lock file for the run.
+struct MonthLock(#[allow(dead_code)] File);
+
+fn lock_month(out: &Path, month: Month) -> Result<MonthLock> {
+    let path = out.join(format!(".pseudagg-run-{month}.lock"));
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io("open", &path, e))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
+        Error::Locked(format!(
+            "another run of {month} is in progress (it holds {}); this one stopped without touching anything",
+            path.display()
+        ))
+    })?;
+    Ok(MonthLock(f))
+}
+
+#[allow(clippy::too_many_lines)] // the batch, step by step
+pub(crate) fn run(
+    ctx: &Context,
+    config: &Path,
+    month: &str,
+    key_file: Option<&Path>,
+) -> Result<()> {
+    let month = Month::parse_for_run(month)?;
+    let text = fs::read_to_string(config).map_err(|e| Error::io("read", config, e))?;
+    let (cfg, problems) = parse_definition::<BatchConfig>(&text, "pipelines/monthly.toml");
+    let Some(cfg) = cfg.filter(|_| problems.is_empty()) else {
+        return Err(Error::Definition {
+            file: config.to_owned(),
+            problems,
+        }
+        .into());
+    };
+    let base = config.parent().unwrap_or(Path::new("."));
+    let resolve = |p: &str| base.join(p.replace("{month}", &month.to_string()));
+    let out = resolve(&cfg.out);
+    fs::create_dir_all(&out).map_err(|e| Error::io("create folder", &out, e))?;
+    let _lock = lock_month(&out, month)?;
+    let protocol = Protocol::new(
+        &ctx.protocol
+            .clone()
+            .or_else(|| cfg.protocol.as_deref().map(resolve))
+            .unwrap_or_else(|| out.join("protocol.jsonl")),
+    );
+    preflight(&protocol)?;
+    let key_path = key_file
+        .map(Path::to_owned)
+        .or_else(|| cfg.key_file.as_deref().map(resolve));
+    let _span = info_span!("run", month = %month).entered();
+
+    let staging = out.join(format!(".run-{month}.staging"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| Error::io("remove the leftover", &staging, e))?;
+    }
+    fs::create_dir_all(&staging).map_err(|e| Error::io("create folder", &staging, e))?;
+    let mut done: Vec<Done> = Vec::new();
+    let result = steps(
+        ctx,
+        &cfg,
+        &resolve,
+        month,
+        key_path.as_deref(),
+        &staging,
+        &out,
+        &mut done,
+    );
+    let result = result.and_then(|()| publish(&done, &out));
+    let _ = fs::remove_dir_all(&staging);
+
+    // The protocol: each step that ran, then the batch.
+    for d in &done {
+        log(&protocol, d.entry.clone(), &d.entry.outcome)?;
+    }
+    let mut batch = ctx.entry("run");
+    batch.month = Some(month.to_string());
+    batch.details = serde_json::json!({
+        "config": config.display().to_string(),
+        "steps": done.iter().map(|d| serde_json::json!({"step": d.name, "outcome": d.entry.outcome})).collect::<Vec<_>>(),
+    });
+    log(&protocol, batch, outcome_of(&result))?;
+    match result {
+        Ok(()) => {
+            let mut text = format!(
+                "run {month}: every step passed, outputs published in {}",
+                out.display()
+            );
+            for d in &done {
+                let _ = write!(text, "\n  ok  {}", d.name);
+            }
+            say(&text);
+            Ok(())
+        }
+        Err(e) => {
+            let failed = done.last().map_or("setup", |d| d.name.as_str()).to_owned();
+            error!(step = %failed, "run failed; nothing was published");
+            Err(e.context(format!(
+                "run {month}: step `{failed}` failed, nothing of this run was published"
+            )))
+        }
+    }
+}
+
+/// What a step does: fills its protocol record, and names the staged output to publish.
+type StepFn<'a> = dyn FnMut(&mut Entry) -> Result<Option<(PathBuf, PathBuf)>> + 'a;
+
+/// Runs the steps in order into `staging`; stops at the first that fails (recorded in `done`).
+#[allow(clippy::too_many_arguments, clippy::too_many_lines)] // the batch's state, and its steps in order
+fn steps(
+    ctx: &Context,
+    cfg: &BatchConfig,
+    resolve: &dyn Fn(&str) -> PathBuf,
+    month: Month,
+    key_path: Option<&Path>,
+    staging: &Path,
+    out: &Path,
+    done: &mut Vec<Done>,
+) -> Result<()> {
+    let mut step = |name: String, entry: Entry, f: &mut StepFn<'_>| -> Result<()> {
+        let _s = info_span!("step", step = %name).entered();
+        let mut entry = entry;
+        let result = f(&mut entry);
+        outcome_of(&result).clone_into(&mut entry.outcome);
+        let publish = result.as_ref().ok().cloned().flatten();
+        done.push(Done {
+            name: name.clone(),
+            entry,
+            publish,
+        });
+        match result {
+            Ok(_) => {
+                info!(step = %name, "step passed");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    };
+
+    let mut datasets = Vec::new();
+    for s in &cfg.pseudonymise {
+        let plan = Plan::load(&resolve(&s.pipeline))?;
+        let input = resolve(&s.input);
+        let key_path = key_path.ok_or_else(|| {
+            Error::Usage("no key file: give --key-file, PSEUDAGG_KEY_FILE or `key-file` in the configuration".into())
+        })?;
+        let key = MasterKey::load(key_path)?;
+        let name = plan.definition.name.clone();
+        let mut entry = ctx.entry("pseudonymise");
+        entry.subject = Some(name.clone());
+        entry.month = Some(month.to_string());
+        entry.key_id = Some(key.id().to_string());
+        step(format!("pseudonymise {name}"), entry, &mut |entry| {
+            let o = pseudonymise(
+                &plan,
+                &input,
+                month,
+                encoding(s.windows_1252),
+                &key,
+                staging,
+                true,
+            )?;
+            dataset_refs(entry, &o, out);
+            Ok(None)
+        })?;
+        let dir = staging.join(&name).join(month.to_string());
+        let mut entry = ctx.entry("verify");
+        entry.subject = Some(name.clone());
+        entry.month = Some(month.to_string());
+        step(format!("verify {name}"), entry, &mut |entry| {
+            verify_staged(&dir, Some(&input), Some(key_path), entry)?;
+            Ok(Some((dir.clone(), out.join(&name).join(month.to_string()))))
+        })?;
+        datasets.push((name, dir));
+    }
+    for s in &cfg.report {
+        let plan = ReportPlan::load(&resolve(&s.definition))?;
+        let input = resolve(&s.input);
+        let name = plan.definition.name.clone();
+        let mut entry = ctx.entry("report");
+        entry.subject = Some(name.clone());
+        entry.month = Some(month.to_string());
+        step(format!("report {name}"), entry, &mut |entry| {
+            let o = report(
+                &plan,
+                &input,
+                month,
+                encoding(s.windows_1252),
+                staging,
+                None,
+                true,
+            )?;
+            report_refs(entry, &o, staging);
+            Ok(None)
+        })?;
+        let dir = staging.join(&name).join(month.to_string());
+        let mut entry = ctx.entry("verify");
+        entry.subject = Some(name.clone());
+        entry.month = Some(month.to_string());
+        step(format!("verify {name}"), entry, &mut |entry| {
+            verify_staged(&dir, None, None, entry)?;
+            Ok(Some((dir.clone(), out.join(&name).join(month.to_string()))))
+        })?;
+    }
+    if let Some(s) = &cfg.review_sample {
+        for (name, dir) in &datasets {
+            let file = staging.join(format!("review-sample-{name}-{month}.csv"));
+            let target = out
+                .join("review-samples")
+                .join(format!("{name}-{month}.csv"));
+            let mut entry = ctx.entry("sample");
+            entry.subject = Some(name.clone());
+            entry.month = Some(month.to_string());
+            step(format!("review-sample {name}"), entry, &mut |entry| {
+                let sample = crate::governance::write_sample(dir, s.per_rd, s.seed, &file)?;
+                entry.rows_out = Some(sample.drawn.len() as u64);
+                entry.outputs.push(file_ref(
+                    &file,
+                    &format!("review-samples/{name}-{month}.csv"),
+                ));
+                entry.details = serde_json::json!({"per_rd": s.per_rd, "seed": s.seed});
+                Ok(Some((file.clone(), target.clone())))
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn verify_staged(
+    dir: &Path,
+    input: Option<&Path>,
+    key_file: Option<&Path>,
+    entry: &mut Entry,
+) -> Result<()> {
+    let options = pseudagg_verify::Options {
+        input: input.map(Path::to_owned),
+        input_windows_1252: false,
+        key_file: key_file.map(Path::to_owned),
+        against: None,
+    };
+    let v = pseudagg_verify::verify(dir, &options)?;
+    entry.details = serde_json::json!({"passed": v.passed, "findings_per_rule": v.counts});
+    if v.passed {
+        Ok(())
+    } else {
+        for f in v.findings.iter().take(20) {
+            error!(finding = %f, "verify finding");
+        }
+        Err(Error::CheckFailed(format!(
+            "verify found {} violation(s) in the staged output; see the findings logged above",
+            v.counts.values().sum::<u64>()
+        ))
+        .into())
+    }
+}
+
+/// Moves every staged output into place: folders by an atomic rename (or exchange), files by a
+/// rename over the earlier one.
+fn publish(done: &[Done], out: &Path) -> Result<()> {
+    let _s = info_span!("publish").entered();
+    for (from, to) in done.iter().filter_map(|d| d.publish.as_ref()) {
+        if from.is_dir() {
+            let target = StagingDir::create(to)?;
+            fs::remove_dir(target.path()).map_err(|e| Error::io("prepare", target.path(), e))?;
+            fs::rename(from, target.path()).map_err(|e| Error::io("move", from, e))?;
+            target.commit()?;
+        } else {
+            let parent = to.parent().unwrap_or(out);
+            fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
+            fs::rename(from, to).map_err(|e| Error::io("move into place", to, e))?;
+        }
+        info!(target = %to.display(), "published");
+    }
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! The protocol at the command line: who runs, where the protocol is, one record per command that
+//! touches personal or pseudonymised data (also when it fails), and the `protocol` and `sample`
+//! commands.
+
+use std::fmt::Write as _;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use pseudagg_core::{Error, Month};
+use pseudagg_governance::{Entry, FileRef, Protocol};
+use pseudagg_io::sha256_file;
+
+use crate::cli::ProtocolAction;
+use crate::commands::say;
+
+/// What every command knows besides its own arguments.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub json: bool,
+    pub protocol: Option<PathBuf>,
+    pub operator: String,
+}
+
+impl Context {
+    pub fn new(json: bool, protocol: Option<PathBuf>, operator: Option<String>) -> Self {
+        let operator = operator
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .filter(|o| !o.trim().is_empty())
+            .unwrap_or_else(|| format!("uid {}", rustix::process::getuid().as_raw()));
+        Self {
+            json,
+            protocol,
+            operator,
+        }
+    }
+
+    /// The protocol: the one given, or `protocol.jsonl` in the output root.
+    pub fn protocol(&self, out_root: &Path) -> Protocol {
+        Protocol::new(
+            &self
+                .protocol
+                .clone()
+                .unwrap_or_else(|| out_root.join("protocol.jsonl")),
+        )
+    }
+
+    /// A record of a command on data, to be completed by the caller.
+    pub fn entry(&self, command: &str) -> Entry {
+        Entry {
+            kind: "run".into(),
+            operator: self.operator.clone(),
+            command: command.into(),
+            ..Entry::default()
+        }
+    }
+}
+
+/// Makes sure the protocol can be written before any data is touched: a run that cannot be logged
+/// does not run.
+pub(crate) fn preflight(p: &Protocol) -> Result<()> {
+    let path = p.path();
+    if let Some(parent) = path.parent().filter(|x| !x.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::io("create the protocol's folder", parent, e))?;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io("open the protocol", path, e))?;
+    Ok(())
+}
+
+/// `ok`, `check-failed` or `error`.
+pub(crate) fn outcome_of<T>(result: &Result<T>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(e)
+            if e.downcast_ref::<Error>()
+                .is_some_and(Error::is_check_failure) =>
+        {
+            "check-failed"
+        }
+        Err(_) => "error",
+    }
+}
+
+/// A file by path and hash (an empty hash when it cannot be read).
+pub(crate) fn file_ref(path: &Path, shown_as: &str) -> FileRef {
+    FileRef {
+        path: shown_as.to_owned(),
+        sha256: sha256_file(path).unwrap_or_default(),
+    }
+}
+
+/// Appends the record of a finished command. A protocol that cannot be written is an error.
+pub(crate) fn log(p: &Protocol, mut entry: Entry, outcome: &str) -> Result<()> {
+    outcome.clone_into(&mut entry.outcome);
+    p.append(entry)
+        .with_context(|| format!("the run is not in the protocol {}", p.path().display()))?;
+    Ok(())
+}
+
+pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<()> {
+    let p = Protocol::new(&ctx.protocol.clone().ok_or_else(|| {
+        Error::Usage("give the protocol with --protocol FILE (or PSEUDAGG_PROTOCOL)".into())
+    })?);
+    match action {
+        ProtocolAction::Verify { head } => {
+            if !p.path().exists() {
+                return Err(Error::Usage(format!("{} does not exist", p.path().display())).into());
+            }
+            let report = p.verify()?;
+            if ctx.json {
+                say(&serde_json::to_string_pretty(&report).expect("serialises"));
+            } else {
+                let mut text = format!(
+                    "{}: {} records{}\nhead: {}",
+                    p.path().display(),
+                    report.records,
+                    report.purged_before.map_or_else(String::new, |n| format!(
+                        " ({n} purged before the checkpoint)"
+                    )),
+                    report.head
+                );
+                for problem in &report.problems {
+                    let _ = write!(text, "\n  - line {}: {}", problem.line, problem.message);
+                }
+                say(&text);
+            }
+            let head_differs = head.as_ref().is_some_and(|h| *h != report.head);
+            if !report.problems.is_empty() || head_differs {
+                return Err(Error::CheckFailed(if head_differs {
+                    "the protocol's head differs from the one noted: records at its end were removed or edited".into()
+                } else {
+                    format!(
+                        "the protocol does not verify: the first problem is at line {}",
+                        report.problems[0].line
+                    )
+                })
+                .into());
+            }
+            say("the chain holds");
+            Ok(())
+        }
+        ProtocolAction::Purge { today } => {
+            let today = match today {
+                Some(t) => chrono::NaiveDate::parse_from_str(&t, "%Y-%m-%d")
+                    .map_err(|_| Error::Usage("--today is a date YYYY-MM-DD".into()))?,
+                None => chrono::Utc::now().date_naive(),
+            };
+            let removed = p.purge(today, &ctx.operator)?;
+            say(&format!(
+                "{removed} record(s) past their retention removed as of {today}; the purge is recorded"
+            ));
+            Ok(())
+        }
+        ProtocolAction::Sample {
+            month,
+            fraction,
+            seed,
+        } => {
+            let month = Month::parse_for_run(&month)?;
+            let drawn = p.control_sample(month, fraction, seed, &ctx.operator)?;
+            if ctx.json {
+                say(&serde_json::to_string_pretty(&drawn).expect("serialises"));
+            } else {
+                let mut text = format!(
+                    "control sample of {month} (seed {seed}, {:.0} %): {} record(s)",
+                    fraction * 100.0,
+                    drawn.len()
+                );
+                for r in &drawn {
+                    let _ = write!(
+                        text,
+                        "\n  #{} {} {} {} {}",
+                        r.seq,
+                        r.time,
+                        r.entry.command,
+                        r.entry.subject.as_deref().unwrap_or("-"),
+                        r.entry.month.as_deref().unwrap_or("-")
+                    );
+                }
+                say(&text);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `pseudagg sample`: the review sample per RD.
+pub(crate) fn sample_command(
+    ctx: &Context,
+    input: &Path,
+    per_rd: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<()> {
+    // The dataset folder is OUT/<pipeline>/<month>: its protocol is in OUT.
+    let root = input
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let p = ctx.protocol(root);
+    preflight(&p)?;
+    let mut entry = ctx.entry("sample");
+    entry.inputs.push(file_ref(
+        &input.join("manifest.json"),
+        &input.join("manifest.json").display().to_string(),
+    ));
+    let result = write_sample(input, per_rd, seed, out);
+    if let Ok(s) = &result {
+        entry.subject = Some(s.pipeline.clone());
+        entry.month = Some(s.month.clone());
+        entry
+            .outputs
+            .push(file_ref(out, &out.display().to_string()));
+        entry.rows_out = Some(s.drawn.len() as u64);
+        entry.details = serde_json::json!({
+            "per_rd": per_rd,
+            "seed": seed,
+            "drawn_per_partition": s.counts.iter().map(|(k, (_, d))| (k.clone(), *d)).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+    }
+    log(&p, entry, outcome_of(&result))?;
+    let s = result?;
+    let short: Vec<String> = s
+        .counts
+        .iter()
+        .filter(|(_, (n, _))| *n < per_rd)
+        .map(|(rd, (n, _))| format!("{rd} ({n})"))
+        .collect();
+    let mut text = format!(
+        "{} {}: {} cases drawn, {per_rd} per RD (seed {seed}) -> {}",
+        s.pipeline,
+        s.month,
+        s.drawn.len(),
+        out.display()
+    );
+    if !short.is_empty() {
+        let _ = write!(
+            text,
+            "\n  all cases of: {} (fewer than {per_rd})",
+            short.join(", ")
+        );
+    }
+    say(&text);
+    Ok(())
+}
+
+pub(crate) fn write_sample(
+    input: &Path,
+    per_rd: usize,
+    seed: u64,
+    out: &Path,
+) -> Result<pseudagg_governance::ReviewSample> {
+    let (sample, key) = pseudagg_governance::draw(input, per_rd, seed)?;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| Error::io("create (it must not exist yet)", out, e))?;
+    std::io::Write::write_all(&mut f, sample.to_csv(&key).as_bytes())
+        .map_err(|e| Error::io("write", out, e))?;
+    Ok(sample)
+}

@@ -1,0 +1,577 @@
+//! The rules around the outputs at the command line: the protocol, requests of the Traeger, the
+//! review sample, and the monthly batch.
+
+#![allow(clippy::many_single_char_names, clippy::too_many_lines)] // scenario tests, step by step
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::common::{Extract, SAMPLE_OPDS, SAMPLE_VKB, key_file, pseudagg, tree};
+
+const PIPELINES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines");
+
+/// The opDs sample cut to three RDs, so that reports stay quick; written once per process.
+fn small_opds() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("governance-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut input = Extract::read(SAMPLE_OPDS);
+        let rd = input.col("rd");
+        input
+            .rows
+            .retain(|r| ["SAC", "SAT", "BB"].contains(&r[rd].as_str()));
+        input.write(&dir.join("opds-person-2025-03.csv"))
+    })
+}
+
+fn records(protocol: &Path) -> Vec<Value> {
+    fs::read_to_string(protocol)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn protocol_verify(protocol: &Path, extra: &[&str]) -> crate::common::Output {
+    let mut args = vec![
+        "protocol",
+        "verify",
+        "--protocol",
+        protocol.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    pseudagg(&args)
+}
+
+#[test]
+fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [21; 32]);
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let k = key.to_str().unwrap();
+    let vkb = format!("{PIPELINES}/vkb.toml");
+    let args = [
+        "--pipeline",
+        &vkb,
+        "--input",
+        SAMPLE_VKB,
+        "--month",
+        "2025-03",
+        "--key-file",
+        k,
+        "--out",
+        o,
+    ];
+    let mut pseudonymise = vec!["pseudonymise", "--operator", "steward-a"];
+    pseudonymise.extend(args);
+    assert_eq!(pseudagg(&pseudonymise).code, 0);
+    assert_eq!(pseudagg(&["verify", &format!("{o}/vkb/2025-03")]).code, 0);
+    // A failed run is recorded too.
+    let r = pseudagg(&[
+        "pseudonymise",
+        "--pipeline",
+        &vkb,
+        "--input",
+        SAMPLE_VKB,
+        "--month",
+        "2025-04",
+        "--key-file",
+        k,
+        "--out",
+        o,
+    ]);
+    assert_eq!(r.code, 2);
+
+    let protocol = out.join("protocol.jsonl");
+    let recs = records(&protocol);
+    let commands: Vec<(&str, &str)> = recs
+        .iter()
+        .map(|r| {
+            (
+                r["command"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            ("pseudonymise", "ok"),
+            ("verify", "ok"),
+            ("pseudonymise", "error")
+        ]
+    );
+    let first = &recs[0];
+    assert_eq!(first["operator"], "steward-a");
+    assert_eq!(first["subject"], "vkb");
+    assert_eq!(first["month"], "2025-03");
+    assert_eq!(first["rows_in"], 2000);
+    assert_eq!(first["key_id"].as_str().unwrap().len(), 16);
+    assert_eq!(first["inputs"][0]["path"], "verbis-vkb-2025-03.csv");
+    assert!(
+        first["outputs"].as_array().unwrap().len() >= 11,
+        "manifest and the 10 RD files"
+    );
+    assert_eq!(first["prev"].as_str().unwrap(), "0".repeat(64));
+
+    // No personal value, no key.
+    let text = fs::read_to_string(&protocol).unwrap();
+    let input = Extract::sample_vkb();
+    for col in ["kundennummer", "nachname", "email", "fachkraft_name"] {
+        for row in 0..50 {
+            let v = input.get(row, col);
+            if v.len() >= 4 {
+                assert!(!text.contains(v), "{col} of row {row} is in the protocol");
+            }
+        }
+    }
+    assert!(!text.contains(&"15".repeat(32)), "the key");
+
+    let ok = protocol_verify(&protocol, &[]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let head = ok
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(protocol_verify(&protocol, &["--head", &head]).code, 0);
+
+    // Someone edits the second record: the third no longer links to it.
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let edited = lines[1].replace("\"ok\"", "\"check-failed\"");
+    assert_ne!(edited, lines[1]);
+    fs::write(&protocol, format!("{}\n{edited}\n{}\n", lines[0], lines[2])).unwrap();
+    let r = protocol_verify(&protocol, &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout.contains("line 3: does not link to line 2"),
+        "{}",
+        r.stdout
+    );
+
+    // Cutting the last record is invisible to the chain, but not to the noted head.
+    fs::write(&protocol, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    assert_eq!(protocol_verify(&protocol, &[]).code, 0);
+    let r = protocol_verify(&protocol, &["--head", &head]);
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("head differs"), "{}", r.stderr);
+
+    // Purging far in the future removes everything and leaves a verifiable checkpoint.
+    let r = pseudagg(&[
+        "protocol",
+        "purge",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--today",
+        "2099-01-01",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("2 record(s)"), "{}", r.stdout);
+    let kinds: Vec<String> = records(&protocol)
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinds, ["checkpoint", "purge"]);
+    assert_eq!(protocol_verify(&protocol, &[]).code, 0);
+
+    // The control sample of this month's records: at least one, recorded.
+    let r = pseudagg(&[
+        "protocol",
+        "sample",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--month",
+        &chrono_month(),
+        "--seed",
+        "3",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(records(&protocol).last().unwrap()["kind"] == "control-sample");
+}
+
+/// The current month, as the records are stamped with the time they are written.
+fn chrono_month() -> String {
+    let out = std::process::Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+const REQUEST: &str = r#"
+reference = "SAC-86101-2025-001"
+requester = "Stadt Leipzig, kommunaler Traeger des Jobcenters Leipzig"
+requester-ges = ["86101"]
+purpose = "Steuerung der Integrationskurse"
+legal-basis = "§ 44b Abs. 3 SGB II i.V.m. § 6 Abs. 1 Nr. 2 SGB II"
+use-of-data = "Abstimmung des Kursangebots"
+data = "aggregated"
+alternative-sources = "Statistik der BA"
+alternative-sources-result = "nicht auf gE-Ebene"
+month = "2025-03"
+scope = ["86101"]
+
+[data-protection-review]
+date = "2025-04-02"
+reviewer = "DSB"
+"#;
+
+fn report_with_request(dir: &Path, request: &str) -> crate::common::Output {
+    let path = dir.join("request.toml");
+    fs::write(&path, request).unwrap();
+    pseudagg(&[
+        "report",
+        "--definition",
+        &format!("{PIPELINES}/gefluechtete.toml"),
+        "--input",
+        small_opds().to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--out",
+        dir.join("out").to_str().unwrap(),
+        "--request",
+        path.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn a_complete_request_gets_only_its_ge_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = report_with_request(dir.path(), REQUEST);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let target = dir
+        .path()
+        .join("out/gefluechtete/requests/SAC-86101-2025-001/2025-03");
+    let files: Vec<String> = tree(&target).into_keys().collect();
+    assert!(
+        files
+            .iter()
+            .all(|f| f == "manifest.json" || f.starts_with("ge=86101/")),
+        "{files:?}"
+    );
+    assert_eq!(files.len(), 4);
+    let m: Value =
+        serde_json::from_slice(&fs::read(target.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["request"], "SAC-86101-2025-001");
+    assert_eq!(m["scopes"], serde_json::json!(["ge=86101"]));
+    assert!(
+        m["audit"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["ge_nr"] == "86101")
+    );
+    assert!(
+        !dir.path().join("out/gefluechtete/2025-03").exists(),
+        "no full report"
+    );
+    let recs = records(&dir.path().join("out/protocol.jsonl"));
+    assert_eq!(recs[0]["request"], "SAC-86101-2025-001");
+    // And what was sent passes verify.
+    assert_eq!(pseudagg(&["verify", target.to_str().unwrap()]).code, 0);
+}
+
+#[test]
+fn incomplete_or_inadmissible_requests_are_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let incomplete: String = REQUEST
+        .lines()
+        .filter(|l| {
+            !l.starts_with("purpose") && !l.starts_with("legal-basis") && !l.starts_with("reviewer")
+        })
+        .fold(String::new(), |mut acc, l| {
+            let _ = writeln!(acc, "{l}");
+            acc
+        });
+    let r = report_with_request(dir.path(), &incomplete);
+    assert_eq!(r.code, 2);
+    for key in [
+        "`purpose`",
+        "`legal-basis`",
+        "`data-protection-review.reviewer`",
+    ] {
+        assert!(r.stderr.contains(key), "{key}: {}", r.stderr);
+    }
+    assert!(r.stderr.contains("3 problems"), "{}", r.stderr);
+
+    let outside = REQUEST.replace("scope = [\"86101\"]", "scope = [\"86101\", \"81101\"]");
+    let r = report_with_request(dir.path(), &outside);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("outside the requester's area (81101)"),
+        "{}",
+        r.stderr
+    );
+
+    let individual = REQUEST.replace("data = \"aggregated\"", "data = \"individual\"");
+    let r = report_with_request(dir.path(), &individual);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("individual data is refused"),
+        "{}",
+        r.stderr
+    );
+
+    let months = REQUEST.replace("month = \"2025-03\"", "month = [\"2025-02\", \"2025-03\"]");
+    let r = report_with_request(dir.path(), &months);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("one request is one month"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !dir.path().join("out/gefluechtete").exists(),
+        "nothing written"
+    );
+}
+
+fn dataset(dir: &Path) -> PathBuf {
+    let key = key_file(dir, [22; 32]);
+    let out = dir.join("out");
+    let r = crate::common::pseudonymise_vkb(Path::new(SAMPLE_VKB), "2025-03", &key, &out, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    out.join("vkb/2025-03")
+}
+
+fn sample(input: &Path, per_rd: &str, seed: &str, out: &Path) -> crate::common::Output {
+    pseudagg(&[
+        "sample",
+        "--input",
+        input.to_str().unwrap(),
+        "--per-rd",
+        per_rd,
+        "--seed",
+        seed,
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn the_review_sample_has_its_minimum_per_rd_and_is_reproducible() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dataset(dir.path());
+    let a = dir.path().join("a.csv");
+    let r = sample(&d, "15", "42", &a);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = fs::read_to_string(&a).unwrap();
+    let mut per_rd: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines().skip(1) {
+        let (rd, p) = line.split_once(';').unwrap();
+        assert_eq!(p.len(), 64);
+        *per_rd.entry(rd.to_owned()).or_default() += 1;
+    }
+    let m: Value = serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    for (rd, c) in m["partitions"].as_object().unwrap() {
+        let available = c["rows_out"].as_u64().unwrap() as usize;
+        assert_eq!(
+            per_rd.get(rd).copied().unwrap_or(0),
+            available.min(15),
+            "rd={rd}"
+        );
+    }
+    assert!(
+        r.stdout.contains("all cases of"),
+        "SAC has 14 cases: {}",
+        r.stdout
+    );
+    assert_eq!(
+        text.lines().next(),
+        Some("rd;pseudonym"),
+        "pseudonyms and RD only"
+    );
+
+    let b = dir.path().join("b.csv");
+    assert_eq!(sample(&d, "15", "42", &b).code, 0);
+    assert_eq!(
+        fs::read(&a).unwrap(),
+        fs::read(&b).unwrap(),
+        "same seed, same draw"
+    );
+    let c = dir.path().join("c.csv");
+    assert_eq!(sample(&d, "15", "43", &c).code, 0);
+    assert_ne!(fs::read(&a).unwrap(), fs::read(&c).unwrap());
+    let r = sample(&d, "15", "42", &a);
+    assert_eq!(r.code, 2, "an existing file is never overwritten");
+    let recs = records(&dir.path().join("out/protocol.jsonl"));
+    let samples: Vec<&Value> = recs.iter().filter(|r| r["command"] == "sample").collect();
+    assert_eq!(samples.len(), 4);
+    assert_eq!(samples[0]["details"]["seed"], 42);
+    assert_eq!(samples[3]["outcome"], "error");
+}
+
+fn batch_config(dir: &Path, opds: &Path) -> PathBuf {
+    let config = dir.join("monthly.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"out = "out"
+[[pseudonymise]]
+pipeline = "{PIPELINES}/vkb.toml"
+input = "{vkb}"
+[[report]]
+definition = "{PIPELINES}/gefluechtete.toml"
+input = "{opds}"
+[review-sample]
+per-rd = 10
+seed = 7
+"#,
+            vkb = SAMPLE_VKB.replace("2025-03", "{month}"),
+            opds = opds.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn run_batch(config: &Path, key: &Path) -> crate::common::Output {
+    pseudagg(&[
+        "run",
+        "--config",
+        config.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--log-format",
+        "json",
+    ])
+}
+
+/// The published outputs, without the protocol and lock files.
+fn published(out: &Path) -> BTreeMap<String, Vec<u8>> {
+    tree(out)
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.starts_with("protocol.jsonl") && Path::new(k).extension().is_none_or(|e| e != "lock")
+        })
+        .collect()
+}
+
+#[test]
+fn the_monthly_batch_runs_every_step_and_a_rerun_gives_identical_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [23; 32]);
+    let config = batch_config(dir.path(), small_opds());
+    let r = run_batch(&config, &key);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for line in r.stderr.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+    }
+    let out = dir.path().join("out");
+    let first = published(&out);
+    assert!(first.contains_key("vkb/2025-03/manifest.json"));
+    assert!(first.contains_key("gefluechtete/2025-03/manifest.json"));
+    assert!(first.contains_key("review-samples/vkb-2025-03.csv"));
+    assert!(
+        !first.keys().any(|k| k.contains("staging")),
+        "{:?}",
+        first.keys()
+    );
+    let steps: Vec<String> = records(&out.join("protocol.jsonl"))
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["command"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "pseudonymise ok",
+            "verify ok",
+            "report ok",
+            "verify ok",
+            "sample ok",
+            "run ok"
+        ]
+    );
+
+    let r = run_batch(&config, &key);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        published(&out),
+        first,
+        "a rerun of the month gives the same bytes"
+    );
+    assert_eq!(protocol_verify(&out.join("protocol.jsonl"), &[]).code, 0);
+}
+
+#[test]
+fn a_second_run_of_the_same_month_is_refused_while_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [24; 32]);
+    let config = batch_config(dir.path(), small_opds());
+    let out = dir.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    // Hold the month's lock as a running batch would.
+    let lock = fs::File::create(out.join(".pseudagg-run-2025-03.lock")).unwrap();
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).unwrap();
+    let r = run_batch(&config, &key);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("another run of 2025-03 is in progress"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out.join("vkb").exists(), "nothing touched");
+    drop(lock);
+    assert_eq!(
+        run_batch(&config, &key).code,
+        0,
+        "runs once the lock is free"
+    );
+}
+
+#[test]
+fn a_failing_step_is_named_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [25; 32]);
+    let good = batch_config(dir.path(), small_opds());
+    assert_eq!(run_batch(&good, &key).code, 0);
+    let out = dir.path().join("out");
+    let before = published(&out);
+    // The opDs extract of this month is broken: the report step fails after pseudonymise passed.
+    let broken = dir.path().join("broken.csv");
+    fs::write(&broken, "kundennummer;rd\n1;2\n").unwrap();
+    let config = batch_config(dir.path(), &broken);
+    let r = run_batch(&config, &key);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("step `report gefluechtete` failed"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        published(&out),
+        before,
+        "the earlier month's outputs are untouched"
+    );
+    let last: Vec<String> = records(&out.join("protocol.jsonl"))
+        .iter()
+        .rev()
+        .take(2)
+        .map(|r| {
+            format!(
+                "{} {}",
+                r["command"].as_str().unwrap(),
+                r["outcome"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(last, ["run error", "report error"]);
+}
