@@ -31,11 +31,19 @@ impl Case {
         );
         assert!(r.stderr.contains("error:"), "{}", r.stderr);
         assert!(r.stdout.is_empty(), "{}", r.stdout);
+        // Only the protocol, which records the refused run.
+        let written: Vec<String> = crate::common::tree(&out).into_keys().collect();
         assert!(
-            !self.out().exists(),
-            "something was written to {}",
-            self.out().display()
+            written
+                .iter()
+                .all(|f| f == "protocol.jsonl" || f == "protocol.jsonl.lock"),
+            "something was written to {}: {written:?}",
+            out.display()
         );
+        if !written.is_empty() {
+            let protocol = fs::read_to_string(out.join("protocol.jsonl")).unwrap();
+            assert!(protocol.trim_end().ends_with('}') && protocol.contains("\"outcome\":\"error\""));
+        }
         r
     }
 
