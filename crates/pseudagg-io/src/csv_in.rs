@@ -212,8 +212,23 @@ impl CsvSource {
     }
 }
 
+/// The longest field an extract may hold. A note of a few pages fits many times; a longer field is
+/// a broken export (an unclosed quote swallowing the rest of the file) or not an extract at all.
+pub const MAX_FIELD_BYTES: usize = 1 << 20;
+
 /// Decodes a field; an empty field is the empty string (the caller treats it as null).
 fn decode(raw: &[u8], encoding: Encoding) -> std::result::Result<Cow<'_, str>, Cow<'static, str>> {
+    if raw.len() > MAX_FIELD_BYTES {
+        return Err(Cow::Owned(format!(
+            "is {} bytes long, more than the {MAX_FIELD_BYTES} a field may hold; look for an unclosed double quote in or before this row",
+            raw.len()
+        )));
+    }
+    if raw.contains(&0) {
+        return Err(Cow::Borrowed(
+            "holds a NUL byte: binary data, not text; is this a CSV export?",
+        ));
+    }
     match encoding {
         Encoding::Utf8 => std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| {
             Cow::Borrowed(

@@ -42,7 +42,9 @@ impl Case {
         );
         if !written.is_empty() {
             let protocol = fs::read_to_string(out.join("protocol.jsonl")).unwrap();
-            assert!(protocol.trim_end().ends_with('}') && protocol.contains("\"outcome\":\"error\""));
+            assert!(
+                protocol.trim_end().ends_with('}') && protocol.contains("\"outcome\":\"error\"")
+            );
         }
         r
     }
@@ -390,4 +392,159 @@ fn parquet_with_a_wrong_type_and_a_null() {
         ],
     );
     assert_no_values(&r, &x, &[0, 1, 2, 3], &[]);
+}
+
+#[test]
+fn missing_file() {
+    let case = Case::new();
+    let r = case.refuse(&case.dir.path().join("nowhere.csv"), "2025-03", &[]);
+    expect(&r, &["nowhere.csv", "No such file"]);
+}
+
+#[test]
+fn a_nul_byte_is_refused_by_row_and_column() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(10);
+    x.set(6, "vermerk", "Rueckruf\0erbeten");
+    let r = case.refuse_extract(&x);
+    expect(&r, &["row 7", "column `vermerk`: holds a NUL byte"]);
+    assert_no_values(&r, &x, &[6], &["Rueckruf"]);
+}
+
+#[test]
+fn a_ten_megabyte_field_is_refused() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(5);
+    let huge = "Notiz ".repeat(10 * 1024 * 1024 / 6);
+    x.set(2, "vermerk", &huge);
+    let r = case.refuse_extract(&x);
+    expect(
+        &r,
+        &[
+            "row 3",
+            "column `vermerk`: is 10485756 bytes long",
+            "unclosed double quote",
+        ],
+    );
+    assert!(r.stderr.len() < 10_000, "the message stays short");
+}
+
+#[test]
+fn duplicate_column_names_are_refused() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(5);
+    let c = x.col("ort");
+    x.header[c] = "nachname".into();
+    let r = case.refuse_extract(&x);
+    expect(&r, &["`nachname`"]);
+    assert_no_values(&r, &x, &[0, 1, 2, 3, 4], &[]);
+}
+
+#[test]
+fn ten_thousand_columns_are_refused_with_a_short_message() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(3);
+    for i in 0..10_000 {
+        x.header.push(format!("extra_{i}"));
+        for r in &mut x.rows {
+            r.push(format!("v{i}"));
+        }
+    }
+    let started = std::time::Instant::now();
+    let r = case.refuse_extract(&x);
+    expect(&r, &["`extra_0`", "more"]);
+    assert!(
+        r.stderr.len() < 20_000,
+        "{} bytes of message",
+        r.stderr.len()
+    );
+    // Not a timing assertion on speed, only that it does not hang.
+    assert!(started.elapsed().as_secs() < 60);
+}
+
+/// Runs `pseudagg pseudonymise` with its output root on a tmpfs of `options` (size, ro) in a
+/// private user and mount namespace, and reports the exit code, stderr and what is left on the
+/// tmpfs afterwards. `None` where the machine allows no user namespaces.
+fn in_small_fs(case: &Case, options: &str) -> Option<(i32, String, String)> {
+    let out = case.dir.path().join("mnt");
+    fs::create_dir_all(&out).unwrap();
+    let protocol = case.dir.path().join("protocol.jsonl");
+    let script = r#"mount -t tmpfs -o "$1" tmpfs "$2" || exit 99
+out="$2"; shift 2
+"$@" 2>"$out.stderr"; code=$?
+echo "left:$(find "$out" -mindepth 1 | sort | tr '\n' ' ')"
+cat "$out.stderr" >&2
+exit $code"#;
+    let r = std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            options,
+        ])
+        .arg(&out)
+        .arg(env!("CARGO_BIN_EXE_pseudagg"))
+        .args([
+            "pseudonymise",
+            "--pipeline",
+            crate::common::VKB_PIPELINE,
+            "--input",
+        ])
+        .arg(crate::common::SAMPLE_VKB)
+        .args(["--month", "2025-03", "--key-file"])
+        .arg(&case.key)
+        .arg("--out")
+        .arg(&out)
+        .arg("--protocol")
+        .arg(&protocol)
+        .env("PSEUDAGG_LOG", "trace")
+        .output()
+        .ok()?;
+    let code = r.status.code().unwrap_or(-1);
+    if code == 99 || (code != 0 && r.stdout.is_empty()) {
+        eprintln!(
+            "no user namespace here: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        return None;
+    }
+    Some((
+        code,
+        String::from_utf8_lossy(&r.stdout).into_owned(),
+        String::from_utf8_lossy(&r.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_full_disk_stops_the_run_and_leaves_nothing() {
+    let case = Case::new();
+    // 48 KiB: the ten per-RD files do not fit.
+    let Some((code, stdout, stderr)) = in_small_fs(&case, "size=48k") else {
+        return;
+    };
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stdout.contains("left: \n") || stdout.trim_end() == "left:",
+        "{stdout}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // The protocol (elsewhere) records the failure.
+    let protocol = fs::read_to_string(case.dir.path().join("protocol.jsonl")).unwrap();
+    assert!(protocol.contains("\"outcome\":\"error\""));
+}
+
+#[test]
+fn an_output_folder_that_is_not_writable_is_an_error() {
+    let case = Case::new();
+    let Some((code, stdout, stderr)) = in_small_fs(&case, "ro") else {
+        return;
+    };
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+    assert!(stdout.trim_end() == "left:", "{stdout}");
 }
