@@ -19,3 +19,6 @@ mod verify;
 
 /// Protocol, requests, review sample and the monthly batch.
 mod governance;
+
+/// SIGKILL at random moments: the old output or the new one, never a mix.
+mod crash;
