@@ -22,3 +22,6 @@ mod governance;
 
 /// SIGKILL at random moments: the old output or the new one, never a mix.
 mod crash;
+
+/// Canaries in every sensitive field: none may reach any output, log or protocol.
+mod canary;
