@@ -187,6 +187,9 @@ pub(crate) enum Command {
         /// Start a UTF-8 CSV with a byte-order mark.
         #[arg(long)]
         bom: bool,
+        /// VerBIS: the share of flagged cases (1.0: every case, the worst case for pseudonymise).
+        #[arg(long, default_value_t = 0.12)]
+        flagged_share: f64,
     },
     /// Check an output independently of the code that wrote it: exit 0 pass, 1 violation, 2 error.
     ///

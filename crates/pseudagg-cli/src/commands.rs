@@ -157,8 +157,15 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             out,
             encoding,
             bom,
+            flagged_share,
         } => {
             let month = Month::parse_for_run(&month)?;
+            if !(0.0..=1.0).contains(&flagged_share) {
+                return Err(pseudagg_core::Error::Usage(
+                    "--flagged-share is a share from 0 to 1".into(),
+                )
+                .into());
+            }
             let format = match format {
                 Some(FormatArg::Csv) => Format::Csv,
                 Some(FormatArg::Parquet) => Format::Parquet,
@@ -174,6 +181,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let mut opts = GenOptions::new(kind, rows, month, seed);
             opts.encoding = encoding.into();
             opts.bom = bom;
+            opts.flagged_share = flagged_share;
             let started = Instant::now();
             let summary = generate(&opts, format, &out)?;
             let secs = started.elapsed().as_secs_f64();

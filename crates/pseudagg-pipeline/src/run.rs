@@ -273,7 +273,12 @@ fn blank_small_groups(
 fn too_small(partition_by: &str, k: u32, small: &[(String, u64)]) -> Error {
     let list: Vec<String> = small
         .iter()
-        .map(|(p, n)| format!("{partition_by}={p} ({n} row{})", if *n == 1 { "" } else { "s" }))
+        .map(|(p, n)| {
+            format!(
+                "{partition_by}={p} ({n} row{})",
+                if *n == 1 { "" } else { "s" }
+            )
+        })
         .collect();
     Error::CheckFailed(format!(
         "k-anonymity cannot hold: {} hold fewer than min-k = {k} rows in all, so even with every quasi-identifier blank a group stays smaller than {k}; lower min-k in the pipeline or leave this month unpublished",

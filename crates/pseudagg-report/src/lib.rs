@@ -23,7 +23,7 @@ mod run;
 pub mod suppress;
 pub mod table;
 
-pub use aggregate::{Counts, GeInfo};
+pub use aggregate::{Counter, Counts, GeInfo};
 pub use output::footnotes;
 pub use plan::ReportPlan;
 pub use run::{

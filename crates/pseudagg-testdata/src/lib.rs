@@ -69,6 +69,8 @@ pub struct GenOptions {
     pub encoding: Encoding,
     /// CSV only: start with a UTF-8 byte-order mark.
     pub bom: bool,
+    /// VerBIS: the share of cases a team lead flagged (0.12 by default; 1.0 for the worst case).
+    pub flagged_share: f64,
 }
 
 impl GenOptions {
@@ -81,6 +83,7 @@ impl GenOptions {
             seed,
             encoding: Encoding::Utf8,
             bom: false,
+            flagged_share: 0.12,
         }
     }
 }

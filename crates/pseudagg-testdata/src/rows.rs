@@ -25,6 +25,7 @@ pub(crate) struct Context {
     nationality: &'static [(&'static str, u32)],
     nationality_total: u32,
     id_offset: u64,
+    flagged_share: f64,
 }
 
 /// SplitMix64: spreads a seed and a chunk index over 64 bits.
@@ -60,6 +61,7 @@ impl Context {
             nationality,
             nationality_total: nationality.iter().map(|n| n.1).sum(),
             id_offset: mix(opts.seed ^ opts.kind as u64) % 26_000_000,
+            flagged_share: opts.flagged_share,
         }
     }
 
@@ -233,7 +235,7 @@ impl Context {
             FIRST_W[(a + k / 8) % FIRST_W.len()],
             LAST_DE[(a * 13 + k / 8) % LAST_DE.len()]
         ));
-        let flagged = rng.random_bool(0.12);
+        let flagged = rng.random_bool(self.flagged_share);
         line.field(if flagged { "J" } else { "N" });
         line.opt_date(flagged.then(|| self.date_before(rng, 28)));
         let zugang = self.date_before(rng, 5 * 365);

@@ -53,7 +53,10 @@ fn texts(dir: &Path) -> Vec<(String, String)> {
             for b in read_parquet(&path) {
                 for col in b.columns() {
                     let s = arrow_cast::cast(col, &arrow_schema::DataType::Utf8).unwrap();
-                    let s = s.as_any().downcast_ref::<arrow_array::StringArray>().unwrap();
+                    let s = s
+                        .as_any()
+                        .downcast_ref::<arrow_array::StringArray>()
+                        .unwrap();
                     for i in 0..s.len() {
                         if s.is_valid(i) {
                             t.push_str(s.value(i));
@@ -120,7 +123,8 @@ fn inputs() -> Inputs {
     let mut vkb = Extract::read(SAMPLE_VKB);
     let mut opds = Extract::read(SAMPLE_OPDS);
     let rd = opds.col("rd");
-    opds.rows.retain(|r| ["SAC", "SAT"].contains(&r[rd].as_str()));
+    opds.rows
+        .retain(|r| ["SAC", "SAT"].contains(&r[rd].as_str()));
     let mut canaries = plant(&mut vkb, "verbis-vkb", 'V');
     canaries.extend(plant(&mut opds, "opds-person", 'O'));
     Inputs {
@@ -168,13 +172,67 @@ fn no_canary_reaches_any_output_log_manifest_or_protocol() {
         format!("{o}/sample.csv"),
     );
     let good = [
-        vec!["pseudonymise", "--pipeline", &vkb_pipeline, "--input", vkb.to_str().unwrap(), "--month", "2025-03", "--key-file", k, "--out", o],
-        vec!["--log-format", "json", "pseudonymise", "--pipeline", &vkb_pipeline, "--input", vkb.to_str().unwrap(), "--month", "2025-03", "--key-file", k, "--out", o],
-        vec!["verify", &ds, "--input", vkb.to_str().unwrap(), "--key-file", k],
-        vec!["verify", &ds, "--input", vkb.to_str().unwrap(), "--key-file", k, "--format", "json"],
-        vec!["report", "--definition", &report_def, "--input", opds.to_str().unwrap(), "--month", "2025-03", "--out", o],
+        vec![
+            "pseudonymise",
+            "--pipeline",
+            &vkb_pipeline,
+            "--input",
+            vkb.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--key-file",
+            k,
+            "--out",
+            o,
+        ],
+        vec![
+            "--log-format",
+            "json",
+            "pseudonymise",
+            "--pipeline",
+            &vkb_pipeline,
+            "--input",
+            vkb.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--key-file",
+            k,
+            "--out",
+            o,
+        ],
+        vec![
+            "verify",
+            &ds,
+            "--input",
+            vkb.to_str().unwrap(),
+            "--key-file",
+            k,
+        ],
+        vec![
+            "verify",
+            &ds,
+            "--input",
+            vkb.to_str().unwrap(),
+            "--key-file",
+            k,
+            "--format",
+            "json",
+        ],
+        vec![
+            "report",
+            "--definition",
+            &report_def,
+            "--input",
+            opds.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--out",
+            o,
+        ],
         vec!["verify", &rep, "--format", "json"],
-        vec!["sample", "--input", &ds, "--per-rd", "10", "--seed", "5", "--out", &sample],
+        vec![
+            "sample", "--input", &ds, "--per-rd", "10", "--seed", "5", "--out", &sample,
+        ],
     ];
     for args in &good {
         let r = run(&args.join(" "), args, c);
@@ -183,7 +241,16 @@ fn no_canary_reaches_any_output_log_manifest_or_protocol() {
     let protocol = format!("{o}/protocol.jsonl");
     for args in [
         vec!["protocol", "verify", "--protocol", &protocol],
-        vec!["protocol", "sample", "--protocol", &protocol, "--month", "2026-11", "--seed", "1"],
+        vec![
+            "protocol",
+            "sample",
+            "--protocol",
+            &protocol,
+            "--month",
+            "2026-11",
+            "--seed",
+            "1",
+        ],
     ] {
         run(&args.join(" "), &args, c);
     }
@@ -198,7 +265,21 @@ fn no_canary_reaches_any_output_log_manifest_or_protocol() {
         ),
     )
     .unwrap();
-    let r = run("run", &["--log-format", "json", "run", "--config", config.to_str().unwrap(), "--month", "2025-03", "--key-file", k], c);
+    let r = run(
+        "run",
+        &[
+            "--log-format",
+            "json",
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--key-file",
+            k,
+        ],
+        c,
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // Broken inputs: each refused, none quoting a value.
@@ -235,13 +316,32 @@ fn no_canary_reaches_any_output_log_manifest_or_protocol() {
         let bad_out = d.join("bad-out");
         let r = run(
             label,
-            &["pseudonymise", "--pipeline", &vkb_pipeline, "--input", path.to_str().unwrap(), "--month", "2025-03", "--key-file", k, "--out", bad_out.to_str().unwrap()],
+            &[
+                "pseudonymise",
+                "--pipeline",
+                &vkb_pipeline,
+                "--input",
+                path.to_str().unwrap(),
+                "--month",
+                "2025-03",
+                "--key-file",
+                k,
+                "--out",
+                bad_out.to_str().unwrap(),
+            ],
             &extra,
         );
         assert_eq!(r.code, 2, "{label}: {}", r.stderr);
         let r = run(
             &format!("{label} (verify --input)"),
-            &["verify", &ds, "--input", path.to_str().unwrap(), "--key-file", k],
+            &[
+                "verify",
+                &ds,
+                "--input",
+                path.to_str().unwrap(),
+                "--key-file",
+                k,
+            ],
             &extra,
         );
         assert!(r.code <= 2, "{label}");
@@ -254,7 +354,19 @@ fn no_canary_reaches_any_output_log_manifest_or_protocol() {
     fs::write(&ragged, text).unwrap();
     let r = run(
         "ragged row",
-        &["pseudonymise", "--pipeline", &vkb_pipeline, "--input", ragged.to_str().unwrap(), "--month", "2025-03", "--key-file", k, "--out", d.join("bad-out").to_str().unwrap()],
+        &[
+            "pseudonymise",
+            "--pipeline",
+            &vkb_pipeline,
+            "--input",
+            ragged.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--key-file",
+            k,
+            "--out",
+            d.join("bad-out").to_str().unwrap(),
+        ],
         &extra,
     );
     assert_eq!(r.code, 2);
@@ -265,7 +377,17 @@ fn no_canary_reaches_any_output_log_manifest_or_protocol() {
     extra.push("KanarieB0001z".into());
     let r = run(
         "report on a broken extract",
-        &["report", "--definition", &report_def, "--input", path.to_str().unwrap(), "--month", "2025-03", "--out", d.join("bad-out").to_str().unwrap()],
+        &[
+            "report",
+            "--definition",
+            &report_def,
+            "--input",
+            path.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--out",
+            d.join("bad-out").to_str().unwrap(),
+        ],
         &extra,
     );
     assert_eq!(r.code, 2);

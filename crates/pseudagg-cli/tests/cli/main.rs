@@ -25,3 +25,6 @@ mod crash;
 
 /// Canaries in every sensitive field: none may reach any output, log or protocol.
 mod canary;
+
+/// The fuzzers' corpora and found crashes, replayed on stable in every run.
+mod fuzz_corpus;
