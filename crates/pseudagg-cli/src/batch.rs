@@ -248,7 +248,7 @@ fn steps(
                 staging,
                 true,
             )?;
-            dataset_refs(entry, &o, out);
+            dataset_refs(entry, &o);
             Ok(None)
         })?;
         let dir = staging.join(&name).join(month.to_string());

@@ -44,7 +44,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             entry.month = Some(month.to_string());
             entry.key_id = Some(key.id().to_string());
             match &result {
-                Ok(o) => dataset_refs(&mut entry, o, &out),
+                Ok(o) => dataset_refs(&mut entry, o),
                 Err(_) => entry
                     .inputs
                     .push(file_ref(&input, &input.display().to_string())),
@@ -288,7 +288,7 @@ impl From<EncodingArg> for Encoding {
 }
 
 /// The files of a written dataset, relative to the output root, for the protocol.
-pub(crate) fn dataset_refs(entry: &mut pseudagg_governance::Entry, o: &RunOutcome, out: &Path) {
+pub(crate) fn dataset_refs(entry: &mut pseudagg_governance::Entry, o: &RunOutcome) {
     let m = &o.manifest;
     entry.inputs.push(pseudagg_governance::FileRef {
         path: m.input.file.clone(),
@@ -307,7 +307,6 @@ pub(crate) fn dataset_refs(entry: &mut pseudagg_governance::Entry, o: &RunOutcom
         }));
     entry.rows_in = Some(m.rows_in);
     entry.rows_out = Some(m.rows_out);
-    let _ = out;
 }
 
 /// The files of a written report, relative to the output root, for the protocol.

@@ -207,7 +207,7 @@ pub(crate) fn check(
         if let Some(fm) = file.metadata.get("pseudagg.month") {
             months.insert(fm.clone());
         }
-        for (i, name) in file.columns.iter().enumerate() {
+        for name in &file.columns {
             if !allowed.contains(name.as_str()) {
                 verdict.push(
                     Finding::new(
@@ -230,7 +230,6 @@ pub(crate) fn check(
                     .column(name),
                 );
             }
-            let _ = i;
         }
         check_rows(
             &file,

@@ -65,7 +65,7 @@ pub fn verify(dir: &Path, options: &Options) -> Result<Verdict> {
     usable.files.retain(|f| !unusable.contains(&f.path));
     match manifest.kind.as_str() {
         "pseudonymised-dataset" => dataset::check(dir, &usable, options, &mut verdict)?,
-        "report" => report::check(dir, &usable, options, &mut verdict)?,
+        "report" => report::check(dir, &usable, &mut verdict)?,
         other => {
             return Err(Error::Usage(format!(
                 "{}: `kind` is `{other}`; pseudagg verify knows `pseudonymised-dataset` and `report`",

@@ -16,7 +16,6 @@ use serde_json::Value;
 
 use pseudagg_core::{Error, Result};
 
-use crate::Options;
 use crate::finding::{Finding, Rule, Verdict};
 use crate::manifest::Manifest;
 use crate::patterns::shapes_of;
@@ -116,12 +115,7 @@ struct ScopeTable {
 }
 
 #[allow(clippy::too_many_lines)] // the report rules, one after another
-pub(crate) fn check(
-    dir: &Path,
-    m: &Manifest,
-    _options: &Options,
-    verdict: &mut Verdict,
-) -> Result<()> {
+pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<()> {
     let s = structure(m, &dir.join("manifest.json"))?;
     let month = m.month.clone().unwrap_or_default();
     let report = m.str("report").unwrap_or_default().to_owned();
