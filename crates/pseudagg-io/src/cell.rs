@@ -60,12 +60,37 @@ pub fn parse_bool(text: &str) -> Option<bool> {
     }
 }
 
-/// A column's checks, compiled once.
-#[derive(Debug)]
+/// A column's checks, compiled once. A clone shares the compiled pattern but has its own match
+/// cache, so each decoding task clones the checks it uses rather than contend for one cache.
+#[derive(Debug, Clone)]
 pub(crate) struct ColumnCheck {
     pub(crate) spec: ColumnSpec,
     regex: Option<Regex>,
-    values: Option<HashSet<String>>,
+    values: Option<AllowedValues>,
+}
+
+/// The allowed values of a column: a short list is searched in place, a long one hashed.
+#[derive(Debug, Clone)]
+enum AllowedValues {
+    Few(Vec<String>),
+    Many(HashSet<String>),
+}
+
+impl AllowedValues {
+    fn new(values: &[String]) -> Self {
+        if values.len() <= 16 {
+            Self::Few(values.to_vec())
+        } else {
+            Self::Many(values.iter().cloned().collect())
+        }
+    }
+
+    fn contains(&self, value: &str) -> bool {
+        match self {
+            Self::Few(v) => v.iter().any(|a| a == value),
+            Self::Many(v) => v.contains(value),
+        }
+    }
 }
 
 impl ColumnCheck {
@@ -76,7 +101,7 @@ impl ColumnCheck {
                 .pattern
                 .as_deref()
                 .map(|p| Regex::new(p).expect("schema patterns are checked when loaded")),
-            values: spec.values.as_ref().map(|v| v.iter().cloned().collect()),
+            values: spec.values.as_deref().map(AllowedValues::new),
         }
     }
 

@@ -1,5 +1,5 @@
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -130,7 +130,34 @@ pub(crate) struct Chunk {
     pub(crate) problems: Vec<Problem>,
     /// Problems found beyond the per-column limit, only counted.
     pub(crate) hidden: usize,
+    /// For each unique column (in schema order), each row's [`fingerprint`], if the source took
+    /// them already (off the caller's thread).
+    pub(crate) fingerprints: Option<Vec<Vec<Option<u128>>>>,
+    /// The bytes of the file the chunk came from, where the source knows it.
+    pub(crate) raw_bytes: Option<u64>,
 }
+
+/// Fingerprints are hashes already; the sets use their low bits as they are.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+type FingerprintSet = HashMap<u128, u64, BuildHasherDefault<PassThrough>>;
 
 enum Source {
     Csv(Box<CsvSource>),
@@ -149,7 +176,7 @@ pub struct ExtractReader {
     rows: u64,
     month_column: Option<usize>,
     months_seen: BTreeMap<String, u64>,
-    unique: Vec<(usize, HashMap<u128, u64>)>,
+    unique: Vec<(usize, FingerprintSet)>,
     finished: bool,
 }
 
@@ -173,12 +200,17 @@ impl ExtractReader {
             ExtractFormat::Csv => Source::Csv(Box::new(CsvSource::open(
                 path,
                 schema,
+                checks.clone(),
+                arrow_schema(schema),
                 options.encoding,
+                options.batch_rows,
                 options.max_problems,
             )?)),
             ExtractFormat::Parquet => Source::Parquet(Box::new(ParquetSource::open(
                 path,
                 schema,
+                checks.clone(),
+                arrow_schema(schema),
                 options.batch_rows,
                 options.max_problems,
             )?)),
@@ -192,7 +224,7 @@ impl ExtractReader {
             .iter()
             .enumerate()
             .filter(|(_, c)| c.unique)
-            .map(|(i, _)| (i, HashMap::new()))
+            .map(|(i, _)| (i, FingerprintSet::default()))
             .collect();
         Ok(Self {
             path: path.to_owned(),
@@ -234,18 +266,15 @@ impl ExtractReader {
         loop {
             let first_row = self.rows + 1;
             let chunk = match &mut self.source {
-                Source::Csv(s) => s.next_chunk(
-                    &self.checks,
-                    &self.arrow,
-                    first_row,
-                    self.options.batch_rows,
-                )?,
-                Source::Parquet(s) => s.next_chunk(&self.checks, &self.arrow, first_row)?,
+                Source::Csv(s) => s.next_chunk(first_row)?,
+                Source::Parquet(s) => s.next_chunk(first_row)?,
             };
             let Some(Chunk {
                 batch,
                 problems,
                 hidden,
+                fingerprints,
+                raw_bytes,
             }) = chunk
             else {
                 self.finished = true;
@@ -262,7 +291,7 @@ impl ExtractReader {
             }
             self.problems.count_unlisted(hidden);
             self.check_months(&batch, first_row);
-            self.check_unique(&batch, first_row);
+            self.check_unique(&batch, fingerprints.as_deref(), raw_bytes, first_row);
             if self.problems.is_empty() {
                 return Ok(Some(batch));
             }
@@ -348,17 +377,46 @@ impl ExtractReader {
         }
     }
 
-    fn check_unique(&mut self, batch: &RecordBatch, first_row: u64) {
-        for (ci, seen) in &mut self.unique {
+    fn check_unique(
+        &mut self,
+        batch: &RecordBatch,
+        fingerprints: Option<&[Vec<Option<u128>>]>,
+        raw_bytes: Option<u64>,
+        first_row: u64,
+    ) {
+        if let (Some(bytes), Some((_, seen))) = (raw_bytes, self.unique.first())
+            && seen.is_empty()
+            && batch.num_rows() > 0
+        {
+            // One guess of the row count from the first chunk, so the sets do not grow (and
+            // briefly double) a dozen times on a national extract.
+            let (_, total) = self.progress();
+            let per_row = (bytes as f64 / batch.num_rows() as f64).max(1.0);
+            let estimate = ((total as f64 / per_row) * 1.05).min(50e6) as usize;
+            for (_, seen) in &mut self.unique {
+                seen.reserve(estimate);
+            }
+        }
+        for (u, (ci, seen)) in self.unique.iter_mut().enumerate() {
             let name = &self.checks[*ci].spec.name;
-            let Some(values) = batch.column(*ci).as_any().downcast_ref::<StringArray>() else {
-                continue;
+            let computed;
+            let prints: &[Option<u128>] = if let Some(f) = fingerprints {
+                &f[u]
+            } else {
+                let Some(values) = batch.column(*ci).as_any().downcast_ref::<StringArray>() else {
+                    continue;
+                };
+                computed = values
+                    .iter()
+                    .map(|v| v.map(fingerprint))
+                    .collect::<Vec<_>>();
+                &computed
             };
-            seen.reserve(values.len());
-            for (i, v) in values.iter().enumerate() {
-                let Some(v) = v else { continue };
+            seen.reserve(prints.len());
+            for (i, print) in prints.iter().enumerate() {
+                let Some(print) = print else { continue };
                 let row = first_row + i as u64;
-                if let Some(earlier) = seen.insert(fingerprint(v), row) {
+                if let Some(earlier) = seen.insert(*print, row) {
                     self.problems.push(Problem::new(
                         Location::cell(row, None, name.clone()),
                         format!(
@@ -370,6 +428,7 @@ impl ExtractReader {
             }
         }
     }
+
 }
 
 /// Assembles a chunk's batch. A chunk with problems may hold nulls in non-nullable columns (where
@@ -395,7 +454,7 @@ pub(crate) fn batch_of(
 }
 
 /// A 128-bit fingerprint for duplicate detection without keeping the values.
-fn fingerprint(value: &str) -> u128 {
+pub(crate) fn fingerprint(value: &str) -> u128 {
     let mut a = DefaultHasher::new();
     value.hash(&mut a);
     let mut b = DefaultHasher::new();

@@ -4,25 +4,46 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use arrow_array::{Array, ArrayRef, StringArray};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema as ArrowSchema};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use pseudagg_core::{ColumnType, Error, Location, Problem, Problems, Result, Schema};
 
 use crate::cell::ColumnCheck;
-use crate::extract::{Chunk, batch_of, match_columns};
+use crate::extract::{Chunk, batch_of, fingerprint, match_columns};
 use crate::hashing::sha256_file;
 
+/// Reads in a thread of its own, one batch ahead of the caller at most [`IN_FLIGHT`]; each batch is
+/// checked on the rayon pool. The caller gets the batches in file order.
 pub(crate) struct ParquetSource {
     path: PathBuf,
-    reader: ParquetRecordBatchReader,
-    mapping: Vec<usize>,
+    pending: Receiver<Pending>,
     sha256: String,
     size: u64,
     total_rows: u64,
-    rows_read: u64,
+    rows_read: Arc<AtomicU64>,
+}
+
+/// What the caller needs to check a batch, shared by the pool's tasks.
+struct CheckContext {
+    path: PathBuf,
+    checks: Arc<Vec<ColumnCheck>>,
+    arrow: Arc<ArrowSchema>,
+    mapping: Vec<usize>,
     max_problems: usize,
+    /// Schema columns whose values must be unique.
+    unique: Vec<usize>,
+}
+
+/// Checked batches that may wait for the caller.
+const IN_FLIGHT: usize = 3;
+
+enum Pending {
+    Chunk(Receiver<Result<Chunk>>),
+    Failed(Error),
 }
 
 fn accepts(ty: ColumnType, data_type: &DataType) -> bool {
@@ -53,6 +74,8 @@ impl ParquetSource {
     pub(crate) fn open(
         path: &Path,
         schema: &Schema,
+        checks: Arc<Vec<ColumnCheck>>,
+        arrow: Arc<ArrowSchema>,
         batch_rows: usize,
         max_problems: usize,
     ) -> Result<Self> {
@@ -107,32 +130,47 @@ impl ParquetSource {
             .with_batch_size(batch_rows)
             .build()
             .map_err(|e| format_error(sanitise(&e.to_string())))?;
+        let sha256 = sha256_file(path)?;
+        let context = Arc::new(CheckContext {
+            path: path.to_owned(),
+            checks,
+            arrow,
+            mapping,
+            max_problems,
+            unique: schema
+                .columns
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.unique)
+                .map(|(i, _)| i)
+                .collect(),
+        });
+        let rows_read = Arc::new(AtomicU64::new(0));
+        let (sender, pending) = sync_channel(IN_FLIGHT);
+        let counter = rows_read.clone();
+        std::thread::Builder::new()
+            .name("pseudagg-parquet".to_owned())
+            .spawn(move || read_ahead(reader, &context, &sender, &counter))
+            .map_err(|e| Error::io("start a reading thread for", path, e))?;
         Ok(Self {
             path: path.to_owned(),
-            reader,
-            mapping,
-            sha256: sha256_file(path)?,
+            pending,
+            sha256,
             size,
             total_rows,
-            rows_read: 0,
-            max_problems,
+            rows_read,
         })
     }
 
     pub(crate) fn progress(&self) -> (u64, u64) {
-        let done = (self.size * self.rows_read)
+        let done = (self.size * self.rows_read.load(Ordering::Relaxed))
             .checked_div(self.total_rows)
             .unwrap_or(self.size);
         (done, self.size)
     }
 
-    pub(crate) fn next_chunk(
-        &mut self,
-        checks: &[ColumnCheck],
-        arrow: &Arc<ArrowSchema>,
-        first_row: u64,
-    ) -> Result<Option<Chunk>> {
-        let Some(batch) = self.reader.next() else {
+    pub(crate) fn next_chunk(&mut self, first_row: u64) -> Result<Option<Chunk>> {
+        let Ok(next) = self.pending.recv() else {
             if first_row == 1 {
                 return Err(Error::Format {
                     path: self.path.clone(),
@@ -141,67 +179,124 @@ impl ParquetSource {
             }
             return Ok(None);
         };
-        let batch = batch.map_err(|e| Error::Format {
-            path: self.path.clone(),
-            reason: format!(
-                "a data page cannot be decoded (damaged file?): {}",
-                sanitise(&e.to_string())
-            ),
-        })?;
-        self.rows_read += batch.num_rows() as u64;
-        let mut problems = Vec::new();
-        let mut hidden = 0;
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(checks.len());
-        for (check, &fi) in checks.iter().zip(&self.mapping) {
-            let mut column = batch.column(fi).clone();
-            if check.spec.ty == ColumnType::Str && column.data_type() != &DataType::Utf8 {
-                column = arrow_cast::cast(&column, &DataType::Utf8).map_err(|_| Error::Format {
+        match next {
+            Pending::Failed(e) => Err(e),
+            Pending::Chunk(chunk) => chunk.recv().unwrap_or_else(|_| {
+                Err(Error::Format {
                     path: self.path.clone(),
-                    reason: format!("column `{}` cannot be read as text", check.spec.name),
-                })?;
-            }
-            let mut found = 0;
-            let mut report = |i: usize, message: String| {
-                if found < self.max_problems {
-                    found += 1;
-                    let at = Location::cell(first_row + i as u64, None, check.spec.name.clone());
-                    problems.push(Problem::new(at, message));
-                } else {
-                    hidden += 1;
-                }
-            };
-            if !check.spec.nullable && column.null_count() > 0 {
-                for i in (0..column.len()).filter(|&i| column.is_null(i)) {
-                    report(i, check.null_message());
-                }
-            }
-            if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
-                for (i, v) in strings.iter().enumerate() {
-                    match v {
-                        Some("") if !check.spec.nullable => report(i, check.null_message()),
-                        Some(v) if !v.is_empty() => {
-                            if let Err(message) = check.check_str(v) {
-                                report(i, message);
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            arrays.push(column);
+                    reason: "checking a batch of rows failed unexpectedly (a bug in pseudagg)"
+                        .to_owned(),
+                })
+            }),
         }
-        problems.sort_by_key(|p| p.location.row);
-        let batch = batch_of(arrow, arrays, !problems.is_empty());
-        Ok(Some(Chunk {
-            batch,
-            problems,
-            hidden,
-        }))
+        .map(Some)
     }
 
     pub(crate) fn finish(self) -> (String, u64) {
         (self.sha256, self.size)
     }
+}
+
+/// The reading thread: decodes batches and hands each to the pool to be checked.
+fn read_ahead(
+    reader: ParquetRecordBatchReader,
+    context: &Arc<CheckContext>,
+    pending: &SyncSender<Pending>,
+    rows_read: &AtomicU64,
+) {
+    let mut first_row = 1u64;
+    for batch in reader {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = pending.send(Pending::Failed(Error::Format {
+                    path: context.path.clone(),
+                    reason: format!(
+                        "a data page cannot be decoded (damaged file?): {}",
+                        sanitise(&e.to_string())
+                    ),
+                }));
+                return;
+            }
+        };
+        let rows = batch.num_rows() as u64;
+        let (sender, receiver) = sync_channel(1);
+        if pending.send(Pending::Chunk(receiver)).is_err() {
+            return;
+        }
+        rows_read.fetch_add(rows, Ordering::Relaxed);
+        let context = Arc::clone(context);
+        rayon::spawn(move || {
+            let _ = sender.send(check_batch(&context, &batch, first_row));
+        });
+        first_row += rows;
+    }
+}
+
+/// Checks one batch's cells against the schema, column by column.
+fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> Result<Chunk> {
+    let checks: Vec<ColumnCheck> = context.checks.iter().cloned().collect();
+    let mut problems = Vec::new();
+    let mut hidden = 0;
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(checks.len());
+    for (check, &fi) in checks.iter().zip(&context.mapping) {
+        let mut column = batch.column(fi).clone();
+        if check.spec.ty == ColumnType::Str && column.data_type() != &DataType::Utf8 {
+            column = arrow_cast::cast(&column, &DataType::Utf8).map_err(|_| Error::Format {
+                path: context.path.clone(),
+                reason: format!("column `{}` cannot be read as text", check.spec.name),
+            })?;
+        }
+        let mut found = 0;
+        let mut report = |i: usize, message: String| {
+            if found < context.max_problems {
+                found += 1;
+                let at = Location::cell(first_row + i as u64, None, check.spec.name.clone());
+                problems.push(Problem::new(at, message));
+            } else {
+                hidden += 1;
+            }
+        };
+        if !check.spec.nullable && column.null_count() > 0 {
+            for i in (0..column.len()).filter(|&i| column.is_null(i)) {
+                report(i, check.null_message());
+            }
+        }
+        if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+            for (i, v) in strings.iter().enumerate() {
+                match v {
+                    Some("") if !check.spec.nullable => report(i, check.null_message()),
+                    Some(v) if !v.is_empty() => {
+                        if let Err(message) = check.check_str(v) {
+                            report(i, message);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        arrays.push(column);
+    }
+    problems.sort_by_key(|p| p.location.row);
+    let fingerprints = context
+        .unique
+        .iter()
+        .map(|&ci| {
+            arrays[ci]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .map(|values| values.iter().map(|v| v.map(fingerprint)).collect())
+                .unwrap_or_default()
+        })
+        .collect();
+    let batch = batch_of(&context.arrow, arrays, !problems.is_empty());
+    Ok(Chunk {
+        batch,
+        problems,
+        hidden,
+        fingerprints: Some(fingerprints),
+        raw_bytes: None,
+    })
 }
 
 /// Parquet's own messages describe structure, but cut them short and drop quoted parts in case a

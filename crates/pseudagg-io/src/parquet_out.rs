@@ -2,16 +2,21 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch, StringArray, UInt32Array};
+use arrow_ipc::reader::FileReader as IpcReader;
+use arrow_ipc::writer::FileWriter as IpcWriter;
 use arrow_schema::Schema as ArrowSchema;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 use pseudagg_core::{Error, Result};
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::hashing::sha256_file;
@@ -20,9 +25,20 @@ use crate::hashing::sha256_file;
 /// identical bytes. `metadata` goes into the file's key-value metadata.
 #[must_use]
 pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
-    WriterProperties::builder()
+    writer_properties_with(metadata, &[])
+}
+
+/// [`writer_properties`], with dictionary encoding off for `distinct` columns: columns whose values
+/// are (nearly) all different, such as pseudonyms, where a dictionary is work for nothing.
+#[must_use]
+pub fn writer_properties_with(metadata: &[(&str, String)], distinct: &[String]) -> WriterProperties {
+    let mut builder = WriterProperties::builder();
+    for column in distinct {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);
+    }
+    builder
         .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("valid zstd level"),
+            ZstdLevel::try_new(1).expect("valid zstd level"),
         ))
         .set_created_by(format!("pseudagg {}", pseudagg_core::TOOL_VERSION))
         .set_key_value_metadata(Some(
@@ -140,35 +156,8 @@ impl PartitionedWriter {
 
     /// Writes the rows of `batch` into the partitions that `batch`'s column `column` names.
     pub fn write(&mut self, batch: &RecordBatch, column: usize) -> Result<()> {
-        let values = batch
-            .column(column)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .ok_or_else(|| {
-                Error::Usage(format!("the partition column `{}` is not text", self.key))
-            })?;
-        if values.null_count() > 0 {
-            return Err(Error::Usage(format!(
-                "the partition column `{}` has an empty value",
-                self.key
-            )));
-        }
-        let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-        for (i, v) in values.iter().enumerate() {
-            groups
-                .entry(v.unwrap_or_default())
-                .or_default()
-                .push(i as u32);
-        }
-        for (value, rows) in groups {
-            let slice = if rows.len() == batch.num_rows() {
-                batch.clone()
-            } else {
-                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows)).map_err(
-                    |e| Error::Usage(format!("cannot split rows by `{}`: {e}", self.key)),
-                )?
-            };
-            self.write_to(value, &slice)?;
+        for (value, slice) in split_by(batch, column, &self.key)? {
+            self.write_to(&value, &slice)?;
         }
         Ok(())
     }
@@ -232,6 +221,167 @@ impl PartitionedWriter {
         }
         self.done.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(self.done)
+    }
+}
+
+/// Splits a batch by the text values of column `column`, in value order; rows keep their order.
+fn split_by(batch: &RecordBatch, column: usize, key: &str) -> Result<Vec<(String, RecordBatch)>> {
+    let values = batch
+        .column(column)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .ok_or_else(|| Error::Usage(format!("the partition column `{key}` is not text")))?;
+    if values.null_count() > 0 {
+        return Err(Error::Usage(format!(
+            "the partition column `{key}` has an empty value"
+        )));
+    }
+    let mut groups: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (i, v) in values.iter().enumerate() {
+        groups
+            .entry(v.unwrap_or_default())
+            .or_default()
+            .push(i as u32);
+    }
+    groups
+        .into_iter()
+        .map(|(value, rows)| {
+            let slice = if rows.len() == batch.num_rows() {
+                batch.clone()
+            } else {
+                arrow_select::take::take_record_batch(batch, &UInt32Array::from(rows))
+                    .map_err(|e| Error::Usage(format!("cannot split rows by `{key}`: {e}")))?
+            };
+            Ok((value.to_owned(), slice))
+        })
+        .collect()
+}
+
+/// Rows held per partition until they are final, then written as Parquet.
+///
+/// While the input streams in, each partition's rows go to an uncompressed Arrow IPC file in a
+/// `.spill` folder of the (staging) root: a plain copy, far cheaper than encoding Parquet twice.
+/// [`finish`](Self::finish) reads each spill file back once, lets the caller change the rows (the
+/// k-anonymity step blanks values it could only choose after seeing every row), and writes the
+/// partition's Parquet files, partitions in parallel. Memory stays bounded by the batch size.
+pub struct PartitionSpill {
+    root: PathBuf,
+    dir: PathBuf,
+    key: String,
+    schema: Arc<ArrowSchema>,
+    open: BTreeMap<String, IpcWriter<BufWriter<File>>>,
+}
+
+impl std::fmt::Debug for PartitionSpill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionSpill")
+            .field("root", &self.root)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionSpill {
+    /// Starts spilling below `root` (which must exist).
+    pub fn new(root: &Path, key: &str, schema: Arc<ArrowSchema>) -> Result<Self> {
+        let dir = root.join(".spill");
+        fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
+        Ok(Self {
+            root: root.to_owned(),
+            dir,
+            key: key.to_owned(),
+            schema,
+            open: BTreeMap::new(),
+        })
+    }
+
+    fn spill_path(&self, value: &str) -> PathBuf {
+        self.dir.join(format!("{value}.arrow"))
+    }
+
+    fn writer(&mut self, value: &str) -> Result<&mut IpcWriter<BufWriter<File>>> {
+        if !self.open.contains_key(value) {
+            if !is_safe_partition(value) {
+                return Err(Error::Usage(format!(
+                    "a value of the partition column `{}` is not usable as a folder name",
+                    self.key
+                )));
+            }
+            let path = self.spill_path(value);
+            let file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
+            let writer = IpcWriter::try_new(BufWriter::with_capacity(1 << 20, file), &self.schema)
+                .map_err(|e| parquet_error(&path, &e))?;
+            self.open.insert(value.to_owned(), writer);
+        }
+        Ok(self.open.get_mut(value).expect("inserted above"))
+    }
+
+    /// Makes sure the partition exists, even if no row ever goes into it.
+    pub fn ensure_partition(&mut self, value: &str) -> Result<()> {
+        self.writer(value).map(|_| ())
+    }
+
+    /// Holds the rows of `batch` for the partitions its column `column` names.
+    pub fn write(&mut self, batch: &RecordBatch, column: usize) -> Result<()> {
+        for (value, slice) in split_by(batch, column, &self.key)? {
+            let path = self.spill_path(&value);
+            self.writer(&value)?
+                .write(&slice)
+                .map_err(|e| parquet_error(&path, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Writes every partition's Parquet files (`key=value/part-NNNNN.parquet`, at most
+    /// `max_rows_per_file` rows each) from the held rows, each batch passed through `rewrite`
+    /// first; removes the spill files and lists the written files, sorted by path.
+    pub fn finish<F>(
+        self,
+        properties: &WriterProperties,
+        max_rows_per_file: u64,
+        rewrite: F,
+    ) -> Result<Vec<FileInfo>>
+    where
+        F: Fn(&str, RecordBatch) -> Result<RecordBatch> + Sync,
+    {
+        let mut spilled = Vec::with_capacity(self.open.len());
+        for (value, mut writer) in self.open {
+            let path = self.dir.join(format!("{value}.arrow"));
+            writer.finish().map_err(|e| parquet_error(&path, &e))?;
+            writer
+                .into_inner()
+                .map_err(|e| parquet_error(&path, &e))?
+                .into_inner()
+                .map_err(|e| Error::io("write", &path, e.into_error()))?;
+            spilled.push((value, path));
+        }
+        let (root, key, schema) = (&self.root, &self.key, &self.schema);
+        let written: Vec<Result<Vec<FileInfo>>> = spilled
+            .par_iter()
+            .map(|(value, path)| {
+                let mut writer =
+                    PartitionedWriter::new(root, key, schema.clone(), properties.clone())
+                        .with_max_rows_per_file(max_rows_per_file);
+                writer.ensure_partition(value)?;
+                let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+                let reader = IpcReader::try_new(BufReader::with_capacity(1 << 20, file), None)
+                    .map_err(|e| parquet_error(path, &e))?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| parquet_error(path, &e))?;
+                    writer.write_to(value, &rewrite(value, batch)?)?;
+                }
+                let files = writer.finish()?;
+                fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+                Ok(files)
+            })
+            .collect();
+        let mut files = Vec::new();
+        for w in written {
+            files.extend(w?);
+        }
+        fs::remove_dir(&self.dir).map_err(|e| Error::io("remove", &self.dir, e))?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
     }
 }
 

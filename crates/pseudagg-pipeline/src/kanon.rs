@@ -2,22 +2,15 @@
 //! values is shared by at least `k` rows; where it is not, values are blanked.
 //!
 //! The run counts the combinations while it streams (one map entry per distinct combination, not per
-//! row), [`decide`] works out which values each combination loses, and the partitions that lose any
-//! are rewritten once from the staged files. No value is ever logged or put in the manifest: the
+//! row), [`decide`] works out which values each combination loses, and [`blank`] applies that to
+//! the rows as they are written from the spill (so nothing is encoded twice). No value is ever logged or put in the manifest: the
 //! manifest gets counts only.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::path::Path;
-use std::sync::Arc;
 
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchReader, StringArray};
-use parquet::arrow::ArrowWriter;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::properties::WriterProperties;
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use pseudagg_core::{Error, Result};
-use pseudagg_io::{FileInfo, sha256_file};
+use rayon::prelude::*;
 
 use crate::manifest::PartitionRisk;
 
@@ -54,9 +47,27 @@ fn key_into(buf: &mut String, columns: &[StringArray], row: usize) {
             buf.push('-');
         } else {
             let v = c.value(row);
-            let _ = write!(buf, "+{}:{v}", v.len());
+            buf.push('+');
+            push_decimal(buf, v.len());
+            buf.push(':');
+            buf.push_str(v);
         }
     }
+}
+
+/// `write!(buf, "{n}")` without the formatting machinery: this runs for every row.
+fn push_decimal(buf: &mut String, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.push_str(std::str::from_utf8(&digits[i..]).expect("ASCII digits"));
 }
 
 fn decode(key: &str) -> Tuple {
@@ -133,91 +144,22 @@ pub(crate) fn decide(
     for p in partitions {
         decision.risk.entry(p).or_default();
     }
-    for (part, counts) in &counter.counts {
-        let n_qi = counter.qi.len();
-        let total: u64 = counts.values().sum();
-        if total < k {
-            too_small.push((part.clone(), total));
-            continue;
-        }
-        let mut current: HashMap<&str, Tuple> = counts
-            .keys()
-            .map(|key| (key.as_str(), decode(key)))
-            .collect();
-        let mut groups: BTreeMap<Tuple, u64> = BTreeMap::new();
-        for (key, n) in counts {
-            *groups.entry(current[key.as_str()].clone()).or_default() += n;
-        }
-        for q in 0..n_qi {
-            let moved: HashMap<Tuple, Tuple> = groups
-                .iter()
-                .filter(|(t, n)| **n < k && t[q].is_some())
-                .map(|(t, _)| {
-                    let mut t2 = t.clone();
-                    t2[q] = None;
-                    (t.clone(), t2)
-                })
-                .collect();
-            for (from, to) in &moved {
-                let n = groups.remove(from).expect("group exists");
-                *groups.entry(to.clone()).or_default() += n;
-            }
-            for t in current.values_mut() {
-                if let Some(to) = moved.get(t) {
-                    t.clone_from(to);
+    let n_qi = counter.qi.len();
+    // Partitions are independent; the largest ones hold most of the combinations.
+    let decided: Vec<_> = counter
+        .counts
+        .par_iter()
+        .map(|(part, counts)| (part, decide_partition(counts, n_qi, k)))
+        .collect();
+    for (part, result) in decided {
+        match result {
+            Err(total) => too_small.push((part.clone(), total)),
+            Ok((masks, risk)) => {
+                decision.risk.insert(part.clone(), risk);
+                if !masks.is_empty() {
+                    decision.blank.insert(part.clone(), masks);
                 }
             }
-        }
-        // Only the all-blank group can still be too small: let whole smallest groups join it.
-        let blank: Tuple = vec![None; n_qi];
-        let mut blank_rows = groups.get(&blank).copied().unwrap_or(0);
-        if blank_rows > 0 && blank_rows < k {
-            let mut others: Vec<(u64, Tuple)> = groups
-                .iter()
-                .filter(|(t, _)| **t != blank)
-                .map(|(t, n)| (*n, t.clone()))
-                .collect();
-            others.sort();
-            let mut joined = Vec::new();
-            for (n, t) in others {
-                if blank_rows >= k {
-                    break;
-                }
-                blank_rows += n;
-                joined.push(t);
-            }
-            for t in current.values_mut() {
-                if joined.contains(t) {
-                    t.clone_from(&blank);
-                }
-            }
-            for t in &joined {
-                groups.remove(t);
-            }
-            groups.insert(blank.clone(), blank_rows);
-        }
-
-        let mut masks = HashMap::new();
-        let mut risk = PartitionRisk {
-            smallest_group: groups.values().copied().min().unwrap_or(0),
-            ..PartitionRisk::default()
-        };
-        for (key, now) in &current {
-            let before = decode(key);
-            let mask = (0..n_qi)
-                .filter(|&q| before[q].is_some() && now[q].is_none())
-                .fold(0u32, |m, q| m | (1 << q));
-            if mask != 0 {
-                let n = counts[*key];
-                risk.rows_blanked += n;
-                risk.values_blanked += n * u64::from(mask.count_ones());
-                masks.insert((*key).to_owned(), mask);
-            }
-        }
-        debug_assert!(risk.smallest_group >= k);
-        decision.risk.insert(part.clone(), risk);
-        if !masks.is_empty() {
-            decision.blank.insert(part.clone(), masks);
         }
     }
     if too_small.is_empty() {
@@ -227,68 +169,119 @@ pub(crate) fn decide(
     }
 }
 
-/// Rewrites the files of the partitions that lose values, in place, and updates their entries.
-pub(crate) fn apply(
-    root: &Path,
-    partition_key: &str,
-    qi: &[usize],
-    decision: &Decision,
-    files: &mut [FileInfo],
-    properties: &WriterProperties,
-) -> Result<()> {
-    for (part, masks) in &decision.blank {
-        let prefix = format!("{partition_key}={part}/");
-        for info in files.iter_mut().filter(|f| f.path.starts_with(&prefix)) {
-            let path = root.join(&info.path);
-            let tmp = path.with_extension("parquet.blanking");
-            rewrite(&path, &tmp, qi, masks, properties)?;
-            fs::rename(&tmp, &path).map_err(|e| Error::io("replace", &path, e))?;
-            info.bytes = fs::metadata(&path)
-                .map_err(|e| Error::io("inspect", &path, e))?
-                .len();
-            info.sha256 = sha256_file(&path)?;
-        }
+/// One partition's decision: the masks per combination and the resulting risk figures, or the
+/// partition's row count if it is smaller than `k` in all.
+fn decide_partition(
+    counts: &HashMap<String, u64>,
+    n_qi: usize,
+    k: u64,
+) -> std::result::Result<(HashMap<String, u32>, PartitionRisk), u64> {
+    let total: u64 = counts.values().sum();
+    if total < k {
+        return Err(total);
     }
-    Ok(())
-}
-
-fn rewrite(
-    path: &Path,
-    tmp: &Path,
-    qi: &[usize],
-    masks: &HashMap<String, u32>,
-    properties: &WriterProperties,
-) -> Result<()> {
-    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| internal(&e))?
-        .build()
-        .map_err(|e| internal(&e))?;
-    let schema = reader.schema();
-    let out = File::create(tmp).map_err(|e| Error::io("create", tmp, e))?;
-    let mut writer = ArrowWriter::try_new(out, schema.clone(), Some(properties.clone()))
-        .map_err(|e| internal(&e))?;
-    let mut key = String::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| internal(&e))?;
-        let text = text_columns(&batch, qi)?;
-        let row_masks: Vec<u32> = (0..batch.num_rows())
-            .map(|row| {
-                key_into(&mut key, &text, row);
-                masks.get(key.as_str()).copied().unwrap_or(0)
+    let mut current: HashMap<&str, Tuple> = counts
+        .keys()
+        .map(|key| (key.as_str(), decode(key)))
+        .collect();
+    let mut groups: BTreeMap<Tuple, u64> = BTreeMap::new();
+    for (key, n) in counts {
+        *groups.entry(current[key.as_str()].clone()).or_default() += n;
+    }
+    for q in 0..n_qi {
+        let moved: HashMap<Tuple, Tuple> = groups
+            .iter()
+            .filter(|(t, n)| **n < k && t[q].is_some())
+            .map(|(t, _)| {
+                let mut t2 = t.clone();
+                t2[q] = None;
+                (t.clone(), t2)
             })
             .collect();
-        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
-        for (q, &i) in qi.iter().enumerate() {
-            let blank: BooleanArray = row_masks.iter().map(|m| Some(m & (1 << q) != 0)).collect();
-            columns[i] =
-                arrow_select::nullif::nullif(&columns[i], &blank).map_err(|e| internal(&e))?;
+        for (from, to) in &moved {
+            let n = groups.remove(from).expect("group exists");
+            *groups.entry(to.clone()).or_default() += n;
         }
-        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| internal(&e))?;
-        writer.write(&batch).map_err(|e| internal(&e))?;
+        for t in current.values_mut() {
+            if let Some(to) = moved.get(t) {
+                t.clone_from(to);
+            }
+        }
     }
-    let file = writer.into_inner().map_err(|e| internal(&e))?;
-    file.sync_all().map_err(|e| Error::io("sync", tmp, e))
+    // Only the all-blank group can still be too small: let whole smallest groups join it.
+    let blank: Tuple = vec![None; n_qi];
+    let mut blank_rows = groups.get(&blank).copied().unwrap_or(0);
+    if blank_rows > 0 && blank_rows < k {
+        let mut others: Vec<(u64, Tuple)> = groups
+            .iter()
+            .filter(|(t, _)| **t != blank)
+            .map(|(t, n)| (*n, t.clone()))
+            .collect();
+        others.sort();
+        let mut joined = Vec::new();
+        for (n, t) in others {
+            if blank_rows >= k {
+                break;
+            }
+            blank_rows += n;
+            joined.push(t);
+        }
+        for t in current.values_mut() {
+            if joined.contains(t) {
+                t.clone_from(&blank);
+            }
+        }
+        for t in &joined {
+            groups.remove(t);
+        }
+        groups.insert(blank.clone(), blank_rows);
+    }
+
+    let mut masks = HashMap::new();
+    let mut risk = PartitionRisk {
+        smallest_group: groups.values().copied().min().unwrap_or(0),
+        ..PartitionRisk::default()
+    };
+    for (key, now) in &current {
+        let before = decode(key);
+        let mask = (0..n_qi)
+            .filter(|&q| before[q].is_some() && now[q].is_none())
+            .fold(0u32, |m, q| m | (1 << q));
+        if mask != 0 {
+            let n = counts[*key];
+            risk.rows_blanked += n;
+            risk.values_blanked += n * u64::from(mask.count_ones());
+            masks.insert((*key).to_owned(), mask);
+        }
+    }
+    debug_assert!(risk.smallest_group >= k);
+    Ok((masks, risk))
+}
+
+/// Blanks the quasi-identifiers of one batch of a partition as `masks` (the partition's entry of
+/// [`Decision::blank`]) says.
+pub(crate) fn blank(
+    batch: &RecordBatch,
+    qi: &[usize],
+    masks: &HashMap<String, u32>,
+) -> Result<RecordBatch> {
+    let text = text_columns(batch, qi)?;
+    let mut key = String::new();
+    let row_masks: Vec<u32> = (0..batch.num_rows())
+        .map(|row| {
+            key_into(&mut key, &text, row);
+            masks.get(key.as_str()).copied().unwrap_or(0)
+        })
+        .collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    for (q, &i) in qi.iter().enumerate() {
+        if row_masks.iter().all(|m| m & (1 << q) == 0) {
+            continue;
+        }
+        let blank: BooleanArray = row_masks.iter().map(|m| Some(m & (1 << q) != 0)).collect();
+        columns[i] = arrow_select::nullif::nullif(&columns[i], &blank).map_err(|e| internal(&e))?;
+    }
+    RecordBatch::try_new(batch.schema(), columns).map_err(|e| internal(&e))
 }
 
 fn internal(e: &dyn std::fmt::Display) -> Error {
@@ -300,6 +293,8 @@ fn internal(e: &dyn std::fmt::Display) -> Error {
 
 #[cfg(test)]
 mod tests {
+    use std::fmt::Write as _;
+
     use super::*;
 
     fn counter(rows: &[(&str, &[Option<&str>])]) -> GroupCounter {
@@ -325,12 +320,13 @@ mod tests {
 
     #[test]
     fn keys_round_trip_even_with_separators_in_values() {
-        let t: Tuple = vec![Some("a:+3-".into()), None, Some(String::new())];
+        let t: Tuple = vec![Some("a:+3-".into()), None, Some(String::new()), Some("x".repeat(1234))];
         let a = StringArray::from(vec![Some("a:+3-")]);
+        let d = StringArray::from(vec![Some("x".repeat(1234))]);
         let b = StringArray::from(vec![None::<&str>]);
         let c = StringArray::from(vec![Some("")]);
         let mut key = String::new();
-        key_into(&mut key, &[a, b, c], 0);
+        key_into(&mut key, &[a, b, c, d], 0);
         assert_eq!(decode(&key), t);
     }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use pseudagg_core::{Error, Month, Result, TOOL_VERSION};
 use pseudagg_io::{
-    Encoding, ExtractReader, PartitionedWriter, ReadOptions, StagingDir, writer_properties,
+    Encoding, ExtractReader, PartitionSpill, ReadOptions, StagingDir, writer_properties_with,
 };
 use pseudagg_keys::{MasterKey, Pseudonymiser, period_key_info};
 use tracing::{debug, info, info_span};
@@ -13,6 +13,9 @@ use crate::kanon;
 use crate::manifest::{ColumnNote, InputNote, KAnonymityNote, Manifest, PartitionCounts};
 use crate::plan::Plan;
 use crate::transform;
+
+/// Rows per output file; a partition with more is split into `part-00000`, `part-00001`, ...
+const MAX_ROWS_PER_FILE: u64 = 4_000_000;
 
 /// What a pipeline run reads and where it writes.
 pub struct RunOptions<'a> {
@@ -62,17 +65,16 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     let target = options.out.join(&d.name).join(options.month.to_string());
     let staging = StagingDir::create(&target)?;
     let key_id = options.key.id();
-    let properties = writer_properties(&[
-        ("pseudagg.pipeline", d.name.clone()),
-        ("pseudagg.month", options.month.to_string()),
-        ("pseudagg.key_id", key_id.to_string()),
-    ]);
-    let mut writer = PartitionedWriter::new(
-        staging.path(),
-        &d.partition_by,
-        plan.output_schema(),
-        properties.clone(),
+    let pseudonyms: Vec<String> = plan.pseudonymise.iter().map(|(_, o)| o.clone()).collect();
+    let properties = writer_properties_with(
+        &[
+            ("pseudagg.pipeline", d.name.clone()),
+            ("pseudagg.month", options.month.to_string()),
+            ("pseudagg.key_id", key_id.to_string()),
+        ],
+        &pseudonyms,
     );
+    let mut writer = PartitionSpill::new(staging.path(), &d.partition_by, plan.output_schema())?;
     for value in &plan.partition_values {
         writer.ensure_partition(value)?;
     }
@@ -106,10 +108,13 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
             |c| &mut c.rows_out,
         );
         rows_out += out.num_rows() as u64;
-        if let Some(g) = &mut groups {
-            g.add(&out)?;
-        }
-        writer.write(&out, plan.partition_output_index)?;
+        // Counting the groups and holding the rows are independent; both are serial per batch.
+        let (counted, held) = rayon::join(
+            || groups.as_mut().map_or(Ok(()), |g| g.add(&out)),
+            || writer.write(&out, plan.partition_output_index),
+        );
+        counted?;
+        held?;
         debug!(rows_in, rows_out, "batch written");
         if let Some(progress) = options.progress {
             let (done, total) = reader.progress();
@@ -120,20 +125,35 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     info!(rows_in, rows_out, input_sha256 = %input.sha256, "extract read and pseudonymised");
 
     let _write = info_span!("write", files = tracing::field::Empty).entered();
-    let mut files = writer.finish()?;
     let k_anonymity = match (&groups, &plan.k_anonymity) {
-        (Some(g), Some((qi, k))) => Some(blank_small_groups(
-            plan,
-            g,
-            qi,
-            *k,
-            &partitions,
-            staging.path(),
-            &mut files,
-            &properties,
-        )?),
+        (Some(g), Some((qi, k))) => {
+            let decision = kanon::decide(g, u64::from(*k), partitions.keys().cloned())
+                .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, *k, &small))?;
+            Some((qi, *k, decision))
+        }
         _ => None,
     };
+    let files = writer.finish(&properties, MAX_ROWS_PER_FILE, |partition, batch| {
+        match &k_anonymity {
+            Some((qi, _, decision)) => match decision.blank.get(partition) {
+                Some(masks) => kanon::blank(&batch, qi, masks),
+                None => Ok(batch),
+            },
+            None => Ok(batch),
+        }
+    })?;
+    let k_anonymity = k_anonymity.map(|(qi, k, decision)| {
+        let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
+        info!(min_k = k, values_blanked = blanked, "quasi-identifiers checked");
+        KAnonymityNote {
+            quasi_identifiers: qi
+                .iter()
+                .map(|&i| plan.output_schema.field(i).name().clone())
+                .collect(),
+            min_k: k,
+            partitions: decision.risk,
+        }
+    });
     let manifest = Manifest {
         manifest_version: 1,
         kind: "pseudonymised-dataset",
@@ -236,38 +256,6 @@ fn column_notes(plan: &Plan) -> Vec<ColumnNote> {
         });
     }
     notes
-}
-
-/// Makes every partition k-anonymous over the quasi-identifiers (see [`kanon`]).
-#[allow(clippy::too_many_arguments)] // the run's state, passed on once
-fn blank_small_groups(
-    plan: &Plan,
-    groups: &kanon::GroupCounter,
-    qi: &[usize],
-    k: u32,
-    partitions: &BTreeMap<String, PartitionCounts>,
-    root: &std::path::Path,
-    files: &mut [pseudagg_io::FileInfo],
-    properties: &parquet::file::properties::WriterProperties,
-) -> Result<KAnonymityNote> {
-    let d = &plan.definition;
-    let decision = kanon::decide(groups, u64::from(k), partitions.keys().cloned())
-        .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, k, &small))?;
-    kanon::apply(root, &d.partition_by, qi, &decision, files, properties)?;
-    let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
-    info!(
-        min_k = k,
-        values_blanked = blanked,
-        "quasi-identifiers checked"
-    );
-    Ok(KAnonymityNote {
-        quasi_identifiers: qi
-            .iter()
-            .map(|&i| plan.output_schema.field(i).name().clone())
-            .collect(),
-        min_k: k,
-        partitions: decision.risk,
-    })
 }
 
 fn too_small(partition_by: &str, k: u32, small: &[(String, u64)]) -> Error {

@@ -1,6 +1,7 @@
 //! The original extract, read again with the csv and parquet crates, for the checks that compare
 //! an output with its input: no sensitive value may reappear, and every pseudonym must recompute.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
@@ -67,39 +68,43 @@ pub(crate) fn read(
             c.row((0..file.columns.len()).map(|i| file.text(b, i, r)));
         }
     } else {
-        let bytes = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
-        let text: std::borrow::Cow<'_, str> = if windows_1252 {
-            encoding_rs::WINDOWS_1252
-                .decode_without_bom_handling(&bytes)
-                .0
-        } else {
-            std::str::from_utf8(&bytes)
-                .map_err(|e| Error::Format {
-                    path: path.to_owned(),
-                    reason: format!(
-                        "is not UTF-8 at byte {}; pass --input-encoding windows-1252 if it is",
-                        e.valid_up_to()
-                    ),
-                })?
-                .into()
-        };
-        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+        // Streamed record by record: the input may be larger than the memory verify may use.
+        let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(b';')
-            .from_reader(text.as_bytes());
-        let names: Vec<String> = reader
-            .headers()
-            .map_err(|e| csv_error(path, &e))?
-            .iter()
-            .map(str::to_owned)
-            .collect();
-        c.header(path, schema, &names)?;
-        let mut record = csv::StringRecord::new();
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(1 << 20)
+            .from_reader(file);
+        let mut record = csv::ByteRecord::new();
+        let mut first = true;
         while reader
-            .read_record(&mut record)
+            .read_byte_record(&mut record)
             .map_err(|e| csv_error(path, &e))?
         {
-            c.row(record.iter().map(|v| (!v.is_empty()).then_some(v)));
+            let line = record.position().map_or(0, csv::Position::line);
+            let fields = record
+                .iter()
+                .map(|raw| {
+                    if windows_1252 {
+                        Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(raw).0)
+                    } else {
+                        std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| Error::Format {
+                            path: path.to_owned(),
+                            reason: format!(
+                                "is not UTF-8 near line {line}; pass --input-encoding windows-1252 if it is"
+                            ),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<Cow<'_, str>>>>()?;
+            if first {
+                first = false;
+                let names: Vec<String> = fields.iter().map(|f| f.clone().into_owned()).collect();
+                c.header(path, schema, &names)?;
+            } else {
+                c.row(fields.iter().map(|v| (!v.is_empty()).then_some(v.as_ref())));
+            }
         }
     }
     let Collector {
