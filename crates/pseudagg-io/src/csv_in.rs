@@ -185,7 +185,7 @@ impl Tokenizer {
             match res {
                 ReadRecordResult::InputEmpty => {}
                 ReadRecordResult::OutputFull => {
-                    if nout > self.max_record_bytes {
+                    if nout >= self.max_record_bytes {
                         return Err(Error::Format {
                             path: self.path.clone(),
                             reason: format!(
