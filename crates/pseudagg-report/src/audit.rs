@@ -6,7 +6,7 @@
 //! The linear relaxation is what tau-ARGUS's audit computes too; an attacker restricted to integers
 //! cannot do better than its bounds rounded inwards.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use microlp::{ComparisonOp, OptimizationDirection, Problem};
 use rayon::prelude::*;
@@ -24,12 +24,16 @@ impl Interval {
     /// Does the interval hide the cell: its upper end reaches `threshold` and it is `width` wide?
     #[must_use]
     pub fn protects(&self, threshold: u64, width: u64) -> bool {
-        const EPS: f64 = 1e-6;
         match self.upper {
             None => true,
-            Some(hi) => hi + EPS >= threshold as f64 && hi - self.lower + EPS >= width as f64,
+            Some(hi) => {
+                hi + Self::EPS >= threshold as f64 && hi - self.lower + Self::EPS >= width as f64
+            }
         }
     }
+
+    /// Tolerance of the floating-point linear programs.
+    const EPS: f64 = 1e-6;
 }
 
 struct Constraint {
@@ -217,6 +221,49 @@ impl Index {
     }
 }
 
+/// The suppressed cells within some number of relations of a target, grown one ring at a time.
+struct Neighbourhood {
+    /// Cell to its variable number; the target is variable 0.
+    free: HashMap<usize, usize>,
+    frontier: Vec<usize>,
+    hops: usize,
+}
+
+impl Neighbourhood {
+    fn new(target: usize) -> Self {
+        Self {
+            free: HashMap::from([(target, 0)]),
+            frontier: vec![target],
+            hops: 0,
+        }
+    }
+
+    /// Grows to `hops` relations around the target.
+    fn grow(&mut self, table: &Table, index: &Index, suppressed: &[bool], hops: usize) {
+        let mut around = Vec::new();
+        while self.hops < hops && !self.frontier.is_empty() {
+            let mut next = Vec::new();
+            for &c in &self.frontier {
+                around.clear();
+                index.neighbours(table, c, &mut around);
+                for &n in &around {
+                    if suppressed[n] && !self.free.contains_key(&n) {
+                        self.free.insert(n, self.free.len());
+                        next.push(n);
+                    }
+                }
+            }
+            self.frontier = next;
+            self.hops += 1;
+        }
+    }
+
+    /// No further ring adds a cell: the neighbourhood is the target's whole connected part.
+    fn is_closed(&self) -> bool {
+        self.frontier.is_empty()
+    }
+}
+
 /// An interval from a linear program over the suppressed cells within `hops` relations of `target`,
 /// every other suppressed cell held at its true value. Holding cells fixed can only narrow the
 /// interval, so the true feasible interval contains the one returned: if this one protects the
@@ -228,30 +275,24 @@ fn local_interval(
     target: usize,
     hops: usize,
 ) -> Result<Interval, String> {
-    let mut free: HashMap<usize, usize> = HashMap::new();
-    let mut frontier = vec![target];
-    free.insert(target, 0);
-    for _ in 0..hops {
-        let mut next = Vec::new();
-        let mut around = Vec::new();
-        for &c in &frontier {
-            around.clear();
-            index.neighbours(table, c, &mut around);
-            for &n in &around {
-                if suppressed[n] && !free.contains_key(&n) {
-                    free.insert(n, free.len());
-                    next.push(n);
-                }
-            }
-        }
-        frontier = next;
-    }
+    let mut around = Neighbourhood::new(target);
+    around.grow(table, index, suppressed, hops);
+    let comp = neighbourhood_system(table, index, &around.free);
+    let lower = solve(&comp, 0, OptimizationDirection::Minimize)?
+        .ok_or("a suppressed cell has no lower bound")?;
+    let upper = solve(&comp, 0, OptimizationDirection::Maximize)?;
+    Ok(Interval { lower, upper })
+}
+
+/// The linear system over the cells of `free` (variable 0 is the target), every suppressed cell
+/// outside `free` held at its true value.
+fn neighbourhood_system(table: &Table, index: &Index, free: &HashMap<usize, usize>) -> Component {
     let value = |c: usize| table.values[c] as f64;
     let mut comp = Component {
         vars: vec![0; free.len()],
         constraints: Vec::new(),
     };
-    for (&cell, &v) in &free {
+    for (&cell, &v) in free {
         comp.vars[v] = cell;
     }
     let mut seen_sums = std::collections::HashSet::new();
@@ -306,9 +347,24 @@ fn local_interval(
             comp.constraints.push(c);
         }
     }
-    let lower = solve(&comp, 0, OptimizationDirection::Minimize)?
+    comp
+}
+
+/// The interval of the target (variable 0) of `comp`, or, when its upper end already stays below
+/// `threshold`, the point `[upper, upper]`: that lies inside the interval too (so inside the true
+/// one) and does not protect the cell either, and it saves the second linear program.
+fn interval_unless_too_low(comp: &Component, threshold: u64) -> Result<Interval, String> {
+    let upper = solve(comp, 0, OptimizationDirection::Maximize)?;
+    if let Some(hi) = upper
+        && hi + Interval::EPS < threshold as f64
+    {
+        return Ok(Interval {
+            lower: hi,
+            upper: Some(hi),
+        });
+    }
+    let lower = solve(comp, 0, OptimizationDirection::Minimize)?
         .ok_or("a suppressed cell has no lower bound")?;
-    let upper = solve(&comp, 0, OptimizationDirection::Maximize)?;
     Ok(Interval { lower, upper })
 }
 
@@ -317,25 +373,52 @@ fn local_interval(
 /// Returns (interval, protected). A cell whose neighbourhoods do not show protection counts as
 /// unprotected, even if the whole table might protect it: the audit errs towards suppressing more,
 /// never towards publishing a narrowable cell.
+///
+/// Freeing more cells only widens an interval, so a cell is protected at some neighbourhood exactly
+/// when it is at the widest. For a cell in `likely_unsafe` (it failed the round before) the widest
+/// is tried first, and only when it protects are the smaller ones tried, for the narrowest
+/// certificate: the answers are the same, with fewer linear programs.
 pub fn certify(
     table: &Table,
     suppressed: &[bool],
     targets: &[usize],
-    protects: &(dyn Fn(usize, &Interval) -> bool + Sync),
+    likely_unsafe: &[bool],
+    threshold: u64,
+    width: u64,
 ) -> Result<Vec<(Interval, bool)>, String> {
+    const HOPS: [usize; 5] = [1, 2, 3, 5, 8];
     let index = Index::new(table);
     targets
         .par_iter()
         .map(|&t| {
-            let mut last = None;
-            for hops in [1, 2, 3, 5, 8] {
-                let iv = local_interval(table, &index, suppressed, t, hops)?;
-                if protects(t, &iv) {
+            if likely_unsafe[t] {
+                let mut around = Neighbourhood::new(t);
+                around.grow(table, &index, suppressed, HOPS[HOPS.len() - 1]);
+                let comp = neighbourhood_system(table, &index, &around.free);
+                let iv = interval_unless_too_low(&comp, threshold)?;
+                if !iv.protects(threshold, width) {
+                    return Ok((iv, false));
+                }
+            }
+            let mut around = Neighbourhood::new(t);
+            let mut last: Option<(usize, Interval)> = None;
+            for hops in HOPS {
+                around.grow(table, &index, suppressed, hops);
+                // The same cells give the same linear program: no need to solve it again.
+                if last.is_some_and(|(size, _)| size == around.free.len()) {
+                    break;
+                }
+                let comp = neighbourhood_system(table, &index, &around.free);
+                let iv = interval_unless_too_low(&comp, threshold)?;
+                if iv.protects(threshold, width) {
                     return Ok((iv, true));
                 }
-                last = Some(iv);
+                last = Some((around.free.len(), iv));
+                if around.is_closed() {
+                    break;
+                }
             }
-            Ok((last.expect("at least one try"), false))
+            Ok((last.expect("at least one try").1, false))
         })
         .collect()
 }
@@ -352,6 +435,92 @@ pub fn inner_intervals(
         .par_iter()
         .map(|&t| local_interval(table, &index, suppressed, t, 1))
         .collect()
+}
+
+/// Decides for each of `targets` (suppressed cells) whether its whole connected part of the table
+/// protects it: (interval, protected), in the order of `targets`.
+///
+/// Every optimum found is a feasible point of its part, and the values a cell takes over such
+/// points lie inside its true interval. So a cell whose values over the points found so far already
+/// span a protecting interval needs no linear program of its own; that interval is recorded. Any
+/// other cell gets its exact interval from two linear programs (solved side by side), whose optima
+/// join the points. The cells of one part are taken one after the other in the order given, so
+/// the answers do not depend on threads. (Solving several cells at once shares fewer points: on
+/// the committed opDs sample, a batch of two needed 28 % more linear programs, one of eight 95 %.)
+pub fn certify_exact(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+    threshold: u64,
+    width: u64,
+) -> Result<Vec<(Interval, bool)>, String> {
+    let (comps, where_) = components(table, suppressed);
+    let mut by_comp: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, cell) in targets.iter().enumerate() {
+        let &(ci, v) = where_
+            .get(cell)
+            .ok_or("an audited cell is not suppressed")?;
+        by_comp.entry(ci).or_default().push((i, v));
+    }
+    let decided: Vec<Vec<(usize, Interval, bool)>> = by_comp
+        .into_par_iter()
+        .map(|(ci, cells)| certify_in_component(&comps[ci], &cells, threshold, width))
+        .collect::<Result<_, String>>()?;
+    let mut results = vec![None; targets.len()];
+    for (i, iv, ok) in decided.into_iter().flatten() {
+        results[i] = Some((iv, ok));
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("every target is decided"))
+        .collect())
+}
+
+/// [`certify_exact`] within one part: `cells` are (position in the targets, variable).
+fn certify_in_component(
+    comp: &Component,
+    cells: &[(usize, usize)],
+    threshold: u64,
+    width: u64,
+) -> Result<Vec<(usize, Interval, bool)>, String> {
+    let mut points: Vec<Vec<f64>> = Vec::new();
+    let mut out = Vec::with_capacity(cells.len());
+    for &(i, v) in cells {
+        if let Some(seen) = span(&points, v)
+            && seen.protects(threshold, width)
+        {
+            out.push((i, seen, true));
+            continue;
+        }
+        let (upper, lower) = rayon::join(
+            || solve_point(comp, v, OptimizationDirection::Maximize),
+            || solve_point(comp, v, OptimizationDirection::Minimize),
+        );
+        let (lower, low_point) = lower?.ok_or("a suppressed cell has no lower bound")?;
+        let upper = upper?.map(|(hi, point)| {
+            points.push(point);
+            hi
+        });
+        points.push(low_point);
+        let iv = Interval { lower, upper };
+        out.push((i, iv, iv.protects(threshold, width)));
+    }
+    Ok(out)
+}
+
+/// The smallest interval holding the values of variable `v` over `points`, if there are any.
+fn span(points: &[Vec<f64>], v: usize) -> Option<Interval> {
+    let (lower, upper) = points
+        .iter()
+        .map(|p| p[v])
+        .fold(None, |acc: Option<(f64, f64)>, x| match acc {
+            None => Some((x, x)),
+            Some((lo, hi)) => Some((lo.min(x), hi.max(x))),
+        })?;
+    Some(Interval {
+        lower,
+        upper: Some(upper),
+    })
 }
 
 /// The feasible intervals of the `targets` (suppressed cells), in their order.

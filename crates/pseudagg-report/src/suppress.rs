@@ -7,7 +7,7 @@
 //! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
 //! table always gives the same pattern.
 
-use crate::audit::{Index, Interval, certify, inner_intervals, intervals};
+use crate::audit::{Index, Interval, certify, certify_exact, inner_intervals};
 use crate::table::Table;
 
 /// Suppression settings.
@@ -52,13 +52,16 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     let better = |a: usize, b: usize| {
         (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b)
     };
-    let protects = |_: usize, iv: &Interval| iv.protects(params.threshold, params.min_width);
     let fail = |reason: String| Unprotected {
         cells: vec![],
         reason,
     };
     // A cell once shown safe stays safe: more suppression only widens intervals.
     let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
+    // Cells the audit has failed in two rounds: they most likely fail again. (After one failure
+    // most cells of thin tables pass with their new neighbour, cheaply, in a small neighbourhood.)
+    let mut failures = vec![0_u32; table.len()];
+    let mut likely_unsafe = vec![false; table.len()];
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -90,12 +93,21 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             .copied()
             .filter(|&c| safe[c].is_none())
             .collect();
-        let results = certify(table, &suppressed, &open, &protects).map_err(fail)?;
+        let results = certify(
+            table,
+            &suppressed,
+            &open,
+            &likely_unsafe,
+            params.threshold,
+            params.min_width,
+        ).map_err(fail)?;
         let mut failing = Vec::new();
         for (&c, (iv, ok)) in open.iter().zip(results) {
             if ok {
                 safe[c] = Some(iv);
             } else {
+                failures[c] += 1;
+                likely_unsafe[c] = failures[c] >= 2;
                 failing.push((c, iv));
             }
         }
@@ -141,9 +153,16 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         }
         if !costly.is_empty() {
             let cells: Vec<usize> = costly.iter().map(|c| c.0).collect();
-            let exact = intervals(table, &suppressed, &cells).map_err(fail)?;
-            for ((cell, candidate), iv) in costly.into_iter().zip(exact) {
-                if iv.protects(params.threshold, params.min_width) {
+            let exact = certify_exact(
+                table,
+                &suppressed,
+                &cells,
+                params.threshold,
+                params.min_width,
+            )
+            .map_err(fail)?;
+            for ((cell, candidate), (iv, ok)) in costly.into_iter().zip(exact) {
+                if ok {
                     safe[cell] = Some(iv);
                 } else if !suppressed[candidate] {
                     suppressed[candidate] = true;
@@ -153,10 +172,17 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         }
         if !added && !no_candidate.is_empty() {
             let cells: Vec<usize> = no_candidate.iter().map(|c| c.0).collect();
-            let exact = intervals(table, &suppressed, &cells).map_err(fail)?;
+            let exact = certify_exact(
+                table,
+                &suppressed,
+                &cells,
+                params.threshold,
+                params.min_width,
+            )
+            .map_err(fail)?;
             let mut still = Vec::new();
-            for (c, iv) in cells.into_iter().zip(exact) {
-                if iv.protects(params.threshold, params.min_width) {
+            for (c, (iv, ok)) in cells.into_iter().zip(exact) {
+                if ok {
                     safe[c] = Some(iv);
                 } else {
                     still.push((c, iv));
@@ -216,6 +242,7 @@ fn nearest_candidate(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::intervals;
     use crate::table::Sum;
 
     /// RD(51) = gE1(1) + gE2(50): primary suppression alone publishes 51 and 50, so gE1 = 1 exactly.
