@@ -115,7 +115,7 @@ fn with_bad_row(dir: &Path, row: usize) -> (PathBuf, u64) {
         let record = record.unwrap();
         let mut fields: Vec<String> = record.iter().map(str::to_owned).collect();
         if i + 1 == row {
-            fields[0] = "12-not-a-number".to_owned();
+            "12-not-a-number".clone_into(&mut fields[0]);
             line = record.position().unwrap().line();
         }
         writer.write_record(&fields).unwrap();

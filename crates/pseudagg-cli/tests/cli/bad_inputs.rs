@@ -465,6 +465,7 @@ fn ten_thousand_columns_are_refused_with_a_short_message() {
 /// Runs `pseudagg pseudonymise` with its output root on a tmpfs of `options` (size, ro) in a
 /// private user and mount namespace, and reports the exit code, stderr and what is left on the
 /// tmpfs afterwards. `None` where the machine allows no user namespaces.
+#[allow(clippy::print_stderr)] // says in the test output why the test did not run here
 fn in_small_fs(case: &Case, options: &str) -> Option<(i32, String, String)> {
     let out = case.dir.path().join("mnt");
     fs::create_dir_all(&out).unwrap();

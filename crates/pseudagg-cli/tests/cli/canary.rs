@@ -66,7 +66,7 @@ fn texts(dir: &Path) -> Vec<(String, String)> {
                 }
             }
             t
-        } else if name.ends_with(".xlsx") {
+        } else if path.extension().is_some_and(|e| e == "xlsx") {
             let mut wb = open_workbook_auto(&path).unwrap();
             let mut t = String::new();
             for sheet in wb.sheet_names() {
@@ -143,7 +143,7 @@ fn run(label: &str, args: &[&str], canaries: &[String]) -> Output {
 }
 
 #[test]
-#[allow(clippy::too_many_lines)] // every command, one after another
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)] // every command, one after another
 fn no_canary_reaches_any_output_log_manifest_or_protocol() {
     let t = inputs();
     let d = t.dir.path();
