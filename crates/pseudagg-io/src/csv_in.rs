@@ -25,13 +25,12 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use arrow_array::{Array, StringArray};
 use arrow_schema::Schema as ArrowSchema;
 use csv_core::ReadRecordResult;
 use pseudagg_core::{Error, Location, Problem, Result, Schema};
 
 use crate::cell::{ColumnCheck, TextColumn};
-use crate::extract::{Chunk, Encoding, batch_of, fingerprint, match_columns};
+use crate::extract::{Chunk, Encoding, batch_of, match_columns, unique_fingerprints};
 use crate::hashing::HashingReader;
 
 /// Decoded chunks that may wait for the caller, beyond the one it holds.
@@ -451,21 +450,7 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
         }
     }
     let arrays: Vec<_> = columns.into_iter().map(TextColumn::finish).collect();
-    let fingerprints = context
-        .unique
-        .iter()
-        .map(|&ci| {
-            arrays[ci]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .map(|values| {
-                    (0..values.len())
-                        .map(|i| values.is_valid(i).then(|| fingerprint(values.value(i))))
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .collect();
+    let fingerprints = unique_fingerprints(&arrays, &context.unique);
     let batch = batch_of(&context.arrow, arrays, !problems.is_empty());
     Chunk {
         batch,

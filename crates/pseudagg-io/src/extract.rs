@@ -462,6 +462,23 @@ pub(crate) fn fingerprint(value: &str) -> u128 {
     (u128::from(a.finish()) << 64) | u128::from(b.finish())
 }
 
+/// The fingerprints of the `unique` columns of a chunk, row by row (`None` for a null).
+pub(crate) fn unique_fingerprints(
+    arrays: &[arrow_array::ArrayRef],
+    unique: &[usize],
+) -> Vec<Vec<Option<u128>>> {
+    unique
+        .iter()
+        .map(|&ci| {
+            arrays[ci]
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .map(|values| values.iter().map(|v| v.map(fingerprint)).collect())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Matches a file's column names to the schema: every schema column must be there once, and no
 /// other column may be. Names are echoed only when they look like column names.
 pub(crate) fn match_columns(

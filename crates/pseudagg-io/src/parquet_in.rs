@@ -13,7 +13,7 @@ use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchR
 use pseudagg_core::{ColumnType, Error, Location, Problem, Problems, Result, Schema};
 
 use crate::cell::ColumnCheck;
-use crate::extract::{Chunk, batch_of, fingerprint, match_columns};
+use crate::extract::{Chunk, batch_of, match_columns, unique_fingerprints};
 use crate::hashing::sha256_file;
 
 /// Reads in a thread of its own, one batch ahead of the caller at most [`IN_FLIGHT`]; each batch is
@@ -278,17 +278,7 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
         arrays.push(column);
     }
     problems.sort_by_key(|p| p.location.row);
-    let fingerprints = context
-        .unique
-        .iter()
-        .map(|&ci| {
-            arrays[ci]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .map(|values| values.iter().map(|v| v.map(fingerprint)).collect())
-                .unwrap_or_default()
-        })
-        .collect();
+    let fingerprints = unique_fingerprints(&arrays, &context.unique);
     let batch = batch_of(&context.arrow, arrays, !problems.is_empty());
     Ok(Chunk {
         batch,

@@ -56,6 +56,17 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         cells: vec![],
         reason,
     };
+    // The whole connected part decides: (interval, protected) per cell.
+    let decide_exactly = |suppressed: &[bool], cells: &[usize]| {
+        certify_exact(
+            table,
+            suppressed,
+            cells,
+            params.threshold,
+            params.min_width,
+        )
+        .map_err(fail)
+    };
     // A cell once shown safe stays safe: more suppression only widens intervals.
     let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
     // Cells the audit has failed in two rounds: they most likely fail again. (After one failure
@@ -153,14 +164,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         }
         if !costly.is_empty() {
             let cells: Vec<usize> = costly.iter().map(|c| c.0).collect();
-            let exact = certify_exact(
-                table,
-                &suppressed,
-                &cells,
-                params.threshold,
-                params.min_width,
-            )
-            .map_err(fail)?;
+            let exact = decide_exactly(&suppressed, &cells)?;
             for ((cell, candidate), (iv, ok)) in costly.into_iter().zip(exact) {
                 if ok {
                     safe[cell] = Some(iv);
@@ -172,14 +176,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         }
         if !added && !no_candidate.is_empty() {
             let cells: Vec<usize> = no_candidate.iter().map(|c| c.0).collect();
-            let exact = certify_exact(
-                table,
-                &suppressed,
-                &cells,
-                params.threshold,
-                params.min_width,
-            )
-            .map_err(fail)?;
+            let exact = decide_exactly(&suppressed, &cells)?;
             let mut still = Vec::new();
             for (c, (iv, ok)) in cells.into_iter().zip(exact) {
                 if ok {

@@ -450,7 +450,6 @@ fn ten_thousand_columns_are_refused_with_a_short_message() {
             r.push(format!("v{i}"));
         }
     }
-    let started = std::time::Instant::now();
     let r = case.refuse_extract(&x);
     expect(&r, &["`extra_0`", "more"]);
     assert!(
@@ -458,8 +457,6 @@ fn ten_thousand_columns_are_refused_with_a_short_message() {
         "{} bytes of message",
         r.stderr.len()
     );
-    // Not a timing assertion on speed, only that it does not hang.
-    assert!(started.elapsed().as_secs() < 60);
 }
 
 /// Runs `pseudagg pseudonymise` with its output root on a tmpfs of `options` (size, ro) in a
