@@ -20,9 +20,9 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use arrow_schema::Schema as ArrowSchema;
@@ -102,7 +102,10 @@ impl RawChunk {
     }
 
     fn record(&self, r: usize) -> (usize, &[usize]) {
-        (self.starts[r], &self.ends[self.fields[r]..self.fields[r + 1]])
+        (
+            self.starts[r],
+            &self.ends[self.fields[r]..self.fields[r + 1]],
+        )
     }
 }
 
@@ -282,7 +285,9 @@ impl CsvSource {
         for &end in &ends {
             let raw = &data[begin..end];
             begin = end;
-            names.push(decode(raw, encoding).map_or_else(|_| String::new(), |s| s.trim().to_owned()));
+            names.push(
+                decode(raw, encoding).map_or_else(|_| String::new(), |s| s.trim().to_owned()),
+            );
         }
         let mapping = match_columns(&names, schema).map_err(|problems| Error::Input {
             file: path.to_owned(),

@@ -428,7 +428,6 @@ impl ExtractReader {
             }
         }
     }
-
 }
 
 /// Assembles a chunk's batch. A chunk with problems may hold nulls in non-nullable columns (where

@@ -31,7 +31,10 @@ pub fn writer_properties(metadata: &[(&str, String)]) -> WriterProperties {
 /// [`writer_properties`], with dictionary encoding off for `distinct` columns: columns whose values
 /// are (nearly) all different, such as pseudonyms, where a dictionary is work for nothing.
 #[must_use]
-pub fn writer_properties_with(metadata: &[(&str, String)], distinct: &[String]) -> WriterProperties {
+pub fn writer_properties_with(
+    metadata: &[(&str, String)],
+    distinct: &[String],
+) -> WriterProperties {
     let mut builder = WriterProperties::builder();
     for column in distinct {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(column.as_str()), false);

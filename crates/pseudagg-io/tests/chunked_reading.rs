@@ -154,13 +154,23 @@ fn problems_keep_their_row_and_line_wherever_the_cut() {
 fn a_repeated_identifier_is_found_across_chunks() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(sample()).unwrap();
-    let first_id = text.lines().nth(1).unwrap().split(';').next().unwrap().to_owned();
+    let first_id = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(b';')
         .from_reader(text.as_bytes());
     let header = reader.headers().unwrap().clone();
     let path = dir.path().join("dup.csv");
-    let mut writer = csv::WriterBuilder::new().delimiter(b';').from_path(&path).unwrap();
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .from_path(&path)
+        .unwrap();
     writer.write_record(&header).unwrap();
     for (i, record) in reader.records().enumerate() {
         let mut fields: Vec<String> = record.unwrap().iter().map(str::to_owned).collect();

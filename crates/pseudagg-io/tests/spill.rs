@@ -30,8 +30,18 @@ fn read(path: &std::path::Path) -> Vec<(String, Option<String>)> {
         .unwrap()
     {
         let batch = batch.unwrap();
-        let rd = batch.column(0).as_any().downcast_ref::<StringArray>().unwrap().clone();
-        let value = batch.column(1).as_any().downcast_ref::<StringArray>().unwrap().clone();
+        let rd = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
+        let value = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap()
+            .clone();
         for i in 0..batch.num_rows() {
             out.push((
                 rd.value(i).to_owned(),
@@ -51,7 +61,10 @@ fn spilled_rows_are_written_once_in_order_through_the_rewrite() {
         .write(&batch(&[("A", "a1"), ("B", "b1"), ("A", "a2")]), 0)
         .unwrap();
     spill
-        .write(&batch(&[("B", "b2"), ("A", "a3"), ("A", "a4"), ("B", "b3")]), 0)
+        .write(
+            &batch(&[("B", "b2"), ("A", "a3"), ("A", "a4"), ("B", "b3")]),
+            0,
+        )
         .unwrap();
     assert!(dir.path().join(".spill").is_dir());
 
@@ -101,5 +114,10 @@ fn an_unsafe_partition_value_is_refused_before_any_file() {
     let mut spill = PartitionSpill::new(dir.path(), "rd", schema()).unwrap();
     let err = spill.write(&batch(&[("../x", "v")]), 0).unwrap_err();
     assert!(err.to_string().contains("folder name"), "{err}");
-    assert_eq!(std::fs::read_dir(dir.path().join(".spill")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join(".spill"))
+            .unwrap()
+            .count(),
+        0
+    );
 }

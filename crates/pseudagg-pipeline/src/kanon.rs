@@ -321,7 +321,12 @@ mod tests {
     #[test]
     #[allow(clippy::many_single_char_names)] // four columns, a to d
     fn keys_round_trip_even_with_separators_in_values() {
-        let t: Tuple = vec![Some("a:+3-".into()), None, Some(String::new()), Some("x".repeat(1234))];
+        let t: Tuple = vec![
+            Some("a:+3-".into()),
+            None,
+            Some(String::new()),
+            Some("x".repeat(1234)),
+        ];
         let a = StringArray::from(vec![Some("a:+3-")]);
         let d = StringArray::from(vec![Some("x".repeat(1234))]);
         let b = StringArray::from(vec![None::<&str>]);

@@ -164,7 +164,10 @@ fn no_sensitive_input_value_reaches_the_output() {
             let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             let mut texts = Vec::new();
             json_texts(&manifest, &mut texts);
-            assert!(texts.len() > 20, "the manifest of {rel} holds too little text");
+            assert!(
+                texts.len() > 20,
+                "the manifest of {rel} holds too little text"
+            );
             for text in &texts {
                 let digest = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
                 for s in &long {
