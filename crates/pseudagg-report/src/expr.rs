@@ -232,16 +232,35 @@ struct Parser<'a> {
     at: usize,
     end: usize,
     schema: &'a Schema,
+    /// Brackets and `not`s open around the current position.
+    depth: usize,
 }
+
+/// The deepest nesting of brackets and `not` an expression may have. The parser and the
+/// evaluator recurse once per level, so this bounds their stack; a real filter needs a handful.
+pub const MAX_DEPTH: usize = 64;
+
+/// The most tokens (names, values, operators, brackets) an expression may have. Flat `and` and
+/// `or` chains are evaluated without recursion, but every token costs work on every row.
+pub const MAX_TOKENS: usize = 10_000;
 
 /// Parses and checks an expression against `schema`.
 pub fn parse(text: &str, schema: &Schema) -> Result<Expr, ExprError> {
     let toks = lex(text)?;
+    if let Some((pos, _)) = toks.get(MAX_TOKENS) {
+        return Err(ExprError {
+            position: *pos,
+            message: format!(
+                "the expression has more than {MAX_TOKENS} names, values and operators; split it, or use `in (...)` for a list of values"
+            ),
+        });
+    }
     let mut p = Parser {
         toks,
         at: 0,
         end: text.chars().count(),
         schema,
+        depth: 0,
     };
     if p.toks.is_empty() {
         return Err(ExprError {
@@ -309,9 +328,25 @@ impl Parser<'_> {
         })
     }
 
+    /// Enters one level of nesting at `pos`, or refuses one too deep.
+    fn enter(&mut self, pos: usize) -> Result<(), ExprError> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.fail(
+                pos,
+                format!("brackets and `not` are nested more than {MAX_DEPTH} deep; simplify the expression"),
+            );
+        }
+        Ok(())
+    }
+
     fn unary(&mut self) -> Result<Expr, ExprError> {
+        let pos = self.pos();
         if self.keyword("not") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.enter(pos)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(inner)));
         }
         self.primary()
     }
@@ -320,12 +355,14 @@ impl Parser<'_> {
         let pos = self.pos();
         match self.peek().cloned() {
             Some(Tok::LParen) => {
+                self.enter(pos)?;
                 self.at += 1;
                 let e = self.or()?;
                 if self.peek() != Some(&Tok::RParen) {
                     return self.fail(self.pos(), "a `)` is missing");
                 }
                 self.at += 1;
+                self.depth -= 1;
                 Ok(e)
             }
             Some(Tok::Ident(w)) if w == "true" || w == "false" => {
@@ -592,6 +629,7 @@ pub mod eval {
         month_end_days: i32,
         f: fn(bool, bool) -> bool,
     ) -> Vec<bool> {
+        // A flat chain: one pass per part, no recursion along the chain.
         let mut acc = eval(&parts[0], batch, month_end_days);
         for p in &parts[1..] {
             for (a, b) in acc.iter_mut().zip(eval(p, batch, month_end_days)) {
@@ -666,5 +704,41 @@ mod tests {
         assert!(err("elb and (sprachniveau = 'A1'").contains("`)` is missing"));
         assert!(err("").contains("empty"));
         assert!(err("elb elb").contains("after the end"));
+    }
+
+    /// Issue 18: 10,000 brackets overflowed the stack (exit 134).
+    #[test]
+    fn deep_nesting_is_refused_with_its_position_not_a_crash() {
+        let deep = format!("{}elb{}", "(".repeat(1_000), ")".repeat(1_000));
+        let e = err(&deep);
+        assert!(
+            e.starts_with("at character 65:") && e.contains("nested more than 64"),
+            "{e}"
+        );
+        // 10,000 deep is refused as well (it is also too long), never a stack overflow.
+        let deeper = format!("{}elb{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(err(&deeper).contains("more than"));
+        let nots = format!("{}elb", "not ".repeat(1_000));
+        assert!(err(&nots).contains("nested more than 64"));
+        // The limit itself is allowed.
+        let ok64 = format!("{}elb{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert_eq!(ok(&ok64), Expr::Flag(schema().index_of("elb").unwrap()));
+        let e = err(&format!(
+            "{}elb{}",
+            "(".repeat(MAX_DEPTH + 1),
+            ")".repeat(MAX_DEPTH + 1)
+        ));
+        assert!(e.contains("nested more than"), "{e}");
+    }
+
+    #[test]
+    fn long_chains_are_flat_and_bounded() {
+        let chain = vec!["elb"; 4_000].join(" and ");
+        let Expr::And(parts) = ok(&chain) else {
+            panic!("a flat chain")
+        };
+        assert_eq!(parts.len(), 4_000);
+        let e = err(&vec!["elb"; 50_000].join(" and "));
+        assert!(e.contains("more than 10000"), "{e}");
     }
 }

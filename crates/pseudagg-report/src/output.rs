@@ -26,6 +26,17 @@ pub struct Scope {
     pub areas: Vec<usize>,
 }
 
+/// Can a data value name a folder? 1 to 64 ASCII letters, digits, `-` and `_`, starting with a
+/// letter or digit: never a path separator, `.` or `..`.
+#[must_use]
+pub fn is_folder_code(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.as_bytes()[0].is_ascii_alphanumeric()
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// The scopes of a table: the Bund (federal values only), each RD (its gEs, its sum, the Bund),
 /// each gE (its own values).
 #[must_use]
@@ -92,6 +103,32 @@ pub struct Published<'a> {
     pub dimension: Option<&'a str>,
     pub indicator_labels: Vec<String>,
     pub month: Month,
+    /// SHA-256 of the definition, for the recipients' manifests.
+    pub definition_sha256: &'a str,
+    /// The reference of the Traeger's request this output answers.
+    pub request: Option<&'a str>,
+}
+
+/// The name of a recipient folder's own manifest. The leading `_` makes Parquet readers (pyarrow,
+/// pandas, polars, DuckDB) skip it when they read the folder.
+pub const SCOPE_MANIFEST: &str = "_manifest.json";
+
+/// The manifest inside a recipient folder: what the recipient may know of its files and nothing
+/// more. It holds no audit, no interval, no count of rows read and no suppression detail: a
+/// recipient folder is handed on as it is, so it carries only its cells and their hashes.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScopeManifest {
+    pub manifest_version: u32,
+    pub kind: &'static str,
+    pub tool: String,
+    pub report: String,
+    pub report_sha256: String,
+    pub month: String,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// The scope's tables, relative to the recipient folder.
+    pub files: Vec<FileInfo>,
 }
 
 impl Published<'_> {
@@ -142,6 +179,34 @@ impl Published<'_> {
                 sha256: sha256_file(&path)?,
             });
         }
+        // The recipient's manifest lists its files relative to its own folder.
+        let own = ScopeManifest {
+            manifest_version: 1,
+            kind: "report-scope",
+            tool: format!("pseudagg {}", pseudagg_core::TOOL_VERSION),
+            report: self.report.to_owned(),
+            report_sha256: self.definition_sha256.to_owned(),
+            month: self.month.to_string(),
+            scope: scope.dir.clone(),
+            request: self.request.map(str::to_owned),
+            files: files
+                .iter()
+                .map(|f| FileInfo {
+                    path: f.path[scope.dir.len() + 1..].to_owned(),
+                    ..f.clone()
+                })
+                .collect(),
+        };
+        let mut json = serde_json::to_string_pretty(&own).expect("a scope manifest serialises");
+        json.push('\n');
+        let path = dir.join(SCOPE_MANIFEST);
+        fs::write(&path, &json).map_err(|e| Error::io("write", &path, e))?;
+        files.push(FileInfo {
+            path: format!("{}/{SCOPE_MANIFEST}", scope.dir),
+            rows: 0,
+            bytes: json.len() as u64,
+            sha256: sha256_file(&path)?,
+        });
         Ok(files)
     }
 
@@ -399,11 +464,26 @@ fn month_name(m: u32) -> &'static str {
     ][(m as usize).saturating_sub(1).min(11)]
 }
 
+/// Would a spreadsheet read this text as a formula (OWASP, CSV injection)?
+#[must_use]
+pub fn starts_like_a_formula(s: &str) -> bool {
+    s.starts_with(['=', '+', '-', '@', '\t', '\r'])
+}
+
+/// A text cell of a CSV for people: a value that a spreadsheet would evaluate (`=`, `+`, `-`, `@`,
+/// a tab or a carriage return first) gets a leading `'`, which Excel and LibreOffice show as text
+/// and do not display; then quoted where `;`, `"` or a line break need it. The Parquet tables keep
+/// the exact value.
 fn csv_field(s: &str) -> String {
+    let s = if starts_like_a_formula(s) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
     if s.contains([';', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        s
     }
 }
 

@@ -122,6 +122,25 @@ impl ReportPlan {
             .as_ref()
             .map(|n| org("ge-name-column", n, &mut problems));
         for (key, column) in [("rd-column", rd_column), ("ge-column", ge_column)] {
+            // Their values name the recipients' folders (`rd=NRW`, `ge=31501`): only a code
+            // column, whose every value the schema constrains, may be used.
+            if let Some(c) = column {
+                let spec = &schema.columns[c];
+                let codes_ok = spec
+                    .values
+                    .as_ref()
+                    .is_some_and(|v| v.iter().all(|x| crate::output::is_folder_code(x)));
+                if !codes_ok && spec.pattern.is_none() {
+                    problems.push(Problem::new(
+                        Location::key(key),
+                        format!(
+                            "`{}` is not a code column (the schema gives it no pattern or allowed values of letters, digits, `-` and `_`); its values name the recipients' folders, so it must be one, such as `{}`",
+                            spec.name,
+                            if key == "rd-column" { "rd" } else { "ge_nr" }
+                        ),
+                    ));
+                }
+            }
             if let Some(c) = column
                 && schema.columns[c].nullable
             {
@@ -184,6 +203,30 @@ impl ReportPlan {
                     format!("dimension.categories[{i}].when"),
                     &c.when,
                     &mut problems,
+                ));
+            }
+        }
+
+        // Names and labels reach the CSVs and workbooks people open in spreadsheets: one that a
+        // spreadsheet would read as a formula is refused here (the CSV writer neutralises it too).
+        let mut texts: Vec<(String, &str)> = vec![
+            ("title".into(), d.title.as_str()),
+            ("description".into(), d.description.as_str()),
+        ];
+        if let Some(dim) = &d.dimension {
+            texts.push(("dimension.total".into(), dim.total.as_str()));
+            for (i, c) in dim.categories.iter().enumerate() {
+                texts.push((format!("dimension.categories[{i}].name"), c.name.as_str()));
+            }
+        }
+        for (i, ind) in d.indicators.iter().enumerate() {
+            texts.push((format!("indicators[{i}].label"), ind.label.as_str()));
+        }
+        for (key, text) in texts {
+            if crate::output::starts_like_a_formula(text) {
+                problems.push(Problem::new(
+                    Location::key(key),
+                    "starts with `=`, `+`, `-`, `@`, a tab or a carriage return, which a spreadsheet reads as a formula: begin with a letter or digit",
                 ));
             }
         }

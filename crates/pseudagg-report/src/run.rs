@@ -9,7 +9,7 @@ use tracing::{info, info_span};
 
 use crate::aggregate::Counter;
 use crate::layout::{Level, ReportTable};
-use crate::output::{Published, scopes};
+use crate::output::{Published, is_folder_code, scopes};
 use crate::plan::ReportPlan;
 use crate::suppress::{Params, protect};
 
@@ -23,6 +23,9 @@ pub struct ReportOptions<'a> {
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
     /// A Traeger's request: only its gEs are written, to `{out}/{report}/requests/{reference}/{month}/`.
     pub request: Option<RequestScope>,
+    /// Runs just before the output goes live (the protocol's announcement); an error publishes
+    /// nothing.
+    pub before_publish: Option<&'a pseudagg_io::PublishHook<'a>>,
 }
 
 /// What a checked request allows: its reference and the gEs it may see.
@@ -59,8 +62,10 @@ pub struct ReportManifest {
     pub rows_read: u64,
     pub rows_counted: u64,
     pub suppression: SuppressionNote,
-    /// Every suppressed cell with an interval that the attacker's feasible interval contains: the
-    /// attacker cannot narrow the cell further than `[lower, upper]`.
+    /// Every suppressed cell with an interval: a secondary cell's feasible interval, a primary
+    /// cell's certificate (an interval its feasible interval contains: the attacker cannot narrow
+    /// the cell further). For the steward only: this manifest stays beside the recipient folders,
+    /// never in one.
     pub audit: Vec<AuditNote>,
     /// What an attacker knows of the published tables besides the values: which rows add up to
     /// which. `pseudagg verify` rebuilds the relations from this and the published files.
@@ -106,6 +111,9 @@ pub struct AuditNote {
     pub category: String,
     pub indicator: String,
     pub primary: bool,
+    /// `feasible` (secondary cells: the whole interval the attacker can compute) or `certificate`
+    /// (primary cells: an interval inside it that already shows protection).
+    pub interval: &'static str,
     pub lower: f64,
     /// `None`: unbounded.
     pub upper: Option<f64>,
@@ -215,9 +223,32 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     );
 
     let mut scopes = scopes(&rt);
+    // Every folder name built from data is a code; anything else (a path, `..`) is refused
+    // before a file is written. The plan admits only code columns; this holds whatever a
+    // schema's pattern lets through.
+    for a in &rt.areas {
+        let rd_ok = a.rd.as_deref().is_none_or(is_folder_code);
+        let ge_ok = a.ge.as_ref().is_none_or(|g| is_folder_code(&g.nr));
+        if !(rd_ok && ge_ok) {
+            return Err(Error::Refused(format!(
+                "a value of the column `{}` cannot name a recipient's folder (only letters, digits, `-` and `_`); nothing was written: correct the extract or the schema's pattern for that column",
+                if rd_ok { &d.ge_column } else { &d.rd_column }
+            )));
+        }
+    }
     let target = match &options.request {
         None => options.out.join(&d.name).join(options.month.to_string()),
         Some(request) => {
+            let r = &request.reference;
+            if r.starts_with('.')
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(Error::Refused(
+                    "the request's reference cannot name a folder (letters, digits, `-`, `_`, `.` only, not starting with `.`); nothing was written".into(),
+                ));
+            }
             let wanted: Vec<String> = request.ges.iter().map(|g| format!("ge={g}")).collect();
             if let Some(missing) = wanted.iter().find(|w| !scopes.iter().any(|s| &s.dir == *w)) {
                 return Err(Error::Refused(format!(
@@ -243,6 +274,8 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         dimension: d.dimension.as_ref().map(|x| x.name.as_str()),
         indicator_labels: d.indicators.iter().map(|i| i.label.clone()).collect(),
         month: options.month,
+        definition_sha256: &plan.definition_sha256,
+        request: options.request.as_ref().map(|r| r.reference.as_str()),
     };
     let mut files = Vec::new();
     {
@@ -271,6 +304,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 category: rt.categories[c].clone(),
                 indicator: rt.indicators[k].clone(),
                 primary: pattern.primary[cell],
+                interval: if pattern.primary[cell] {
+                    "certificate"
+                } else {
+                    "feasible"
+                },
                 lower: round(iv.lower),
                 upper: iv.upper.map(round),
             }
@@ -317,7 +355,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     json.push('\n');
     let path = staging.path().join("manifest.json");
     std::fs::write(&path, json).map_err(|e| Error::io("write", &path, e))?;
-    staging.commit()?;
+    staging.commit_after(options.before_publish)?;
     info!(target = %target.display(), files = manifest.files.len(), "report written");
     Ok(ReportOutcome { target, manifest })
 }

@@ -7,7 +7,7 @@
 //! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
 //! table always gives the same pattern.
 
-use crate::audit::{Index, Interval, certify, certify_exact, inner_intervals};
+use crate::audit::{Index, Interval, certify, certify_exact, intervals};
 use crate::table::Table;
 
 /// Suppression settings.
@@ -22,7 +22,8 @@ pub struct Params {
 pub struct Pattern {
     pub suppressed: Vec<bool>,
     pub primary: Vec<bool>,
-    /// An interval for every suppressed cell, by cell; its true feasible interval contains it.
+    /// An interval for every suppressed cell, by cell: for a secondary cell its feasible interval,
+    /// for a primary cell the interval that proved it protected (its feasible interval contains it).
     pub audit: Vec<(usize, Interval)>,
     pub rounds: usize,
 }
@@ -58,14 +59,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     };
     // The whole connected part decides: (interval, protected) per cell.
     let decide_exactly = |suppressed: &[bool], cells: &[usize]| {
-        certify_exact(
-            table,
-            suppressed,
-            cells,
-            params.threshold,
-            params.min_width,
-        )
-        .map_err(fail)
+        certify_exact(table, suppressed, cells, params.threshold, params.min_width).map_err(fail)
     };
     // A cell once shown safe stays safe: more suppression only widens intervals.
     let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
@@ -111,7 +105,8 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             &likely_unsafe,
             params.threshold,
             params.min_width,
-        ).map_err(fail)?;
+        )
+        .map_err(fail)?;
         let mut failing = Vec::new();
         for (&c, (iv, ok)) in open.iter().zip(results) {
             if ok {
@@ -132,8 +127,11 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             let secondary: Vec<usize> = (0..table.len())
                 .filter(|&c| suppressed[c] && !primary[c])
                 .collect();
-            let inner = inner_intervals(table, &suppressed, &secondary).map_err(fail)?;
-            let mut audit: Vec<(usize, Interval)> = secondary.into_iter().zip(inner).collect();
+            // A secondary cell's interval is its feasible interval over its whole connected part,
+            // never one with its neighbours held at their true values (that would record the
+            // true value itself).
+            let feasible = intervals(table, &suppressed, &secondary).map_err(fail)?;
+            let mut audit: Vec<(usize, Interval)> = secondary.into_iter().zip(feasible).collect();
             for &c in &primaries {
                 audit.push((c, safe[c].expect("every primary cell is safe")));
             }

@@ -53,6 +53,9 @@ pub enum Rule {
     TimeSeries,
     /// The CSV and the Parquet file of a scope disagree.
     Inconsistent,
+    /// A recipient folder holds more than its tables and a manifest of hashes, month, definition
+    /// and scope: audit data, intervals, a true value of a suppressed cell, or another file.
+    RecipientFolder,
 }
 
 impl Rule {
@@ -80,6 +83,7 @@ impl Rule {
             Self::Disclosure => "disclosure",
             Self::TimeSeries => "time-series",
             Self::Inconsistent => "inconsistent",
+            Self::RecipientFolder => "recipient-folder",
         }
     }
 }

@@ -20,7 +20,12 @@ impl std::fmt::Debug for PeriodKey {
 /// Reads a key file: 64 hex characters, readable by its owner only. Returns the master key's id
 /// (the first 8 bytes of its SHA-256, in hex) and the period key.
 pub(crate) fn load(path: &Path, purpose: &str, month: &str) -> Result<(String, PeriodKey)> {
-    let bad = |reason: &str| Error::Key(format!("the key file {} {reason}", path.display()));
+    let bad = |reason: &str| {
+        Error::Key(format!(
+            "the key file {} {reason}",
+            pseudagg_core::key_path_shown(path)
+        ))
+    };
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

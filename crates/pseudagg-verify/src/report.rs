@@ -158,8 +158,10 @@ pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<(
     }
     let listed: HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
 
+    verdict.check("recipient-folder");
     let mut tables = Vec::new();
     for scope in &scopes {
+        check_recipient_folder(dir, scope, &report, &month, m, verdict)?;
         let stem = format!("{scope}/{report}-{month}");
         let pq = format!("{stem}.parquet");
         if !listed.contains(pq.as_str()) || !dir.join(&pq).is_file() {
@@ -188,6 +190,10 @@ pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<(
         let csv = format!("{stem}.csv");
         if listed.contains(csv.as_str()) && dir.join(&csv).is_file() {
             compare_csv(&dir.join(&csv), &csv, &file, verdict)?;
+        }
+        let xlsx = format!("{stem}.xlsx");
+        if listed.contains(xlsx.as_str()) && dir.join(&xlsx).is_file() {
+            compare_xlsx(&dir.join(&xlsx), &xlsx, &table, verdict);
         }
         tables.push((scope.clone(), table));
     }
@@ -228,6 +234,134 @@ pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<(
         }
     }
     verdict.fact("suppressed_cells_audited", &audited);
+    Ok(())
+}
+
+/// The name of a recipient folder's own manifest.
+const SCOPE_MANIFEST: &str = "_manifest.json";
+
+/// The only keys a recipient's manifest may hold: hashes, month, definition and scope.
+const SCOPE_MANIFEST_KEYS: [&str; 9] = [
+    "manifest_version",
+    "kind",
+    "tool",
+    "report",
+    "report_sha256",
+    "month",
+    "scope",
+    "request",
+    "files",
+];
+
+/// The keys of a file entry in a recipient's manifest.
+const SCOPE_FILE_KEYS: [&str; 4] = ["path", "rows", "bytes", "sha256"];
+
+/// A recipient folder is handed on as it is: it may hold its three tables and its own manifest,
+/// and that manifest only hashes, month, definition and scope. Audit data, intervals, counts of
+/// the extract or any other file there would reach the recipient.
+fn check_recipient_folder(
+    dir: &Path,
+    scope: &str,
+    report: &str,
+    month: &str,
+    m: &Manifest,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let folder = dir.join(scope);
+    let finding = |what: &str| Finding::new(Rule::RecipientFolder, what.to_owned());
+    let Ok(entries) = std::fs::read_dir(&folder) else {
+        verdict.push(finding("the recipient folder is missing").file(scope));
+        return Ok(());
+    };
+    let tables: Vec<String> = ["parquet", "csv", "xlsx"]
+        .iter()
+        .map(|ext| format!("{report}-{month}.{ext}"))
+        .collect();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", &folder, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        if !is_file || !(tables.contains(&name) || name == SCOPE_MANIFEST) {
+            verdict.push(
+                finding(
+                    "a recipient folder may hold only its tables and its manifest; this is neither",
+                )
+                .file(format!("{scope}/{name}")),
+            );
+        }
+    }
+    let rel = format!("{scope}/{SCOPE_MANIFEST}");
+    let path = folder.join(SCOPE_MANIFEST);
+    let Ok(bytes) = std::fs::read(&path) else {
+        verdict.push(finding("the recipient folder has no manifest of its own").file(&rel));
+        return Ok(());
+    };
+    let Ok(own) = serde_json::from_slice::<Value>(&bytes) else {
+        verdict.push(finding("the recipient's manifest is not JSON").file(&rel));
+        return Ok(());
+    };
+    let Some(obj) = own.as_object() else {
+        verdict.push(finding("the recipient's manifest is not a JSON object").file(&rel));
+        return Ok(());
+    };
+    for key in obj.keys() {
+        if !SCOPE_MANIFEST_KEYS.contains(&key.as_str()) {
+            verdict.push(
+                finding(&format!(
+                    "the recipient's manifest holds `{key}`: a recipient may see only hashes, month, definition and scope"
+                ))
+                .file(&rel),
+            );
+        }
+    }
+    let expect = |key: &str, want: &str, verdict: &mut Verdict| {
+        if obj.get(key).and_then(Value::as_str) != Some(want) {
+            verdict.push(
+                finding(&format!(
+                    "the recipient's manifest has no `{key}` or one that differs from the report's"
+                ))
+                .file(&rel),
+            );
+        }
+    };
+    expect("scope", scope, verdict);
+    expect("month", month, verdict);
+    expect("report", report, verdict);
+    expect(
+        "report_sha256",
+        m.str("report_sha256").unwrap_or_default(),
+        verdict,
+    );
+    let files = obj.get("files").and_then(Value::as_array);
+    let mut listed = 0;
+    for f in files.into_iter().flatten() {
+        let extra = f
+            .as_object()
+            .map(|o| o.keys().any(|k| !SCOPE_FILE_KEYS.contains(&k.as_str())));
+        let name = f.get("path").and_then(Value::as_str).unwrap_or_default();
+        let sha = f.get("sha256").and_then(Value::as_str).unwrap_or_default();
+        if extra != Some(false) || !tables.iter().any(|t| t == name) {
+            verdict.push(
+                finding("the recipient's manifest lists an entry that is not one of its tables")
+                    .file(&rel),
+            );
+            continue;
+        }
+        listed += 1;
+        // The scope's files are listed in the report's manifest too, with the same hash.
+        let full = format!("{scope}/{name}");
+        if !m.files.iter().any(|e| e.path == full && e.sha256 == sha) {
+            verdict.push(
+                finding(
+                    "the recipient's manifest names a hash that the report's manifest does not",
+                )
+                .file(&full),
+            );
+        }
+    }
+    if listed == 0 {
+        verdict.push(finding("the recipient's manifest lists none of its tables").file(&rel));
+    }
     Ok(())
 }
 
@@ -380,18 +514,32 @@ fn compare_csv(path: &Path, rel: &str, parquet: &TextFile, verdict: &mut Verdict
         };
         for (c, name) in header.iter().enumerate() {
             let p = parquet.text(b, c, r).unwrap_or("");
+            let got = record.get(c).unwrap_or("");
             let expected = match name.as_str() {
-                "value" if p.is_empty() => "*",
+                "value" if p.is_empty() => "*".to_owned(),
+                "value" => p.to_owned(),
                 "suppressed" => {
                     if p == "true" {
-                        "J"
+                        "J".to_owned()
                     } else {
-                        "N"
+                        "N".to_owned()
                     }
                 }
-                _ => p,
+                // A text that a spreadsheet would evaluate must be neutralised with a leading `'`.
+                _ if p.starts_with(['=', '+', '-', '@', '\t', '\r']) => format!("'{p}"),
+                _ => p.to_owned(),
             };
-            if record.get(c).unwrap_or("") != expected {
+            if got.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+                verdict.push(
+                    Finding::new(
+                        Rule::Inconsistent,
+                        "a text cell a spreadsheet would evaluate as a formula (it needs a leading `'`)",
+                    )
+                    .file(rel)
+                    .row(row)
+                    .column(name),
+                );
+            } else if got != expected {
                 verdict.push(
                     Finding::new(Rule::Inconsistent, "differs from the Parquet table")
                         .file(rel)
@@ -406,6 +554,66 @@ fn compare_csv(path: &Path, rel: &str, parquet: &TextFile, verdict: &mut Verdict
             .push(Finding::new(Rule::Inconsistent, "fewer rows than the Parquet table").file(rel));
     }
     Ok(())
+}
+
+/// The workbook is laid out for people (one row per area, a column per cell), so it is compared
+/// with the Parquet table by what it shows, whatever the layout: as many `*` as suppressed cells,
+/// as many `-` as zeros, and the same numbers. A true value of a suppressed cell in the workbook
+/// changes the first count and the numbers.
+fn compare_xlsx(path: &Path, rel: &str, table: &ScopeTable, verdict: &mut Verdict) {
+    use calamine::{Data, Reader as _};
+    let unreadable = || Finding::new(Rule::Inconsistent, "the workbook cannot be read").file(rel);
+    let Ok(mut wb) = calamine::open_workbook_auto(path) else {
+        verdict.push(unreadable());
+        return;
+    };
+    let (mut stars, mut dashes, mut numbers) = (0usize, 0usize, Vec::new());
+    for name in wb.sheet_names() {
+        let Ok(range) = wb.worksheet_range(&name) else {
+            verdict.push(unreadable());
+            return;
+        };
+        for cell in range.used_cells() {
+            match cell.2 {
+                Data::String(s) if s == "*" => stars += 1,
+                Data::String(s) if s == "-" => dashes += 1,
+                Data::Float(f) => numbers.push(f.round() as u64),
+                Data::Int(i) => numbers.push(*i as u64),
+                _ => {}
+            }
+        }
+    }
+    let suppressed = table.values.iter().filter(|v| v.is_none()).count();
+    let zeros = table.values.iter().filter(|v| **v == Some(0)).count();
+    let mut published: Vec<u64> = table
+        .values
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|&v| v > 0)
+        .collect();
+    published.sort_unstable();
+    numbers.sort_unstable();
+    if stars != suppressed {
+        verdict.push(
+            Finding::new(
+                Rule::RecipientFolder,
+                format!(
+                    "the workbook shows {stars} suppressed cell(s) where the table has {suppressed}: a suppressed cell may show its value"
+                ),
+            )
+            .file(rel),
+        );
+    }
+    if dashes != zeros || numbers != published {
+        verdict.push(
+            Finding::new(
+                Rule::Inconsistent,
+                "the workbook's values differ from the Parquet table's",
+            )
+            .file(rel),
+        );
+    }
 }
 
 /// `total = sum(parts)` or `part <= whole`, over cell indices.

@@ -71,13 +71,30 @@ fn write_report(dir: &Path, scopes: &[(&str, Vec<Row>)], subset: bool) {
         }
         let crel = format!("{scope}/r-2025-03.csv");
         fs::write(dir.join(&crel), csv).unwrap();
+        let mut own = Vec::new();
         for rel in [rel, crel] {
             let bytes = fs::read(dir.join(&rel)).unwrap();
-            files.push(serde_json::json!({
-                "path": rel, "rows": rows.len(), "bytes": bytes.len(),
-                "sha256": hex::encode(Sha256::digest(&bytes)),
-            }));
+            let entry = |path: &str| {
+                serde_json::json!({
+                    "path": path, "rows": rows.len(), "bytes": bytes.len(),
+                    "sha256": hex::encode(Sha256::digest(&bytes)),
+                })
+            };
+            own.push(entry(rel.trim_start_matches(&format!("{scope}/"))));
+            files.push(entry(&rel));
         }
+        // The recipient's own manifest: hashes, month, definition and scope only.
+        let own = serde_json::json!({
+            "manifest_version": 1, "kind": "report-scope", "report": "r", "report_sha256": "",
+            "month": "2025-03", "scope": scope, "files": own,
+        });
+        let orel = format!("{scope}/_manifest.json");
+        let bytes = serde_json::to_vec_pretty(&own).unwrap();
+        fs::write(dir.join(&orel), &bytes).unwrap();
+        files.push(serde_json::json!({
+            "path": orel, "rows": 0, "bytes": bytes.len(),
+            "sha256": hex::encode(Sha256::digest(&bytes)),
+        }));
     }
     let indicators = if subset {
         serde_json::json!([{"name": "bestand", "subset_of": null}, {"name": "sv", "subset_of": "bestand"}])
@@ -85,7 +102,7 @@ fn write_report(dir: &Path, scopes: &[(&str, Vec<Row>)], subset: bool) {
         serde_json::json!([{"name": "bestand", "subset_of": null}])
     };
     let manifest = serde_json::json!({
-        "kind": "report", "report": "r", "month": "2025-03",
+        "kind": "report", "report": "r", "report_sha256": "", "month": "2025-03",
         "suppression": {"threshold": 3, "min_interval_width": 2},
         "structure": {"dimension": null, "categories": [], "total": null, "indicators": indicators},
         "scopes": scopes.iter().map(|s| s.0).collect::<Vec<_>>(),

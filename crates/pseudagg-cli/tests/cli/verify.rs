@@ -51,6 +51,19 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Recomputes the size and SHA-256 of every listed file, as a forger who also edits the manifest
 /// would: then only the content rules can find the change.
 fn refresh_manifest(dir: &Path) {
+    // The recipients' own manifests first: the report's manifest lists them too.
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let own = entry.path().join("_manifest.json");
+        if own.is_file() {
+            let mut m: Value = serde_json::from_slice(&fs::read(&own).unwrap()).unwrap();
+            for f in m["files"].as_array_mut().unwrap() {
+                let bytes = fs::read(entry.path().join(f["path"].as_str().unwrap())).unwrap();
+                f["bytes"] = bytes.len().into();
+                f["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
+            }
+            fs::write(&own, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        }
+    }
     let path = dir.join("manifest.json");
     let mut m: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
     for f in m["files"].as_array_mut().unwrap() {
@@ -726,6 +739,90 @@ fn a_csv_that_disagrees_with_its_table_is_found() {
     refresh_manifest(&d);
     let (_, v) = verify(&d, &[]);
     assert!(rules(&v).contains("inconsistent"), "{v:#}");
+}
+
+/// Issue 18: the manifest inside a request folder, which a Traeger receives, held the audit, and a
+/// secondary cell's `lower == upper` was its true value.
+#[test]
+fn a_recipient_folder_with_audit_data_or_another_file_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = report_copy(tmp.path());
+    let steward: Value =
+        serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    assert!(steward["audit"].as_array().is_some_and(|a| !a.is_empty()));
+    // The audit planted in one recipient's manifest.
+    let own_path = d.join("rd=SAC/_manifest.json");
+    let mut own: Value = serde_json::from_slice(&fs::read(&own_path).unwrap()).unwrap();
+    own["audit"] = steward["audit"].clone();
+    fs::write(&own_path, serde_json::to_vec_pretty(&own).unwrap()).unwrap();
+    refresh_manifest(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        rules(&v),
+        BTreeSet::from(["recipient-folder".to_owned()]),
+        "{v:#}"
+    );
+    assert!(v.to_string().contains("holds `audit`"), "{v:#}");
+
+    // The steward's manifest copied into a recipient folder, listed as if it belonged there.
+    let d = tmp.path().join("second");
+    copy_tree(&good_report().0, &d);
+    fs::copy(d.join("manifest.json"), d.join("bund/steward.json")).unwrap();
+    let mut m: Value = serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    m["files"].as_array_mut().unwrap().push(serde_json::json!({
+        "path": "bund/steward.json", "rows": 0, "bytes": 0, "sha256": ""
+    }));
+    fs::write(
+        d.join("manifest.json"),
+        serde_json::to_vec_pretty(&m).unwrap(),
+    )
+    .unwrap();
+    refresh_manifest(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    assert!(rules(&v).contains("recipient-folder"), "{v:#}");
+}
+
+/// The workbook is checked against the Parquet table too: another scope's workbook in its place
+/// shows other values and another number of `*`.
+#[test]
+fn a_workbook_that_shows_other_values_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = report_copy(tmp.path());
+    fs::copy(
+        d.join("rd=SAC/gefluechtete-2025-03.xlsx"),
+        d.join("bund/gefluechtete-2025-03.xlsx"),
+    )
+    .unwrap();
+    refresh_manifest(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    assert!(
+        rules(&v).contains("recipient-folder") || rules(&v).contains("inconsistent"),
+        "{v:#}"
+    );
+}
+
+/// A secondary cell's recorded interval is its feasible interval, not its true value.
+#[test]
+fn secondary_intervals_in_the_stewards_audit_are_not_true_values() {
+    let steward: Value =
+        serde_json::from_slice(&fs::read(good_report().0.join("manifest.json")).unwrap()).unwrap();
+    let audit = steward["audit"].as_array().unwrap();
+    let secondary: Vec<&Value> = audit.iter().filter(|a| a["primary"] == false).collect();
+    assert!(!secondary.is_empty());
+    let points = secondary
+        .iter()
+        .filter(|a| a["upper"].as_f64() == a["lower"].as_f64())
+        .count();
+    assert_eq!(
+        points,
+        0,
+        "{points} of {} secondary cells are recorded as a single value",
+        secondary.len()
+    );
+    assert!(secondary.iter().all(|a| a["interval"] == "feasible"));
 }
 
 #[test]
