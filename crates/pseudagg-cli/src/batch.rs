@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tracing::{error, info, info_span};
 
 use crate::commands::{dataset_refs, pseudonymise, report, report_refs, say};
-use crate::governance::{Context, file_ref, log, outcome_of, preflight};
+use crate::governance::{Announced, Context, file_ref, log, outcome_of, preflight};
 
 /// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
 /// by the month being run.
@@ -132,7 +132,7 @@ pub(crate) fn run(
             .or_else(|| cfg.protocol.as_deref().map(resolve))
             .unwrap_or_else(|| out.join("protocol.jsonl")),
     );
-    preflight(&protocol)?;
+    preflight(&protocol, ctx)?;
     let key_path = key_file
         .map(Path::to_owned)
         .or_else(|| cfg.key_file.as_deref().map(resolve));
@@ -154,19 +154,28 @@ pub(crate) fn run(
         &out,
         &mut done,
     );
-    let result = result.and_then(|()| publish(&done, &out));
+    let mut batch = ctx.entry("run");
+    batch.month = Some(month.to_string());
+    let announced = Announced::default();
+    // The outputs go live only after the protocol holds their announcement.
+    let result = result
+        .and_then(|()| Ok(announced.announce(&protocol, &batch, &targets(&done))?))
+        .and_then(|()| publish(&done, &out));
+    announced.note(&mut batch);
     let _ = fs::remove_dir_all(&staging);
 
     // The protocol: each step that ran, then the batch.
     for d in &done {
         log(&protocol, d.entry.clone(), &d.entry.outcome)?;
     }
-    let mut batch = ctx.entry("run");
-    batch.month = Some(month.to_string());
-    batch.details = serde_json::json!({
+    let mut details = serde_json::json!({
         "config": config.display().to_string(),
         "steps": done.iter().map(|d| serde_json::json!({"step": d.name, "outcome": d.entry.outcome})).collect::<Vec<_>>(),
     });
+    if let (Some(d), serde_json::Value::Object(noted)) = (details.as_object_mut(), &batch.details) {
+        d.extend(noted.clone());
+    }
+    batch.details = details;
     log(&protocol, batch, outcome_of(&result))?;
     match result {
         Ok(()) => {
@@ -247,6 +256,7 @@ fn steps(
                 &key,
                 staging,
                 true,
+                None,
             )?;
             dataset_refs(entry, &o);
             Ok(None)
@@ -277,6 +287,7 @@ fn steps(
                 staging,
                 None,
                 true,
+                None,
             )?;
             report_refs(entry, &o, staging);
             Ok(None)
@@ -340,6 +351,21 @@ fn verify_staged(
         ))
         .into())
     }
+}
+
+/// What the batch will publish: each target and the staged file whose hash it will have (a
+/// folder's `manifest.json`, or the file itself).
+fn targets(done: &[Done]) -> Vec<(PathBuf, PathBuf)> {
+    done.iter()
+        .filter_map(|d| d.publish.as_ref())
+        .map(|(from, to)| {
+            if from.is_dir() {
+                (to.join("manifest.json"), from.join("manifest.json"))
+            } else {
+                (to.clone(), from.clone())
+            }
+        })
+        .collect()
 }
 
 /// Moves every staged output into place: folders by an atomic rename (or exchange), files by a

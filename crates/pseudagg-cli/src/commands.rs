@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pseudagg_core::Month;
-use pseudagg_io::{Encoding, ExtractFormat};
+use pseudagg_io::{Encoding, ExtractFormat, PublishHook};
 use pseudagg_keys::{MasterKey, generate_key_file};
 use pseudagg_pipeline::{Plan, RunOptions, RunOutcome, run as run_pipeline};
 use pseudagg_report::{ReportOptions, ReportOutcome, ReportPlan, RequestScope, run as run_report};
@@ -14,7 +14,8 @@ use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 
 use crate::cli::{Command, EncodingArg, FormatArg, KindArg, OutputFormat};
 use crate::governance::{
-    Context, file_ref, log, outcome_of, preflight, protocol_command, sample_command,
+    Announced, Context, file_ref, log, manifest_hook, outcome_of, preflight, protocol_command,
+    sample_command,
 };
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
@@ -37,12 +38,25 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let month = Month::parse_for_run(&month)?;
             let key = MasterKey::load(&key_file)?;
             let p = ctx.protocol(&out);
-            preflight(&p)?;
-            let result = pseudonymise(&plan, &input, month, encoding.into(), &key, &out, json);
+            preflight(&p, ctx)?;
             let mut entry = ctx.entry("pseudonymise");
             entry.subject = Some(plan.definition.name.clone());
             entry.month = Some(month.to_string());
             entry.key_id = Some(key.id().to_string());
+            let announced = Announced::default();
+            let intent = entry.clone();
+            let hook = manifest_hook(&p, &intent, &announced);
+            let result = pseudonymise(
+                &plan,
+                &input,
+                month,
+                encoding.into(),
+                &key,
+                &out,
+                json,
+                Some(&hook),
+            );
+            announced.note(&mut entry);
             match &result {
                 Ok(o) => dataset_refs(&mut entry, o),
                 Err(_) => entry
@@ -67,16 +81,29 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 .map(|r| pseudagg_governance::Request::load(&r, month))
                 .transpose()?;
             let p = ctx.protocol(&out);
-            preflight(&p)?;
+            preflight(&p, ctx)?;
             let scope = request.as_ref().map(|r| RequestScope {
                 reference: r.reference.clone(),
                 ges: r.scope.clone(),
             });
-            let result = report(&plan, &input, month, encoding.into(), &out, scope, json);
             let mut entry = ctx.entry("report");
             entry.subject = Some(plan.definition.name.clone());
             entry.month = Some(month.to_string());
             entry.request = request.as_ref().map(|r| r.reference.clone());
+            let announced = Announced::default();
+            let intent = entry.clone();
+            let hook = manifest_hook(&p, &intent, &announced);
+            let result = report(
+                &plan,
+                &input,
+                month,
+                encoding.into(),
+                &out,
+                scope,
+                json,
+                Some(&hook),
+            );
+            announced.note(&mut entry);
             match &result {
                 Ok(o) => report_refs(&mut entry, o, &out),
                 Err(_) => entry
@@ -221,7 +248,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 .and_then(Path::parent)
                 .unwrap_or(Path::new("."));
             let p = ctx.protocol(root);
-            preflight(&p)?;
+            preflight(&p, ctx)?;
             let mut entry = ctx.entry("verify");
             entry.inputs.push(file_ref(
                 &dir.join("manifest.json"),
@@ -339,6 +366,7 @@ pub(crate) fn say(text: &str) {
     println!("{text}");
 }
 
+#[allow(clippy::too_many_arguments)] // the command's options, passed on
 pub(crate) fn pseudonymise(
     plan: &Plan,
     input: &Path,
@@ -347,6 +375,7 @@ pub(crate) fn pseudonymise(
     key: &MasterKey,
     out: &Path,
     json: bool,
+    before_publish: Option<&PublishHook<'_>>,
 ) -> Result<RunOutcome> {
     with_progress(json, |progress| {
         let options = RunOptions {
@@ -356,6 +385,7 @@ pub(crate) fn pseudonymise(
             out: out.to_owned(),
             key,
             progress: Some(progress),
+            before_publish,
         };
         Ok(run_pipeline(plan, &options)?)
     })
@@ -388,6 +418,7 @@ fn with_progress<T>(json: bool, f: impl FnOnce(&(dyn Fn(u64, u64) + Sync)) -> T)
     result
 }
 
+#[allow(clippy::too_many_arguments)] // the command's options, passed on
 pub(crate) fn report(
     plan: &ReportPlan,
     input: &Path,
@@ -396,6 +427,7 @@ pub(crate) fn report(
     out: &Path,
     request: Option<RequestScope>,
     json: bool,
+    before_publish: Option<&PublishHook<'_>>,
 ) -> Result<ReportOutcome> {
     with_progress(json, |progress| {
         let options = ReportOptions {
@@ -405,6 +437,7 @@ pub(crate) fn report(
             out: out.to_owned(),
             progress: Some(progress),
             request,
+            before_publish,
         };
         Ok(run_report(plan, &options)?)
     })
@@ -469,7 +502,7 @@ fn demo(out: &Path, json: bool) -> Result<()> {
     let plan = Plan::from_toml(SAMPLE_PIPELINE, Path::new("pipelines/vkb.toml"))?;
     let key = MasterKey::load(&key_path)?;
     let month: Month = "2025-03".parse().expect("valid month");
-    let outcome = pseudonymise(&plan, &input, month, Encoding::Utf8, &key, out, json)?;
+    let outcome = pseudonymise(&plan, &input, month, Encoding::Utf8, &key, out, json, None)?;
     print_outcome(&outcome);
     let verdict = pseudagg_verify::verify(&outcome.target, &pseudagg_verify::Options::default())?;
     print_verdict(&verdict, OutputFormat::Text);

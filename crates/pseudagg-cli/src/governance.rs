@@ -4,11 +4,12 @@
 
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use pseudagg_core::{Error, Month};
-use pseudagg_governance::{Entry, FileRef, Protocol};
+use pseudagg_governance::{Entry, FileRef, Protocol, Record};
 use pseudagg_io::sha256_file;
 
 use crate::cli::ProtocolAction;
@@ -57,20 +58,84 @@ impl Context {
     }
 }
 
-/// Makes sure the protocol can be written before any data is touched: a run that cannot be logged
-/// does not run.
-pub(crate) fn preflight(p: &Protocol) -> Result<()> {
+/// Makes sure the protocol can be trusted and written before any data is touched: it is a regular
+/// file whose chain verifies (a publication an interrupted run left unconfirmed is settled), and
+/// it can be appended to. A run that cannot be logged does not run.
+pub(crate) fn preflight(p: &Protocol, ctx: &Context) -> Result<()> {
     let path = p.path();
     if let Some(parent) = path.parent().filter(|x| !x.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::io("create the protocol's folder", parent, e))?;
     }
+    p.ready(&ctx.operator)?;
     OpenOptions::new()
         .create(true)
         .append(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
         .open(path)
         .map_err(|e| Error::io("open the protocol", path, e))?;
     Ok(())
+}
+
+/// The announcement of a publication, filled in by the publish hook: which record it is.
+#[derive(Debug, Default)]
+pub(crate) struct Announced(std::sync::Mutex<Option<Record>>);
+
+impl Announced {
+    /// Announces `targets` (target path, staged file whose hash it will have) in the protocol.
+    pub fn announce(
+        &self,
+        p: &Protocol,
+        entry: &Entry,
+        targets: &[(PathBuf, PathBuf)],
+    ) -> pseudagg_core::Result<()> {
+        let mut intent = entry.clone();
+        intent.outputs = targets
+            .iter()
+            .map(|(target, staged)| {
+                Ok(FileRef {
+                    path: std::path::absolute(target)
+                        .map_err(|e| Error::io("resolve", target, e))?
+                        .display()
+                        .to_string(),
+                    sha256: sha256_file(staged)?,
+                })
+            })
+            .collect::<pseudagg_core::Result<_>>()?;
+        let record = p.announce(intent)?;
+        *self.0.lock().expect("not poisoned") = Some(record);
+        Ok(())
+    }
+
+    /// Names the announcement in the command's record, and whether its outputs are live.
+    pub fn note(&self, entry: &mut Entry) {
+        if let Some(r) = self.0.lock().expect("not poisoned").as_ref() {
+            let live = pseudagg_governance::protocol::published(&r.entry.outputs);
+            let mut details = match std::mem::take(&mut entry.details) {
+                serde_json::Value::Object(m) => m,
+                serde_json::Value::Null => serde_json::Map::new(),
+                other => serde_json::Map::from_iter([("details".to_owned(), other)]),
+            };
+            details.insert("publish_seq".into(), r.seq.into());
+            details.insert("published".into(), live.iter().all(|&x| x).into());
+            entry.details = serde_json::Value::Object(details);
+        }
+    }
+}
+
+/// A hook that announces a staged dataset or report (its `manifest.json`) before it goes live.
+pub(crate) fn manifest_hook<'a>(
+    p: &'a Protocol,
+    entry: &'a Entry,
+    announced: &'a Announced,
+) -> impl Fn(&Path, &Path) -> pseudagg_core::Result<()> + Sync + 'a {
+    move |staging: &Path, target: &Path| {
+        announced.announce(
+            p,
+            entry,
+            &[(target.join("manifest.json"), staging.join("manifest.json"))],
+        )
+    }
 }
 
 /// `ok`, `check-failed` or `error`.
@@ -204,7 +269,7 @@ pub(crate) fn sample_command(
         .and_then(Path::parent)
         .unwrap_or(Path::new("."));
     let p = ctx.protocol(root);
-    preflight(&p)?;
+    preflight(&p, ctx)?;
     let mut entry = ctx.entry("sample");
     entry.inputs.push(file_ref(
         &input.join("manifest.json"),

@@ -37,6 +37,30 @@ pub use schema::{ColumnClass, ColumnSpec, ColumnType, Schema};
 /// The version of pseudagg, written into every manifest.
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// A key file's path as messages show it. A path that looks like key material (a run of 32 or more
+/// hex or base64 characters: someone passed the key itself as `--key-file`) is withheld, so a key
+/// never reaches a terminal, a log or a scheduler's mail.
+#[must_use]
+pub fn key_path_shown(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    let mut run = 0usize;
+    let mut longest = 0usize;
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'+' | b'=') {
+            run += 1;
+            longest = longest.max(run);
+        } else {
+            run = 0;
+        }
+    }
+    if longest >= 32 {
+        "(the path is withheld: it looks like key material; give the key file's path, never the key)"
+            .to_owned()
+    } else {
+        text.into_owned()
+    }
+}
+
 /// Is `name` a plain lower-case ASCII identifier (`[a-z][a-z0-9_]*`, at most 64 characters)?
 ///
 /// Column names from a file are echoed in messages only when they have this form: a header row

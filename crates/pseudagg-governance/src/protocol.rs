@@ -18,6 +18,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, SecondsFormat, Utc};
@@ -107,16 +108,49 @@ struct Line {
     text: String,
 }
 
+/// `O_NOFOLLOW`: the protocol, its lock and its purge file are never opened through a symbolic
+/// link, which could point the records at `/dev/null` or at another file.
+fn no_follow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+}
+
+/// Opens with `options`, never through a link, and refuses anything but a regular file.
+fn open_regular(path: &Path, options: &mut OpenOptions, action: &'static str) -> Result<File> {
+    let f = options.custom_flags(no_follow()).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            not_regular(path)
+        } else {
+            Error::io(action, path, e)
+        }
+    })?;
+    let meta = f.metadata().map_err(|e| Error::io("inspect", path, e))?;
+    if !meta.is_file() {
+        return Err(not_regular(path));
+    }
+    Ok(f)
+}
+
+fn not_regular(path: &Path) -> Error {
+    Error::Refused(format!(
+        "{} is not a regular file (a symbolic link, a device or a folder): a protocol must be a \
+         plain file that records really reach. Nothing was read or written; replace it by the \
+         protocol itself (restore it from its backup) and run again",
+        path.display()
+    ))
+}
+
 fn read_lines(path: &Path) -> Result<Vec<Line>> {
-    let file = match File::open(path) {
+    let file = match open_regular(path, OpenOptions::new().read(true), "read") {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io("read", path, e)),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(e),
     };
+    // Blank lines are kept: `verify` reports them, since the writer never writes one.
     BufReader::new(file)
         .lines()
         .enumerate()
-        .filter(|(_, l)| l.as_ref().map_or(true, |t| !t.is_empty()))
         .map(|(i, l)| {
             l.map(|text| Line {
                 number: i + 1,
@@ -135,12 +169,11 @@ fn lock(path: &Path) -> Result<Lock> {
     if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
     }
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io("open", &lock_path, e))?;
+    let f = open_regular(
+        &lock_path,
+        OpenOptions::new().create(true).truncate(false).write(true),
+        "open",
+    )?;
     rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
         .map_err(|e| Error::io("lock", &lock_path, e.into()))?;
     Ok(Lock(f))
@@ -210,15 +243,106 @@ impl Protocol {
         };
         let mut line = serde_json::to_string(&record).expect("a record serialises");
         line.push('\n');
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| Error::io("append to", &self.path, e))?;
+        let mut f = open_regular(
+            &self.path,
+            OpenOptions::new().create(true).append(true),
+            "append to",
+        )?;
         f.write_all(line.as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(|e| Error::io("append to", &self.path, e))?;
         Ok(record)
+    }
+
+    /// Makes the protocol ready for a command on data, before any data is read: it is a regular
+    /// file (or does not exist yet), and its chain verifies. A publication that an interrupted
+    /// run announced (a `publish` record) but never confirmed is settled now with a record that
+    /// says whether its outputs went live. Returns how many were settled.
+    ///
+    /// A protocol that fails here stops the command (exit 2): personal data is never processed
+    /// without a record that can be trusted.
+    pub fn ready(&self, operator: &str) -> Result<usize> {
+        if let Ok(meta) = fs::symlink_metadata(&self.path)
+            && !meta.is_file()
+        {
+            return Err(not_regular(&self.path));
+        }
+        let lock_held = lock(&self.path)?;
+        let lines = read_lines(&self.path)?;
+        let report = verify_lines(&lines);
+        if let Some(first) = report.problems.first() {
+            return Err(Error::Refused(format!(
+                "the protocol {} does not verify ({} problem(s); the first at line {}: {}). \
+                 Nothing was read or written. Run `pseudagg protocol verify --protocol {}` to see \
+                 every problem, then restore the protocol from its backup: a protocol is never \
+                 mended by hand, and no data is processed until it is intact",
+                self.path.display(),
+                report.problems.len(),
+                first.line,
+                first.message,
+                self.path.display()
+            )));
+        }
+        let records: Vec<Record> = lines
+            .iter()
+            .map(|l| serde_json::from_str(&l.text).expect("verified"))
+            .collect();
+        drop(lock_held);
+        let settled: std::collections::HashSet<u64> = records
+            .iter()
+            .filter_map(|r| r.entry.details.get("publish_seq").and_then(Value::as_u64))
+            .collect();
+        let open: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.entry.kind == "publish" && !settled.contains(&r.seq))
+            .collect();
+        for intent in &open {
+            let live = published(&intent.entry.outputs);
+            let all = live.iter().all(|&x| x);
+            let none = !live.iter().any(|&x| x);
+            tracing::warn!(
+                seq = intent.seq,
+                published = all,
+                "settling a publication an interrupted run left unconfirmed"
+            );
+            self.append(Entry {
+                kind: "run".into(),
+                operator: operator.to_owned(),
+                command: intent.entry.command.clone(),
+                subject: intent.entry.subject.clone(),
+                month: intent.entry.month.clone(),
+                request: intent.entry.request.clone(),
+                outputs: intent
+                    .entry
+                    .outputs
+                    .iter()
+                    .zip(&live)
+                    .filter(|&(_, &l)| l)
+                    .map(|(f, _)| f.clone())
+                    .collect(),
+                key_id: intent.entry.key_id.clone(),
+                outcome: if all { "ok" } else { "error" }.into(),
+                details: serde_json::json!({
+                    "publish_seq": intent.seq,
+                    "recovered": true,
+                    "published": if all { "all" } else if none { "none" } else { "part" },
+                }),
+                ..Entry::default()
+            })?;
+        }
+        Ok(open.len())
+    }
+
+    /// Announces a publication: appended just before the outputs are moved into place, with every
+    /// target file (absolute path) and the hash it will have. The command's own record then names
+    /// it (`details.publish_seq`); if the command dies in between, [`ready`] settles it on the
+    /// next run. So an output never goes live without a record in the protocol.
+    ///
+    /// [`ready`]: Protocol::ready
+    pub fn announce(&self, mut entry: Entry) -> Result<Record> {
+        entry.kind = "publish".into();
+        entry.outcome = "pending".into();
+        self.append(entry)
     }
 
     /// All records, in order (the chain is not checked; see [`verify`]).
@@ -341,10 +465,20 @@ impl Protocol {
             out.push_str(&serde_json::to_string(&purge).expect("serialises"));
             out.push('\n');
             let tmp = self.path.with_extension("jsonl.purging");
-            fs::write(&tmp, &out).map_err(|e| Error::io("write", &tmp, e))?;
-            File::open(&tmp)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io("sync", &tmp, e))?;
+            // A leftover (or a planted link) is removed, never written through.
+            match fs::remove_file(&tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", &tmp, e)),
+            }
+            let mut f = open_regular(
+                &tmp,
+                OpenOptions::new().write(true).create_new(true).mode(0o600),
+                "create",
+            )?;
+            f.write_all(out.as_bytes())
+                .and_then(|()| f.sync_all())
+                .map_err(|e| Error::io("write", &tmp, e))?;
             fs::rename(&tmp, &self.path).map_err(|e| Error::io("replace", &self.path, e))?;
         } else {
             // Nothing expired: the purge is still recorded.
@@ -424,7 +558,11 @@ fn verify_lines(lines: &[Line]) -> ChainReport {
             problems.push(ChainProblem {
                 line: l.number,
                 seq: None,
-                message: "not a protocol record (edited or damaged)".into(),
+                message: if l.text.trim().is_empty() {
+                    "a blank line: pseudagg never writes one, so the file was edited".into()
+                } else {
+                    "not a protocol record (edited, damaged or cut off)".into()
+                },
             });
             expected_prev = sha256_hex(l.text.as_bytes());
             expected_seq = None;
@@ -494,6 +632,15 @@ fn verify_lines(lines: &[Line]) -> ChainReport {
         purged_before,
         problems,
     }
+}
+
+/// For each announced target: is it in place with the announced hash?
+#[must_use]
+pub fn published(targets: &[FileRef]) -> Vec<bool> {
+    targets
+        .iter()
+        .map(|t| fs::read(&t.path).is_ok_and(|bytes| sha256_hex(&bytes) == t.sha256))
+        .collect()
 }
 
 /// May a record of `date` be removed on `today`? Only when the calendar year after its year has

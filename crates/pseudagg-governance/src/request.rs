@@ -79,6 +79,17 @@ fn text(v: Option<&String>) -> Option<&str> {
     v.map(|s| s.trim()).filter(|s| !s.is_empty())
 }
 
+/// A file reference that is safe as one folder name: letters, digits and `-_.`, not `.` or `..`,
+/// not starting with `.` (no hidden folder), at most 100 characters.
+#[must_use]
+pub fn is_safe_reference(r: &str) -> bool {
+    !r.is_empty()
+        && r.len() <= 100
+        && !r.starts_with('.')
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 impl Request {
     /// Reads and checks a request for `month`. An incomplete or inadmissible request is refused
     /// ([`Error::Refused`], exit code 2) with every problem listed.
@@ -132,6 +143,16 @@ impl Request {
             if text(value).is_none() {
                 missing(&mut problems, key, what);
             }
+        }
+        // The reference names the request's output folder: a request comes from outside the
+        // agency, so it must never steer where files go.
+        if let Some(r) = text(file.reference.as_ref())
+            && !is_safe_reference(r)
+        {
+            problems.push(Problem::new(
+                Location::key("reference"),
+                "may hold only letters, digits and `-`, `_`, `.` (at most 100), and is not `.` or `..`: it names the request's output folder",
+            ));
         }
         let review = file.data_protection_review.clone().unwrap_or_default();
         match text(review.date.as_ref()) {
@@ -290,6 +311,30 @@ reviewer = "DSB"
         let r = Request::from_toml(GOOD, Path::new("r.toml"), march()).unwrap();
         assert_eq!(r.reference, "JC-31501-2025-004");
         assert_eq!(r.scope, ["31501"]);
+    }
+
+    /// Issue 17: a request's reference was joined into the output path unchecked.
+    #[test]
+    fn a_reference_that_would_leave_its_folder_is_refused() {
+        for hostile in [
+            "..",
+            ".",
+            "../../../../tmp/x",
+            "a/b",
+            ".hidden",
+            "x\\y",
+            "a b",
+            "ü",
+        ] {
+            let e = refused(&GOOD.replace("JC-31501-2025-004", hostile));
+            assert!(e.contains("`reference`"), "{hostile}: {e}");
+            assert!(
+                !e.contains("tmp/x") && !e.contains(".hidden"),
+                "not echoed: {e}"
+            );
+        }
+        assert!(is_safe_reference("JC-31501-2025-004"));
+        assert!(is_safe_reference("az_7.2025"));
     }
 
     #[test]

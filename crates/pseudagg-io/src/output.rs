@@ -9,6 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use pseudagg_core::{Error, Result};
 use rustix::fs::{FlockOperation, RenameFlags};
 
+/// Called just before a staged output goes live, with the staging folder and the target: the
+/// command records the publication there (the protocol's announcement), and an error stops the
+/// publication, so nothing goes live that is not on record.
+pub type PublishHook<'a> = dyn Fn(&Path, &Path) -> Result<()> + Sync + 'a;
+
 /// An exclusive lock on a folder, held while a run writes into it. Runs of the same pipeline never
 /// interleave: a second one is refused at once instead of waiting.
 #[derive(Debug)]
@@ -110,8 +115,17 @@ impl StagingDir {
     }
 
     /// Moves the staging folder into place atomically, replacing an earlier output.
-    pub fn commit(mut self) -> Result<()> {
+    pub fn commit(self) -> Result<()> {
+        self.commit_after(None)
+    }
+
+    /// [`StagingDir::commit`], after `hook` has accepted the staged output (an error from it
+    /// publishes nothing).
+    pub fn commit_after(mut self, hook: Option<&PublishHook<'_>>) -> Result<()> {
         sync_tree(&self.staging)?;
+        if let Some(hook) = hook {
+            hook(&self.staging, &self.target)?;
+        }
         if self.target.exists() {
             rustix::fs::renameat_with(
                 rustix::fs::CWD,

@@ -63,10 +63,12 @@ impl MasterKey {
 
     /// Reads a key file, refusing one that group or others may read, of the wrong length or not hex.
     pub fn load(path: &Path) -> Result<Self> {
-        let shown = path.display();
+        let shown = pseudagg_core::key_path_shown(path);
         let meta = fs::metadata(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::Key(format!(
-                "key file {shown} does not exist; create one with `pseudagg keygen --out {shown}`"
+                "key file {shown} does not exist. A production key is restored from its backup, \
+                 never made anew (a new key changes every pseudonym); for a test key, see \
+                 `pseudagg keygen --help`"
             )),
             _ => Error::Key(format!("cannot read key file {shown}: {e}")),
         })?;
@@ -86,7 +88,25 @@ impl MasterKey {
         fs::File::open(path)
             .and_then(|mut f| f.read_to_end(&mut text))
             .map_err(|e| Error::Key(format!("cannot read key file {shown}: {e}")))?;
-        Self::parse(&text).map_err(|why| Error::Key(format!("key file {shown} {why}")))
+        let key =
+            Self::parse(&text).map_err(|why| Error::Key(format!("key file {shown} {why}")))?;
+        if key.is_weak() {
+            return Err(Error::Key(format!(
+                "key file {shown} holds a key with too few different bytes (all zeros, a repeated \
+                 pattern, or typed by hand): it could be guessed. Use a key from `pseudagg keygen`"
+            )));
+        }
+        Ok(key)
+    }
+
+    /// A key with fewer than 16 different byte values: 32 random bytes have about 30, and fewer
+    /// than 16 happen by chance with a probability below 10^-12.
+    fn is_weak(&self) -> bool {
+        let mut seen = [false; 256];
+        for &b in self.bytes.iter() {
+            seen[b as usize] = true;
+        }
+        seen.iter().filter(|&&x| x).count() < 16
     }
 
     /// Parses the key file's content: 64 lower-case hex characters, optionally followed by a newline.
@@ -118,11 +138,10 @@ fn check_mode(path: &Path, meta: &fs::Metadata) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
+        let shown = pseudagg_core::key_path_shown(path);
         return Err(Error::Key(format!(
-            "key file {} has mode {mode:04o}, so group or others may read it; \
-             only its owner may: run `chmod 600 {}`",
-            path.display(),
-            path.display()
+            "key file {shown} has mode {mode:04o}, so group or others may read it; \
+             only its owner may: run `chmod 600` on it"
         )));
     }
     Ok(())
@@ -249,11 +268,45 @@ mod tests {
     #[test]
     fn accepts_key_with_and_without_newline() {
         let dir = tempfile::tempdir().unwrap();
-        let hexkey = "0f".repeat(32);
+        let hexkey = hex::encode((0u8..32).map(|i| i * 7 + 3).collect::<Vec<u8>>());
         let a = write_key(dir.path(), format!("{hexkey}\n").as_bytes(), 0o600);
         let ida = MasterKey::load(&a).unwrap().id();
         let b = write_key(dir.path(), hexkey.as_bytes(), 0o400);
         assert_eq!(MasterKey::load(&b).unwrap().id(), ida);
+    }
+
+    /// Issue 18: an all-zero or hand-typed key was accepted.
+    #[test]
+    fn refuses_low_entropy_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        for weak in [
+            "0".repeat(64),
+            "ab".repeat(32),
+            "0123456789abcdef".repeat(4),
+        ] {
+            let path = write_key(dir.path(), weak.as_bytes(), 0o600);
+            let err = MasterKey::load(&path).unwrap_err().to_string();
+            assert!(err.contains("too few different bytes"), "{err}");
+            assert!(!err.contains(&weak), "{err}");
+        }
+    }
+
+    /// Issue 18: the key's hex given as `--key-file` was printed in the error.
+    #[test]
+    fn a_key_given_as_its_path_is_never_echoed() {
+        let hexkey = hex::encode((0u8..32).map(|i| i * 7 + 3).collect::<Vec<u8>>());
+        let err = MasterKey::load(Path::new(&hexkey)).unwrap_err().to_string();
+        assert!(!err.contains(&hexkey), "{err}");
+        assert!(!err.contains(&hexkey[..32]), "{err}");
+        assert!(err.contains("withheld"), "{err}");
+        // An ordinary path is shown.
+        let err = MasterKey::load(Path::new("/secure/vkb.key"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/secure/vkb.key") && !err.contains("keygen --out"),
+            "{err}"
+        );
     }
 
     #[test]

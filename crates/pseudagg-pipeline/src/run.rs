@@ -27,6 +27,9 @@ pub struct RunOptions<'a> {
     pub key: &'a MasterKey,
     /// Called with (bytes read, bytes in all) after every batch.
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Runs just before the output goes live (the protocol's announcement); an error publishes
+    /// nothing.
+    pub before_publish: Option<&'a pseudagg_io::PublishHook<'a>>,
 }
 
 impl std::fmt::Debug for RunOptions<'_> {
@@ -133,18 +136,24 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         }
         _ => None,
     };
-    let files = writer.finish(&properties, MAX_ROWS_PER_FILE, |partition, batch| {
-        match &k_anonymity {
+    let files = writer.finish(
+        &properties,
+        MAX_ROWS_PER_FILE,
+        |partition, batch| match &k_anonymity {
             Some((qi, _, decision)) => match decision.blank.get(partition) {
                 Some(masks) => kanon::blank(&batch, qi, masks),
                 None => Ok(batch),
             },
             None => Ok(batch),
-        }
-    })?;
+        },
+    )?;
     let k_anonymity = k_anonymity.map(|(qi, k, decision)| {
         let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
-        info!(min_k = k, values_blanked = blanked, "quasi-identifiers checked");
+        info!(
+            min_k = k,
+            values_blanked = blanked,
+            "quasi-identifiers checked"
+        );
         KAnonymityNote {
             quasi_identifiers: qi
                 .iter()
@@ -179,7 +188,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     json.push('\n');
     let manifest_path = staging.path().join("manifest.json");
     std::fs::write(&manifest_path, json).map_err(|e| Error::io("write", &manifest_path, e))?;
-    staging.commit()?;
+    staging.commit_after(options.before_publish)?;
     info!(target = %target.display(), files = manifest.files.len(), "dataset written");
     Ok(RunOutcome { target, manifest })
 }

@@ -92,8 +92,14 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
 
     let protocol = out.join("protocol.jsonl");
     let recs = records(&protocol);
+    // The publication is announced before the output goes live, and the run's record names it.
+    assert_eq!(recs[0]["kind"], "publish");
+    assert_eq!(recs[0]["command"], "pseudonymise");
+    assert_eq!(recs[1]["details"]["publish_seq"], recs[0]["seq"]);
+    assert_eq!(recs[1]["details"]["published"], true);
     let commands: Vec<(&str, &str)> = recs
         .iter()
+        .filter(|r| r["kind"] == "run")
         .map(|r| {
             (
                 r["command"].as_str().unwrap(),
@@ -109,7 +115,7 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
             ("pseudonymise", "error")
         ]
     );
-    let first = &recs[0];
+    let first = recs.iter().find(|r| r["kind"] == "run").unwrap();
     assert_eq!(first["operator"], "steward-a");
     assert_eq!(first["subject"], "vkb");
     assert_eq!(first["month"], "2025-03");
@@ -133,7 +139,8 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
             }
         }
     }
-    assert!(!text.contains(&"15".repeat(32)), "the key");
+    let key_hex = fs::read_to_string(&key).unwrap();
+    assert!(!text.contains(key_hex.trim()), "the key");
 
     let ok = protocol_verify(&protocol, &[]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
@@ -259,7 +266,28 @@ fn a_complete_request_gets_only_its_ge_and_is_recorded() {
             .all(|f| f == "manifest.json" || f.starts_with("ge=86101/")),
         "{files:?}"
     );
-    assert_eq!(files.len(), 4);
+    // What the Traeger receives, `ge=86101/`: its three tables and a manifest of hashes, month,
+    // definition and scope. No audit (issue 18: the intervals gave true values away).
+    assert_eq!(files.len(), 5, "{files:?}");
+    let own: Value =
+        serde_json::from_slice(&fs::read(target.join("ge=86101/_manifest.json")).unwrap()).unwrap();
+    let keys: Vec<&String> = own.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "files",
+            "kind",
+            "manifest_version",
+            "month",
+            "report",
+            "report_sha256",
+            "request",
+            "scope",
+            "tool"
+        ]
+    );
+    assert_eq!(own["scope"], "ge=86101");
+    assert_eq!(own["files"].as_array().unwrap().len(), 3);
     let m: Value =
         serde_json::from_slice(&fs::read(target.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["request"], "SAC-86101-2025-001");
@@ -479,8 +507,17 @@ fn the_monthly_batch_runs_every_step_and_a_rerun_gives_identical_outputs() {
         "{:?}",
         first.keys()
     );
-    let steps: Vec<String> = records(&out.join("protocol.jsonl"))
+    let recs = records(&out.join("protocol.jsonl"));
+    // The batch announces everything it publishes before any of it goes live.
+    assert_eq!(recs[0]["kind"], "publish");
+    assert_eq!(recs[0]["outputs"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        recs.last().unwrap()["details"]["publish_seq"],
+        recs[0]["seq"]
+    );
+    let steps: Vec<String> = recs
         .iter()
+        .filter(|r| r["kind"] == "run")
         .map(|r| {
             format!(
                 "{} {}",
@@ -574,4 +611,172 @@ fn a_failing_step_is_named_and_publishes_nothing() {
         })
         .collect();
     assert_eq!(last, ["run error", "report error"]);
+}
+
+fn pseudonymise_into(out: &Path, key: &Path) -> crate::common::Output {
+    pseudagg(&[
+        "pseudonymise",
+        "--pipeline",
+        &format!("{PIPELINES}/vkb.toml"),
+        "--input",
+        SAMPLE_VKB,
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::metadata(path).unwrap().ino()
+}
+
+/// Issue 18: with a damaged protocol the run exited 2 and published anyway, so personal data was
+/// processed with no record. Now the protocol is checked before any data is read.
+#[test]
+fn a_damaged_protocol_stops_the_run_before_anything_is_written() {
+    type Damage<'a> = Box<dyn Fn(&Path) + 'a>;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [31; 32]);
+    let out = dir.path().join("out");
+    assert_eq!(pseudonymise_into(&out, &key).code, 0);
+    let protocol = out.join("protocol.jsonl");
+    let good = fs::read_to_string(&protocol).unwrap();
+    let manifest = out.join("vkb/2025-03/manifest.json");
+    let damages: [(&str, Damage); 5] = [
+        (
+            "a garbage line",
+            Box::new(|p| fs::write(p, format!("{good}garbage\n")).unwrap()),
+        ),
+        (
+            "a last line cut half-way",
+            Box::new(|p| {
+                let cut = &good[..good.len() - 40];
+                fs::write(p, cut).unwrap();
+            }),
+        ),
+        (
+            "a blank line",
+            Box::new(|p| fs::write(p, format!("{good}\n")).unwrap()),
+        ),
+        (
+            "an edited record",
+            Box::new(|p| {
+                fs::write(
+                    p,
+                    good.replacen("\"outcome\":\"pending\"", "\"outcome\":\"ok\"", 1),
+                )
+                .unwrap();
+            }),
+        ),
+        (
+            "a link to /dev/null",
+            Box::new(|p| {
+                fs::remove_file(p).unwrap();
+                std::os::unix::fs::symlink("/dev/null", p).unwrap();
+            }),
+        ),
+    ];
+    for (what, damage) in &damages {
+        let _ = fs::remove_file(&protocol);
+        fs::write(&protocol, &good).unwrap();
+        damage(&protocol);
+        let before = inode(&manifest);
+        let r = pseudonymise_into(&out, &key);
+        assert_eq!(r.code, 2, "{what}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("protocol verify") || r.stderr.contains("not a regular file"),
+            "{what}: {}",
+            r.stderr
+        );
+        assert!(
+            r.stderr.contains("Nothing was read or written"),
+            "{what}: {}",
+            r.stderr
+        );
+        assert_eq!(inode(&manifest), before, "{what}: the output was replaced");
+        assert!(
+            !tree(&out).keys().any(|k| k.contains("staging")),
+            "{what}: a staging folder was left"
+        );
+    }
+    // The link was not written through.
+    assert!(
+        fs::symlink_metadata(&protocol)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    // Restored from its backup, the protocol lets the run go on.
+    fs::remove_file(&protocol).unwrap();
+    fs::write(&protocol, &good).unwrap();
+    assert_eq!(pseudonymise_into(&out, &key).code, 0);
+}
+
+/// A run killed between its announcement and its record leaves a `publish` record alone; the next
+/// command settles it, saying whether the output went live.
+#[test]
+fn an_unconfirmed_publication_is_settled_on_the_next_run() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [33; 32]);
+    let out = dir.path().join("out");
+    assert_eq!(pseudonymise_into(&out, &key).code, 0);
+    let protocol = out.join("protocol.jsonl");
+    let manifest = std::path::absolute(out.join("vkb/2025-03/manifest.json")).unwrap();
+    let live_hash = hex::encode(Sha256::digest(fs::read(&manifest).unwrap()));
+    // Two announcements without a record, chained as pseudagg writes them: one whose output is
+    // in place, one whose output never arrived.
+    for sha in [live_hash.as_str(), &"0".repeat(64)] {
+        let text = fs::read_to_string(&protocol).unwrap();
+        let last = text.lines().last().unwrap();
+        let seq = serde_json::from_str::<Value>(last).unwrap()["seq"]
+            .as_u64()
+            .unwrap()
+            + 1;
+        let record = serde_json::json!({
+            "seq": seq,
+            "time": "2025-04-01T00:00:00Z",
+            "kind": "publish",
+            "operator": "test",
+            "command": "pseudonymise",
+            "subject": "vkb",
+            "month": "2025-03",
+            "outputs": [{"path": manifest.display().to_string(), "sha256": sha}],
+            "outcome": "pending",
+            "prev": hex::encode(Sha256::digest(last.as_bytes())),
+        });
+        fs::write(&protocol, format!("{text}{record}\n")).unwrap();
+    }
+    assert_eq!(protocol_verify(&protocol, &[]).code, 0);
+    // Any command on data settles them first.
+    let r = pseudagg(&["verify", out.join("vkb/2025-03").to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let recs = records(&protocol);
+    let settled: Vec<&Value> = recs
+        .iter()
+        .filter(|r| r["details"]["recovered"] == true)
+        .collect();
+    assert_eq!(settled.len(), 2);
+    assert_eq!(settled[0]["outcome"], "ok");
+    assert_eq!(settled[0]["details"]["published"], "all");
+    assert_eq!(settled[1]["outcome"], "error");
+    assert_eq!(settled[1]["details"]["published"], "none");
+    // Settled once, not again.
+    assert_eq!(
+        pseudagg(&["verify", out.join("vkb/2025-03").to_str().unwrap()]).code,
+        0
+    );
+    let again = records(&protocol);
+    assert_eq!(
+        again
+            .iter()
+            .filter(|r| r["details"]["recovered"] == true)
+            .count(),
+        2
+    );
+    assert_eq!(protocol_verify(&protocol, &[]).code, 0);
 }
