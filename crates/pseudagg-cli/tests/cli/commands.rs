@@ -78,10 +78,22 @@ fn unsafe_or_malformed_keys_are_refused() {
     let r = run_with_key(dir.path().join("nope.key").to_str().unwrap(), &[]);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("does not exist") && r.stderr.contains("pseudagg keygen"),
+        r.stderr.contains("does not exist")
+            && r.stderr.contains("restored from its backup")
+            && !r.stderr.contains("keygen --out"),
         "{}",
         r.stderr
     );
+
+    // Issue 18: the key's hex itself given as the key file was printed, in text and JSON logs.
+    let secret = hex::encode((0u8..32).map(|i| i.wrapping_mul(37) ^ 0x5a).collect::<Vec<u8>>());
+    for env in [vec![], vec![("PSEUDAGG_KEY_FILE", secret.as_str())]] {
+        let flag = if env.is_empty() { secret.as_str() } else { "" };
+        let r = run_with_key(flag, &env);
+        assert_eq!(r.code, 2);
+        assert!(!r.stderr.contains(&secret[..32]) && !r.stdout.contains(&secret[..32]), "{}", r.stderr);
+        assert!(r.stderr.contains("withheld"), "{}", r.stderr);
+    }
 
     let r = run_with_key("", &[]);
     assert_eq!(r.code, 2, "a missing key is a usage error");

@@ -365,3 +365,86 @@ fn bad_definitions_are_refused_with_every_problem() {
     let ok = pseudagg(&["check", "--definition", GEFLUECHTETE]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
 }
+
+/// Issue 18: values from the data reached the spreadsheet CSVs as given, so German Excel
+/// evaluated `=HYPERLINK(...)` and the like. Each leading character is neutralised with a `'`; the
+/// Parquet table keeps the exact value; verify accepts the result.
+#[test]
+fn csv_text_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = Extract::read(SAMPLE_OPDS);
+    let rd = input.col("rd");
+    input.rows.retain(|r| r[rd] == "SAC");
+    let payloads = [
+        "=HYPERLINK(\"http://x\",\"y\")",
+        "+1+1",
+        "-2",
+        "@SUM(A1)",
+        "\tJobcenter",
+        "\rJobcenter",
+        "=cmd|' /C calc'!A0",
+    ];
+    let ge = input.col("ge_nr");
+    let mut ges: Vec<String> = input.rows.iter().map(|r| r[ge].clone()).collect();
+    ges.sort();
+    ges.dedup();
+    assert!(ges.len() >= payloads.len(), "{} gEs", ges.len());
+    let name = input.col("ge_name");
+    for row in &mut input.rows {
+        if let Some(i) = ges.iter().position(|g| *g == row[ge]).filter(|&i| i < payloads.len()) {
+            row[name] = payloads[i].to_owned();
+        }
+    }
+    let path = input.write(&dir.path().join("opds.csv"));
+    let out = dir.path().join("out");
+    let r = report(GEFLUECHTETE, path.to_str().unwrap(), "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = out.join("gefluechtete/2025-03");
+    let csv = fs::read_to_string(root.join("rd=SAC/gefluechtete-2025-03.csv")).unwrap();
+    let mut reader = ::csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    let names: BTreeSet<String> = reader
+        .records()
+        .map(|r| r.unwrap()[3].to_owned())
+        .collect();
+    for p in payloads {
+        assert!(names.contains(&format!("'{p}")), "{p:?} not neutralised in {names:?}");
+        assert!(!names.contains(p), "{p:?} as given");
+    }
+    for n in &names {
+        assert!(!n.starts_with(['=', '+', '-', '@', '\t', '\r']), "{n:?}");
+    }
+    let parquet: BTreeSet<String> = read_parquet(&root.join("rd=SAC/gefluechtete-2025-03.parquet"))
+        .iter()
+        .flat_map(|b| strings(b, "ge_name"))
+        .flatten()
+        .collect();
+    for p in payloads {
+        assert!(parquet.contains(p), "Parquet keeps {p:?} exactly");
+    }
+    let v = pseudagg(&["verify", root.to_str().unwrap()]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+
+    // A definition's own names are refused by `check` instead.
+    for (from, to) in [
+        ("name = \"Ukraine\"", "name = \"=HYPERLINK(1)\""),
+        ("label = \"Bestand\"", "label = \"@SUM(A1)\""),
+        ("total = \"Insgesamt\"", "total = \"-Insgesamt\""),
+    ] {
+        let def = definition_with(dir.path(), from, to);
+        let r = pseudagg(&["check", "--definition", def.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{to}: {}", r.stderr);
+        assert!(r.stderr.contains("reads as a formula"), "{}", r.stderr);
+    }
+}
+
+/// Issue 18: `ge-column = "ge_name"` let data values become folder names (`../../X`).
+#[test]
+fn only_code_columns_name_the_recipients_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = definition_with(dir.path(), "ge-column = \"ge_nr\"", "ge-column = \"ge_name\"");
+    let r = pseudagg(&["check", "--definition", def.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("`ge-column`") && r.stderr.contains("not a code column"), "{}", r.stderr);
+}
