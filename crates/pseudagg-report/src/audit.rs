@@ -8,9 +8,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use microlp::{ComparisonOp, OptimizationDirection, Problem};
 use rayon::prelude::*;
 
+use crate::lp::{End, Lp, Op as ComparisonOp};
 use crate::table::Table;
 
 /// The feasible interval of a suppressed cell. `upper` is `None` when unbounded.
@@ -147,40 +147,24 @@ fn components(
     (comps, where_)
 }
 
-/// Maximises or minimises one variable; the optimum and the point that reaches it (`None` if the
-/// variable is unbounded).
-fn solve_point(
-    comp: &Component,
-    target: usize,
-    direction: OptimizationDirection,
-) -> Result<Option<(f64, Vec<f64>)>, String> {
-    let mut problem = Problem::new(direction);
-    let vars: Vec<_> = (0..comp.vars.len())
-        .map(|i| problem.add_var(if i == target { 1.0 } else { 0.0 }, (1.0, f64::INFINITY)))
-        .collect();
-    for c in &comp.constraints {
-        let terms: Vec<_> = c.terms.iter().map(|&(v, coef)| (vars[v], coef)).collect();
-        problem.add_constraint(terms.as_slice(), c.op, c.rhs);
-    }
-    match problem.solve() {
-        Ok(outcome) => match outcome.solution() {
-            Some(s) => Ok(Some((
-                s.objective(),
-                vars.iter().map(|&v| s.var_value(v)).collect(),
-            ))),
-            None => Err("the linear program was interrupted".to_owned()),
-        },
-        Err(microlp::Error::Unbounded) => Ok(None),
-        Err(e) => Err(format!("the linear program failed: {e:?}")),
-    }
+/// The component's system as a linear program, every variable at least 1.
+fn lp_of(comp: &Component) -> Lp {
+    Lp::new(
+        comp.vars.len(),
+        comp.constraints
+            .iter()
+            .map(|c| (c.terms.as_slice(), c.op, c.rhs)),
+    )
 }
 
-fn solve(
-    comp: &Component,
-    target: usize,
-    direction: OptimizationDirection,
-) -> Result<Option<f64>, String> {
-    Ok(solve_point(comp, target, direction)?.map(|(v, _)| v))
+/// Both ends of variable `v`'s interval.
+fn interval_of(lp: &mut Lp, v: usize) -> Result<Interval, String> {
+    let lower = lp
+        .bound(v, End::Lower)?
+        .ok_or("a suppressed cell has no lower bound")?
+        .0;
+    let upper = lp.bound(v, End::Upper)?.map(|x| x.0);
+    Ok(Interval { lower, upper })
 }
 
 /// Relations of each cell: indices into the table's sums and subsets.
@@ -278,10 +262,7 @@ fn local_interval(
     let mut around = Neighbourhood::new(target);
     around.grow(table, index, suppressed, hops);
     let comp = neighbourhood_system(table, index, &around.free);
-    let lower = solve(&comp, 0, OptimizationDirection::Minimize)?
-        .ok_or("a suppressed cell has no lower bound")?;
-    let upper = solve(&comp, 0, OptimizationDirection::Maximize)?;
-    Ok(Interval { lower, upper })
+    interval_of(&mut lp_of(&comp), 0)
 }
 
 /// The linear system over the cells of `free` (variable 0 is the target), every suppressed cell
@@ -354,7 +335,8 @@ fn neighbourhood_system(table: &Table, index: &Index, free: &HashMap<usize, usiz
 /// `threshold`, the point `[upper, upper]`: that lies inside the interval too (so inside the true
 /// one) and does not protect the cell either, and it saves the second linear program.
 fn interval_unless_too_low(comp: &Component, threshold: u64) -> Result<Interval, String> {
-    let upper = solve(comp, 0, OptimizationDirection::Maximize)?;
+    let mut lp = lp_of(comp);
+    let upper = lp.bound(0, End::Upper)?.map(|x| x.0);
     if let Some(hi) = upper
         && hi + Interval::EPS < threshold as f64
     {
@@ -363,8 +345,10 @@ fn interval_unless_too_low(comp: &Component, threshold: u64) -> Result<Interval,
             upper: Some(hi),
         });
     }
-    let lower = solve(comp, 0, OptimizationDirection::Minimize)?
-        .ok_or("a suppressed cell has no lower bound")?;
+    let lower = lp
+        .bound(0, End::Lower)?
+        .ok_or("a suppressed cell has no lower bound")?
+        .0;
     Ok(Interval { lower, upper })
 }
 
@@ -485,6 +469,8 @@ fn certify_in_component(
 ) -> Result<Vec<(usize, Interval, bool)>, String> {
     let mut points: Vec<Vec<f64>> = Vec::new();
     let mut out = Vec::with_capacity(cells.len());
+    // One instance for the part: each cell's two programs start from the last basis.
+    let mut lp = lp_of(comp);
     for &(i, v) in cells {
         if let Some(seen) = span(&points, v)
             && seen.protects(threshold, width)
@@ -492,10 +478,8 @@ fn certify_in_component(
             out.push((i, seen, true));
             continue;
         }
-        let (upper, lower) = rayon::join(
-            || solve_point(comp, v, OptimizationDirection::Maximize),
-            || solve_point(comp, v, OptimizationDirection::Minimize),
-        );
+        let upper = lp.bound(v, End::Upper);
+        let lower = lp.bound(v, End::Lower);
         let (lower, low_point) = lower?.ok_or("a suppressed cell has no lower bound")?;
         let upper = upper?.map(|(hi, point)| {
             points.push(point);
@@ -523,26 +507,66 @@ fn span(points: &[Vec<f64>], v: usize) -> Option<Interval> {
     })
 }
 
-/// The feasible intervals of the `targets` (suppressed cells), in their order.
+/// The feasible intervals of the `targets` (suppressed cells), in their order: two linear programs
+/// per cell over its whole connected part, one HiGHS instance per part (parts side by side).
 pub fn intervals(
     table: &Table,
     suppressed: &[bool],
     targets: &[usize],
 ) -> Result<Vec<Interval>, String> {
     let (comps, where_) = components(table, suppressed);
-    targets
-        .par_iter()
-        .map(|&cell| {
-            let &(ci, v) = where_
-                .get(&cell)
-                .ok_or("an audited cell is not suppressed")?;
-            let comp = &comps[ci];
-            let lower = solve(comp, v, OptimizationDirection::Minimize)?
-                .ok_or("a suppressed cell has no lower bound")?;
-            let upper = solve(comp, v, OptimizationDirection::Maximize)?;
-            Ok(Interval { lower, upper })
+    let mut by_comp: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, cell) in targets.iter().enumerate() {
+        let &(ci, v) = where_
+            .get(cell)
+            .ok_or("an audited cell is not suppressed")?;
+        by_comp.entry(ci).or_default().push((i, v));
+    }
+    tracing::debug!(
+        parts = by_comp.len(),
+        largest = by_comp
+            .keys()
+            .map(|&c| comps[c].vars.len())
+            .max()
+            .unwrap_or(0),
+        rows = by_comp
+            .keys()
+            .map(|&c| comps[c].constraints.len())
+            .max()
+            .unwrap_or(0),
+        targets = targets.len(),
+        "feasible intervals"
+    );
+    // A large part's cells are shared out over the threads, each with an instance of its own.
+    let threads = rayon::current_num_threads().max(1);
+    let work: Vec<(usize, Vec<(usize, usize)>)> = by_comp
+        .into_iter()
+        .flat_map(|(ci, cells)| {
+            let per = cells.len().div_ceil(threads).max(64);
+            cells
+                .chunks(per)
+                .map(|c| (ci, c.to_vec()))
+                .collect::<Vec<_>>()
         })
-        .collect()
+        .collect();
+    let found: Vec<Vec<(usize, Interval)>> = work
+        .into_par_iter()
+        .map(|(ci, cells)| {
+            let mut lp = lp_of(&comps[ci]);
+            cells
+                .into_iter()
+                .map(|(i, v)| Ok((i, interval_of(&mut lp, v)?)))
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .collect::<Result<_, String>>()?;
+    let mut out = vec![None; targets.len()];
+    for (i, iv) in found.into_iter().flatten() {
+        out[i] = Some(iv);
+    }
+    Ok(out
+        .into_iter()
+        .map(|x| x.expect("every target is bounded"))
+        .collect())
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod definition;
 pub mod expr;
 pub mod layout;
+mod lp;
 mod output;
 mod plan;
 mod run;

@@ -86,12 +86,20 @@ fn unsafe_or_malformed_keys_are_refused() {
     );
 
     // Issue 18: the key's hex itself given as the key file was printed, in text and JSON logs.
-    let secret = hex::encode((0u8..32).map(|i| i.wrapping_mul(37) ^ 0x5a).collect::<Vec<u8>>());
+    let secret = hex::encode(
+        (0u8..32)
+            .map(|i| i.wrapping_mul(37) ^ 0x5a)
+            .collect::<Vec<u8>>(),
+    );
     for env in [vec![], vec![("PSEUDAGG_KEY_FILE", secret.as_str())]] {
         let flag = if env.is_empty() { secret.as_str() } else { "" };
         let r = run_with_key(flag, &env);
         assert_eq!(r.code, 2);
-        assert!(!r.stderr.contains(&secret[..32]) && !r.stdout.contains(&secret[..32]), "{}", r.stderr);
+        assert!(
+            !r.stderr.contains(&secret[..32]) && !r.stdout.contains(&secret[..32]),
+            "{}",
+            r.stderr
+        );
         assert!(r.stderr.contains("withheld"), "{}", r.stderr);
     }
 

@@ -391,7 +391,11 @@ fn csv_text_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
     assert!(ges.len() >= payloads.len(), "{} gEs", ges.len());
     let name = input.col("ge_name");
     for row in &mut input.rows {
-        if let Some(i) = ges.iter().position(|g| *g == row[ge]).filter(|&i| i < payloads.len()) {
+        if let Some(i) = ges
+            .iter()
+            .position(|g| *g == row[ge])
+            .filter(|&i| i < payloads.len())
+        {
             row[name] = payloads[i].to_owned();
         }
     }
@@ -404,12 +408,12 @@ fn csv_text_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
     let mut reader = ::csv::ReaderBuilder::new()
         .delimiter(b';')
         .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
-    let names: BTreeSet<String> = reader
-        .records()
-        .map(|r| r.unwrap()[3].to_owned())
-        .collect();
+    let names: BTreeSet<String> = reader.records().map(|r| r.unwrap()[3].to_owned()).collect();
     for p in payloads {
-        assert!(names.contains(&format!("'{p}")), "{p:?} not neutralised in {names:?}");
+        assert!(
+            names.contains(&format!("'{p}")),
+            "{p:?} not neutralised in {names:?}"
+        );
         assert!(!names.contains(p), "{p:?} as given");
     }
     for n in &names {
@@ -443,8 +447,16 @@ fn csv_text_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
 #[test]
 fn only_code_columns_name_the_recipients_folders() {
     let dir = tempfile::tempdir().unwrap();
-    let def = definition_with(dir.path(), "ge-column = \"ge_nr\"", "ge-column = \"ge_name\"");
+    let def = definition_with(
+        dir.path(),
+        "ge-column = \"ge_nr\"",
+        "ge-column = \"ge_name\"",
+    );
     let r = pseudagg(&["check", "--definition", def.to_str().unwrap()]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("`ge-column`") && r.stderr.contains("not a code column"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`ge-column`") && r.stderr.contains("not a code column"),
+        "{}",
+        r.stderr
+    );
 }

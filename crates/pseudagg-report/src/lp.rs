@@ -1,0 +1,147 @@
+//! The linear programs of the audit, on HiGHS.
+//!
+//! One HiGHS instance holds one linear system (a component of the table, or a neighbourhood of a
+//! cell); each bound of a cell only changes the objective and the sense and re-solves from the
+//! last basis, which after the first solve usually takes a handful of simplex iterations. microlp,
+//! the solver before, had to rebuild and solve every program from scratch.
+
+use highs::{HighsModelStatus, Model, RowProblem, Sense};
+
+/// `terms op rhs`: the relations of a linear system over its variables `0..n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Eq,
+    Le,
+    Ge,
+}
+
+/// Which end of a cell's interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    Lower,
+    Upper,
+}
+
+/// A linear system whose variables are suppressed counts (each at least 1), ready to bound one
+/// variable after another.
+pub(crate) struct Lp {
+    model: Option<Model>,
+    cols: Vec<highs::Col>,
+    /// The variable whose cost is 1 now.
+    objective: Option<usize>,
+}
+
+impl std::fmt::Debug for Lp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lp")
+            .field("vars", &self.cols.len())
+            .field("objective", &self.objective)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lp {
+    /// `vars` variables, each in `[1, ∞)`, under `rows`.
+    pub fn new<'a>(
+        vars: usize,
+        rows: impl IntoIterator<Item = (&'a [(usize, f64)], Op, f64)>,
+    ) -> Self {
+        let mut pb = RowProblem::default();
+        let cols: Vec<highs::Col> = (0..vars).map(|_| pb.add_column(0.0, 1.0..)).collect();
+        for (terms, op, rhs) in rows {
+            let terms: Vec<(highs::Col, f64)> = terms.iter().map(|&(v, c)| (cols[v], c)).collect();
+            match op {
+                Op::Eq => pb.add_row(rhs..=rhs, &terms),
+                Op::Le => pb.add_row(..=rhs, &terms),
+                Op::Ge => pb.add_row(rhs.., &terms),
+            }
+        }
+        let mut model = pb.optimise(Sense::Minimise);
+        model.make_quiet();
+        // The audit runs many systems side by side on rayon's threads; each solve stays on one.
+        model.set_option("threads", 1);
+        // Presolve would rebuild the reduced program on every solve and lose the basis that the
+        // next objective starts from; the systems are small and sparse without it.
+        model.set_option("presolve", "off");
+        Self {
+            model: Some(model),
+            cols,
+            objective: None,
+        }
+    }
+
+    /// The smallest or largest value of `var`, and a point that reaches it; `None` when unbounded.
+    pub fn bound(&mut self, var: usize, end: End) -> Result<Option<(f64, Vec<f64>)>, String> {
+        let mut model = self
+            .model
+            .take()
+            .ok_or("the linear program failed before")?;
+        if self.objective != Some(var) {
+            if let Some(old) = self.objective {
+                model.change_column_cost(self.cols[old], 0.0);
+            }
+            model.change_column_cost(self.cols[var], 1.0);
+            self.objective = Some(var);
+        }
+        model.set_sense(match end {
+            End::Lower => Sense::Minimise,
+            End::Upper => Sense::Maximise,
+        });
+        let solved = model
+            .try_solve()
+            .map_err(|e| format!("the linear program failed: {e:?}"))?;
+        let answer = match solved.status() {
+            HighsModelStatus::Optimal => {
+                let point = solved.get_solution().columns().to_vec();
+                Some((point[var], point))
+            }
+            HighsModelStatus::Unbounded | HighsModelStatus::UnboundedOrInfeasible
+                if end == End::Upper =>
+            {
+                None
+            }
+            HighsModelStatus::ModelEmpty => Some((1.0, vec![1.0; self.cols.len()])),
+            other => {
+                return Err(format!(
+                    "the linear program ended with status {other:?}; the table contradicts itself"
+                ));
+            }
+        };
+        self.model = Some(Model::from(solved));
+        Ok(answer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Rows = Vec<(Vec<(usize, f64)>, Op, f64)>;
+
+    #[test]
+    fn bounds_one_variable_after_another_from_the_same_instance() {
+        // x + y = 10, x <= 4, each at least 1: x in [1, 4], y in [6, 9].
+        let rows: Rows = vec![
+            (vec![(0, 1.0), (1, 1.0)], Op::Eq, 10.0),
+            (vec![(0, 1.0)], Op::Le, 4.0),
+        ];
+        let mut lp = Lp::new(2, rows.iter().map(|(t, o, r)| (t.as_slice(), *o, *r)));
+        let b = |lp: &mut Lp, v, e| lp.bound(v, e).unwrap().map(|x| x.0);
+        assert_eq!(b(&mut lp, 0, End::Lower), Some(1.0));
+        assert_eq!(b(&mut lp, 0, End::Upper), Some(4.0));
+        assert_eq!(b(&mut lp, 1, End::Lower), Some(6.0));
+        assert_eq!(b(&mut lp, 1, End::Upper), Some(9.0));
+        // A point reaching an optimum satisfies the system.
+        let (_, p) = lp.bound(1, End::Upper).unwrap().unwrap();
+        assert!((p[0] + p[1] - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn an_unbounded_upper_end_is_none() {
+        // x - y = 0: both can grow without end.
+        let rows: Rows = vec![(vec![(0, 1.0), (1, -1.0)], Op::Eq, 0.0)];
+        let mut lp = Lp::new(2, rows.iter().map(|(t, o, r)| (t.as_slice(), *o, *r)));
+        assert!(lp.bound(0, End::Upper).unwrap().is_none());
+        assert_eq!(lp.bound(0, End::Lower).unwrap().map(|x| x.0), Some(1.0));
+    }
+}
