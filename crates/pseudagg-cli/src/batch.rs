@@ -58,6 +58,9 @@ struct PseudonymiseStep {
 struct ReportStep {
     definition: String,
     input: String,
+    /// The gE register (`ge_nr;rd;ge_name`), if the report's gEs come from one.
+    #[serde(default)]
+    ge_register: Option<String>,
     #[serde(default)]
     windows_1252: bool,
 }
@@ -286,6 +289,7 @@ fn steps(
                 encoding(s.windows_1252),
                 staging,
                 None,
+                s.ge_register.as_deref().map(resolve).as_deref(),
                 true,
                 None,
             )?;

@@ -145,6 +145,11 @@ pub(crate) enum Command {
         /// are written, to OUT/<report>/requests/<reference>/<month>/.
         #[arg(long)]
         request: Option<PathBuf>,
+        /// The register of gEs (CSV `ge_nr;rd;ge_name`): every gE of it is in the report, with
+        /// zeros where nobody is counted; a gE of the extract outside it is an error. Without
+        /// it, the gEs are those on any row of the extract.
+        #[arg(long)]
+        ge_register: Option<PathBuf>,
     },
     /// Check a pipeline or report definition against its input schema, without reading any data.
     Check {

@@ -74,6 +74,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             out,
             encoding,
             request,
+            ge_register,
         } => {
             let plan = ReportPlan::load(&definition)?;
             let month = Month::parse_for_run(&month)?;
@@ -100,6 +101,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 encoding.into(),
                 &out,
                 scope,
+                ge_register.as_deref(),
                 json,
                 Some(&hook),
             );
@@ -426,6 +428,7 @@ pub(crate) fn report(
     encoding: Encoding,
     out: &Path,
     request: Option<RequestScope>,
+    ge_register: Option<&Path>,
     json: bool,
     before_publish: Option<&PublishHook<'_>>,
 ) -> Result<ReportOutcome> {
@@ -437,6 +440,7 @@ pub(crate) fn report(
             out: out.to_owned(),
             progress: Some(progress),
             request,
+            ge_register: ge_register.map(Path::to_owned),
             before_publish,
         };
         Ok(run_report(plan, &options)?)

@@ -107,6 +107,15 @@ impl ColumnCheck {
 
     /// Checks a non-null text value against pattern and value list; the message never holds it.
     pub(crate) fn check_str(&self, value: &str) -> Result<(), String> {
+        // The same limit for every reader: the CSV reader refuses such a field while it splits the
+        // row; a Parquet cell comes here whole.
+        if value.len() > crate::csv_in::MAX_FIELD_BYTES {
+            return Err(format!(
+                "is {} bytes long, more than the {} a field may hold",
+                value.len(),
+                crate::csv_in::MAX_FIELD_BYTES
+            ));
+        }
         if value.contains('\0') {
             return Err("contains a NUL byte; the extract is damaged or not text".to_owned());
         }

@@ -37,7 +37,101 @@ pub struct Counter<'a> {
     index: HashMap<String, usize>,
     counts: Counts,
     first_row_of: HashMap<usize, u64>,
+    /// The gEs come from a register: a gE of the extract outside it is an error.
+    registered: bool,
     problems: Problems,
+}
+
+/// Reads a gE register: a CSV `ge_nr;rd;ge_name` with that header, UTF-8, one gE a line. Every gE
+/// of it is in the report's grid, with the register's name. Problems name the line and column.
+pub fn read_register(path: &std::path::Path) -> pseudagg_core::Result<Vec<GeInfo>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| pseudagg_core::Error::io("read the gE register", path, e))?;
+    let mut problems = Problems::default();
+    let mut out: Vec<GeInfo> = Vec::new();
+    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut lines = text.trim_start_matches('\u{feff}').lines().enumerate();
+    let header = lines.next().map(|(_, h)| h.trim_end_matches('\r'));
+    if header != Some("ge_nr;rd;ge_name") {
+        problems.push(Problem::new(
+            Location {
+                line: Some(1),
+                ..Location::default()
+            },
+            "the header must be `ge_nr;rd;ge_name`",
+        ));
+    }
+    for (i, line) in lines {
+        let line_no = i as u64 + 1;
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let at = |column: &str| Location {
+            line: Some(line_no),
+            column: Some(column.to_owned()),
+            ..Location::default()
+        };
+        let fields: Vec<&str> = line.split(';').collect();
+        if fields.len() != 3 {
+            problems.push(Problem::new(
+                Location {
+                    line: Some(line_no),
+                    ..Location::default()
+                },
+                format!(
+                    "has {} fields; a register line is `ge_nr;rd;ge_name`",
+                    fields.len()
+                ),
+            ));
+            continue;
+        }
+        let (nr, rd, name) = (fields[0].trim(), fields[1].trim(), fields[2].trim());
+        if !(nr.len() == 5 && nr.bytes().all(|b| b.is_ascii_digit())) {
+            problems.push(Problem::new(at("ge_nr"), "a gE number is 5 digits"));
+            continue;
+        }
+        if !crate::output::is_folder_code(rd) {
+            problems.push(Problem::new(
+                at("rd"),
+                "an RD is a code of letters, digits, `-` and `_`",
+            ));
+            continue;
+        }
+        if crate::output::starts_like_a_formula(name) {
+            problems.push(Problem::new(
+                at("ge_name"),
+                "starts like a spreadsheet formula (`=`, `+`, `-`, `@`, tab, CR)",
+            ));
+            continue;
+        }
+        if let Some(first) = seen.insert(nr.to_owned(), line_no) {
+            problems.push(Problem::new(
+                at("ge_nr"),
+                format!("gE {nr} is listed on line {first} already"),
+            ));
+            continue;
+        }
+        out.push(GeInfo {
+            nr: nr.to_owned(),
+            rd: rd.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+    if out.is_empty() && problems.is_empty() {
+        problems.push(Problem::new(
+            Location::default(),
+            "the register lists no gE",
+        ));
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(pseudagg_core::Error::Definition {
+            file: path.to_owned(),
+            problems,
+        })
+    }
 }
 
 impl<'a> Counter<'a> {
@@ -57,8 +151,24 @@ impl<'a> Counter<'a> {
                 rows_counted: 0,
             },
             first_row_of: HashMap::new(),
+            registered: false,
             problems: Problems::default(),
         }
+    }
+
+    /// A counter whose gEs are those of a register (see [`read_register`]).
+    #[must_use]
+    pub fn with_register(plan: &'a ReportPlan, month_end_days: i32, ges: Vec<GeInfo>) -> Self {
+        let mut c = Self::new(plan, month_end_days);
+        for g in ges {
+            c.index.insert(g.nr.clone(), c.counts.ges.len());
+            c.counts
+                .values
+                .push(vec![0; c.counts.categories * c.counts.indicators]);
+            c.counts.ges.push(g);
+        }
+        c.registered = true;
+        c
     }
 
     /// Counts one batch of validated rows.
@@ -77,16 +187,18 @@ impl<'a> Counter<'a> {
             .iter()
             .map(|e| eval(e, batch, self.month_end_days))
             .collect();
-        let ge = batch.column(p.ge_column).as_string::<i32>();
-        let rd = batch.column(p.rd_column).as_string::<i32>();
-        let name = p.ge_name_column.map(|c| batch.column(c).as_string::<i32>());
         let dim_name = p
             .definition
             .dimension
             .as_ref()
             .map_or("", |d| d.name.as_str());
+        let gi_of_row = self.ges_of_rows(batch, first_row);
         for row in (0..batch.num_rows()).filter(|&i| population[i]) {
             let row_no = first_row + row as u64;
+            let gi = gi_of_row[row];
+            if gi == usize::MAX {
+                continue;
+            }
             let category = if categories.is_empty() {
                 0
             } else {
@@ -113,9 +225,37 @@ impl<'a> Counter<'a> {
                     }
                 }
             };
+            self.counts.rows_counted += 1;
+            let cells = &mut self.counts.values[gi];
+            for (k, mask) in indicators.iter().enumerate() {
+                if mask[row] {
+                    cells[category * self.counts.indicators + k] += 1;
+                }
+            }
+        }
+    }
+
+    /// The gE of each row (its index in the counts), registering gEs not seen before; `usize::MAX`
+    /// for a row whose gE is refused (a problem is recorded).
+    fn ges_of_rows(&mut self, batch: &RecordBatch, first_row: u64) -> Vec<usize> {
+        // Every gE of the extract is in the grid, whether or not anybody of it is in the
+        // population: a gE with nobody counted gets its row of zeros.
+        let p = self.plan;
+        let ge = batch.column(p.ge_column).as_string::<i32>();
+        let rd = batch.column(p.rd_column).as_string::<i32>();
+        let name = p.ge_name_column.map(|c| batch.column(c).as_string::<i32>());
+        let mut gi_of_row = vec![usize::MAX; batch.num_rows()];
+        for (row, slot) in gi_of_row.iter_mut().enumerate() {
+            let row_no = first_row + row as u64;
             let ge_nr = ge.value(row);
             let gi = if let Some(&i) = self.index.get(ge_nr) {
                 i
+            } else if self.registered {
+                self.problems.push(Problem::new(
+                    Location { row: Some(row_no), ..Location::default() },
+                    format!("has gE {ge_nr}, which the gE register does not list: add it to the register, or correct the extract"),
+                ));
+                continue;
             } else {
                 let i = self.counts.ges.len();
                 self.index.insert(ge_nr.to_owned(), i);
@@ -132,6 +272,14 @@ impl<'a> Counter<'a> {
             };
             let info = &self.counts.ges[gi];
             // gE and RD numbers are organisational units, not personal data: naming them helps.
+            if info.rd != rd.value(row) && self.registered {
+                self.problems.push(Problem::new(
+                    Location { row: Some(row_no), ..Location::default() },
+                    format!("puts gE {} under RD {}, but the gE register puts it under RD {}; correct the register or the extract",
+                        ge_nr, rd.value(row), info.rd),
+                ));
+                continue;
+            }
             if info.rd != rd.value(row) {
                 self.problems.push(Problem::new(
                     Location { row: Some(row_no), ..Location::default() },
@@ -140,14 +288,28 @@ impl<'a> Counter<'a> {
                 ));
                 continue;
             }
-            self.counts.rows_counted += 1;
-            let cells = &mut self.counts.values[gi];
-            for (k, mask) in indicators.iter().enumerate() {
-                if mask[row] {
-                    cells[category * self.counts.indicators + k] += 1;
-                }
+            // One gE, one name: otherwise one of them would be picked silently. The names are
+            // not shown (the column could hold anything), only where they differ.
+            if let (Some(n), Some(col)) = (name, p.definition.ge_name_column.as_deref())
+                && !self.registered
+                && info.name != n.value(row)
+            {
+                self.problems.push(Problem::new(
+                    Location {
+                        row: Some(row_no),
+                        column: Some(col.to_owned()),
+                        ..Location::default()
+                    },
+                    format!(
+                        "names gE {ge_nr} differently from row {}; a gE has one name in an extract",
+                        self.first_row_of[&gi]
+                    ),
+                ));
+                continue;
             }
+            *slot = gi;
         }
+        gi_of_row
     }
 
     /// The counts, or every problem found.

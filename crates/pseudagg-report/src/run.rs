@@ -7,7 +7,7 @@ use pseudagg_io::{
 use serde::Serialize;
 use tracing::{info, info_span};
 
-use crate::aggregate::Counter;
+use crate::aggregate::{Counter, read_register};
 use crate::layout::{Level, ReportTable};
 use crate::output::{Published, is_folder_code, scopes};
 use crate::plan::ReportPlan;
@@ -23,6 +23,9 @@ pub struct ReportOptions<'a> {
     pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
     /// A Traeger's request: only its gEs are written, to `{out}/{report}/requests/{reference}/{month}/`.
     pub request: Option<RequestScope>,
+    /// A gE register (`ge_nr;rd;ge_name`): its gEs are the report's, and a gE of the extract
+    /// outside it is an error. Without one, the gEs are those on any row of the extract.
+    pub ge_register: Option<PathBuf>,
     /// Runs just before the output goes live (the protocol's announcement); an error publishes
     /// nothing.
     pub before_publish: Option<&'a pseudagg_io::PublishHook<'a>>,
@@ -160,7 +163,10 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     let mut reader = ExtractReader::open(&options.input, &plan.schema, read)?;
     let month_end =
         parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
-    let mut counter = Counter::new(plan, month_end);
+    let mut counter = match &options.ge_register {
+        Some(path) => Counter::with_register(plan, month_end, read_register(path)?),
+        None => Counter::new(plan, month_end),
+    };
     {
         let _s = info_span!("aggregate").entered();
         while let Some(batch) = reader.next_batch()? {

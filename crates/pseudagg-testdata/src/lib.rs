@@ -261,3 +261,17 @@ fn csv_chunk_to_batch(
         .collect();
     RecordBatch::try_new(arrow.clone(), columns).expect("columns match the schema")
 }
+
+/// The gE register of the synthetic geography, as `pseudagg report --ge-register` reads it
+/// (`testdata/ge-register.csv` is this text).
+#[must_use]
+pub fn ge_register_csv() -> String {
+    use std::fmt::Write as _;
+    let mut ges = jobcenters();
+    ges.sort_by(|a, b| (a.rd, &a.ge_nr).cmp(&(b.rd, &b.ge_nr)));
+    let mut out = String::from("ge_nr;rd;ge_name\n");
+    for g in ges {
+        let _ = writeln!(out, "{};{};{}", g.ge_nr, g.rd, g.name);
+    }
+    out
+}

@@ -546,3 +546,57 @@ fn an_output_folder_that_is_not_writable_is_an_error() {
     assert!(stderr.contains("Read-only file system"), "{stderr}");
     assert!(stdout.trim_end() == "left:", "{stdout}");
 }
+
+/// Issue 18: the CSV reader refused a field over 1 MiB, but the same in a Parquet cell passed.
+#[test]
+fn a_parquet_cell_over_the_field_limit_is_refused_like_a_csv_field() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, RecordBatch, StringArray};
+
+    let case = Case::new();
+    let good = case.dir.path().join("good.parquet");
+    let g = pseudagg(&[
+        "gen-testdata",
+        "--kind",
+        "verbis-vkb",
+        "--rows",
+        "200",
+        "--month",
+        "2025-03",
+        "--out",
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(g.code, 0);
+    let batches = crate::common::read_parquet(&good);
+    let schema = batches[0].schema();
+    let batch = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
+    let at = schema.index_of("nachname").unwrap();
+    let huge = "x".repeat(2 << 20);
+    let names: StringArray = (0..batch.num_rows())
+        .map(|i| {
+            Some(if i == 7 {
+                huge.clone()
+            } else {
+                "Meier".to_owned()
+            })
+        })
+        .collect();
+    let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+    columns[at] = Arc::new(names);
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let path = case.dir.path().join("huge.parquet");
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(fs::File::create(&path).unwrap(), schema, None)
+            .unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let r = case.refuse(&path, "2025-03", &[]);
+    expect(
+        &r,
+        &[
+            "row 8, column `nachname`",
+            "more than the 1048576 a field may hold",
+        ],
+    );
+}

@@ -126,7 +126,9 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
         first["outputs"].as_array().unwrap().len() >= 11,
         "manifest and the 10 RD files"
     );
-    assert_eq!(first["prev"].as_str().unwrap(), "0".repeat(64));
+    // The announcement opens the chain; the record links to it.
+    assert_eq!(recs[0]["prev"].as_str().unwrap(), "0".repeat(64));
+    assert_ne!(first["prev"].as_str().unwrap(), "0".repeat(64));
 
     // No personal value, no key.
     let text = fs::read_to_string(&protocol).unwrap();

@@ -460,3 +460,187 @@ fn only_code_columns_name_the_recipients_folders() {
         r.stderr
     );
 }
+
+const REGISTER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/ge-register.csv"
+);
+
+/// The sample cut to one RD, with nobody of one gE in the population (every row `elb = N`).
+fn sac_with_an_empty_ge(dir: &Path) -> (PathBuf, String) {
+    let mut input = Extract::read(SAMPLE_OPDS);
+    let rd = input.col("rd");
+    input.rows.retain(|r| r[rd] == "SAC");
+    let ge = input.col("ge_nr");
+    let empty = input.rows[0][ge].clone();
+    let elb = input.col("elb");
+    for r in &mut input.rows {
+        if r[ge] == empty {
+            "N".clone_into(&mut r[elb]);
+        }
+    }
+    (input.write(&dir.join("opds.csv")), empty)
+}
+
+/// Rows of a scope's table per gE: (ge_nr) -> (rows, sum of published values, suppressed).
+fn per_ge(path: &Path) -> std::collections::BTreeMap<String, (usize, i64, usize)> {
+    let mut out = std::collections::BTreeMap::new();
+    for b in read_parquet(path) {
+        let ge = strings(&b, "ge_nr");
+        let value = b
+            .column(b.schema().index_of("value").unwrap())
+            .as_primitive::<Int64Type>()
+            .clone();
+        let sup = b
+            .column(b.schema().index_of("suppressed").unwrap())
+            .as_boolean()
+            .clone();
+        for (i, g) in ge.iter().enumerate() {
+            if let Some(g) = g {
+                let e = out.entry(g.clone()).or_insert((0, 0, 0));
+                e.0 += 1;
+                e.1 += if value.is_null(i) { 0 } else { value.value(i) };
+                e.2 += usize::from(sup.value(i));
+            }
+        }
+    }
+    out
+}
+
+/// Issue 14: a gE with nobody in the population had no row in its RD's table and no scope.
+#[test]
+fn a_ge_with_an_empty_population_has_zeros_and_its_own_scope() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, empty) = sac_with_an_empty_ge(dir.path());
+    let out = dir.path().join("out");
+    let r = report(GEFLUECHTETE, input.to_str().unwrap(), "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = out.join("gefluechtete/2025-03");
+    let table = per_ge(&root.join("rd=SAC/gefluechtete-2025-03.parquet"));
+    let extract = Extract::read(input.to_str().unwrap());
+    let ge = extract.col("ge_nr");
+    let ges: BTreeSet<String> = extract.rows.iter().map(|r| r[ge].clone()).collect();
+    assert_eq!(
+        table.keys().cloned().collect::<BTreeSet<_>>(),
+        ges,
+        "every gE of the extract"
+    );
+    let (rows, sum, suppressed) = table[&empty];
+    assert!(
+        rows > 0 && sum == 0 && suppressed == 0,
+        "{rows} rows, sum {sum}, {suppressed} suppressed"
+    );
+    assert!(
+        root.join(format!("ge={empty}/gefluechtete-2025-03.parquet"))
+            .is_file()
+    );
+    assert_eq!(
+        per_ge(&root.join(format!("ge={empty}/gefluechtete-2025-03.parquet")))[&empty].1,
+        0
+    );
+    let v = pseudagg(&["verify", root.to_str().unwrap()]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
+
+/// With `--ge-register`, every gE of the register is in the grid; a gE of the extract outside it,
+/// or under another RD, is an error that writes nothing.
+#[test]
+fn the_ge_register_decides_the_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, _) = sac_with_an_empty_ge(dir.path());
+    let run = |register: &Path, out: &Path| {
+        pseudagg(&[
+            "report",
+            "--definition",
+            GEFLUECHTETE,
+            "--input",
+            input.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--out",
+            out.to_str().unwrap(),
+            "--ge-register",
+            register.to_str().unwrap(),
+        ])
+    };
+    let out = dir.path().join("out");
+    let r = run(Path::new(REGISTER), &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let register = fs::read_to_string(REGISTER).unwrap();
+    let sac: BTreeSet<String> = register
+        .lines()
+        .skip(1)
+        .filter(|l| l.split(';').nth(1) == Some("SAC"))
+        .map(|l| l.split(';').next().unwrap().to_owned())
+        .collect();
+    let root = out.join("gefluechtete/2025-03");
+    let table = per_ge(&root.join("rd=SAC/gefluechtete-2025-03.parquet"));
+    assert_eq!(table.keys().cloned().collect::<BTreeSet<_>>(), sac);
+    for g in &sac {
+        assert!(root.join(format!("ge={g}")).is_dir(), "ge={g}");
+    }
+    assert_eq!(pseudagg(&["verify", root.to_str().unwrap()]).code, 0);
+
+    // A gE of the extract that the register lacks.
+    let extract = Extract::read(input.to_str().unwrap());
+    let present = extract.rows[0][extract.col("ge_nr")].clone();
+    let lacking: String = register
+        .lines()
+        .filter(|l| !l.starts_with(&present))
+        .fold(String::new(), |acc, l| acc + l + "\n");
+    let path = dir.path().join("lacking.csv");
+    fs::write(&path, lacking).unwrap();
+    let out2 = dir.path().join("out2");
+    let r = run(&path, &out2);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("does not list"), "{}", r.stderr);
+    assert!(!out2.join("gefluechtete").exists());
+
+    // The same gE under another RD.
+    let moved = register.replace(&format!("{present};SAC;"), &format!("{present};BY;"));
+    assert_ne!(moved, register);
+    fs::write(&path, moved).unwrap();
+    let r = run(&path, &out2);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("the gE register puts it under RD BY"),
+        "{}",
+        r.stderr
+    );
+    assert!(!out2.join("gefluechtete").exists());
+}
+
+#[test]
+fn the_committed_ge_register_is_the_generators() {
+    assert_eq!(
+        fs::read_to_string(REGISTER).unwrap(),
+        pseudagg_testdata::ge_register_csv()
+    );
+}
+
+/// Issue 18: a gE with two names in one extract had one of them picked silently.
+#[test]
+fn a_ge_named_two_ways_is_an_input_error_without_the_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut input = Extract::read(SAMPLE_OPDS);
+    let rd = input.col("rd");
+    input.rows.retain(|r| r[rd] == "SAC");
+    let (ge, name) = (input.col("ge_nr"), input.col("ge_name"));
+    let first = input.rows[0][ge].clone();
+    let later = input.rows.iter().rposition(|r| r[ge] == first).unwrap();
+    assert!(later > 0);
+    input.rows[later][name] = "Jobcenter Zweitname".to_owned();
+    let path = input.write(&dir.path().join("opds.csv"));
+    let out = dir.path().join("out");
+    let r = report(GEFLUECHTETE, path.to_str().unwrap(), "2025-03", &out);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains(&format!("row {}, column `ge_name`", later + 1)),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("differently from row 1"), "{}", r.stderr);
+    assert!(!r.stderr.contains("Zweitname"), "{}", r.stderr);
+    assert!(!out.join("gefluechtete").exists());
+}
