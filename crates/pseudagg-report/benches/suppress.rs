@@ -48,6 +48,7 @@ fn bench(c: &mut Criterion) {
         let params = Params {
             threshold: 3,
             min_width: 2,
+            insider: true,
         };
         g.throughput(Throughput::Elements(rt.table.len() as u64));
         g.bench_function(format!("suppress and audit, table of {rows} rows"), |b| {

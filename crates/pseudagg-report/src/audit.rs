@@ -352,6 +352,22 @@ fn interval_unless_too_low(comp: &Component, threshold: u64) -> Result<Interval,
     Ok(Interval { lower, upper })
 }
 
+/// What [`certify`] found for a cell: its interval, whether it protects, and the suppressed cells
+/// of the neighbourhood that showed it (every other cell was held at its true value; empty when
+/// not protected).
+pub type Certified = (Interval, bool, Vec<usize>);
+
+/// Every suppressed cell connected to `cell` through relations with suppressed cells (its whole
+/// part of the table), `cell` included.
+#[must_use]
+pub fn reach(table: &Table, index: &Index, suppressed: &[bool], cell: usize) -> Vec<usize> {
+    let mut around = Neighbourhood::new(cell);
+    around.grow(table, index, suppressed, usize::MAX);
+    let mut cells: Vec<usize> = around.free.keys().copied().collect();
+    cells.sort_unstable();
+    cells
+}
+
 /// Audits `targets`: for each, an interval that its true feasible interval contains, from
 /// neighbourhoods of 1, 2, 3, 5 and 8 relations around it, stopping at the first that protects.
 /// Returns (interval, protected). A cell whose neighbourhoods do not show protection counts as
@@ -369,7 +385,7 @@ pub fn certify(
     likely_unsafe: &[bool],
     threshold: u64,
     width: u64,
-) -> Result<Vec<(Interval, bool)>, String> {
+) -> Result<Vec<Certified>, String> {
     const HOPS: [usize; 5] = [1, 2, 3, 5, 8];
     let index = Index::new(table);
     targets
@@ -381,7 +397,7 @@ pub fn certify(
                 let comp = neighbourhood_system(table, &index, &around.free);
                 let iv = interval_unless_too_low(&comp, threshold)?;
                 if !iv.protects(threshold, width) {
-                    return Ok((iv, false));
+                    return Ok((iv, false, Vec::new()));
                 }
             }
             let mut around = Neighbourhood::new(t);
@@ -395,14 +411,16 @@ pub fn certify(
                 let comp = neighbourhood_system(table, &index, &around.free);
                 let iv = interval_unless_too_low(&comp, threshold)?;
                 if iv.protects(threshold, width) {
-                    return Ok((iv, true));
+                    let mut cells: Vec<usize> = around.free.keys().copied().collect();
+                    cells.sort_unstable();
+                    return Ok((iv, true, cells));
                 }
                 last = Some((around.free.len(), iv));
                 if around.is_closed() {
                     break;
                 }
             }
-            Ok((last.expect("at least one try").1, false))
+            Ok((last.expect("at least one try").1, false, Vec::new()))
         })
         .collect()
 }
@@ -419,6 +437,21 @@ pub fn inner_intervals(
         .par_iter()
         .map(|&t| local_interval(table, &index, suppressed, t, 1))
         .collect()
+}
+
+/// The table's parts, and the `targets` grouped by part: (position in `targets`, variable).
+type ByPart = (Vec<Component>, BTreeMap<usize, Vec<(usize, usize)>>);
+
+fn by_component(table: &Table, suppressed: &[bool], targets: &[usize]) -> Result<ByPart, String> {
+    let (comps, where_) = components(table, suppressed);
+    let mut by_comp: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, cell) in targets.iter().enumerate() {
+        let &(ci, v) = where_
+            .get(cell)
+            .ok_or("an audited cell is not suppressed")?;
+        by_comp.entry(ci).or_default().push((i, v));
+    }
+    Ok((comps, by_comp))
 }
 
 /// Decides for each of `targets` (suppressed cells) whether its whole connected part of the table
@@ -438,14 +471,7 @@ pub fn certify_exact(
     threshold: u64,
     width: u64,
 ) -> Result<Vec<(Interval, bool)>, String> {
-    let (comps, where_) = components(table, suppressed);
-    let mut by_comp: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
-    for (i, cell) in targets.iter().enumerate() {
-        let &(ci, v) = where_
-            .get(cell)
-            .ok_or("an audited cell is not suppressed")?;
-        by_comp.entry(ci).or_default().push((i, v));
-    }
+    let (comps, by_comp) = by_component(table, suppressed, targets)?;
     let decided: Vec<Vec<(usize, Interval, bool)>> = by_comp
         .into_par_iter()
         .map(|(ci, cells)| certify_in_component(&comps[ci], &cells, threshold, width))
@@ -514,14 +540,7 @@ pub fn intervals(
     suppressed: &[bool],
     targets: &[usize],
 ) -> Result<Vec<Interval>, String> {
-    let (comps, where_) = components(table, suppressed);
-    let mut by_comp: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
-    for (i, cell) in targets.iter().enumerate() {
-        let &(ci, v) = where_
-            .get(cell)
-            .ok_or("an audited cell is not suppressed")?;
-        by_comp.entry(ci).or_default().push((i, v));
-    }
+    let (comps, by_comp) = by_component(table, suppressed, targets)?;
     tracing::debug!(
         parts = by_comp.len(),
         largest = by_comp
@@ -586,6 +605,8 @@ mod tests {
             }],
             subsets: vec![],
             keep_published: vec![],
+            owner: vec![],
+            district: vec![],
         };
         let iv = intervals(&table, &[false, true, false], &[1]).unwrap();
         assert!((iv[0].lower - 1.0).abs() < 1e-9);
@@ -606,6 +627,8 @@ mod tests {
             sums: vec![],
             subsets: vec![(0, 1)],
             keep_published: vec![],
+            owner: vec![],
+            district: vec![],
         };
         let iv = intervals(&table, &[true, false], &[0]).unwrap();
         assert_eq!(iv[0].upper, Some(2.0));

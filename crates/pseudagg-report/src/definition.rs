@@ -60,6 +60,12 @@ pub struct Suppression {
     /// them, the run fails instead.
     #[serde(default)]
     pub never_suppress: Vec<String>,
+    /// Attacker model (b), the insider: besides everything published for the month (model a,
+    /// always on), a gE knows its own true counts and sees its RD's table (the RDs present their
+    /// tables to their gEs). With `true` (the default), every other gE's small cells of the
+    /// district stay protected against it. Recorded in the manifest.
+    #[serde(default = "default_insider")]
+    pub insider: bool,
 }
 
 impl Default for Suppression {
@@ -68,8 +74,13 @@ impl Default for Suppression {
             threshold: default_threshold(),
             min_interval_width: default_width(),
             never_suppress: Vec::new(),
+            insider: default_insider(),
         }
     }
+}
+
+fn default_insider() -> bool {
+    true
 }
 
 fn default_threshold() -> u64 {

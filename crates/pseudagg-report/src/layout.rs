@@ -190,6 +190,32 @@ impl ReportTable {
                     .any(|l| l == rt.areas[cell / (n_cat * n_ind)].level.as_str())
             })
             .collect();
+        // The insider: every gE knows its own cells, and sees its district's table.
+        let rd_index: BTreeMap<&str, u32> = by_rd
+            .keys()
+            .enumerate()
+            .map(|(i, rd)| (rd.as_str(), i as u32))
+            .collect();
+        let per_area = n_cat * n_ind;
+        rt.table.owner = (0..rt.table.len())
+            .map(|cell| {
+                let a = cell / per_area;
+                if rt.areas[a].level == Level::Ge {
+                    a as u32
+                } else {
+                    crate::table::NOBODY
+                }
+            })
+            .collect();
+        rt.table.district = (0..rt.table.len())
+            .map(|cell| {
+                let area = &rt.areas[cell / per_area];
+                area.rd
+                    .as_deref()
+                    .and_then(|r| rd_index.get(r).copied())
+                    .unwrap_or(crate::table::NOBODY)
+            })
+            .collect();
         rt.table.sums = sums;
         rt.table.subsets = subsets;
         debug_assert!(rt.table.is_consistent());
@@ -340,7 +366,7 @@ pub(crate) mod tests {
         fn no_primary_cell_is_disclosed((n_cat, n_ind, rds, raw) in hierarchy()) {
             let plan = plan_for(n_cat, n_ind);
             let rt = ReportTable::build(&plan, &counts_for(&plan, &rds, &raw));
-            let params = Params { threshold: 3, min_width: 2 };
+            let params = Params { threshold: 3, min_width: 2, insider: true };
             let pattern = protect(&rt.table, params).unwrap();
             let t = &rt.table;
             for c in 0..t.len() {
@@ -356,6 +382,27 @@ pub(crate) mod tests {
                 let (lo, hi) = whole_table_interval(t, &pattern.suppressed, c);
                 let iv = crate::audit::Interval { lower: lo, upper: hi };
                 prop_assert!(iv.protects(3, 2), "cell {c} narrowed to {iv:?}");
+            }
+            // (b) The insider: every gE knows its own cells; every other gE's primary cell of its
+            // district is still protected (the insider's cells held at their true values).
+            for insider in 0..rt.areas.len() {
+                if rt.areas[insider].level != Level::Ge {
+                    continue;
+                }
+                let per_area = t.len() / rt.areas.len();
+                let rd = &rt.areas[insider].rd;
+                let known: Vec<bool> = (0..t.len())
+                    .map(|c| pattern.suppressed[c] && c / per_area != insider)
+                    .collect();
+                for &c in &primary {
+                    let a = &rt.areas[c / per_area];
+                    if c / per_area == insider || a.level != Level::Ge || &a.rd != rd {
+                        continue;
+                    }
+                    let (lo, hi) = whole_table_interval(t, &known, c);
+                    let iv = crate::audit::Interval { lower: lo, upper: hi };
+                    prop_assert!(iv.protects(3, 2), "cell {c} narrowed to {iv:?} by the gE of area {insider}");
+                }
             }
             // Same input, same pattern.
             let again = protect(&rt.table, params).unwrap();

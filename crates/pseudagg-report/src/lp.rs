@@ -26,6 +26,8 @@ pub(crate) enum End {
 /// variable after another.
 pub(crate) struct Lp {
     model: Option<Model>,
+    /// The system, kept to build a fresh instance when a warm start ends undecided.
+    rows: Vec<Row>,
     cols: Vec<highs::Col>,
     /// The variable whose cost is 1 now.
     objective: Option<usize>,
@@ -46,10 +48,33 @@ impl Lp {
         vars: usize,
         rows: impl IntoIterator<Item = (&'a [(usize, f64)], Op, f64)>,
     ) -> Self {
+        let rows: Vec<Row> = rows
+            .into_iter()
+            .map(|(t, o, r)| (t.to_vec(), o, r))
+            .collect();
+        let (model, cols) = Self::build(vars, &rows, None, false);
+        Self {
+            model: Some(model),
+            rows,
+            cols,
+            objective: None,
+        }
+    }
+
+    /// A HiGHS instance for the system, with `objective` (if any) at cost 1.
+    fn build(
+        vars: usize,
+        rows: &[Row],
+        objective: Option<usize>,
+        presolve: bool,
+    ) -> (Model, Vec<highs::Col>) {
         let mut pb = RowProblem::default();
-        let cols: Vec<highs::Col> = (0..vars).map(|_| pb.add_column(0.0, 1.0..)).collect();
+        let cols: Vec<highs::Col> = (0..vars)
+            .map(|v| pb.add_column(if objective == Some(v) { 1.0 } else { 0.0 }, 1.0..))
+            .collect();
         for (terms, op, rhs) in rows {
             let terms: Vec<(highs::Col, f64)> = terms.iter().map(|&(v, c)| (cols[v], c)).collect();
+            let rhs = *rhs;
             match op {
                 Op::Eq => pb.add_row(rhs..=rhs, &terms),
                 Op::Le => pb.add_row(..=rhs, &terms),
@@ -62,16 +87,18 @@ impl Lp {
         model.set_option("threads", 1);
         // Presolve would rebuild the reduced program on every solve and lose the basis that the
         // next objective starts from; the systems are small and sparse without it.
-        model.set_option("presolve", "off");
-        Self {
-            model: Some(model),
-            cols,
-            objective: None,
+        if !presolve {
+            model.set_option("presolve", "off");
         }
+        (model, cols)
     }
 
     /// The smallest or largest value of `var`, and a point that reaches it; `None` when unbounded.
     pub fn bound(&mut self, var: usize, end: End) -> Result<Option<(f64, Vec<f64>)>, String> {
+        let sense = match end {
+            End::Lower => Sense::Minimise,
+            End::Upper => Sense::Maximise,
+        };
         let mut model = self
             .model
             .take()
@@ -83,13 +110,26 @@ impl Lp {
             model.change_column_cost(self.cols[var], 1.0);
             self.objective = Some(var);
         }
-        model.set_sense(match end {
-            End::Lower => Sense::Minimise,
-            End::Upper => Sense::Maximise,
-        });
-        let solved = model
+        model.set_sense(sense);
+        let mut solved = model
             .try_solve()
             .map_err(|e| format!("the linear program failed: {e:?}"))?;
+        if !matches!(
+            solved.status(),
+            HighsModelStatus::Optimal
+                | HighsModelStatus::Unbounded
+                | HighsModelStatus::UnboundedOrInfeasible
+                | HighsModelStatus::ModelEmpty
+        ) {
+            // A warm start that ends undecided (HiGHS says `Unknown`, rarely, on degenerate
+            // systems) is solved again from scratch, with presolve.
+            let (mut fresh, cols) = Self::build(self.cols.len(), &self.rows, Some(var), true);
+            self.cols = cols;
+            fresh.set_sense(sense);
+            solved = fresh
+                .try_solve()
+                .map_err(|e| format!("the linear program failed: {e:?}"))?;
+        }
         let answer = match solved.status() {
             HighsModelStatus::Optimal => {
                 let point = solved.get_solution().columns().to_vec();
@@ -111,6 +151,9 @@ impl Lp {
         Ok(answer)
     }
 }
+
+/// One relation of a system: `terms op rhs`.
+type Row = (Vec<(usize, f64)>, Op, f64);
 
 #[cfg(test)]
 mod tests {

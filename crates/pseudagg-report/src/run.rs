@@ -100,6 +100,9 @@ pub struct IndicatorNote {
 pub struct SuppressionNote {
     pub threshold: u64,
     pub min_interval_width: u64,
+    /// The attacker models protected against: `published` (everything published for the month,
+    /// together) and, by default, `insider-ge` (plus one gE's own exact counts).
+    pub attacker_models: Vec<&'static str>,
     pub cells: usize,
     pub primary: usize,
     pub secondary: usize,
@@ -194,6 +197,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     let params = Params {
         threshold: d.suppression.threshold,
         min_width: d.suppression.min_interval_width,
+        insider: d.suppression.insider,
     };
     let pattern = {
         let _s = info_span!("suppress", cells = rt.table.len()).entered();
@@ -335,6 +339,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         suppression: SuppressionNote {
             threshold: params.threshold,
             min_interval_width: params.min_width,
+            attacker_models: if params.insider {
+                vec!["published", "insider-ge"]
+            } else {
+                vec!["published"]
+            },
             cells: rt.table.len(),
             primary,
             secondary: suppressed - primary,

@@ -7,7 +7,9 @@
 //! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
 //! table always gives the same pattern.
 
-use crate::audit::{Index, Interval, certify, certify_exact, intervals};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use crate::audit::{Index, Interval, certify, certify_exact, intervals, reach};
 use crate::table::Table;
 
 /// Suppression settings.
@@ -15,6 +17,8 @@ use crate::table::Table;
 pub struct Params {
     pub threshold: u64,
     pub min_width: u64,
+    /// Attacker model (b): also protect against a gE that knows its own counts.
+    pub insider: bool,
 }
 
 /// The pattern and its audit.
@@ -63,6 +67,11 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     };
     // A cell once shown safe stays safe: more suppression only widens intervals.
     let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
+    // The suppressed cells of the neighbourhood that showed it safe: an insider whose cells lie
+    // outside it learns nothing the certificate did not already hold fixed.
+    let mut shown_by: Vec<Vec<usize>> = vec![Vec::new(); table.len()];
+    // (primary cell, insider gE) pairs shown safe under the insider model.
+    let mut insider_safe: HashSet<(usize, u32)> = HashSet::new();
     // Cells the audit has failed in two rounds: they most likely fail again. (After one failure
     // most cells of thin tables pass with their new neighbour, cheaply, in a small neighbourhood.)
     let mut failures = vec![0_u32; table.len()];
@@ -108,9 +117,10 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         )
         .map_err(fail)?;
         let mut failing = Vec::new();
-        for (&c, (iv, ok)) in open.iter().zip(results) {
+        for (&c, (iv, ok, around)) in open.iter().zip(results) {
             if ok {
                 safe[c] = Some(iv);
+                shown_by[c] = around;
             } else {
                 failures[c] += 1;
                 likely_unsafe[c] = failures[c] >= 2;
@@ -124,6 +134,20 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             "audit round"
         );
         if failing.is_empty() {
+            // (b) The insider: a gE that knows its own counts, against every other gE's primary
+            // cells of its district.
+            match insider_round(
+                table,
+                &index,
+                &mut suppressed,
+                &primaries,
+                &shown_by,
+                &mut insider_safe,
+                params,
+            )? {
+                InsiderRound::Safe => {}
+                InsiderRound::Added => continue,
+            }
             let secondary: Vec<usize> = (0..table.len())
                 .filter(|&c| suppressed[c] && !primary[c])
                 .collect();
@@ -151,7 +175,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
         // the cell is protected already (its neighbourhoods may just not show it).
         let mut costly = Vec::new();
         for &(cell, iv) in &failing {
-            match nearest_candidate(table, &index, &suppressed, cell) {
+            match nearest_candidate(table, &index, &suppressed, cell, None) {
                 Some(c) if table.rank[c] >= TOP_RANK => costly.push((cell, c)),
                 Some(c) => {
                     suppressed[c] = true;
@@ -166,6 +190,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             for ((cell, candidate), (iv, ok)) in costly.into_iter().zip(exact) {
                 if ok {
                     safe[cell] = Some(iv);
+                    shown_by[cell] = reach(table, &index, &suppressed, cell);
                 } else if !suppressed[candidate] {
                     suppressed[candidate] = true;
                     added = true;
@@ -179,6 +204,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             for (c, (iv, ok)) in cells.into_iter().zip(exact) {
                 if ok {
                     safe[c] = Some(iv);
+                    shown_by[c] = reach(table, &index, &suppressed, c);
                 } else {
                     still.push((c, iv));
                 }
@@ -193,6 +219,126 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     }
 }
 
+/// The suppressed cells that gE `h` does not know (its own it does).
+fn unknown_to(table: &Table, suppressed: &[bool], h: u32) -> Vec<bool> {
+    suppressed
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| s && table.owner_of(i) != Some(h))
+        .collect()
+}
+
+/// What the insider audit did.
+enum InsiderRound {
+    /// Every primary cell is protected against every single insider.
+    Safe,
+    /// Cells were suppressed: audit again.
+    Added,
+}
+
+/// The insider model (b): for each primary cell of a gE, and each other gE of its district that
+/// owns a suppressed cell of the neighbourhood that proved the cell safe, audits the cell again
+/// with that gE's cells known (held at their true values). A cell narrowed too far gets one more
+/// suppressed neighbour that the insider does not know; where none is left, the whole connected
+/// part decides, and if it does not protect the cell, protection fails.
+#[allow(clippy::too_many_arguments)] // the state of the rounds
+fn insider_round(
+    table: &Table,
+    index: &Index,
+    suppressed: &mut [bool],
+    primaries: &[usize],
+    shown_by: &[Vec<usize>],
+    insider_safe: &mut HashSet<(usize, u32)>,
+    params: Params,
+) -> Result<InsiderRound, Unprotected> {
+    if table.owner.is_empty() || !params.insider {
+        return Ok(InsiderRound::Safe);
+    }
+    let fail = |reason: String| Unprotected {
+        cells: vec![],
+        reason,
+    };
+    let mut by_insider: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+    for &c in primaries {
+        let Some(own) = table.owner_of(c) else {
+            continue;
+        };
+        let district = table.district[c];
+        let insiders: BTreeSet<u32> = shown_by[c]
+            .iter()
+            .filter_map(|&x| table.owner_of(x).filter(|_| table.district[x] == district))
+            .filter(|&h| h != own && !insider_safe.contains(&(c, h)))
+            .collect();
+        for h in insiders {
+            by_insider.entry(h).or_default().push(c);
+        }
+    }
+    let no_hint = vec![false; table.len()];
+    let mut failing: Vec<(usize, u32)> = Vec::new();
+    for (&h, targets) in &by_insider {
+        let known = unknown_to(table, suppressed, h);
+        let results = certify(
+            table,
+            &known,
+            targets,
+            &no_hint,
+            params.threshold,
+            params.min_width,
+        )
+        .map_err(fail)?;
+        for (&c, (_, ok, _)) in targets.iter().zip(results) {
+            if ok {
+                insider_safe.insert((c, h));
+            } else {
+                failing.push((c, h));
+            }
+        }
+    }
+    tracing::debug!(
+        insiders = by_insider.len(),
+        checked = by_insider.values().map(Vec::len).sum::<usize>(),
+        failing = failing.len(),
+        "insider audit"
+    );
+    if failing.is_empty() {
+        return Ok(InsiderRound::Safe);
+    }
+    let mut added = false;
+    let mut still = Vec::new();
+    for &(c, h) in &failing {
+        match nearest_candidate(table, index, suppressed, c, Some(h)) {
+            Some(n) => {
+                suppressed[n] = true;
+                added = true;
+            }
+            None => still.push((c, h)),
+        }
+    }
+    if added {
+        return Ok(InsiderRound::Added);
+    }
+    // No neighbour left: the whole part decides, with the insider's cells known.
+    let mut unprotected = Vec::new();
+    for (c, h) in still {
+        let known = unknown_to(table, suppressed, h);
+        let exact =
+            certify_exact(table, &known, &[c], params.threshold, params.min_width).map_err(fail)?;
+        if exact[0].1 {
+            insider_safe.insert((c, h));
+        } else {
+            unprotected.push((c, exact[0].0));
+        }
+    }
+    if unprotected.is_empty() {
+        Ok(InsiderRound::Safe)
+    } else {
+        Err(Unprotected {
+            cells: unprotected,
+            reason: "a gE that knows its own counts could narrow them, and no further cell can be suppressed".to_owned(),
+        })
+    }
+}
+
 /// The best cell to suppress next for `cell`: a positive published cell of the nearest ring of
 /// relations around it (at most four relations away) that has one, preferring inner cells (low
 /// rank) over totals, then small values. A farther cell rarely helps; when none is left the exact
@@ -202,6 +348,7 @@ fn nearest_candidate(
     index: &Index,
     suppressed: &[bool],
     cell: usize,
+    insider: Option<u32>,
 ) -> Option<usize> {
     let mut seen = vec![false; table.len()];
     seen[cell] = true;
@@ -217,7 +364,11 @@ fn nearest_candidate(
                 if !seen[n] {
                     seen[n] = true;
                     next.push(n);
-                    if !suppressed[n] && table.may_suppress(n) {
+                    // A cell the insider knows hides nothing from it.
+                    if !suppressed[n]
+                        && table.may_suppress(n)
+                        && (insider.is_none() || table.owner_of(n) != insider)
+                    {
                         let key = (hop, table.rank[n], table.values[n], n);
                         if best.is_none_or(|b| key < b) {
                             best = Some(key);
@@ -251,6 +402,8 @@ mod tests {
             }],
             subsets: vec![],
             keep_published: vec![],
+            owner: vec![],
+            district: vec![],
         }
     }
 
@@ -270,6 +423,7 @@ mod tests {
             Params {
                 threshold: 3,
                 min_width: 2,
+                insider: true,
             },
         )
         .unwrap();
@@ -292,7 +446,8 @@ mod tests {
                 &table,
                 Params {
                     threshold: 3,
-                    min_width: 2
+                    min_width: 2,
+                    insider: true,
                 }
             )
             .is_ok()
@@ -304,12 +459,68 @@ mod tests {
             Params {
                 threshold: 3,
                 min_width: 2,
+                insider: true,
             },
         )
         .unwrap_err();
         assert_eq!(err.cells.len(), 1);
         assert_eq!(err.cells[0].0, 1);
         assert_eq!(err.cells[0].1.upper, Some(1.0));
+    }
+
+    /// Issue 14: a gE that knows its own counts and sees its district's table. RD(13) = g1(1) +
+    /// g2(12): against outsiders, suppressing g1 and g2 suffices (g1 in [1, 12]); but g2 knows its
+    /// 12, so to it g1 = 13 - 12 = 1.
+    #[test]
+    fn an_insider_that_knows_its_own_counts_is_audited_too() {
+        let mut table = Table {
+            values: vec![13, 1, 12],
+            rank: vec![2, 0, 0],
+            sums: vec![Sum {
+                total: 0,
+                parts: vec![1, 2],
+            }],
+            subsets: vec![],
+            keep_published: vec![],
+            owner: vec![],
+            district: vec![],
+        };
+        let params = Params {
+            threshold: 3,
+            min_width: 2,
+            insider: true,
+        };
+        let outsider_only = protect(&table, params).unwrap();
+        assert_eq!(outsider_only.suppressed, vec![false, true, true]);
+        let known_to_g2 = vec![false, true, false];
+        let iv = intervals(&table, &known_to_g2, &[1]).unwrap()[0];
+        assert_eq!(
+            (iv.lower, iv.upper),
+            (1.0, Some(1.0)),
+            "the old pattern is disclosed to g2"
+        );
+
+        table.owner = vec![crate::table::NOBODY, 1, 2];
+        table.district = vec![0; 3];
+        let pattern = protect(&table, params).unwrap();
+        assert_eq!(
+            pattern.suppressed,
+            vec![true, true, true],
+            "the RD total hides g1 from g2"
+        );
+        // Against every single insider, every other gE's primary cell is protected.
+        for insider in 1..=2u32 {
+            let known: Vec<bool> = pattern
+                .suppressed
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| s && table.owner[i] != insider)
+                .collect();
+            for c in (1..3).filter(|&c| pattern.primary[c] && table.owner[c] != insider) {
+                let iv = intervals(&table, &known, &[c]).unwrap()[0];
+                assert!(iv.protects(3, 2), "cell {c} against gE {insider}: {iv:?}");
+            }
+        }
     }
 
     #[test]
@@ -324,12 +535,15 @@ mod tests {
             }],
             subsets: vec![],
             keep_published: vec![],
+            owner: vec![],
+            district: vec![],
         };
         let pattern = protect(
             &table,
             Params {
                 threshold: 3,
                 min_width: 2,
+                insider: true,
             },
         );
         // The total is the only other positive cell; suppressing it leaves a unbounded above.

@@ -19,7 +19,16 @@ pub struct Table {
     pub subsets: Vec<(usize, usize)>,
     /// Cells that secondary suppression may not choose (empty: none).
     pub keep_published: Vec<bool>,
+    /// The insider model: the gE that knows a cell's true count (its own cells), by cell;
+    /// [`NOBODY`] for a cell no gE knows (RD and Bund cells). Empty: no insider is modelled.
+    pub owner: Vec<u32>,
+    /// The district (RD) a gE's cells belong to, by cell; [`NOBODY`] where there is none. An
+    /// insider sees its own district's table.
+    pub district: Vec<u32>,
 }
+
+/// No owner, or no district.
+pub const NOBODY: u32 = u32::MAX;
 
 impl Table {
     #[must_use]
@@ -36,6 +45,12 @@ impl Table {
     #[must_use]
     pub fn may_suppress(&self, cell: usize) -> bool {
         self.values[cell] > 0 && !self.keep_published.get(cell).copied().unwrap_or(false)
+    }
+
+    /// The gE that knows this cell, if the insider model applies to it.
+    #[must_use]
+    pub fn owner_of(&self, cell: usize) -> Option<u32> {
+        self.owner.get(cell).copied().filter(|&o| o != NOBODY)
     }
 
     /// For each cell, the sums it takes part in (as part or total).

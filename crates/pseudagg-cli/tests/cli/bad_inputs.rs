@@ -19,6 +19,25 @@ impl Case {
         self.dir.path().join("out")
     }
 
+    /// A generated VerBIS extract of `rows` rows as Parquet.
+    fn generated_parquet(&self, rows: usize) -> PathBuf {
+        let path = self.dir.path().join("good.parquet");
+        let rows = rows.to_string();
+        let g = pseudagg(&[
+            "gen-testdata",
+            "--kind",
+            "verbis-vkb",
+            "--rows",
+            &rows,
+            "--month",
+            "2025-03",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(g.code, 0, "{}", g.stderr);
+        path
+    }
+
     /// Runs the VKB pipeline on `input` and checks the contract of a refusal: exit code 2, an
     /// error on stderr, nothing on stdout and nothing written.
     fn refuse(&self, input: &Path, month: &str, extra: &[&str]) -> Output {
@@ -312,19 +331,7 @@ fn empty_file_header_only_and_no_header() {
 #[test]
 fn damaged_parquet() {
     let case = Case::new();
-    let good = case.dir.path().join("good.parquet");
-    let g = pseudagg(&[
-        "gen-testdata",
-        "--kind",
-        "verbis-vkb",
-        "--rows",
-        "500",
-        "--month",
-        "2025-03",
-        "--out",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(g.code, 0);
+    let good = case.generated_parquet(500);
     let bytes = fs::read(&good).unwrap();
     let cut = case.dir.path().join("cut.parquet");
     fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
@@ -555,19 +562,7 @@ fn a_parquet_cell_over_the_field_limit_is_refused_like_a_csv_field() {
     use arrow_array::{ArrayRef, RecordBatch, StringArray};
 
     let case = Case::new();
-    let good = case.dir.path().join("good.parquet");
-    let g = pseudagg(&[
-        "gen-testdata",
-        "--kind",
-        "verbis-vkb",
-        "--rows",
-        "200",
-        "--month",
-        "2025-03",
-        "--out",
-        good.to_str().unwrap(),
-    ]);
-    assert_eq!(g.code, 0);
+    let good = case.generated_parquet(200);
     let batches = crate::common::read_parquet(&good);
     let schema = batches[0].schema();
     let batch = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
