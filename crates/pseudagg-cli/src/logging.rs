@@ -8,7 +8,14 @@ use crate::cli::LogFormat;
 /// Logs go to stderr; the level comes from `PSEUDAGG_LOG` (default `info`). Logs carry counts,
 /// hashes, paths and names of columns, never a value from the data.
 pub(crate) fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("PSEUDAGG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter =
+        EnvFilter::try_from_env("PSEUDAGG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The linear-program solver of `verify` traces every pivot: `PSEUDAGG_LOG=trace` gave 555 MB
+    // for one small report. It speaks only at `warn` unless named in `PSEUDAGG_LOG` itself.
+    let named = std::env::var("PSEUDAGG_LOG").is_ok_and(|v| v.contains("microlp"));
+    if !named {
+        filter = filter.add_directive("microlp=warn".parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
