@@ -616,19 +616,7 @@ fn a_failing_step_is_named_and_publishes_nothing() {
 }
 
 fn pseudonymise_into(out: &Path, key: &Path) -> crate::common::Output {
-    pseudagg(&[
-        "pseudonymise",
-        "--pipeline",
-        &format!("{PIPELINES}/vkb.toml"),
-        "--input",
-        SAMPLE_VKB,
-        "--month",
-        "2025-03",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
+    crate::common::pseudonymise_vkb(Path::new(SAMPLE_VKB), "2025-03", key, out, &[])
 }
 
 fn inode(path: &Path) -> u64 {
