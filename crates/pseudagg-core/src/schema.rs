@@ -112,6 +112,11 @@ pub struct ColumnSpec {
     /// No two rows may hold the same value (one row per customer).
     #[serde(default)]
     pub unique: bool,
+    /// Columns whose value this column's value gives away (a functional dependency): `ge_nr`
+    /// reveals `agentur_nr`, whose number is its first three digits. Blanking a revealed column
+    /// helps only if the revealing one is blanked with it, so k-anonymity treats both as one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reveals: Vec<String>,
     /// What the column holds.
     #[serde(default)]
     pub description: String,
@@ -129,6 +134,7 @@ impl ColumnSpec {
             pattern: None,
             values: None,
             unique: false,
+            reveals: Vec::new(),
             description: "extra column mapped by the pipeline".to_owned(),
         }
     }
@@ -191,6 +197,16 @@ impl Schema {
                     .map_err(|e| format!("column `{}`: bad pattern: {e}", c.name))?;
                 if c.ty != ColumnType::Str {
                     return Err(format!("column `{}`: a pattern needs type str", c.name));
+                }
+            }
+        }
+        for c in &self.columns {
+            for r in &c.reveals {
+                if r == &c.name || self.column(r).is_none() {
+                    return Err(format!(
+                        "column `{}`: reveals `{r}`, which is not another column of the schema",
+                        c.name
+                    ));
                 }
             }
         }

@@ -82,7 +82,11 @@ pub struct Pseudonymise {
     pub output: String,
 }
 
-/// Replaces a personal field by a coarser value.
+/// Replaces a date by a coarser value: exactly one of `age-band` and `days-band`.
+///
+/// An exact date is a quasi-identifier that stays the same from month to month, so it would link a
+/// person's records of two months although their pseudonyms differ. Banded, relative to the report
+/// month, it gives the reviewer the duration and no calendar day.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 #[schemars(deny_unknown_fields)]
@@ -92,8 +96,23 @@ pub struct Generalise {
     /// The name of the generalised column in the output.
     #[serde(rename = "as")]
     pub output: String,
-    /// How the value is generalised.
-    pub age_band: AgeBand,
+    /// Age on the last day of the report month, in bands of years (for a birth date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub age_band: Option<AgeBand>,
+    /// Days from the date to the last day of the report month, in bands (for an event date).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub days_band: Option<DaysBand>,
+}
+
+/// Days from a date to the last day of the report month, in bands that start at `from`:
+/// `from = [0, 91, 365]` gives `0-90 Tage`, `91-364 Tage` and `365 Tage und mehr`. A date after
+/// the month's end gives `nach Monatsende`; an empty date stays empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[schemars(deny_unknown_fields)]
+pub struct DaysBand {
+    /// The first day of each band, rising, starting with 0; the last band is open-ended.
+    pub from: Vec<u32>,
 }
 
 /// Age on the last day of the report month, in bands: `unter {lowest}`, `{a}-{a+width-1}`, ...,

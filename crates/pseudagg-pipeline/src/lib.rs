@@ -36,10 +36,12 @@ mod plan;
 mod run;
 mod transform;
 
-pub use definition::{AgeBand, Filter, Generalise, KAnonymity, PipelineDefinition, Pseudonymise};
+pub use definition::{
+    AgeBand, DaysBand, Filter, Generalise, KAnonymity, PipelineDefinition, Pseudonymise,
+};
 pub use manifest::{
     ColumnNote, InputNote, KAnonymityNote, Manifest, PartitionCounts, PartitionRisk,
 };
 pub use plan::Plan;
 pub use run::{RunOptions, RunOutcome, run};
-pub use transform::age_band_label;
+pub use transform::{age_band_label, days_band_label};

@@ -9,7 +9,8 @@ use pseudagg_core::{
 };
 use pseudagg_io::{arrow_field, parse_bool, parse_date, sha256_hex};
 
-use crate::definition::{AgeBand, PipelineDefinition};
+use crate::definition::PipelineDefinition;
+use crate::transform::Banding;
 
 /// The value a filter compares with, parsed for the column's type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub struct Plan {
     pub(crate) filter: Option<(usize, FilterValue)>,
     pub(crate) pseudonymise: Vec<(usize, String)>,
     pub(crate) keep: Vec<usize>,
-    pub(crate) generalise: Vec<(usize, String, AgeBand)>,
+    pub(crate) generalise: Vec<(usize, String, Banding)>,
     pub(crate) output_schema: Arc<ArrowSchema>,
     pub(crate) partition_output_index: usize,
     pub(crate) partition_values: Vec<String>,
@@ -242,7 +243,7 @@ impl Plan {
                     problems.push(Problem::new(
                         Location::key(format!("{key}.column")),
                         format!(
-                            "`{}` is {}, but an age band is computed from a date",
+                            "`{}` is {}, but a band is computed from a date",
                             spec.name, spec.ty
                         ),
                     ));
@@ -253,18 +254,37 @@ impl Plan {
                         "an identifier is pseudonymised or dropped, not generalised",
                     ));
                 }
-                let b = &g.age_band;
-                if b.width == 0
-                    || b.highest <= b.lowest
-                    || (b.highest - b.lowest) % b.width != 0
-                    || b.highest > 150
-                {
-                    problems.push(Problem::new(
-                        Location::key(format!("{key}.age-band")),
-                        "needs width > 0, lowest < highest <= 150, and highest - lowest a multiple of width",
-                    ));
+                match (&g.age_band, &g.days_band) {
+                    (Some(b), None) => {
+                        if b.width == 0
+                            || b.highest <= b.lowest
+                            || (b.highest - b.lowest) % b.width != 0
+                            || b.highest > 150
+                        {
+                            problems.push(Problem::new(
+                                Location::key(format!("{key}.age-band")),
+                                "needs width > 0, lowest < highest <= 150, and highest - lowest a multiple of width",
+                            ));
+                        }
+                        generalise.push((i, g.output.clone(), Banding::Age(b.clone())));
+                    }
+                    (None, Some(b)) => {
+                        if b.from.first() != Some(&0)
+                            || b.from.windows(2).any(|w| w[0] >= w[1])
+                            || b.from.last().is_some_and(|&l| l > 36_500)
+                        {
+                            problems.push(Problem::new(
+                                Location::key(format!("{key}.days-band.from")),
+                                "needs rising whole days from 0, at most 36500, for example [0, 91, 365]",
+                            ));
+                        }
+                        generalise.push((i, g.output.clone(), Banding::Days(b.clone())));
+                    }
+                    _ => problems.push(Problem::new(
+                        Location::key(&key),
+                        "needs exactly one of `age-band` (a birth date) and `days-band` (an event date)",
+                    )),
                 }
-                generalise.push((i, g.output.clone(), b.clone()));
             }
             claim(&format!("{key}.as"), &g.output, &mut problems);
             fields.push(Field::new(&g.output, DataType::Utf8, true));
@@ -346,6 +366,8 @@ impl Plan {
             k_anonymity = Some((qi, k.min_k));
         }
 
+        check_linking_columns(d, &schema, &mut problems);
+
         if d.pseudonymise.is_empty() && d.keep.is_empty() {
             problems.push(Problem::new(
                 Location::default(),
@@ -378,6 +400,50 @@ impl Plan {
     }
 }
 
+/// Columns that would undo the pseudonyms' month binding or the blanking: an exact date kept as it
+/// is, and a column that reveals a quasi-identifier without being one before it.
+fn check_linking_columns(d: &PipelineDefinition, schema: &Schema, problems: &mut Problems) {
+    let qi: &[String] = d
+        .k_anonymity
+        .as_ref()
+        .map_or(&[], |k| k.quasi_identifiers.as_slice());
+    for (n, name) in d.keep.iter().enumerate() {
+        let Some(spec) = schema.column(name) else {
+            continue;
+        };
+        if spec.ty == ColumnType::Date && !qi.contains(name) {
+            push_problem(
+                problems,
+                &format!("keep[{n}]"),
+                format!(
+                    "`{name}` is an exact date: it stays the same from month to month and links a person's records of two months although their pseudonyms differ; generalise it with a `days-band` (see pipelines/vkb.toml), or name it in `k-anonymity.quasi-identifiers`"
+                ),
+            );
+        }
+    }
+    for (p, q) in qi.iter().enumerate() {
+        for (n, name) in d.keep.iter().enumerate() {
+            let Some(spec) = schema.column(name) else {
+                continue;
+            };
+            if !spec.reveals.contains(q) {
+                continue;
+            }
+            let before = qi[..p].contains(name);
+            if !before {
+                push_problem(
+                    problems,
+                    &format!("keep[{n}]"),
+                    format!(
+                        "`{name}` gives away the quasi-identifier `{q}` (the schema `{}` says `{name}` reveals it), so blanking `{q}` alone would not hide it; list `{name}` among the quasi-identifiers before `{q}`, or drop it",
+                        schema.name
+                    ),
+                );
+            }
+        }
+    }
+}
+
 fn push_problem(problems: &mut Problems, key: &str, message: String) {
     problems.push(Problem::new(Location::key(key), message));
 }
@@ -397,7 +463,7 @@ mod tests {
     #[test]
     fn quasi_identifiers_must_be_plain_output_columns() {
         let text = GOOD.replace(
-            r#"quasi-identifiers = ["staatsangehoerigkeit", "altersgruppe", "geschlecht", "agentur_nr"]
+            r#"quasi-identifiers = ["staatsangehoerigkeit", "altersgruppe", "geschlecht", "ge_nr", "agentur_nr"]
 min-k = 3"#,
             r#"quasi-identifiers = ["pseudonym", "rd", "vorname", "geschlecht", "geschlecht"]
 min-k = 1"#,
@@ -420,6 +486,54 @@ min-k = 1"#,
     }
 
     #[test]
+    fn an_exact_date_is_generalised_or_a_quasi_identifier() {
+        // Kept as it is, a calendar day links a person's records of two months.
+        let text = GOOD.replace("keep = [", "keep = [\"zugang_datum\", ");
+        let text = text.replace(
+            "[[generalise]]\ncolumn = \"zugang_datum\"\nas = \"dauer_seit_zugang\"\ndays-band = { from = [0, 91, 182, 365, 730] }\n",
+            "",
+        );
+        let err = problems_of(&text);
+        assert!(
+            err.contains("keep[0]`: `zugang_datum` is an exact date"),
+            "{err}"
+        );
+        // Named as a quasi-identifier, it may stay (k-anonymity blanks it where it singles out).
+        let text = text.replace(
+            r#"quasi-identifiers = ["#,
+            r#"quasi-identifiers = ["zugang_datum", "#,
+        );
+        Plan::from_toml(&text, Path::new("p.toml")).unwrap();
+    }
+
+    #[test]
+    fn a_column_that_reveals_a_quasi_identifier_must_be_one_before_it() {
+        // ge_nr's first three digits are the agency: blanking agentur_nr alone hides nothing.
+        let dropped = GOOD.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr"]"#);
+        let err = problems_of(&dropped);
+        assert!(
+            err.contains("keep[2]`: `ge_nr` gives away the quasi-identifier `agentur_nr`"),
+            "{err}"
+        );
+        let after = GOOD.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr", "ge_nr"]"#);
+        assert!(problems_of(&after).contains("before `agentur_nr`"));
+        // Without agentur_nr among the quasi-identifiers, ge_nr is no problem of this kind.
+        let none = GOOD.replace(r#", "ge_nr", "agentur_nr"]"#, "]");
+        Plan::from_toml(&none, Path::new("p.toml")).unwrap();
+    }
+
+    #[test]
+    fn a_generalisation_names_exactly_one_band() {
+        let both = GOOD.replace(
+            "days-band = { from = [0, 14] }",
+            "days-band = { from = [0, 14] }\nage-band = { width = 5, lowest = 15, highest = 65 }",
+        );
+        assert!(problems_of(&both).contains("needs exactly one of `age-band`"));
+        let bad = GOOD.replace("from = [0, 14]", "from = [3, 2]");
+        assert!(problems_of(&bad).contains("days-band.from`: needs rising whole days from 0"));
+    }
+
+    #[test]
     fn shipped_vkb_pipeline_is_valid() {
         let plan = Plan::from_toml(GOOD, Path::new("vkb.toml")).unwrap();
         assert_eq!(plan.definition.name, "vkb");
@@ -431,6 +545,10 @@ min-k = 1"#,
             .collect();
         assert_eq!(names.first().map(String::as_str), Some("pseudonym"));
         assert!(names.contains(&"altersgruppe".to_owned()));
+        // No calendar day of an event is published, only durations.
+        for f in plan.output_schema().fields() {
+            assert_ne!(f.data_type(), &DataType::Date32, "{} is a date", f.name());
+        }
         for name in &names {
             if let Some(spec) = plan.schema.column(name) {
                 assert!(spec.class.may_be_published(), "{name} would be published");

@@ -207,7 +207,7 @@ fn project(
         columns.push(batch.column(*input).clone());
     }
     for (input, _, band) in &plan.generalise {
-        columns.push(transform::age_band(
+        columns.push(transform::generalise(
             batch.column(*input),
             band,
             reference_day,

@@ -13,7 +13,7 @@ use chrono::{Datelike, NaiveDate};
 use pseudagg_keys::{PSEUDONYM_LEN, Pseudonymiser};
 use rayon::prelude::*;
 
-use crate::definition::AgeBand;
+use crate::definition::{AgeBand, DaysBand};
 use crate::plan::{FilterValue, Plan};
 
 /// Rows per parallel task when pseudonymising.
@@ -88,6 +88,48 @@ pub fn age_band_label(age: u32, band: &AgeBand) -> String {
     }
 }
 
+/// The band label of a number of days from an event to the month's end: `0-90 Tage`, ...,
+/// `365 Tage und mehr`, or `nach Monatsende` for an event after it.
+#[must_use]
+pub fn days_band_label(days: i64, band: &DaysBand) -> String {
+    if days < 0 {
+        return "nach Monatsende".to_owned();
+    }
+    let i = band.from.partition_point(|&f| i64::from(f) <= days);
+    match band.from.get(i) {
+        Some(&next) => format!("{}-{} Tage", band.from[i.saturating_sub(1)], next - 1),
+        None => format!("{} Tage und mehr", band.from[i - 1]),
+    }
+}
+
+/// How a plan generalises one date column.
+#[derive(Debug, Clone)]
+pub(crate) enum Banding {
+    Age(AgeBand),
+    Days(DaysBand),
+}
+
+pub(crate) fn generalise(column: &ArrayRef, banding: &Banding, reference: NaiveDate) -> ArrayRef {
+    match banding {
+        Banding::Age(band) => age_band(column, band, reference),
+        Banding::Days(band) => days_band(column, band, reference),
+    }
+}
+
+fn days_band(column: &ArrayRef, band: &DaysBand, reference: NaiveDate) -> ArrayRef {
+    let dates = column.as_primitive::<Date32Type>();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
+    let end = reference.signed_duration_since(epoch).num_days();
+    let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 10);
+    for d in dates {
+        match d {
+            Some(d) => out.append_value(days_band_label(end - i64::from(d), band)),
+            None => out.append_null(),
+        }
+    }
+    Arc::new(out.finish())
+}
+
 /// Age in whole years on `reference`.
 fn age_on(birth: NaiveDate, reference: NaiveDate) -> u32 {
     let mut age = reference.year() - birth.year();
@@ -97,7 +139,7 @@ fn age_on(birth: NaiveDate, reference: NaiveDate) -> u32 {
     age.max(0) as u32
 }
 
-pub(crate) fn age_band(column: &ArrayRef, band: &AgeBand, reference: NaiveDate) -> ArrayRef {
+fn age_band(column: &ArrayRef, band: &AgeBand, reference: NaiveDate) -> ArrayRef {
     let dates = column.as_primitive::<Date32Type>();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 6);
@@ -127,6 +169,48 @@ mod tests {
         assert_eq!(age_band_label(20, &band), "20-24");
         assert_eq!(age_band_label(64, &band), "60-64");
         assert_eq!(age_band_label(65, &band), "65 und aelter");
+    }
+
+    #[test]
+    fn days_bands() {
+        let band = DaysBand {
+            from: vec![0, 91, 365],
+        };
+        assert_eq!(days_band_label(-1, &band), "nach Monatsende");
+        assert_eq!(days_band_label(0, &band), "0-90 Tage");
+        assert_eq!(days_band_label(90, &band), "0-90 Tage");
+        assert_eq!(days_band_label(91, &band), "91-364 Tage");
+        assert_eq!(days_band_label(364, &band), "91-364 Tage");
+        assert_eq!(days_band_label(365, &band), "365 Tage und mehr");
+        assert_eq!(days_band_label(100_000, &band), "365 Tage und mehr");
+    }
+
+    #[test]
+    fn days_count_to_the_last_day_of_the_month() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let epoch = d("1970-01-01");
+        let day = |s: &str| i32::try_from((d(s) - epoch).num_days()).unwrap();
+        let column: ArrayRef = Arc::new(Date32Array::from(vec![
+            Some(day("2025-03-31")),
+            Some(day("2025-01-01")),
+            None,
+            Some(day("2025-04-01")),
+        ]));
+        let band = Banding::Days(DaysBand {
+            from: vec![0, 89, 90],
+        });
+        let out = generalise(&column, &band, d("2025-03-31"));
+        let out = out.as_string::<i32>();
+        let got: Vec<Option<&str>> = out.iter().collect();
+        assert_eq!(
+            got,
+            [
+                Some("0-88 Tage"),
+                Some("89-89 Tage"),
+                None,
+                Some("nach Monatsende")
+            ]
+        );
     }
 
     #[test]

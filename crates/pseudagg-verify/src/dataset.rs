@@ -244,6 +244,7 @@ pub(crate) fn check(
         );
         if let (Some((qi, _)), Some((_, value))) = (&k_decl, &partition) {
             count_groups(&file, qi, groups.entry(value.clone()).or_default());
+            check_revealed(&file, rel, &schema, qi, verdict);
         }
         rows_total += file.rows() as u64;
     }
@@ -412,6 +413,41 @@ fn count_groups(file: &TextFile, qi: &[String], groups: &mut HashMap<Vec<Option<
             .map(|i| i.and_then(|i| file.text(b, i, r)).map(str::to_owned))
             .collect();
         *groups.entry(t).or_default() += 1;
+    }
+}
+
+/// A blanked quasi-identifier must not be given away by a column the schema says reveals it
+/// (`ge_nr` reveals `agentur_nr`): where the one is empty, the other must be too.
+fn check_revealed(
+    file: &TextFile,
+    rel: &str,
+    schema: &Schema,
+    qi: &[String],
+    verdict: &mut Verdict,
+) {
+    for q in qi {
+        let Some(qc) = file.index(q) else { continue };
+        for spec in schema.columns.iter().filter(|c| c.reveals.contains(q)) {
+            let Some(rc) = file.index(&spec.name) else {
+                continue;
+            };
+            for (row, b, r) in file.row_positions() {
+                if file.text(b, qc, r).is_none() && file.text(b, rc, r).is_some() {
+                    verdict.push(
+                        Finding::new(
+                            Rule::KAnonymity,
+                            format!(
+                                "`{q}` is blanked, but `{}` is not, and it gives `{q}` away",
+                                spec.name
+                            ),
+                        )
+                        .file(rel)
+                        .row(row)
+                        .column(&spec.name),
+                    );
+                }
+            }
+        }
     }
 }
 

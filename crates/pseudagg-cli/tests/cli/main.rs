@@ -5,6 +5,9 @@ mod common;
 /// The good path: output layout, readability by other tools, no leak, reruns, months.
 mod pseudonymise;
 
+/// A person's records of two months do not link through the attributes they keep.
+mod linking;
+
 /// Broken extracts: exit code 2, a message naming row and column but never the value, nothing written.
 mod bad_inputs;
 

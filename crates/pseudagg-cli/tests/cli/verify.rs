@@ -456,6 +456,34 @@ fn a_group_below_k_is_found() {
 }
 
 #[test]
+fn a_jobcenter_beside_a_blanked_agency_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = march_copy(tmp.path());
+    let path = d.join("rd=NRW/part-00000.parquet");
+    // Put a Jobcenter back into a row whose agency k-anonymity blanked: its number gives the
+    // agency away.
+    let mut planted = false;
+    rewrite_parquet(&path, |c| {
+        let agency = strings(&c["agentur_nr"]);
+        let row = agency
+            .iter()
+            .position(Option::is_none)
+            .expect("a blanked agency in NRW");
+        set_string(c, "ge_nr", row, "31401");
+        planted = true;
+    });
+    assert!(planted);
+    refresh_manifest(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1, "{v:#}");
+    let text = v.to_string();
+    assert!(
+        text.contains("`agentur_nr` is blanked, but `ge_nr` is not"),
+        "{v:#}"
+    );
+}
+
+#[test]
 fn verify_errors_are_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let r = pseudagg(&["verify", tmp.path().to_str().unwrap()]);

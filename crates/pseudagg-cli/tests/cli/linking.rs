@@ -1,0 +1,134 @@
+//! Issue 19, part 2: a person's VKB records of two months must not link through what they keep.
+//!
+//! The setup is the attack as it was tried: the same customers in 2025-03 and 2025-04 (the
+//! sample extract, with the Datenstand moved on a month, so every stable attribute is the same),
+//! each month pseudonymised with the shipped `pipelines/vkb.toml`.
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+
+use crate::common::{Extract, SAMPLE_VKB, key_file, pseudonymise_vkb, read_parquet};
+
+/// One month's output as rows of (column -> text), every RD's dataset together.
+fn rows_of(out: &Path, month: &str) -> Vec<HashMap<String, Option<String>>> {
+    let root = out.join("vkb").join(month);
+    let mut rows = Vec::new();
+    for rd in fs::read_dir(&root).unwrap() {
+        let rd = rd.unwrap().path();
+        if !rd.is_dir() {
+            continue;
+        }
+        for part in fs::read_dir(&rd).unwrap() {
+            let batches: Vec<RecordBatch> = read_parquet(&part.unwrap().path());
+            for b in &batches {
+                for i in 0..b.num_rows() {
+                    let mut row = HashMap::new();
+                    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+                        let v = (!c.is_null(i)).then(|| match f.data_type() {
+                            DataType::Utf8 => c.as_string::<i32>().value(i).to_owned(),
+                            DataType::Boolean => c.as_boolean().value(i).to_string(),
+                            DataType::Date32 => c
+                                .as_primitive::<arrow_array::types::Date32Type>()
+                                .value(i)
+                                .to_string(),
+                            other => panic!("unexpected type {other}"),
+                        });
+                        row.insert(f.name().clone(), v);
+                    }
+                    rows.push(row);
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// The share of `a`'s rows that match exactly one row of `b` on `columns` (an attacker who has
+/// both months links those one-to-one).
+fn uniquely_linked(
+    a: &[HashMap<String, Option<String>>],
+    b: &[HashMap<String, Option<String>>],
+    columns: &[&str],
+) -> f64 {
+    let key = |r: &HashMap<String, Option<String>>| -> Vec<Option<String>> {
+        columns
+            .iter()
+            .map(|c| r.get(*c).cloned().flatten())
+            .collect()
+    };
+    let mut in_b: HashMap<Vec<Option<String>>, u32> = HashMap::new();
+    for r in b {
+        *in_b.entry(key(r)).or_default() += 1;
+    }
+    let unique = a.iter().filter(|r| in_b.get(&key(r)) == Some(&1)).count();
+    unique as f64 / a.len() as f64
+}
+
+#[test]
+fn the_dates_no_longer_link_a_persons_records_of_two_months() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [4; 32]);
+    let out = dir.path().join("out");
+    let march = Extract::read(SAMPLE_VKB);
+    let mut april = march.clone();
+    let ds = april.col("datenstand");
+    for r in &mut april.rows {
+        r[ds] = "2025-04".into();
+    }
+    let april_csv = april.write(&dir.path().join("april.csv"));
+    for (input, month) in [(Path::new(SAMPLE_VKB), "2025-03"), (&*april_csv, "2025-04")] {
+        let r = pseudonymise_vkb(input, month, &key, &out, &[]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let a = rows_of(&out, "2025-03");
+    let b = rows_of(&out, "2025-04");
+    assert!(a.len() > 100, "the sample has flagged cases");
+    assert_eq!(a.len(), b.len());
+
+    // No published column is a calendar day.
+    let names: Vec<&String> = a[0].keys().collect();
+    for gone in [
+        "zugang_datum",
+        "letzter_kontakt_datum",
+        "vkb_bewertung_datum",
+    ] {
+        assert!(!names.iter().any(|n| *n == gone), "{gone} is published");
+    }
+
+    // On main, 98 % of the rows were unique within their RD on zugang_datum alone, and every row
+    // linked one-to-one on the three dates. The durations are shared by many.
+    let dates = [
+        "rd",
+        "dauer_seit_zugang",
+        "tage_seit_letztem_kontakt",
+        "tage_seit_vkb_bewertung",
+    ];
+    let linked = uniquely_linked(&a, &b, &dates);
+    let zugang = uniquely_linked(&a, &b, &dates[..2]);
+    println!(
+        "uniquely linked on rd and zugang: {zugang:.3}; on rd and all three durations: {linked:.3}"
+    );
+    assert!(
+        zugang <= 0.05,
+        "{zugang:.3} of the rows link on the Zugang alone"
+    );
+    assert!(
+        linked <= 0.25,
+        "{linked:.3} of the rows link on the durations"
+    );
+
+    // The Jobcenter gives the agency away, so a row whose agency is blanked has no Jobcenter.
+    for r in a.iter().chain(&b) {
+        if r["agentur_nr"].is_none() {
+            assert!(
+                r["ge_nr"].is_none(),
+                "a blanked agency's Jobcenter is published"
+            );
+        }
+    }
+}
