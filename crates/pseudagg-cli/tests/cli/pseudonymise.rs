@@ -430,6 +430,7 @@ fn quasi_identifiers_are_blanked_until_every_group_holds_min_k_rows() {
         "staatsangehoerigkeit",
         "altersgruppe",
         "geschlecht",
+        "ge_nr",
         "agentur_nr",
     ];
     assert_eq!(m["k_anonymity"]["min_k"], 3);
