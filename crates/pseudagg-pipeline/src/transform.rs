@@ -120,10 +120,25 @@ fn days_band(column: &ArrayRef, band: &DaysBand, reference: NaiveDate) -> ArrayR
     let dates = column.as_primitive::<Date32Type>();
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid");
     let end = reference.signed_duration_since(epoch).num_days();
+    // A few labels, made once: the loop runs for every row.
+    let after = days_band_label(-1, band);
+    let labels: Vec<String> = band
+        .from
+        .iter()
+        .map(|&f| days_band_label(i64::from(f), band))
+        .collect();
     let mut out = StringBuilder::with_capacity(dates.len(), dates.len() * 10);
     for d in dates {
         match d {
-            Some(d) => out.append_value(days_band_label(end - i64::from(d), band)),
+            Some(d) => {
+                let days = end - i64::from(d);
+                let label = if days < 0 {
+                    &after
+                } else {
+                    &labels[band.from.partition_point(|&f| i64::from(f) <= days) - 1]
+                };
+                out.append_value(label);
+            }
             None => out.append_null(),
         }
     }
