@@ -6,7 +6,7 @@
 //! The linear relaxation is what tau-ARGUS's audit computes too; an attacker restricted to integers
 //! cannot do better than its bounds rounded inwards.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rayon::prelude::*;
 
@@ -165,6 +165,13 @@ fn interval_of(lp: &mut Lp, v: usize) -> Result<Interval, String> {
         .0;
     let upper = lp.bound(v, End::Upper)?.map(|x| x.0);
     Ok(Interval { lower, upper })
+}
+
+/// Marks the variables a point holds at their least value, 1.
+fn mark_ones(at_one: &mut [bool], point: &[f64]) {
+    for (m, &x) in at_one.iter_mut().zip(point) {
+        *m |= x <= 1.0 + Interval::EPS;
+    }
 }
 
 /// Relations of each cell: indices into the table's sums and subsets.
@@ -352,10 +359,193 @@ fn interval_unless_too_low(comp: &Component, threshold: u64) -> Result<Interval,
     Ok(Interval { lower, upper })
 }
 
-/// What [`certify`] found for a cell: its interval, whether it protects, and the suppressed cells
-/// of the neighbourhood that showed it (every other cell was held at its true value; empty when
-/// not protected).
-pub type Certified = (Interval, bool, Vec<usize>);
+/// What [`certify`] found for a cell: its interval, whether it protects, and the gEs of its
+/// district (other than its own) against which the certificate does not hold by itself, because
+/// every pair of points found moves one of their cells (empty when not protected). Against any
+/// other gE the certificate holds: the gE's own counts are the true ones in some certifying points,
+/// so knowing them narrows nothing the certificate shows.
+pub type Certified = (Interval, bool, Vec<u32>);
+
+/// The primary cells' certificates stop at `threshold - 1 + width`: a cell whose upper end reaches
+/// it is protected whatever its true value (at most `threshold - 1`), and the cap, the same for
+/// every cell, says nothing of that value. Capped, an upper end is never unbounded, so it always
+/// comes with a point.
+fn certificate_cap(threshold: u64, width: u64) -> f64 {
+    (threshold.saturating_sub(1) + width) as f64
+}
+
+/// The gEs of the target's district that a certificate for the interval `iv` of its target
+/// (variable 0 of `comp`) does not hold against by itself (see [`Certified`]).
+///
+/// The certifying points are the feasible tables nearest to the true one (in cells of other gEs)
+/// that reach the interval's ends; when the upper end alone spans the width above the true value,
+/// the true table is the other point and only the upper one is needed. A gE none of whose cells the
+/// points move is covered. For each gE left, points with its cells held at their true values are
+/// sought: where found, it is covered, and so is every gE those points leave alone. A gE for which
+/// none are found within `comp` is returned, for the insider audit to decide on a wider system.
+fn uncovered_insiders(
+    table: &Table,
+    target: usize,
+    tiers: &dyn Fn(usize) -> Option<Component>,
+    iv: Interval,
+    (threshold, width): (u64, u64),
+) -> Result<Vec<u32>, String> {
+    let own = table.owner_of(target);
+    let district = table.district.get(target).copied();
+    let insider_of = |c: usize| {
+        table
+            .owner_of(c)
+            .filter(|&o| Some(o) != own && table.district.get(c).copied() == district)
+    };
+    let hi = iv.upper.unwrap_or(f64::INFINITY);
+    let truth = table.values[target] as f64;
+    // The least that protects: the true value (the true table is a point) and an upper end at the
+    // threshold and the width above it; else both ends of the interval found.
+    let enough = (threshold as f64).max(truth + width as f64);
+    let ends = if hi + Interval::EPS >= enough {
+        vec![(End::Upper, enough - NEAREST_ROOM)]
+    } else {
+        vec![
+            (End::Upper, hi - NEAREST_ROOM),
+            (End::Lower, iv.lower + NEAREST_ROOM),
+        ]
+    };
+    // The systems, smallest first, built when first needed; a tier no larger than the one before
+    // it is the same system and is skipped.
+    let mut built: Vec<Component> = Vec::new();
+    let mut next_tier = 0;
+    let mut search = |fixed: Option<u32>| -> Result<Option<BTreeSet<u32>>, String> {
+        let mut i = 0;
+        loop {
+            while i >= built.len() {
+                let Some(c) = tiers(next_tier) else {
+                    break;
+                };
+                next_tier += 1;
+                if built.last().is_none_or(|l| l.vars.len() < c.vars.len()) {
+                    built.push(c);
+                }
+            }
+            let Some(comp) = built.get(i) else {
+                return Ok(None);
+            };
+            if let Some(moved) = moved_insiders(table, comp, &ends, fixed, &insider_of)? {
+                return Ok(Some(moved));
+            }
+            i += 1;
+        }
+    };
+    let Some(mut uncovered) = search(None)? else {
+        // Rounding kept the points from being found: every insider of the widest system is checked.
+        let mut all = BTreeSet::new();
+        let mut i = 0;
+        while let Some(c) = tiers(i) {
+            all = c.vars.iter().filter_map(|&x| insider_of(x)).collect();
+            i += 1;
+        }
+        return Ok(all.into_iter().collect());
+    };
+    let mut left = Vec::new();
+    while let Some(h) = uncovered.pop_first() {
+        // Held fixed, h's cells often need a wider system than the one that certified the cell.
+        match search(Some(h))? {
+            Some(moved) => uncovered.retain(|g| moved.contains(g)),
+            None => left.push(h),
+        }
+    }
+    Ok(left)
+}
+
+/// [`uncovered_insiders`] for a primary cell shown safe some other way (by its whole part of the
+/// table, with interval `iv`): the nearest points are sought within three, then eight relations of
+/// it, then in its whole part.
+pub fn insiders_to_check(
+    table: &Table,
+    index: &Index,
+    suppressed: &[bool],
+    cell: usize,
+    iv: Interval,
+    (threshold, width): (u64, u64),
+) -> Result<Vec<u32>, String> {
+    const TIERS: [usize; 3] = [3, 8, usize::MAX];
+    let cap = certificate_cap(threshold, width);
+    let tiers = |i: usize| {
+        let hops = *TIERS.get(i)?;
+        let mut around = Neighbourhood::new(cell);
+        around.grow(table, index, suppressed, hops);
+        Some(capped_system(table, index, &around.free, cap))
+    };
+    let iv = Interval {
+        lower: iv.lower,
+        upper: Some(iv.upper.map_or(cap, |u| u.min(cap))),
+    };
+    uncovered_insiders(table, cell, &tiers, iv, (threshold, width))
+}
+
+/// [`neighbourhood_system`] with the target's upper end capped at `cap`.
+fn capped_system(
+    table: &Table,
+    index: &Index,
+    free: &HashMap<usize, usize>,
+    cap: f64,
+) -> Component {
+    let mut comp = neighbourhood_system(table, index, free);
+    comp.constraints.push(Constraint {
+        terms: vec![(0, 1.0)],
+        op: ComparisonOp::Le,
+        rhs: cap,
+    });
+    comp
+}
+
+/// Rounding room for the ends the nearest points must reach.
+const NEAREST_ROOM: f64 = 1e-7;
+
+/// The insiders (`insider_of`) whose cells the points of `comp` nearest to the true table that
+/// reach `ends` move, with the cells of gE `fixed` held at their true values; `None` when there
+/// are no such points.
+fn moved_insiders(
+    table: &Table,
+    comp: &Component,
+    ends: &[(End, f64)],
+    fixed: Option<u32>,
+    insider_of: &dyn Fn(usize) -> Option<u32>,
+) -> Result<Option<BTreeSet<u32>>, String> {
+    let own = table.owner_of(comp.vars[0]);
+    let truth: Vec<f64> = comp.vars.iter().map(|&c| table.values[c] as f64).collect();
+    let weight: Vec<f64> = comp
+        .vars
+        .iter()
+        .map(|&c| match table.owner_of(c) {
+            Some(o) if Some(o) != own => 1.0,
+            _ => 1e-3,
+        })
+        .collect();
+    let held: Vec<bool> = comp
+        .vars
+        .iter()
+        .map(|&c| fixed.is_some() && table.owner_of(c) == fixed)
+        .collect();
+    let rows: Vec<(&[(usize, f64)], ComparisonOp, f64)> = comp
+        .constraints
+        .iter()
+        .map(|c| (c.terms.as_slice(), c.op, c.rhs))
+        .collect();
+    let mut moved = BTreeSet::new();
+    for &end in ends {
+        let Some(p) = crate::lp::closest_point(&rows, &truth, &weight, &held, 0, end)? else {
+            return Ok(None);
+        };
+        moved.extend(
+            p.iter()
+                .zip(&truth)
+                .zip(&comp.vars)
+                .filter(|((x, t), _)| (*x - *t).abs() > Interval::EPS)
+                .filter_map(|(_, &c)| insider_of(c)),
+        );
+    }
+    Ok(Some(moved))
+}
 
 /// Every suppressed cell connected to `cell` through relations with suppressed cells (its whole
 /// part of the table), `cell` included.
@@ -370,32 +560,35 @@ pub fn reach(table: &Table, index: &Index, suppressed: &[bool], cell: usize) -> 
 
 /// Audits `targets`: for each, an interval that its true feasible interval contains, from
 /// neighbourhoods of 1, 2, 3, 5 and 8 relations around it, stopping at the first that protects.
-/// Returns (interval, protected). A cell whose neighbourhoods do not show protection counts as
-/// unprotected, even if the whole table might protect it: the audit errs towards suppressing more,
-/// never towards publishing a narrowable cell.
+/// Returns (interval, protected, the cells its certificate moves). The upper end is capped at
+/// `threshold - 1 + width` (see [`certificate_cap`]). A cell whose neighbourhoods do not show
+/// protection counts as unprotected, even if the whole table might protect it: the audit errs
+/// towards suppressing more, never towards publishing a narrowable cell.
 ///
 /// Freeing more cells only widens an interval, so a cell is protected at some neighbourhood exactly
 /// when it is at the widest. For a cell in `likely_unsafe` (it failed the round before) the widest
 /// is tried first, and only when it protects are the smaller ones tried, for the narrowest
-/// certificate: the answers are the same, with fewer linear programs.
+/// certificate: the answers are the same, with fewer linear programs. With `insiders`, each
+/// certificate also names the gEs it does not hold against by itself.
 pub fn certify(
     table: &Table,
     suppressed: &[bool],
     targets: &[usize],
     likely_unsafe: &[bool],
-    threshold: u64,
-    width: u64,
+    (threshold, width): (u64, u64),
+    insiders: bool,
 ) -> Result<Vec<Certified>, String> {
     const HOPS: [usize; 5] = [1, 2, 3, 5, 8];
     let index = Index::new(table);
+    let cap = certificate_cap(threshold, width);
+    let system = |free: &HashMap<usize, usize>| capped_system(table, &index, free, cap);
     targets
         .par_iter()
         .map(|&t| {
             if likely_unsafe[t] {
                 let mut around = Neighbourhood::new(t);
                 around.grow(table, &index, suppressed, HOPS[HOPS.len() - 1]);
-                let comp = neighbourhood_system(table, &index, &around.free);
-                let iv = interval_unless_too_low(&comp, threshold)?;
+                let iv = interval_unless_too_low(&system(&around.free), threshold)?;
                 if !iv.protects(threshold, width) {
                     return Ok((iv, false, Vec::new()));
                 }
@@ -408,12 +601,26 @@ pub fn certify(
                 if last.is_some_and(|(size, _)| size == around.free.len()) {
                     break;
                 }
-                let comp = neighbourhood_system(table, &index, &around.free);
+                let comp = system(&around.free);
                 let iv = interval_unless_too_low(&comp, threshold)?;
                 if iv.protects(threshold, width) {
-                    let mut cells: Vec<usize> = around.free.keys().copied().collect();
-                    cells.sort_unstable();
-                    return Ok((iv, true, cells));
+                    let uncovered = if insiders {
+                        // The certifying system first, then wider ones.
+                        let tiers = |i: usize| match i {
+                            0 => Some(system(&around.free)),
+                            1 | 2 => {
+                                let mut wide = Neighbourhood::new(t);
+                                let hops = if i == 1 { HOPS[HOPS.len() - 1] } else { usize::MAX };
+                                wide.grow(table, &index, suppressed, hops);
+                                Some(system(&wide.free))
+                            }
+                            _ => None,
+                        };
+                        uncovered_insiders(table, t, &tiers, iv, (threshold, width))?
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok((iv, true, uncovered));
                 }
                 last = Some((around.free.len(), iv));
                 if around.is_closed() {
@@ -572,9 +779,27 @@ pub fn intervals(
         .into_par_iter()
         .map(|(ci, cells)| {
             let mut lp = lp_of(&comps[ci]);
+            // Every suppressed cell is at least 1: a cell at 1 in some optimum found has 1 as its
+            // lower end, and needs no program of its own for it.
+            let mut at_one = vec![false; comps[ci].vars.len()];
             cells
                 .into_iter()
-                .map(|(i, v)| Ok((i, interval_of(&mut lp, v)?)))
+                .map(|(i, v)| {
+                    let upper = lp.bound(v, End::Upper)?.map(|(hi, point)| {
+                        mark_ones(&mut at_one, &point);
+                        hi
+                    });
+                    let lower = if at_one[v] {
+                        1.0
+                    } else {
+                        let (lo, point) = lp
+                            .bound(v, End::Lower)?
+                            .ok_or("a suppressed cell has no lower bound")?;
+                        mark_ones(&mut at_one, &point);
+                        lo
+                    };
+                    Ok((i, Interval { lower, upper }))
+                })
                 .collect::<Result<Vec<_>, String>>()
         })
         .collect::<Result<_, String>>()?;
@@ -633,5 +858,44 @@ mod tests {
         let iv = intervals(&table, &[true, false], &[0]).unwrap();
         assert_eq!(iv[0].upper, Some(2.0));
         assert!(!iv[0].protects(3, 2));
+    }
+
+    /// RD = g1 + g2 + g3 with the RD published and the three gEs suppressed (owners 1, 2, 3).
+    fn district(values: [u64; 4]) -> Table {
+        Table {
+            values: values.to_vec(),
+            rank: vec![2, 0, 0, 0],
+            sums: vec![Sum {
+                total: 0,
+                parts: vec![1, 2, 3],
+            }],
+            subsets: vec![],
+            keep_published: vec![],
+            owner: vec![crate::table::NOBODY, 1, 2, 3],
+            district: vec![0; 4],
+        }
+    }
+
+    /// The certificate names exactly the gEs it does not hold against: with g1 = 1, g2 = 5,
+    /// g3 = 2 and the RD (8) published, g2 knows g1 + g3 = 3, so g1 lies in [1, 2] for it; g3
+    /// knows g1 + g2 = 6, and g1 in [1, 5] stays protected.
+    #[test]
+    fn a_certificate_names_the_insiders_it_does_not_hold_against() {
+        let suppressed = [false, true, true, true];
+        let run = |values| {
+            let table = district(values);
+            certify(&table, &suppressed, &[1], &[false; 4], (3, 2), true).unwrap()
+        };
+        let (iv, ok, uncovered) = run([8, 1, 5, 2]).remove(0);
+        assert!(ok, "{iv:?}");
+        assert_eq!(uncovered, vec![2]);
+        // With g3 = 5 (RD 11), neither g2 nor g3 narrows g1: nobody is left to check.
+        let (_, ok, uncovered) = run([11, 1, 5, 5]).remove(0);
+        assert!(ok);
+        assert!(uncovered.is_empty(), "{uncovered:?}");
+        // Without the insider model nobody is named.
+        let table = district([8, 1, 5, 2]);
+        let plain = certify(&table, &suppressed, &[1], &[false; 4], (3, 2), false).unwrap();
+        assert!(plain[0].2.is_empty());
     }
 }

@@ -152,6 +152,66 @@ impl Lp {
     }
 }
 
+/// The point of `rows` nearest to `truth` (each variable at least 1, `truth` feasible) whose
+/// variable `target` reaches `at_least` (or, with `at_most`, stays at or below it): minimises
+/// `sum(weight[v] * |x[v] - truth[v]|)`. The L1 distance makes the point move few variables, along
+/// a short cycle of the table, rather than every variable to a vertex. `None` when no such point
+/// exists. Variables marked `fixed` keep their true values.
+pub(crate) fn closest_point(
+    rows: &[(&[(usize, f64)], Op, f64)],
+    truth: &[f64],
+    weight: &[f64],
+    fixed: &[bool],
+    target: usize,
+    reach: (End, f64),
+) -> Result<Option<Vec<f64>>, String> {
+    let n = truth.len();
+    let mut pb = RowProblem::default();
+    // x = truth + up - down, up >= 0, 0 <= down <= truth - 1 (so x >= 1).
+    let up: Vec<highs::Col> = (0..n)
+        .map(|v| pb.add_column(weight[v], 0.0..=if fixed[v] { 0.0 } else { f64::INFINITY }))
+        .collect();
+    let down: Vec<highs::Col> = (0..n)
+        .map(|v| {
+            let room = if fixed[v] { 0.0 } else { (truth[v] - 1.0).max(0.0) };
+            pb.add_column(weight[v], 0.0..=room)
+        })
+        .collect();
+    for &(terms, op, rhs) in rows {
+        let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
+        let row: Vec<(highs::Col, f64)> = terms
+            .iter()
+            .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
+            .collect();
+        let slack = rhs - at_truth;
+        match op {
+            Op::Eq => pb.add_row(slack..=slack, &row),
+            Op::Le => pb.add_row(..=slack, &row),
+            Op::Ge => pb.add_row(slack.., &row),
+        }
+    }
+    let row = [(up[target], 1.0), (down[target], -1.0)];
+    let shift = reach.1 - truth[target];
+    match reach.0 {
+        End::Upper => pb.add_row(shift.., &row),
+        End::Lower => pb.add_row(..=shift, &row),
+    }
+    let mut model = pb.optimise(Sense::Minimise);
+    model.make_quiet();
+    model.set_option("threads", 1);
+    let solved = model
+        .try_solve()
+        .map_err(|e| format!("the linear program failed: {e:?}"))?;
+    Ok(match solved.status() {
+        HighsModelStatus::Optimal => {
+            let cols = solved.get_solution().columns().to_vec();
+            Some((0..n).map(|v| truth[v] + cols[v] - cols[n + v]).collect())
+        }
+        HighsModelStatus::ModelEmpty => Some(truth.to_vec()),
+        _ => None,
+    })
+}
+
 /// One relation of a system: `terms op rhs`.
 type Row = (Vec<(usize, f64)>, Op, f64);
 

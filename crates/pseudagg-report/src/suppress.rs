@@ -7,9 +7,11 @@
 //! prefers inner cells (low rank) over totals, then small values, then the lower index, so the same
 //! table always gives the same pattern.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
-use crate::audit::{Index, Interval, certify, certify_exact, intervals, reach};
+use rayon::prelude::*;
+
+use crate::audit::{Index, Interval, certify, certify_exact, insiders_to_check, intervals};
 use crate::table::Table;
 
 /// Suppression settings.
@@ -67,9 +69,11 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     };
     // A cell once shown safe stays safe: more suppression only widens intervals.
     let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
-    // The suppressed cells of the neighbourhood that showed it safe: an insider whose cells lie
-    // outside it learns nothing the certificate did not already hold fixed.
-    let mut shown_by: Vec<Vec<usize>> = vec![Vec::new(); table.len()];
+    // The gEs against which the certificate that showed it safe does not hold by itself: only
+    // these are audited again as insiders.
+    let mut to_check: Vec<Vec<u32>> = vec![Vec::new(); table.len()];
+    let insiders = params.insider && !table.owner.is_empty();
+    let limits = (params.threshold, params.min_width);
     // (primary cell, insider gE) pairs shown safe under the insider model.
     let mut insider_safe: HashSet<(usize, u32)> = HashSet::new();
     // Cells the audit has failed in two rounds: they most likely fail again. (After one failure
@@ -112,15 +116,15 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             &suppressed,
             &open,
             &likely_unsafe,
-            params.threshold,
-            params.min_width,
+            (params.threshold, params.min_width),
+            insiders,
         )
         .map_err(fail)?;
         let mut failing = Vec::new();
-        for (&c, (iv, ok, around)) in open.iter().zip(results) {
+        for (&c, (iv, ok, uncovered)) in open.iter().zip(results) {
             if ok {
                 safe[c] = Some(iv);
-                shown_by[c] = around;
+                to_check[c] = uncovered;
             } else {
                 failures[c] += 1;
                 likely_unsafe[c] = failures[c] >= 2;
@@ -141,7 +145,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 &index,
                 &mut suppressed,
                 &primaries,
-                &shown_by,
+                &to_check,
                 &mut insider_safe,
                 params,
             )? {
@@ -184,13 +188,16 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 None => no_candidate.push((cell, iv)),
             }
         }
+        // Cells the exact audit showed safe: their insiders are found after this round's additions
+        // (more suppression only widens what a certificate shows).
+        let mut proved: Vec<(usize, Interval)> = Vec::new();
         if !costly.is_empty() {
             let cells: Vec<usize> = costly.iter().map(|c| c.0).collect();
             let exact = decide_exactly(&suppressed, &cells)?;
             for ((cell, candidate), (iv, ok)) in costly.into_iter().zip(exact) {
                 if ok {
                     safe[cell] = Some(iv);
-                    shown_by[cell] = reach(table, &index, &suppressed, cell);
+                    proved.push((cell, iv));
                 } else if !suppressed[candidate] {
                     suppressed[candidate] = true;
                     added = true;
@@ -204,7 +211,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             for (c, (iv, ok)) in cells.into_iter().zip(exact) {
                 if ok {
                     safe[c] = Some(iv);
-                    shown_by[c] = reach(table, &index, &suppressed, c);
+                    proved.push((c, iv));
                 } else {
                     still.push((c, iv));
                 }
@@ -214,6 +221,16 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                     cells: still,
                     reason: "no further cell can be suppressed to protect them".to_owned(),
                 });
+            }
+        }
+        if insiders {
+            let found: Vec<Vec<u32>> = proved
+                .par_iter()
+                .map(|&(c, iv)| insiders_to_check(table, &index, &suppressed, c, iv, limits))
+                .collect::<Result<_, String>>()
+                .map_err(fail)?;
+            for ((c, _), uncovered) in proved.into_iter().zip(found) {
+                to_check[c] = uncovered;
             }
         }
     }
@@ -237,7 +254,7 @@ enum InsiderRound {
 }
 
 /// The insider model (b): for each primary cell of a gE, and each other gE of its district that
-/// owns a suppressed cell of the neighbourhood that proved the cell safe, audits the cell again
+/// owns a cell the certificate that proved the cell safe moves, audits the cell again
 /// with that gE's cells known (held at their true values). A cell narrowed too far gets one more
 /// suppressed neighbour that the insider does not know; where none is left, the whole connected
 /// part decides, and if it does not protect the cell, protection fails.
@@ -247,7 +264,7 @@ fn insider_round(
     index: &Index,
     suppressed: &mut [bool],
     primaries: &[usize],
-    shown_by: &[Vec<usize>],
+    to_check: &[Vec<u32>],
     insider_safe: &mut HashSet<(usize, u32)>,
     params: Params,
 ) -> Result<InsiderRound, Unprotected> {
@@ -260,16 +277,13 @@ fn insider_round(
     };
     let mut by_insider: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for &c in primaries {
-        let Some(own) = table.owner_of(c) else {
+        if table.owner_of(c).is_none() {
             continue;
-        };
-        let district = table.district[c];
-        let insiders: BTreeSet<u32> = shown_by[c]
+        }
+        for &h in to_check[c]
             .iter()
-            .filter_map(|&x| table.owner_of(x).filter(|_| table.district[x] == district))
-            .filter(|&h| h != own && !insider_safe.contains(&(c, h)))
-            .collect();
-        for h in insiders {
+            .filter(|&&h| !insider_safe.contains(&(c, h)))
+        {
             by_insider.entry(h).or_default().push(c);
         }
     }
@@ -282,8 +296,8 @@ fn insider_round(
             &known,
             targets,
             &no_hint,
-            params.threshold,
-            params.min_width,
+            (params.threshold, params.min_width),
+            false,
         )
         .map_err(fail)?;
         for (&c, (_, ok, _)) in targets.iter().zip(results) {
