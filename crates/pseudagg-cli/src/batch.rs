@@ -21,7 +21,9 @@ use serde::Deserialize;
 use tracing::{error, info, info_span};
 
 use crate::commands::{dataset_refs, pseudonymise, report, report_refs, say};
-use crate::governance::{Announced, Context, file_ref, log, outcome_of, preflight};
+use crate::governance::{
+    Announced, Context, file_ref, log, outcome_of, preflight, staged_findings,
+};
 
 /// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
 /// by the month being run.
@@ -346,14 +348,7 @@ fn verify_staged(
     if v.passed {
         Ok(())
     } else {
-        for f in v.findings.iter().take(20) {
-            error!(finding = %f, "verify finding");
-        }
-        Err(Error::CheckFailed(format!(
-            "verify found {} violation(s) in the staged output; see the findings logged above",
-            v.counts.values().sum::<u64>()
-        ))
-        .into())
+        Err(staged_findings(&v).into())
     }
 }
 

@@ -15,7 +15,7 @@ use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 use crate::cli::{Command, EncodingArg, FormatArg, KindArg, OutputFormat};
 use crate::governance::{
     Announced, Context, file_ref, log, manifest_hook, outcome_of, preflight, protocol_command,
-    sample_command,
+    sample_command, verify_before_publish,
 };
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
@@ -45,7 +45,12 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             entry.key_id = Some(key.id().to_string());
             let announced = Announced::default();
             let intent = entry.clone();
-            let hook = manifest_hook(&p, &intent, &announced);
+            let announce = manifest_hook(&p, &intent, &announced);
+            // The independent checks first: nothing verify would stop is published.
+            let hook = |staging: &Path, target: &Path| {
+                verify_before_publish(staging)?;
+                announce(staging, target)
+            };
             let result = pseudonymise(
                 &plan,
                 &input,

@@ -123,6 +123,33 @@ impl Announced {
     }
 }
 
+/// The error for a staged output in which `pseudagg verify`'s checks found violations; the first
+/// 20 findings are logged (they name file, row, column and rule, never a value).
+pub(crate) fn staged_findings(v: &pseudagg_verify::Verdict) -> Error {
+    for f in v.findings.iter().take(20) {
+        tracing::error!(finding = %f, "verify finding");
+    }
+    let rules: Vec<String> = v.counts.iter().map(|(r, n)| format!("{r} {n}")).collect();
+    Error::CheckFailed(format!(
+        "verify found {} violation(s) in the staged output ({}), so nothing was published; the \
+         findings are logged above: correct the extract or the pipeline and run again",
+        v.counts.values().sum::<u64>(),
+        rules.join(", ")
+    ))
+}
+
+/// Runs `pseudagg verify`'s checks on a staged dataset before it goes live: a value shaped like
+/// an e-mail address, phone number, IBAN, Kundennummer or BG-Nummer in any published column, or
+/// any other violation, stops the publication (exit 1, nothing written).
+pub(crate) fn verify_before_publish(staging: &Path) -> pseudagg_core::Result<()> {
+    let v = pseudagg_verify::verify(staging, &pseudagg_verify::Options::default())?;
+    if v.passed {
+        Ok(())
+    } else {
+        Err(staged_findings(&v))
+    }
+}
+
 /// A hook that announces a staged dataset or report (its `manifest.json`) before it goes live.
 pub(crate) fn manifest_hook<'a>(
     p: &'a Protocol,

@@ -223,6 +223,11 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 });
             }
         }
+        tracing::debug!(
+            round = rounds,
+            decided_exactly = proved.len(),
+            "exact audit of the cells without a cheaper candidate"
+        );
         if insiders {
             let found: Vec<Vec<u32>> = proved
                 .par_iter()
