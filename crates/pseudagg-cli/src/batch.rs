@@ -148,6 +148,13 @@ pub(crate) fn run(
         fs::remove_dir_all(&staging).map_err(|e| Error::io("remove the leftover", &staging, e))?;
     }
     fs::create_dir_all(&staging).map_err(|e| Error::io("create folder", &staging, e))?;
+    // The steps' outputs wait here, unchecked, until every step passed: for the owner only. Each
+    // output keeps its own mode when it moves into place.
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        fs::set_permissions(&staging, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("make private", &staging, e))?;
+    }
     let mut done: Vec<Done> = Vec::new();
     let result = steps(
         ctx,

@@ -3,6 +3,7 @@
 //! only after everything succeeded.
 
 use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -43,6 +44,8 @@ pub struct StagingDir {
     staging: PathBuf,
     created: Vec<PathBuf>,
     committed: bool,
+    /// The mode the folder had when created (the umask's), restored when it goes live.
+    mode: fs::Permissions,
     _lock: OutputLock,
 }
 
@@ -93,11 +96,21 @@ impl StagingDir {
             .map_or(0, |d| d.as_nanos());
         let staging = parent.join(format!("{prefix}{}-{nanos}", std::process::id()));
         fs::create_dir(&staging).map_err(|e| Error::io("create folder", &staging, e))?;
+        // While it holds rows that are not yet checked (before k-anonymity, before verify), and
+        // after a `kill -9` until the next run removes it, only the owner may enter the folder.
+        // It gets the mode the site's umask gave it back just before it goes live.
+        let mode = fs::metadata(&staging)
+            .map_err(|e| Error::io("read the mode of", &staging, e))?
+            .permissions();
+        let private = fs::Permissions::from_mode(0o700);
+        fs::set_permissions(&staging, private)
+            .map_err(|e| Error::io("make private", &staging, e))?;
         Ok(Self {
             target: target.to_owned(),
             staging,
             created: guard.disarm(),
             committed: false,
+            mode,
             _lock: lock,
         })
     }
@@ -126,6 +139,8 @@ impl StagingDir {
         if let Some(hook) = hook {
             hook(&self.staging, &self.target)?;
         }
+        fs::set_permissions(&self.staging, self.mode.clone())
+            .map_err(|e| Error::io("set the mode of", &self.staging, e))?;
         if self.target.exists() {
             rustix::fs::renameat_with(
                 rustix::fs::CWD,
@@ -214,6 +229,23 @@ fn sync_tree(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 18: rows not yet checked are for the owner only, also when a killed run leaves them;
+    /// the published folder has the mode the umask gives any new folder.
+    #[test]
+    fn the_staging_folder_is_private_until_it_goes_live() {
+        let root = tempfile::tempdir().unwrap();
+        let plain = root.path().join("plain");
+        fs::create_dir(&plain).unwrap();
+        let umask_mode = fs::metadata(&plain).unwrap().permissions().mode() & 0o7777;
+        let target = root.path().join("out/vkb/2025-03");
+        let staging = StagingDir::create(&target).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(staging.path()), 0o700);
+        fs::write(staging.path().join("a"), "rows").unwrap();
+        staging.commit().unwrap();
+        assert_eq!(mode(&target), umask_mode);
+    }
 
     #[test]
     fn commit_replaces_earlier_output() {
