@@ -610,7 +610,11 @@ pub fn certify(
                             0 => Some(system(&around.free)),
                             1 | 2 => {
                                 let mut wide = Neighbourhood::new(t);
-                                let hops = if i == 1 { HOPS[HOPS.len() - 1] } else { usize::MAX };
+                                let hops = if i == 1 {
+                                    HOPS[HOPS.len() - 1]
+                                } else {
+                                    usize::MAX
+                                };
                                 wide.grow(table, &index, suppressed, hops);
                                 Some(system(&wide.free))
                             }

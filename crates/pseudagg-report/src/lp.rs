@@ -173,7 +173,11 @@ pub(crate) fn closest_point(
         .collect();
     let down: Vec<highs::Col> = (0..n)
         .map(|v| {
-            let room = if fixed[v] { 0.0 } else { (truth[v] - 1.0).max(0.0) };
+            let room = if fixed[v] {
+                0.0
+            } else {
+                (truth[v] - 1.0).max(0.0)
+            };
             pb.add_column(weight[v], 0.0..=room)
         })
         .collect();

@@ -125,13 +125,15 @@ pub(crate) fn check(
     let period_key = match &options.key_file {
         Some(path) => {
             let (id, k) = key::load(path, &pipeline, &month)?;
+            // With another key no pseudonym recomputes: every row would be a finding, and none
+            // would say anything about the output. The check cannot be made (exit 2).
             if id != key_id {
-                verdict.push(Finding::new(
-                    Rule::KeyId,
-                    format!(
-                        "the key file has the id {id}, the manifest names {key_id}: the pseudonyms were made with another key, or this is not their key"
-                    ),
-                ));
+                return Err(Error::Key(format!(
+                    "could not check: the key {} (id {id}) is not the one that wrote this output \
+                     (the manifest names key id {key_id}); give the key file of id {key_id}, or \
+                     verify without --key-file",
+                    path.display()
+                )));
             }
             Some(k)
         }

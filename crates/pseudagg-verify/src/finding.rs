@@ -37,8 +37,6 @@ pub enum Rule {
     PseudonymFormat,
     /// A pseudonym that does not recompute from any input row with the given key and month.
     PseudonymRecompute,
-    /// The given key is not the key the manifest names.
-    KeyId,
     /// A pseudonym that also appears in the other month's output.
     Linkable,
     /// A row under `rd=X` whose partition column is not X, or that is in another RD than its input row.
@@ -75,7 +73,6 @@ impl Rule {
             Self::InputValue => "input-value",
             Self::PseudonymFormat => "pseudonym-format",
             Self::PseudonymRecompute => "pseudonym-recompute",
-            Self::KeyId => "key-id",
             Self::Linkable => "linkable",
             Self::Partition => "partition",
             Self::KAnonymity => "k-anonymity",

@@ -527,13 +527,20 @@ fn a_personal_shape_in_a_kept_column_is_never_published() {
             !out.join("vkb").exists(),
             "{rule}: nothing is published, not even the month's folder"
         );
-        assert!(r.stderr.contains(&format!("({rule} 1)")), "{rule}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(&format!("({rule} 1)")),
+            "{rule}: {}",
+            r.stderr
+        );
         assert!(r.stderr.contains("column `massnahme`"), "{}", r.stderr);
         // The value itself appears nowhere: not in the logs, not in the protocol.
         let protocol = fs::read_to_string(out.join("protocol.jsonl")).unwrap();
         for text in [&r.stderr, &r.stdout, &protocol] {
             assert!(!text.contains(value), "{rule}: the value is echoed");
         }
-        assert!(protocol.contains("\"outcome\":\"check-failed\""), "{protocol}");
+        assert!(
+            protocol.contains("\"outcome\":\"check-failed\""),
+            "{protocol}"
+        );
     }
 }

@@ -379,20 +379,34 @@ fn a_pseudonym_made_with_another_key_is_found() {
         "{v:#}"
     );
 
-    // The whole other-key dataset, checked with our key: the key id differs, nothing recomputes.
-    let (_, v) = verify(&g.dir.join("other-out/vkb/2025-03"), &full_checks(g));
-    let r = rules(&v);
+    // Issue 17: the whole other-key dataset, checked with our key, used to list a finding per row
+    // and exit 1. The key id differs: the check cannot be made, exit 2, before any row is read.
+    let mut args = vec!["verify", "--format", "json"];
+    let other_out = g.dir.join("other-out/vkb/2025-03");
+    args.push(other_out.to_str().unwrap());
+    let checks = full_checks(g);
+    args.extend(checks.iter().copied());
+    let r = pseudagg(&args);
+    assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(
-        r.contains("key-id") && r.contains("pseudonym-recompute"),
-        "{r:?}"
+        r.stderr.contains("is not the one that wrote this output"),
+        "{}",
+        r.stderr
     );
-    // A wrong key file for the right dataset is caught the same way.
+    assert!(!r.stderr.contains("pseudonym-recompute"), "{}", r.stderr);
+    // A wrong key file for the right dataset is refused the same way.
     let other = g.other_key.to_str().unwrap();
-    let (_, v) = verify(
-        &g.dir.join("out/vkb/2025-03"),
-        &["--input", g.input_03.to_str().unwrap(), "--key-file", other],
-    );
-    assert!(rules(&v).contains("key-id"));
+    let right = g.dir.join("out/vkb/2025-03");
+    let input = g.input_03.to_str().unwrap();
+    let r = pseudagg(&[
+        "verify",
+        right.to_str().unwrap(),
+        "--input",
+        input,
+        "--key-file",
+        other,
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }
 
 #[test]
