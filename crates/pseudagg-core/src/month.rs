@@ -49,15 +49,32 @@ impl Month {
     /// every output covers exactly one month, and several would make a time series.
     pub fn parse_for_run(text: &str) -> crate::Result<Self> {
         let t = text.trim();
-        let several = t.contains([',', ';', ' ', '/'])
-            || t.contains("..")
-            || (t.len() > 7 && t.matches('-').count() >= 2);
-        if several {
+        // Several months: at least two parts that are each a month (`2025-03,2025-04`,
+        // `2025-01..2025-03`, `2025-01-2025-03`). Anything else that is not a month is a format
+        // error (`04/2025`, `2025-03-15`).
+        let is_month = |p: &str| p.parse::<Self>().is_ok();
+        let listed = t
+            .split([',', ';', ' ', '/'])
+            .flat_map(|p| p.split(".."))
+            .filter(|p| is_month(p))
+            .count();
+        let dashes: Vec<&str> = t.split('-').collect();
+        let dashed_range = dashes.len() == 4
+            && is_month(&format!("{}-{}", dashes[0], dashes[1]))
+            && is_month(&format!("{}-{}", dashes[2], dashes[3]));
+        if listed >= 2 || dashed_range {
             return Err(crate::Error::Refused("--month names more than one month; each run covers exactly one month, and data of \
                  several months together would form a time series, which the opDs rules forbid: run once per month".to_string()));
         }
-        t.parse()
-            .map_err(|e: ParseMonthError| crate::Error::Usage(format!("--month: {e}")))
+        t.parse().map_err(|e: ParseMonthError| {
+            // `04/2025`, `04.2025`: the German way round.
+            let hint = t
+                .split_once(['/', '.'])
+                .filter(|(m, y)| m.len() <= 2 && y.len() == 4)
+                .and_then(|(m, y)| format!("{y}-{m:0>2}").parse::<Self>().ok())
+                .map_or_else(String::new, |m| format!(" (did you mean {m}?)"));
+            crate::Error::Usage(format!("--month: {e}{hint}"))
+        })
     }
 
     /// The month that contains `date`.
@@ -143,6 +160,27 @@ mod tests {
             Month::parse_for_run("2025-3"),
             Err(crate::Error::Usage(_))
         ));
+    }
+
+    /// Issue 17: `04/2025` was refused as "more than one month"; it is one month written the
+    /// other way round, and a day is not a month either.
+    #[test]
+    fn a_month_in_another_format_is_a_format_error_with_a_hint() {
+        for (text, hint) in [
+            ("04/2025", Some("2025-04")),
+            ("4.2025", Some("2025-04")),
+            ("2025-03-15", None),
+            ("März 2025", None),
+        ] {
+            let err = Month::parse_for_run(text).unwrap_err();
+            assert!(matches!(err, crate::Error::Usage(_)), "{text}: {err}");
+            let message = err.to_string();
+            assert!(!message.contains("time series"), "{text}: {message}");
+            match hint {
+                Some(m) => assert!(message.contains(&format!("did you mean {m}?")), "{message}"),
+                None => assert!(!message.contains("did you mean"), "{message}"),
+            }
+        }
     }
 
     #[test]
