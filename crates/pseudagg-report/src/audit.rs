@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rayon::prelude::*;
 
-use crate::lp::{End, Lp, Op as ComparisonOp};
+use crate::lp::{End, Lp, Nearest, Op as ComparisonOp};
 use crate::table::Table;
 
 /// The feasible interval of a suppressed cell. `upper` is `None` when unbounded.
@@ -397,19 +397,7 @@ fn uncovered_insiders(
             .owner_of(c)
             .filter(|&o| Some(o) != own && table.district.get(c).copied() == district)
     };
-    let hi = iv.upper.unwrap_or(f64::INFINITY);
-    let truth = table.values[target] as f64;
-    // The least that protects: the true value (the true table is a point) and an upper end at the
-    // threshold and the width above it; else both ends of the interval found.
-    let enough = (threshold as f64).max(truth + width as f64);
-    let ends = if hi + Interval::EPS >= enough {
-        vec![(End::Upper, enough - NEAREST_ROOM)]
-    } else {
-        vec![
-            (End::Upper, hi - NEAREST_ROOM),
-            (End::Lower, iv.lower + NEAREST_ROOM),
-        ]
-    };
+    let ends = certifying_ends(table, target, iv, (threshold, width));
     // The systems, smallest first, built when first needed; a tier no larger than the one before
     // it is the same system and is skipped.
     let mut built: Vec<Component> = Vec::new();
@@ -435,7 +423,8 @@ fn uncovered_insiders(
             i += 1;
         }
     };
-    let Some(mut uncovered) = search(None)? else {
+    let first = search(None)?;
+    if first.is_none() {
         // Rounding kept the points from being found: every insider of the widest system is checked.
         let mut all = BTreeSet::new();
         let mut i = 0;
@@ -444,11 +433,43 @@ fn uncovered_insiders(
             i += 1;
         }
         return Ok(all.into_iter().collect());
-    };
+    }
+    cover(first, |h| search(Some(h)))
+}
+
+/// The ends a certificate's nearest points must reach for `target` with interval `iv`: the least
+/// that protects, the true value (the true table is a point) and an upper end at the threshold and
+/// the width above it; else both ends of the interval.
+fn certifying_ends(
+    table: &Table,
+    target: usize,
+    iv: Interval,
+    (threshold, width): (u64, u64),
+) -> Vec<(End, f64)> {
+    let hi = iv.upper.unwrap_or(f64::INFINITY);
+    let truth = table.values[target] as f64;
+    let enough = (threshold as f64).max(truth + width as f64);
+    if hi + Interval::EPS >= enough {
+        vec![(End::Upper, enough - NEAREST_ROOM)]
+    } else {
+        vec![
+            (End::Upper, hi - NEAREST_ROOM),
+            (End::Lower, iv.lower + NEAREST_ROOM),
+        ]
+    }
+}
+
+/// The insiders left uncovered, from the insiders the first points move (`first`, found) and
+/// `search(h)`: the insiders that points with gE `h`'s cells held fixed move, `None` when there are
+/// no such points. Each gE found is covered, with every gE its points leave alone.
+fn cover(
+    first: Option<BTreeSet<u32>>,
+    mut search: impl FnMut(u32) -> Result<Option<BTreeSet<u32>>, String>,
+) -> Result<Vec<u32>, String> {
+    let mut uncovered = first.unwrap_or_default();
     let mut left = Vec::new();
     while let Some(h) = uncovered.pop_first() {
-        // Held fixed, h's cells often need a wider system than the one that certified the cell.
-        match search(Some(h))? {
+        match search(h)? {
             Some(moved) => uncovered.retain(|g| moved.contains(g)),
             None => left.push(h),
         }
@@ -456,30 +477,106 @@ fn uncovered_insiders(
     Ok(left)
 }
 
-/// [`uncovered_insiders`] for a primary cell shown safe some other way (by its whole part of the
-/// table, with interval `iv`): the nearest points are sought within three, then eight relations of
-/// it, then in its whole part.
+/// [`uncovered_insiders`] for primary cells shown safe by their whole part of the table (with the
+/// intervals given): the nearest points are sought in that part, one HiGHS instance per part and
+/// thread serving all its cells. In the order of `cells`.
 pub fn insiders_to_check(
     table: &Table,
-    index: &Index,
     suppressed: &[bool],
-    cell: usize,
-    iv: Interval,
+    cells: &[(usize, Interval)],
     (threshold, width): (u64, u64),
-) -> Result<Vec<u32>, String> {
-    const TIERS: [usize; 3] = [3, 8, usize::MAX];
-    let cap = certificate_cap(threshold, width);
-    let tiers = |i: usize| {
-        let hops = *TIERS.get(i)?;
-        let mut around = Neighbourhood::new(cell);
-        around.grow(table, index, suppressed, hops);
-        Some(capped_system(table, index, &around.free, cap))
-    };
-    let iv = Interval {
-        lower: iv.lower,
-        upper: Some(iv.upper.map_or(cap, |u| u.min(cap))),
-    };
-    uncovered_insiders(table, cell, &tiers, iv, (threshold, width))
+) -> Result<Vec<Vec<u32>>, String> {
+    let targets: Vec<usize> = cells.iter().map(|c| c.0).collect();
+    let (comps, by_comp) = by_component(table, suppressed, &targets)?;
+    let threads = rayon::current_num_threads().max(1);
+    let work: Vec<(usize, Vec<(usize, usize)>)> = by_comp
+        .into_iter()
+        .flat_map(|(ci, members)| {
+            let per = members.len().div_ceil(threads).max(8);
+            members
+                .chunks(per)
+                .map(|c| (ci, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let found: Vec<Vec<(usize, Vec<u32>)>> = work
+        .into_par_iter()
+        .map(|(ci, members)| {
+            let comp = &comps[ci];
+            let truth: Vec<f64> = comp.vars.iter().map(|&c| table.values[c] as f64).collect();
+            let weight: Vec<f64> = comp
+                .vars
+                .iter()
+                .map(|&c| {
+                    if table.owner_of(c).is_some() {
+                        1.0
+                    } else {
+                        1e-3
+                    }
+                })
+                .collect();
+            let mut of_owner: HashMap<u32, Vec<usize>> = HashMap::new();
+            for (v, &c) in comp.vars.iter().enumerate() {
+                if let Some(o) = table.owner_of(c) {
+                    of_owner.entry(o).or_default().push(v);
+                }
+            }
+            let rows: Vec<(&[(usize, f64)], ComparisonOp, f64)> = comp
+                .constraints
+                .iter()
+                .map(|c| (c.terms.as_slice(), c.op, c.rhs))
+                .collect();
+            let mut nearest = Nearest::new(&rows, &truth, &weight);
+            members
+                .into_iter()
+                .map(|(i, v)| {
+                    let (target, iv) = cells[i];
+                    let own = table.owner_of(target);
+                    let district = table.district.get(target).copied();
+                    let insider_of = |c: usize| {
+                        table.owner_of(c).filter(|&o| {
+                            Some(o) != own && table.district.get(c).copied() == district
+                        })
+                    };
+                    let ends = certifying_ends(table, target, iv, (threshold, width));
+                    let none = Vec::new();
+                    let cheap = own.and_then(|o| of_owner.get(&o)).unwrap_or(&none);
+                    let mut search = |fixed: Option<u32>| -> Result<Option<BTreeSet<u32>>, String> {
+                        let held = fixed.and_then(|h| of_owner.get(&h)).unwrap_or(&none);
+                        let mut moved = BTreeSet::new();
+                        for &end in &ends {
+                            let Some(p) = nearest.point(v, end, cheap, held)? else {
+                                return Ok(None);
+                            };
+                            moved.extend(
+                                p.iter()
+                                    .zip(&truth)
+                                    .zip(&comp.vars)
+                                    .filter(|((x, t), _)| (*x - *t).abs() > Interval::EPS)
+                                    .filter_map(|(_, &c)| insider_of(c)),
+                            );
+                        }
+                        Ok(Some(moved))
+                    };
+                    let first = search(None)?;
+                    let left = if first.is_none() {
+                        // Rounding kept the points from being found: every insider of the part.
+                        let all: BTreeSet<u32> =
+                            comp.vars.iter().filter_map(|&c| insider_of(c)).collect();
+                        all.into_iter().collect()
+                    } else {
+                        cover(first, |h| search(Some(h)))?
+                    };
+                    Ok((i, left))
+                })
+                .collect::<Result<Vec<_>, String>>()
+        })
+        .collect::<Result<_, String>>()?;
+    let mut out = vec![Vec::new(); cells.len()];
+    for (i, left) in found.into_iter().flatten() {
+        out[i] = left;
+    }
+    Ok(out)
 }
 
 /// [`neighbourhood_system`] with the target's upper end capped at `cap`.
@@ -521,19 +618,18 @@ fn moved_insiders(
             _ => 1e-3,
         })
         .collect();
-    let held: Vec<bool> = comp
-        .vars
-        .iter()
-        .map(|&c| fixed.is_some() && table.owner_of(c) == fixed)
+    let held: Vec<usize> = (0..comp.vars.len())
+        .filter(|&v| fixed.is_some() && table.owner_of(comp.vars[v]) == fixed)
         .collect();
     let rows: Vec<(&[(usize, f64)], ComparisonOp, f64)> = comp
         .constraints
         .iter()
         .map(|c| (c.terms.as_slice(), c.op, c.rhs))
         .collect();
+    let mut nearest = Nearest::new(&rows, &truth, &weight);
     let mut moved = BTreeSet::new();
     for &end in ends {
-        let Some(p) = crate::lp::closest_point(&rows, &truth, &weight, &held, 0, end)? else {
+        let Some(p) = nearest.point(0, end, &[], &held)? else {
             return Ok(None);
         };
         moved.extend(

@@ -152,68 +152,119 @@ impl Lp {
     }
 }
 
-/// The point of `rows` nearest to `truth` (each variable at least 1, `truth` feasible) whose
-/// variable `target` reaches `at_least` (or, with `at_most`, stays at or below it): minimises
-/// `sum(weight[v] * |x[v] - truth[v]|)`. The L1 distance makes the point move few variables, along
-/// a short cycle of the table, rather than every variable to a vertex. `None` when no such point
-/// exists. Variables marked `fixed` keep their true values.
-pub(crate) fn closest_point(
-    rows: &[(&[(usize, f64)], Op, f64)],
-    truth: &[f64],
-    weight: &[f64],
-    fixed: &[bool],
-    target: usize,
-    reach: (End, f64),
-) -> Result<Option<Vec<f64>>, String> {
-    let n = truth.len();
-    let mut pb = RowProblem::default();
-    // x = truth + up - down, up >= 0, 0 <= down <= truth - 1 (so x >= 1).
-    let up: Vec<highs::Col> = (0..n)
-        .map(|v| pb.add_column(weight[v], 0.0..=if fixed[v] { 0.0 } else { f64::INFINITY }))
-        .collect();
-    let down: Vec<highs::Col> = (0..n)
-        .map(|v| {
-            let room = if fixed[v] {
-                0.0
-            } else {
-                (truth[v] - 1.0).max(0.0)
-            };
-            pb.add_column(weight[v], 0.0..=room)
-        })
-        .collect();
-    for &(terms, op, rhs) in rows {
-        let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
-        let row: Vec<(highs::Col, f64)> = terms
-            .iter()
-            .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
+/// Points of a linear system nearest to its true solution `truth` (each variable at least 1):
+/// minimise `sum(weight[v] * |x[v] - truth[v]|)` with one variable pushed to reach a value. The L1
+/// distance makes a point move few variables, along a short cycle of the table, rather than every
+/// variable to a vertex. One HiGHS instance serves many targets: each only changes bounds and
+/// costs, and starts from the basis before.
+pub(crate) struct Nearest {
+    model: Option<Model>,
+    /// `x = truth + up - down`, `up >= 0`, `0 <= down <= truth - 1`.
+    up: Vec<highs::Col>,
+    down: Vec<highs::Col>,
+    truth: Vec<f64>,
+    weight: Vec<f64>,
+}
+
+impl Nearest {
+    pub fn new(rows: &[(&[(usize, f64)], Op, f64)], truth: &[f64], weight: &[f64]) -> Self {
+        let n = truth.len();
+        let mut pb = RowProblem::default();
+        let up: Vec<highs::Col> = (0..n).map(|v| pb.add_column(weight[v], 0.0..)).collect();
+        let down: Vec<highs::Col> = (0..n)
+            .map(|v| pb.add_column(weight[v], 0.0..=(truth[v] - 1.0).max(0.0)))
             .collect();
-        let slack = rhs - at_truth;
-        match op {
-            Op::Eq => pb.add_row(slack..=slack, &row),
-            Op::Le => pb.add_row(..=slack, &row),
-            Op::Ge => pb.add_row(slack.., &row),
+        for &(terms, op, rhs) in rows {
+            let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
+            let row: Vec<(highs::Col, f64)> = terms
+                .iter()
+                .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
+                .collect();
+            let slack = rhs - at_truth;
+            match op {
+                Op::Eq => pb.add_row(slack..=slack, &row),
+                Op::Le => pb.add_row(..=slack, &row),
+                Op::Ge => pb.add_row(slack.., &row),
+            }
+        }
+        let mut model = pb.optimise(Sense::Minimise);
+        model.make_quiet();
+        model.set_option("threads", 1);
+        model.set_option("presolve", "off");
+        Self {
+            model: Some(model),
+            up,
+            down,
+            truth: truth.to_vec(),
+            weight: weight.to_vec(),
         }
     }
-    let row = [(up[target], 1.0), (down[target], -1.0)];
-    let shift = reach.1 - truth[target];
-    match reach.0 {
-        End::Upper => pb.add_row(shift.., &row),
-        End::Lower => pb.add_row(..=shift, &row),
+
+    fn room(&self, v: usize) -> f64 {
+        (self.truth[v] - 1.0).max(0.0)
     }
-    let mut model = pb.optimise(Sense::Minimise);
-    model.make_quiet();
-    model.set_option("threads", 1);
-    let solved = model
-        .try_solve()
-        .map_err(|e| format!("the linear program failed: {e:?}"))?;
-    Ok(match solved.status() {
-        HighsModelStatus::Optimal => {
-            let cols = solved.get_solution().columns().to_vec();
-            Some((0..n).map(|v| truth[v] + cols[v] - cols[n + v]).collect())
+
+    /// The nearest point whose variable `target` reaches `reach` (at least it, or with
+    /// [`End::Lower`] at most), with the variables `cheap` weighted 1/1000 and those of `fixed`
+    /// held at their true values; `None` when there is none.
+    pub fn point(
+        &mut self,
+        target: usize,
+        reach: (End, f64),
+        cheap: &[usize],
+        fixed: &[usize],
+    ) -> Result<Option<Vec<f64>>, String> {
+        let mut model = self
+            .model
+            .take()
+            .ok_or("the linear program failed before")?;
+        let (up, down) = (self.up[target], self.down[target]);
+        match reach.0 {
+            End::Upper => {
+                model.change_column_bounds(up, (reach.1 - self.truth[target]).max(0.0)..);
+                model.change_column_bounds(down, 0.0..=0.0);
+            }
+            End::Lower => {
+                model.change_column_bounds(up, 0.0..=0.0);
+                let least = (self.truth[target] - reach.1).max(0.0);
+                model.change_column_bounds(down, least..=self.room(target).max(least));
+            }
         }
-        HighsModelStatus::ModelEmpty => Some(truth.to_vec()),
-        _ => None,
-    })
+        for &v in cheap {
+            model.change_column_cost(self.up[v], 1e-3);
+            model.change_column_cost(self.down[v], 1e-3);
+        }
+        for &v in fixed {
+            model.change_column_bounds(self.up[v], 0.0..=0.0);
+            model.change_column_bounds(self.down[v], 0.0..=0.0);
+        }
+        let solved = model
+            .try_solve()
+            .map_err(|e| format!("the linear program failed: {e:?}"))?;
+        let answer = match solved.status() {
+            HighsModelStatus::Optimal => {
+                let cols = solved.get_solution().columns().to_vec();
+                let n = self.truth.len();
+                Some(
+                    (0..n)
+                        .map(|v| self.truth[v] + cols[v] - cols[n + v])
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        let mut model = Model::from(solved);
+        for &v in fixed.iter().chain([&target]) {
+            model.change_column_bounds(self.up[v], 0.0..);
+            model.change_column_bounds(self.down[v], 0.0..=self.room(v));
+        }
+        for &v in cheap {
+            model.change_column_cost(self.up[v], self.weight[v]);
+            model.change_column_cost(self.down[v], self.weight[v]);
+        }
+        self.model = Some(model);
+        Ok(answer)
+    }
 }
 
 /// One relation of a system: `terms op rhs`.

@@ -9,8 +9,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use rayon::prelude::*;
-
 use crate::audit::{Index, Interval, certify, certify_exact, insiders_to_check, intervals};
 use crate::table::Table;
 
@@ -228,12 +226,8 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             decided_exactly = proved.len(),
             "exact audit of the cells without a cheaper candidate"
         );
-        if insiders {
-            let found: Vec<Vec<u32>> = proved
-                .par_iter()
-                .map(|&(c, iv)| insiders_to_check(table, &index, &suppressed, c, iv, limits))
-                .collect::<Result<_, String>>()
-                .map_err(fail)?;
+        if insiders && !proved.is_empty() {
+            let found = insiders_to_check(table, &suppressed, &proved, limits).map_err(fail)?;
             for ((c, _), uncovered) in proved.into_iter().zip(found) {
                 to_check[c] = uncovered;
             }
