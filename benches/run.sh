@@ -67,6 +67,9 @@ measure report_small "pseudagg report gefluechtete, 1/10" "$((OPDS_ROWS / 10))" 
 measure verify_ds "pseudagg verify vkb (structure, values, k)" "$VKB_ROWS" "$BIN" verify $P "$WORK/out/vkb/$MONTH"
 measure verify_full "pseudagg verify vkb --input --key-file" "$VKB_ROWS" "$BIN" verify $P "$WORK/out/vkb/$MONTH" --input "$WORK/vkb.csv" --key-file "$KEY"
 measure verify_rep "pseudagg verify report (per-scope audit)" "$OPDS_ROWS" "$BIN" verify $P "$WORK/reports/gefluechtete/$MONTH"
+# The thin table: the committed 2,000-row sample over the 400 gEs of the register, insider model on.
+measure report_sample "pseudagg report gefluechtete, committed sample" 2000 "$BIN" report $P --definition pipelines/gefluechtete.toml --input testdata/opds-person-2025-03.csv --month 2025-03 --ge-register testdata/ge-register.csv --out "$WORK/reports-sample"
+measure verify_sample "pseudagg verify report, committed sample" 2000 "$BIN" verify $P "$WORK/reports-sample/gefluechtete/2025-03"
 
 if [ "$PEERS" = 1 ]; then
   measure floor "I/O floor: polars csv -> parquet, vkb" "$VKB_ROWS" python3 benches/peers/io_floor.py "$WORK/vkb.csv" "$WORK/floor-vkb.parquet"
@@ -92,6 +95,8 @@ target() { # label value op threshold
 }
 echo
 echo "targets (ratios of the runs above)"
+target "report on the committed sample: wall s" "${WALL[report_sample]}" "<=" 1
+target "verify of the sample report / the report itself" "$(ratio "${WALL[verify_sample]}" "${WALL[report_sample]}")" "<=" 1
 if [ "$PEERS" = 1 ]; then
   target "pseudonymise csv: pandas time / pseudagg time" "$(ratio "${WALL[pandas]}" "${WALL[ps_csv]}")" ">=" 10
   target "pseudonymise csv: Python polars time / pseudagg time" "$(ratio "${WALL[polars]}" "${WALL[ps_csv]}")" ">=" 3
