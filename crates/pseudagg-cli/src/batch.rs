@@ -378,6 +378,13 @@ fn targets(done: &[Done]) -> Vec<(PathBuf, PathBuf)> {
 /// rename over the earlier one.
 fn publish(done: &[Done], out: &Path) -> Result<()> {
     let _s = info_span!("publish").entered();
+    // Every target first: a month folder holding files pseudagg did not write stops the run
+    // before any output moves, never half-way.
+    for (from, to) in done.iter().filter_map(|d| d.publish.as_ref()) {
+        if from.is_dir() {
+            pseudagg_io::check_replaceable(to)?;
+        }
+    }
     for (from, to) in done.iter().filter_map(|d| d.publish.as_ref()) {
         if from.is_dir() {
             let target = StagingDir::create(to)?;

@@ -70,6 +70,7 @@ impl StagingDir {
             parent
         };
 
+        check_replaceable(target)?;
         let mut created = Vec::new();
         let mut missing = parent.clone();
         while !missing.exists() {
@@ -170,6 +171,65 @@ impl StagingDir {
     }
 }
 
+/// Refuses to replace an existing `target` that holds anything pseudagg did not write there: a
+/// folder with no `manifest.json`, or a file its manifest does not list. Replacing it would delete
+/// those files without a word.
+pub fn check_replaceable(target: &Path) -> Result<()> {
+    if !target.exists() {
+        return Ok(());
+    }
+    let refuse = |what: String| {
+        Err(Error::Refused(format!(
+            "{} already exists and {what}; it is not replaced, so nothing of it is lost: move it \
+             away, or choose another output root",
+            target.display()
+        )))
+    };
+    if !target.is_dir() {
+        return refuse("is not a folder".into());
+    }
+    let manifest = target.join("manifest.json");
+    let listed: std::collections::HashSet<String> = match fs::read(&manifest) {
+        Ok(bytes) => {
+            #[derive(serde::Deserialize)]
+            struct Listed {
+                #[serde(default)]
+                files: Vec<Entry>,
+            }
+            #[derive(serde::Deserialize)]
+            struct Entry {
+                path: String,
+            }
+            let Ok(m) = serde_json::from_slice::<Listed>(&bytes) else {
+                return refuse("its manifest.json is not one pseudagg wrote".into());
+            };
+            m.files.into_iter().map(|f| f.path).collect()
+        }
+        Err(_) => return refuse("holds no manifest.json: it is not a pseudagg output".into()),
+    };
+    let mut stack = vec![target.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io("read", &dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("read", &dir, e))?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::io("read", &path, e))?;
+            if kind.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(target).map_or_else(
+                |_| path.display().to_string(),
+                |r| r.to_string_lossy().into_owned(),
+            );
+            if rel != "manifest.json" && !listed.contains(&rel) {
+                return refuse(format!("holds {rel}, which its manifest does not list"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Drop for StagingDir {
     fn drop(&mut self) {
         if !self.committed {
@@ -230,6 +290,41 @@ fn sync_tree(dir: &Path) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Writes `name` into `dir` with a manifest that lists it, as every pseudagg output has.
+    fn write_listed(dir: &Path, name: &str, text: &str) {
+        fs::write(dir.join(name), text).unwrap();
+        let manifest = format!(r#"{{"files": [{{"path": "{name}"}}]}}"#);
+        fs::write(dir.join("manifest.json"), manifest).unwrap();
+    }
+
+    /// Issue 18: a month folder holding files pseudagg did not write is not replaced (those files
+    /// would be deleted without a word); one holding only what its manifest lists is.
+    #[test]
+    fn a_target_with_foreign_files_is_not_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let target = root.path().join("out/vkb/2025-03");
+        fs::create_dir_all(target.join("rd=BY")).unwrap();
+        fs::write(target.join("notes.txt"), "mine").unwrap();
+        let err = StagingDir::create(&target).unwrap_err();
+        assert!(err.to_string().contains("no manifest.json"), "{err}");
+        fs::write(
+            target.join("manifest.json"),
+            r#"{"files": [{"path": "rd=BY/part-00000.parquet"}]}"#,
+        )
+        .unwrap();
+        fs::write(target.join("rd=BY/part-00000.parquet"), "x").unwrap();
+        let err = StagingDir::create(&target).unwrap_err();
+        assert!(err.to_string().contains("holds notes.txt"), "{err}");
+        assert!(target.join("notes.txt").exists(), "nothing is lost");
+        fs::remove_file(target.join("notes.txt")).unwrap();
+        let staging = StagingDir::create(&target).unwrap();
+        staging.commit().unwrap();
+        assert!(
+            !target.join("manifest.json").exists(),
+            "the old output was replaced"
+        );
+    }
+
     /// Issue 18: rows not yet checked are for the owner only, also when a killed run leaves them;
     /// the published folder has the mode the umask gives any new folder.
     #[test]
@@ -252,12 +347,12 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("out/vkb/2025-03");
         let first = StagingDir::create(&target).unwrap();
-        fs::write(first.path().join("a"), "one").unwrap();
+        write_listed(first.path(), "a", "one");
         first.commit().unwrap();
         assert_eq!(fs::read_to_string(target.join("a")).unwrap(), "one");
 
         let second = StagingDir::create(&target).unwrap();
-        fs::write(second.path().join("b"), "two").unwrap();
+        write_listed(second.path(), "b", "two");
         second.commit().unwrap();
         assert!(!target.join("a").exists());
         assert_eq!(fs::read_to_string(target.join("b")).unwrap(), "two");
@@ -284,7 +379,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let target = root.path().join("2025-03");
         let first = StagingDir::create(&target).unwrap();
-        fs::write(first.path().join("a"), "one").unwrap();
+        write_listed(first.path(), "a", "one");
         first.commit().unwrap();
         let second = StagingDir::create(&target).unwrap();
         fs::write(second.path().join("a"), "partial").unwrap();

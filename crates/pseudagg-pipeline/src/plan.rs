@@ -500,7 +500,7 @@ min-k = 1"#,
         );
         // Named as a quasi-identifier, it may stay (k-anonymity blanks it where it singles out).
         let text = text.replace(
-            r#"quasi-identifiers = ["#,
+            "quasi-identifiers = [",
             r#"quasi-identifiers = ["zugang_datum", "#,
         );
         Plan::from_toml(&text, Path::new("p.toml")).unwrap();

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rayon::prelude::*;
 
-use crate::lp::{End, Lp, Nearest, Op as ComparisonOp};
+use crate::lp::{End, Lp, Nearest, Op as ComparisonOp, RowRef};
 use crate::table::Table;
 
 /// The feasible interval of a suppressed cell. `upper` is `None` when unbounded.
@@ -521,7 +521,7 @@ pub fn insiders_to_check(
                     of_owner.entry(o).or_default().push(v);
                 }
             }
-            let rows: Vec<(&[(usize, f64)], ComparisonOp, f64)> = comp
+            let rows: Vec<RowRef<'_>> = comp
                 .constraints
                 .iter()
                 .map(|c| (c.terms.as_slice(), c.op, c.rhs))
@@ -621,7 +621,7 @@ fn moved_insiders(
     let held: Vec<usize> = (0..comp.vars.len())
         .filter(|&v| fixed.is_some() && table.owner_of(comp.vars[v]) == fixed)
         .collect();
-    let rows: Vec<(&[(usize, f64)], ComparisonOp, f64)> = comp
+    let rows: Vec<RowRef<'_>> = comp
         .constraints
         .iter()
         .map(|c| (c.terms.as_slice(), c.op, c.rhs))

@@ -167,7 +167,7 @@ pub(crate) struct Nearest {
 }
 
 impl Nearest {
-    pub fn new(rows: &[(&[(usize, f64)], Op, f64)], truth: &[f64], weight: &[f64]) -> Self {
+    pub fn new(rows: &[RowRef<'_>], truth: &[f64], weight: &[f64]) -> Self {
         let n = truth.len();
         let mut pb = RowProblem::default();
         let up: Vec<highs::Col> = (0..n).map(|v| pb.add_column(weight[v], 0.0..)).collect();
@@ -269,6 +269,9 @@ impl Nearest {
 
 /// One relation of a system: `terms op rhs`.
 type Row = (Vec<(usize, f64)>, Op, f64);
+
+/// A borrowed [`Row`].
+pub(crate) type RowRef<'a> = (&'a [(usize, f64)], Op, f64);
 
 #[cfg(test)]
 mod tests {

@@ -110,9 +110,6 @@ fn the_dates_no_longer_link_a_persons_records_of_two_months() {
     ];
     let linked = uniquely_linked(&a, &b, &dates);
     let zugang = uniquely_linked(&a, &b, &dates[..2]);
-    println!(
-        "uniquely linked on rd and zugang: {zugang:.3}; on rd and all three durations: {linked:.3}"
-    );
     assert!(
         zugang <= 0.05,
         "{zugang:.3} of the rows link on the Zugang alone"

@@ -544,3 +544,32 @@ fn a_personal_shape_in_a_kept_column_is_never_published() {
         );
     }
 }
+
+/// Issue 18: a month folder that holds a file pseudagg did not write used to be replaced without a
+/// word, deleting the file. Now the run stops with exit 2 and both stay as they were.
+#[test]
+fn a_month_folder_with_a_foreign_file_is_not_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [9; 32]);
+    let input = Extract::sample_vkb().write(&dir.path().join("vkb.csv"));
+    let out = dir.path().join("out");
+    run_vkb(&input, "2025-03", &key, &out, &[]);
+    let month = out.join("vkb/2025-03");
+    fs::write(month.join("rd=BY/notes.txt"), "the steward's notes").unwrap();
+    let before = tree(&month);
+    let r = pseudonymise_vkb(&input, "2025-03", &key, &out, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("rd=BY/notes.txt") && r.stderr.contains("not replaced"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        tree(&month),
+        before,
+        "the earlier output and the file are untouched"
+    );
+    // Moved away, the month is replaced as usual.
+    fs::remove_file(month.join("rd=BY/notes.txt")).unwrap();
+    run_vkb(&input, "2025-03", &key, &out, &[]);
+}
