@@ -51,6 +51,16 @@ struct Component {
     constraints: Vec<Constraint>,
 }
 
+impl Component {
+    /// The constraints as rows for the solver.
+    fn rows(&self) -> Vec<RowRef<'_>> {
+        self.constraints
+            .iter()
+            .map(|c| (c.terms.as_slice(), c.op, c.rhs))
+            .collect()
+    }
+}
+
 fn find(parent: &mut [usize], mut x: usize) -> usize {
     while parent[x] != x {
         parent[x] = parent[parent[x]];
@@ -488,18 +498,7 @@ pub fn insiders_to_check(
 ) -> Result<Vec<Vec<u32>>, String> {
     let targets: Vec<usize> = cells.iter().map(|c| c.0).collect();
     let (comps, by_comp) = by_component(table, suppressed, &targets)?;
-    let threads = rayon::current_num_threads().max(1);
-    let work: Vec<(usize, Vec<(usize, usize)>)> = by_comp
-        .into_iter()
-        .flat_map(|(ci, members)| {
-            let per = members.len().div_ceil(threads).max(8);
-            members
-                .chunks(per)
-                .map(|c| (ci, c.to_vec()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let found: Vec<Vec<(usize, Vec<u32>)>> = work
+    let found: Vec<Vec<(usize, Vec<u32>)>> = shared_out(by_comp, 8)
         .into_par_iter()
         .map(|(ci, members)| {
             let comp = &comps[ci];
@@ -521,12 +520,7 @@ pub fn insiders_to_check(
                     of_owner.entry(o).or_default().push(v);
                 }
             }
-            let rows: Vec<RowRef<'_>> = comp
-                .constraints
-                .iter()
-                .map(|c| (c.terms.as_slice(), c.op, c.rhs))
-                .collect();
-            let mut nearest = Nearest::new(&rows, &truth, &weight);
+            let mut nearest = Nearest::new(&comp.rows(), &truth, &weight);
             members
                 .into_iter()
                 .map(|(i, v)| {
@@ -543,20 +537,13 @@ pub fn insiders_to_check(
                     let cheap = own.and_then(|o| of_owner.get(&o)).unwrap_or(&none);
                     let mut search = |fixed: Option<u32>| -> Result<Option<BTreeSet<u32>>, String> {
                         let held = fixed.and_then(|h| of_owner.get(&h)).unwrap_or(&none);
-                        let mut moved = BTreeSet::new();
-                        for &end in &ends {
-                            let Some(p) = nearest.point(v, end, cheap, held)? else {
-                                return Ok(None);
-                            };
-                            moved.extend(
-                                p.iter()
-                                    .zip(&truth)
-                                    .zip(&comp.vars)
-                                    .filter(|((x, t), _)| (*x - *t).abs() > Interval::EPS)
-                                    .filter_map(|(_, &c)| insider_of(c)),
-                            );
-                        }
-                        Ok(Some(moved))
+                        let ask = Ask {
+                            target: v,
+                            ends: &ends,
+                            cheap,
+                            held,
+                        };
+                        nearest_moves(&mut nearest, &ask, &truth, &comp.vars, &insider_of)
                     };
                     let first = search(None)?;
                     let left = if first.is_none() {
@@ -621,21 +608,43 @@ fn moved_insiders(
     let held: Vec<usize> = (0..comp.vars.len())
         .filter(|&v| fixed.is_some() && table.owner_of(comp.vars[v]) == fixed)
         .collect();
-    let rows: Vec<RowRef<'_>> = comp
-        .constraints
-        .iter()
-        .map(|c| (c.terms.as_slice(), c.op, c.rhs))
-        .collect();
-    let mut nearest = Nearest::new(&rows, &truth, &weight);
+    let mut nearest = Nearest::new(&comp.rows(), &truth, &weight);
+    let ask = Ask {
+        target: 0,
+        ends,
+        cheap: &[],
+        held: &held,
+    };
+    nearest_moves(&mut nearest, &ask, &truth, &comp.vars, insider_of)
+}
+
+/// What [`nearest_moves`] asks of a [`Nearest`]: points whose variable `target` reaches each of
+/// `ends`, the variables `cheap` weighted little and those of `held` at their true values.
+struct Ask<'a> {
+    target: usize,
+    ends: &'a [(End, f64)],
+    cheap: &'a [usize],
+    held: &'a [usize],
+}
+
+/// The insiders (`insider_of`, by table cell; `cells` maps the variables to cells) whose cells the
+/// nearest points for `ask` move; `None` when there are no such points.
+fn nearest_moves(
+    nearest: &mut Nearest,
+    ask: &Ask<'_>,
+    truth: &[f64],
+    cells: &[usize],
+    insider_of: &dyn Fn(usize) -> Option<u32>,
+) -> Result<Option<BTreeSet<u32>>, String> {
     let mut moved = BTreeSet::new();
-    for &end in ends {
-        let Some(p) = nearest.point(0, end, &[], &held)? else {
+    for &end in ask.ends {
+        let Some(p) = nearest.point(ask.target, end, ask.cheap, ask.held)? else {
             return Ok(None);
         };
         moved.extend(
             p.iter()
-                .zip(&truth)
-                .zip(&comp.vars)
+                .zip(truth)
+                .zip(cells)
                 .filter(|((x, t), _)| (*x - *t).abs() > Interval::EPS)
                 .filter_map(|(_, &c)| insider_of(c)),
         );
@@ -743,6 +752,25 @@ pub fn inner_intervals(
     targets
         .par_iter()
         .map(|&t| local_interval(table, &index, suppressed, t, 1))
+        .collect()
+}
+
+/// The cells of each part in chunks for the threads, each chunk at least `least` cells (a chunk
+/// builds its own HiGHS instance): (part, its cells as (position in the targets, variable)).
+fn shared_out(
+    by_comp: BTreeMap<usize, Vec<(usize, usize)>>,
+    least: usize,
+) -> Vec<(usize, Vec<(usize, usize)>)> {
+    let threads = rayon::current_num_threads().max(1);
+    by_comp
+        .into_iter()
+        .flat_map(|(ci, cells)| {
+            let per = cells.len().div_ceil(threads).max(least);
+            cells
+                .chunks(per)
+                .map(|c| (ci, c.to_vec()))
+                .collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -864,18 +892,7 @@ pub fn intervals(
         "feasible intervals"
     );
     // A large part's cells are shared out over the threads, each with an instance of its own.
-    let threads = rayon::current_num_threads().max(1);
-    let work: Vec<(usize, Vec<(usize, usize)>)> = by_comp
-        .into_iter()
-        .flat_map(|(ci, cells)| {
-            let per = cells.len().div_ceil(threads).max(64);
-            cells
-                .chunks(per)
-                .map(|c| (ci, c.to_vec()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let found: Vec<Vec<(usize, Interval)>> = work
+    let found: Vec<Vec<(usize, Interval)>> = shared_out(by_comp, 64)
         .into_par_iter()
         .map(|(ci, cells)| {
             let mut lp = lp_of(&comps[ci]);
