@@ -91,8 +91,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             || matches!(
                 c.downcast_ref::<pseudagg_core::Error>(),
-                Some(pseudagg_core::Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::BrokenPipe
+                Some(pseudagg_core::Error::Io { cause, .. })
+                    if cause.kind() == std::io::ErrorKind::BrokenPipe
             )
     })
 }

@@ -27,12 +27,13 @@ pub enum Error {
     #[error("{0}")]
     Key(String),
     /// Reading or writing a file failed.
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        // Shown in the message; not a `#[source]`, or a chain printout would say it twice.
-        source: std::io::Error,
+        // Shown in the message. Not named `source`: thiserror would make it the error's source,
+        // and a chain printout (`{:#}`) would say it twice.
+        cause: std::io::Error,
     },
     /// A file has a broken structure (for example a corrupt Parquet footer).
     #[error("{} cannot be read: {reason}", path.display())]
@@ -50,11 +51,11 @@ pub enum Error {
 
 impl Error {
     /// Shorthand for an [`Error::Io`].
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, cause: std::io::Error) -> Self {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
     }
 
@@ -67,4 +68,28 @@ impl Error {
 
 fn plural(n: usize) -> &'static str {
     if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod io_message_tests {
+    use super::Error;
+
+    /// Issue 17: the OS error appeared twice ("... (os error 2): No such file ... (os error 2)")
+    /// when the error was printed with its chain, as the CLI does.
+    #[test]
+    fn an_os_error_is_named_once_in_the_chain() {
+        let e = Error::io(
+            "open",
+            "/nonexistent.csv",
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        );
+        // The CLI prints the message and then each source in turn: there must be none.
+        assert!(std::error::Error::source(&e).is_none());
+        let shown = e.to_string();
+        assert_eq!(shown.matches("not found").count(), 1, "{shown}");
+        assert!(
+            shown.starts_with("cannot open /nonexistent.csv: "),
+            "{shown}"
+        );
+    }
 }

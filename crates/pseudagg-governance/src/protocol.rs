@@ -142,7 +142,7 @@ fn not_regular(path: &Path) -> Error {
 fn read_lines(path: &Path) -> Result<Vec<Line>> {
     let file = match open_regular(path, OpenOptions::new().read(true), "read") {
         Ok(f) => f,
-        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+        Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
             return Ok(Vec::new());
         }
         Err(e) => return Err(e),
