@@ -876,7 +876,7 @@ pub fn intervals(
     targets: &[usize],
 ) -> Result<Vec<Interval>, String> {
     let (comps, by_comp) = by_component(table, suppressed, targets)?;
-    tracing::debug!(
+    tracing::info!(
         parts = by_comp.len(),
         largest = by_comp
             .keys()
@@ -889,7 +889,7 @@ pub fn intervals(
             .max()
             .unwrap_or(0),
         targets = targets.len(),
-        "feasible intervals"
+        "suppression: feasible intervals of the secondary cells next"
     );
     // A large part's cells are shared out over the threads, each with an instance of its own.
     let found: Vec<Vec<(usize, Interval)>> = shared_out(by_comp, 64)

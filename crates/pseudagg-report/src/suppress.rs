@@ -132,11 +132,12 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 failing.push((c, iv));
             }
         }
-        tracing::debug!(
+        // A line per phase: off a terminal, the steward sees the seconds-long audit move on.
+        tracing::info!(
             round = rounds,
             audited = open.len(),
             failing = failing.len(),
-            "audit round"
+            "suppression: audit round of the primary cells done"
         );
         if failing.is_empty() {
             // (b) The insider: a gE that knows its own counts, against every other gE's primary
@@ -310,11 +311,11 @@ fn insider_round(
             }
         }
     }
-    tracing::debug!(
+    tracing::info!(
         insiders = by_insider.len(),
         checked = by_insider.values().map(Vec::len).sum::<usize>(),
         failing = failing.len(),
-        "insider audit"
+        "suppression: insider audit done"
     );
     if failing.is_empty() {
         return Ok(InsiderRound::Safe);
