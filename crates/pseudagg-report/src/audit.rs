@@ -435,13 +435,12 @@ fn uncovered_insiders(
     };
     let first = search(None)?;
     if first.is_none() {
-        // Rounding kept the points from being found: every insider of the widest system is checked.
-        let mut all = BTreeSet::new();
-        let mut i = 0;
-        while let Some(c) = tiers(i) {
-            all = c.vars.iter().filter_map(|&x| insider_of(x)).collect();
-            i += 1;
-        }
+        // Rounding kept the points from being found: every insider of the widest system (the
+        // search built every tier) is checked.
+        let all: BTreeSet<u32> = built
+            .last()
+            .map(|c| c.vars.iter().filter_map(|&x| insider_of(x)).collect())
+            .unwrap_or_default();
         return Ok(all.into_iter().collect());
     }
     cover(first, |h| search(Some(h)))
@@ -650,17 +649,6 @@ fn nearest_moves(
         );
     }
     Ok(Some(moved))
-}
-
-/// Every suppressed cell connected to `cell` through relations with suppressed cells (its whole
-/// part of the table), `cell` included.
-#[must_use]
-pub fn reach(table: &Table, index: &Index, suppressed: &[bool], cell: usize) -> Vec<usize> {
-    let mut around = Neighbourhood::new(cell);
-    around.grow(table, index, suppressed, usize::MAX);
-    let mut cells: Vec<usize> = around.free.keys().copied().collect();
-    cells.sort_unstable();
-    cells
 }
 
 /// Audits `targets`: for each, an interval that its true feasible interval contains, from

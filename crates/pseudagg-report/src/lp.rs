@@ -74,23 +74,9 @@ impl Lp {
             .collect();
         for (terms, op, rhs) in rows {
             let terms: Vec<(highs::Col, f64)> = terms.iter().map(|&(v, c)| (cols[v], c)).collect();
-            let rhs = *rhs;
-            match op {
-                Op::Eq => pb.add_row(rhs..=rhs, &terms),
-                Op::Le => pb.add_row(..=rhs, &terms),
-                Op::Ge => pb.add_row(rhs.., &terms),
-            }
+            add_row(&mut pb, &terms, *op, *rhs);
         }
-        let mut model = pb.optimise(Sense::Minimise);
-        model.make_quiet();
-        // The audit runs many systems side by side on rayon's threads; each solve stays on one.
-        model.set_option("threads", 1);
-        // Presolve would rebuild the reduced program on every solve and lose the basis that the
-        // next objective starts from; the systems are small and sparse without it.
-        if !presolve {
-            model.set_option("presolve", "off");
-        }
-        (model, cols)
+        (instance(pb, presolve), cols)
     }
 
     /// The smallest or largest value of `var`, and a point that reaches it; `None` when unbounded.
@@ -172,7 +158,7 @@ impl Nearest {
         let mut pb = RowProblem::default();
         let up: Vec<highs::Col> = (0..n).map(|v| pb.add_column(weight[v], 0.0..)).collect();
         let down: Vec<highs::Col> = (0..n)
-            .map(|v| pb.add_column(weight[v], 0.0..=(truth[v] - 1.0).max(0.0)))
+            .map(|v| pb.add_column(weight[v], 0.0..=room(truth[v])))
             .collect();
         for &(terms, op, rhs) in rows {
             let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
@@ -180,28 +166,15 @@ impl Nearest {
                 .iter()
                 .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
                 .collect();
-            let slack = rhs - at_truth;
-            match op {
-                Op::Eq => pb.add_row(slack..=slack, &row),
-                Op::Le => pb.add_row(..=slack, &row),
-                Op::Ge => pb.add_row(slack.., &row),
-            }
+            add_row(&mut pb, &row, op, rhs - at_truth);
         }
-        let mut model = pb.optimise(Sense::Minimise);
-        model.make_quiet();
-        model.set_option("threads", 1);
-        model.set_option("presolve", "off");
         Self {
-            model: Some(model),
+            model: Some(instance(pb, false)),
             up,
             down,
             truth: truth.to_vec(),
             weight: weight.to_vec(),
         }
-    }
-
-    fn room(&self, v: usize) -> f64 {
-        (self.truth[v] - 1.0).max(0.0)
     }
 
     /// The nearest point whose variable `target` reaches `reach` (at least it, or with
@@ -227,7 +200,7 @@ impl Nearest {
             End::Lower => {
                 model.change_column_bounds(up, 0.0..=0.0);
                 let least = (self.truth[target] - reach.1).max(0.0);
-                model.change_column_bounds(down, least..=self.room(target).max(least));
+                model.change_column_bounds(down, least..=room(self.truth[target]).max(least));
             }
         }
         for &v in cheap {
@@ -256,7 +229,7 @@ impl Nearest {
         let mut model = Model::from(solved);
         for &v in fixed.iter().chain([&target]) {
             model.change_column_bounds(self.up[v], 0.0..);
-            model.change_column_bounds(self.down[v], 0.0..=self.room(v));
+            model.change_column_bounds(self.down[v], 0.0..=room(self.truth[v]));
         }
         for &v in cheap {
             model.change_column_cost(self.up[v], self.weight[v]);
@@ -265,6 +238,34 @@ impl Nearest {
         self.model = Some(model);
         Ok(answer)
     }
+}
+
+/// How far a variable at `truth` may go down and stay at least 1.
+fn room(truth: f64) -> f64 {
+    (truth - 1.0).max(0.0)
+}
+
+/// Adds `terms op rhs` to the problem.
+fn add_row(pb: &mut RowProblem, terms: &[(highs::Col, f64)], op: Op, rhs: f64) {
+    match op {
+        Op::Eq => pb.add_row(rhs..=rhs, terms),
+        Op::Le => pb.add_row(..=rhs, terms),
+        Op::Ge => pb.add_row(rhs.., terms),
+    }
+}
+
+/// A quiet HiGHS instance of the problem, minimising.
+fn instance(pb: RowProblem, presolve: bool) -> Model {
+    let mut model = pb.optimise(Sense::Minimise);
+    model.make_quiet();
+    // The audit runs many systems side by side on rayon's threads; each solve stays on one.
+    model.set_option("threads", 1);
+    // Presolve would rebuild the reduced program on every solve and lose the basis that the
+    // next objective starts from; the systems are small and sparse without it.
+    if !presolve {
+        model.set_option("presolve", "off");
+    }
+    model
 }
 
 /// One relation of a system: `terms op rhs`.
