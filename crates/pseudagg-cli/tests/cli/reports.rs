@@ -215,6 +215,39 @@ fn sample_report_per_recipient() {
     }
 }
 
+/// Issue 14: the same input in another row order gives the same pattern, the same files byte for
+/// byte, and the same audit (only the steward's manifest differs, in the input's hash).
+#[test]
+fn a_shuffled_input_gives_byte_identical_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut shuffled = Extract::read(SAMPLE_OPDS);
+    shuffled.rows.reverse();
+    let n = shuffled.rows.len();
+    shuffled.rows.rotate_left(n / 3);
+    let input = shuffled.write(&dir.path().join("opds-shuffled.csv"));
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let r = report(GEFLUECHTETE, SAMPLE_OPDS, "2025-03", &a);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = report(GEFLUECHTETE, input.to_str().unwrap(), "2025-03", &b);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let month = |root: &Path| root.join("gefluechtete/2025-03");
+    let (first, second) = (tree(&month(&a)), tree(&month(&b)));
+    assert_eq!(
+        first.keys().collect::<Vec<_>>(),
+        second.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &first {
+        if k != "manifest.json" {
+            assert!(second[k] == *v, "{k} differs for the shuffled input");
+        }
+    }
+    let audit = |m: &[u8]| serde_json::from_slice::<serde_json::Value>(m).unwrap()["audit"].clone();
+    assert_eq!(
+        audit(&first["manifest.json"]),
+        audit(&second["manifest.json"])
+    );
+}
+
 #[test]
 fn a_second_definition_uses_the_same_mechanism() {
     let dir = tempfile::tempdir().unwrap();
