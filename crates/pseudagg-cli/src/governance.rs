@@ -358,3 +358,52 @@ pub(crate) fn write_sample(
         .map_err(|e| Error::io("write", out, e))?;
     Ok(sample)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use pseudagg_io::Encoding;
+    use pseudagg_keys::MasterKey;
+    use pseudagg_pipeline::{Plan, RunOptions, run};
+
+    use super::verify_before_publish;
+
+    fn pseudonymise(out: &Path, hook: &pseudagg_io::PublishHook<'_>) -> pseudagg_core::Result<()> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+        let plan = Plan::load(Path::new(&format!("{root}/pipelines/vkb.toml"))).unwrap();
+        let bytes: [u8; 32] = std::array::from_fn(|i| (i as u8).wrapping_mul(37) ^ 0x5a);
+        let key = MasterKey::from_bytes(bytes);
+        let options = RunOptions {
+            input: format!("{root}/testdata/verbis-vkb-2025-03.csv").into(),
+            month: "2025-03".parse().unwrap(),
+            encoding: Encoding::Utf8,
+            out: out.to_owned(),
+            key: &key,
+            progress: None,
+            before_publish: Some(hook),
+        };
+        run(&plan, &options).map(|_| ())
+    }
+
+    /// The gate `pseudonymise` puts before publishing: a staged dataset that verify would fail
+    /// does not go live. The input check already refuses free text in kept columns, so here the
+    /// staged dataset is spoilt in the hook itself, the way a writer's bug would spoil it.
+    #[test]
+    fn a_staged_dataset_that_verify_fails_is_not_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        pseudonymise(&good, &|staging: &Path, _: &Path| verify_before_publish(staging)).unwrap();
+        assert!(good.join("vkb/2025-03/manifest.json").is_file());
+
+        let bad = dir.path().join("bad");
+        let err = pseudonymise(&bad, &|staging: &Path, _: &Path| {
+            std::fs::write(staging.join("rd=BY/notes.csv"), "Meier;0221 1234567\n").unwrap();
+            verify_before_publish(staging)
+        })
+        .unwrap_err();
+        assert!(err.is_check_failure(), "{err}");
+        assert!(err.to_string().contains("unlisted-file"), "{err}");
+        assert!(!bad.join("vkb/2025-03").exists(), "nothing went live");
+    }
+}

@@ -367,6 +367,7 @@ impl Plan {
         }
 
         check_linking_columns(d, &schema, &mut problems);
+        check_free_text_columns(d, &schema, &mut problems);
 
         if d.pseudonymise.is_empty() && d.keep.is_empty() {
             problems.push(Problem::new(
@@ -397,6 +398,41 @@ impl Plan {
     #[must_use]
     pub fn output_schema(&self) -> Arc<ArrowSchema> {
         self.output_schema.clone()
+    }
+}
+
+/// A kept text column must be an enumeration or follow a pattern: a column that takes any text
+/// publishes whatever a case worker typed into it, a name or a phone number included, and neither
+/// the input check nor `verify` could tell it from a category.
+fn check_free_text_columns(d: &PipelineDefinition, schema: &Schema, problems: &mut Problems) {
+    for (n, name) in d.keep.iter().enumerate() {
+        let Some(spec) = schema.column(name) else {
+            continue;
+        };
+        // Sensitive classes are refused as such, with their own message.
+        if d.extra_columns.contains_key(name) && spec.class.may_be_published() {
+            push_problem(
+                problems,
+                &format!("keep[{n}]"),
+                format!(
+                    "`{name}` is an extra column: it may be filtered on or dropped, not published, because nothing says which values it may hold and `verify` checks every published column against the schema `{}`; add it to schemas/{}.toml with its allowed values or a pattern, or drop it",
+                    schema.name, schema.name
+                ),
+            );
+        } else if spec.class.may_be_published()
+            && spec.ty == ColumnType::Str
+            && spec.values.is_none()
+            && spec.pattern.is_none()
+        {
+            push_problem(
+                problems,
+                &format!("keep[{n}]"),
+                format!(
+                    "`{name}` takes any text: whatever was typed into it, a name or a phone number, would be published; its allowed values or a pattern belong in the schema `{}` (schemas/{}.toml), or drop it",
+                    schema.name, schema.name
+                ),
+            );
+        }
     }
 }
 
@@ -606,16 +642,42 @@ min-k = 1"#,
     fn extra_columns_are_mapped_and_then_obey_their_class() {
         let text = GOOD.replace(
             "keep = [",
-            "[extra-columns]\nbemerkung_intern = \"free-text\"\nregion_code = \"org\"\n\nkeep = [\"region_code\", ",
+            "[extra-columns]\nbemerkung_intern = \"free-text\"\nregion_code = \"org\"\n\nkeep = [",
         );
         // TOML tables end at the next table header, so move keep before it.
         let plan = Plan::from_toml(&reorder_keep_first(&text), Path::new("p.toml")).unwrap();
         assert!(plan.schema.column("bemerkung_intern").is_some());
-        let leaky = reorder_keep_first(&text.replace(
-            "keep = [\"region_code\", ",
-            "keep = [\"bemerkung_intern\", ",
-        ));
+        let leaky = reorder_keep_first(&text.replace("keep = [", "keep = [\"bemerkung_intern\", "));
         assert!(problems_of(&leaky).contains("`bemerkung_intern` is free text"));
+    }
+
+    /// Issue 18 §6: a kept text column that takes any text would publish what a case worker typed
+    /// into it. It must be an enumeration or follow a pattern in the schema; an extra column,
+    /// which has neither, may not be kept at all.
+    #[test]
+    fn a_kept_column_that_takes_any_text_is_refused() {
+        let text = reorder_keep_first(&GOOD.replace(
+            "keep = [",
+            "[extra-columns]\nregion_code = \"org\"\n\nkeep = [\"region_code\", ",
+        ));
+        let p = problems_of(&text);
+        assert!(
+            p.contains("keep[0]`: `region_code` is an extra column: it may be filtered on or dropped, not published"),
+            "{p}"
+        );
+        // A schema column without values or pattern: the opDs schema's `massnahme`.
+        let opds = GOOD.replace(
+            "input-schema = \"verbis-vkb\"",
+            "input-schema = \"opds-person\"",
+        );
+        let p = problems_of(&opds);
+        assert!(
+            p.contains("`massnahme` takes any text")
+                && p.contains("belong in the schema `opds-person` (schemas/opds-person.toml)"),
+            "{p}"
+        );
+        // The shipped pipeline keeps only enumerated or patterned text columns.
+        Plan::from_toml(GOOD, Path::new("vkb.toml")).unwrap();
     }
 
     /// Moves the `keep` array to the top of a definition, so it is not read as part of a table.

@@ -3,7 +3,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use pseudagg_core::{ColumnClass, Error, Result, Schema};
+use pseudagg_core::{ColumnClass, ColumnType, Error, Result, Schema};
+use regex::Regex;
 use serde_json::Value;
 
 use crate::Options;
@@ -38,6 +39,55 @@ fn declared_columns(m: &Manifest) -> Vec<Declared> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// What the values of an output column may be, from the input schema's contract of its source
+/// column or, for a generalised column, the band labels. It does not depend on what the writer
+/// says it did: a column declared "generalised" that holds free text fails, and so does a kept
+/// column whose source the schema leaves free.
+enum Contract {
+    Values(HashSet<String>),
+    Pattern(Regex),
+    /// A text column without allowed values or pattern in the schema.
+    Free,
+}
+
+impl Contract {
+    fn of(d: &Declared, schema: &Schema) -> Option<Self> {
+        match d.treatment.as_str() {
+            "kept" => {
+                let spec = schema.column(&d.from)?;
+                Some(match spec.ty {
+                    ColumnType::Bool => Self::Pattern(Regex::new("^(true|false)$").ok()?),
+                    ColumnType::Date => {
+                        Self::Pattern(Regex::new("^[0-9]{4}-[0-9]{2}-[0-9]{2}$").ok()?)
+                    }
+                    ColumnType::Str => match (&spec.values, &spec.pattern) {
+                        (Some(v), _) => Self::Values(v.iter().cloned().collect()),
+                        (None, Some(p)) => Self::Pattern(Regex::new(p).ok()?),
+                        (None, None) => Self::Free,
+                    },
+                })
+            }
+            // The band labels of an age (`unter 15`, `15-19`, `65 und aelter`) or of days to the
+            // month's end (`0-90 Tage`, `730 Tage und mehr`, `nach Monatsende`).
+            "generalised" => Some(Self::Pattern(
+                Regex::new(
+                    "^(unter [0-9]{1,3}|[0-9]{1,3}-[0-9]{1,3}|[0-9]{1,3} und aelter|[0-9]{1,5}-[0-9]{1,5} Tage|[0-9]{1,5} Tage und mehr|nach Monatsende)$",
+                )
+                .ok()?,
+            )),
+            _ => None,
+        }
+    }
+
+    fn allows(&self, value: &str) -> bool {
+        match self {
+            Self::Values(v) => v.contains(value),
+            Self::Pattern(re) => re.is_match(value),
+            Self::Free => true,
+        }
+    }
 }
 
 /// `rd=NRW/part-00000.parquet` -> (`rd`, `NRW`).
@@ -115,6 +165,24 @@ pub(crate) fn check(
         }
     }
     let allowed: HashSet<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+    let mut contracts: HashMap<String, Contract> = HashMap::new();
+    for d in &declared {
+        if let Some(c) = Contract::of(d, &schema) {
+            if matches!(c, Contract::Free) {
+                verdict.push(
+                    Finding::new(
+                        Rule::ColumnValue,
+                        format!(
+                            "kept from `{}`, which the schema `{}` leaves free: it could hold anything a case worker typed, so it may not be published",
+                            d.from, schema.name
+                        ),
+                    )
+                    .column(&d.name),
+                );
+            }
+            contracts.insert(d.name.clone(), c);
+        }
+    }
 
     // The input, when given: sensitive values, and pseudonyms to recompute.
     let partition_key = m
@@ -233,10 +301,20 @@ pub(crate) fn check(
                 );
             }
         }
+        if !file.metadata.contains_key("pseudagg.month") {
+            verdict.push(
+                Finding::new(
+                    Rule::Manifest,
+                    "the Parquet file does not name its month (metadata `pseudagg.month`): stripped or not written by pseudagg",
+                )
+                .file(rel),
+            );
+        }
         check_rows(
             &file,
             rel,
             partition.as_ref(),
+            &contracts,
             &pseudonym_columns,
             facts.as_ref(),
             period_key.is_some(),
@@ -309,6 +387,7 @@ fn check_rows(
     file: &TextFile,
     rel: &str,
     partition: Option<&(String, String)>,
+    contracts: &HashMap<String, Contract>,
     pseudonym_columns: &[String],
     facts: Option<&InputFacts>,
     recompute: bool,
@@ -318,6 +397,7 @@ fn check_rows(
 ) {
     let part_col = partition.and_then(|(k, _)| file.index(k));
     let datenstand = file.index("datenstand");
+    let contract: Vec<Option<&Contract>> = file.columns.iter().map(|c| contracts.get(c)).collect();
     for (row, b, r) in file.row_positions() {
         for (c, name) in file.columns.iter().enumerate() {
             let value = file.text(b, c, r);
@@ -380,6 +460,15 @@ fn check_rows(
             }
             if Some(c) == datenstand {
                 months.insert(v.to_owned());
+            }
+            if let Some(contract) = contract[c]
+                && !contract.allows(v)
+            {
+                verdict.push(Finding {
+                    rule: Rule::ColumnValue,
+                    message: "not a value its column may hold (the schema's allowed values or pattern, or a band label)".into(),
+                    ..at()
+                });
             }
             for (rule, what) in shapes_of(v) {
                 verdict.push(Finding {

@@ -31,6 +31,10 @@ pub enum Rule {
     Phone,
     /// A value shaped like an IBAN.
     Iban,
+    /// A value outside its column's contract: not one of the schema's allowed values, not matching
+    /// its pattern or type, not a band label of a generalised column; or a text column that has
+    /// no contract at all, so that it could hold anything.
+    ColumnValue,
     /// An output value equal to an identifier, personal, staff or free-text value of the input.
     InputValue,
     /// A pseudonym that is not 64 lower-case hex, empty, or not unique.
@@ -70,6 +74,7 @@ impl Rule {
             Self::Email => "email",
             Self::Phone => "phone",
             Self::Iban => "iban",
+            Self::ColumnValue => "column-value",
             Self::InputValue => "input-value",
             Self::PseudonymFormat => "pseudonym-format",
             Self::PseudonymRecompute => "pseudonym-recompute",

@@ -7,7 +7,8 @@
 //!
 //! A pseudonymised dataset is checked for: manifest integrity (every file listed, hashed, nothing
 //! unlisted), columns (only publishable ones, none of class identifier/personal/staff/free-text),
-//! values (no Kundennummer, BG-Nummer, e-mail address, phone number or IBAN anywhere; with the
+//! each value within its column's contract (the schema's allowed values, pattern or type; band
+//! labels for a generalised column), values (no Kundennummer, BG-Nummer, e-mail address, phone number or IBAN anywhere; with the
 //! input, no personal value or name from a note), pseudonyms (64 lower-case hex, one per row; with
 //! the input and key, each recomputes), unlinkability against another month, partitions, and
 //! k-anonymity over the declared quasi-identifiers.

@@ -75,7 +75,22 @@ fn refresh_manifest(dir: &Path) {
 }
 
 /// Reads a Parquet file, lets `change` edit its columns, and writes it back.
+/// Rewrites a Parquet file's columns; its key-value metadata (the month) stays.
 fn rewrite_parquet(path: &Path, change: impl FnOnce(&mut HashMap<String, ArrayRef>)) {
+    let kv = parquet::file::reader::FileReader::metadata(
+        &parquet::file::reader::SerializedFileReader::new(fs::File::open(path).unwrap()).unwrap(),
+    )
+    .file_metadata()
+    .key_value_metadata()
+    .cloned();
+    rewrite_parquet_with(path, kv, change);
+}
+
+fn rewrite_parquet_with(
+    path: &Path,
+    kv: Option<Vec<parquet::file::metadata::KeyValue>>,
+    change: impl FnOnce(&mut HashMap<String, ArrayRef>),
+) {
     let batches = read_parquet(path);
     let schema = batches[0].schema();
     let batch = arrow_select::concat::concat_batches(&schema, &batches).unwrap();
@@ -108,7 +123,11 @@ fn rewrite_parquet(path: &Path, change: impl FnOnce(&mut HashMap<String, ArrayRe
         .map(|f| columns[f.name()].clone())
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
-    let mut w = ArrowWriter::try_new(fs::File::create(path).unwrap(), schema, None).unwrap();
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_key_value_metadata(kv)
+        .build();
+    let mut w =
+        ArrowWriter::try_new(fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -267,10 +286,11 @@ fn a_leaked_name_in_a_renamed_column_is_found_with_the_input() {
     assert_eq!(code, 1);
     assert_eq!(
         rules(&v),
-        BTreeSet::from(["input-value".to_owned()]),
+        BTreeSet::from(["column-value".to_owned(), "input-value".to_owned()]),
         "{v:#}"
     );
-    let f = &v["findings"][0];
+    let findings = v["findings"].as_array().unwrap();
+    let f = findings.iter().find(|f| f["rule"] == "input-value").unwrap();
     assert_eq!(f["file"], "rd=NRW/part-00000.parquet");
     assert_eq!(f["row"], 3);
     assert_eq!(f["column"], "profillage");
@@ -290,10 +310,65 @@ fn a_kundennummer_inside_a_text_column_is_found_without_the_input() {
     assert_eq!(code, 1);
     assert_eq!(
         rules(&v),
-        BTreeSet::from(["kundennummer".to_owned()]),
+        BTreeSet::from(["column-value".to_owned(), "kundennummer".to_owned()]),
         "{v:#}"
     );
     assert!(!serde_json::to_string(&v).unwrap().contains("325D123456"));
+}
+
+/// Issue 18 §6: verify used to trust the writer's manifest. A column it declares "generalised from
+/// geburtsdatum" that holds free text passed, and so did a kept column's value outside the schema's
+/// allowed values. Now every value is checked against its column's contract: the schema's allowed
+/// values or pattern for a kept column, the band labels for a generalised one.
+#[test]
+fn values_outside_their_columns_contract_are_found_without_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = march_copy(tmp.path());
+    rewrite_parquet(&d.join("rd=BY/part-00000.parquet"), |c| {
+        set_string(c, "altersgruppe", 1, "Anna, geb. 1990");
+        set_string(c, "dauer_seit_zugang", 2, "seit Montag");
+        set_string(c, "kundenprozess", 3, "Herr Meier");
+        set_string(c, "staatsangehoerigkeit", 4, "deutsch");
+    });
+    refresh_manifest(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    // Changed quasi-identifiers also make a group smaller than k, which is found too.
+    assert!(rules(&v).contains("column-value"), "{v:#}");
+    let mut found: Vec<(u64, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "column-value")
+        .map(|f| (f["row"].as_u64().unwrap(), f["column"].as_str().unwrap().to_owned()))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            (2, "altersgruppe".to_owned()),
+            (3, "dauer_seit_zugang".to_owned()),
+            (4, "kundenprozess".to_owned()),
+            (5, "staatsangehoerigkeit".to_owned()),
+        ]
+    );
+    let text = serde_json::to_string(&v).unwrap();
+    for value in ["Anna", "Montag", "Meier", "deutsch"] {
+        assert!(!text.contains(value), "the value is echoed");
+    }
+}
+
+/// Issue 18 §6: a Parquet file whose metadata was stripped no longer says its month; it passed.
+#[test]
+fn a_dataset_file_without_its_month_metadata_is_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = march_copy(tmp.path());
+    rewrite_parquet_with(&d.join("rd=HES/part-00000.parquet"), None, |_| {});
+    refresh_manifest(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(rules(&v), BTreeSet::from(["manifest".to_owned()]), "{v:#}");
+    assert_eq!(v["findings"][0]["file"], "rd=HES/part-00000.parquet");
 }
 
 #[test]
