@@ -39,6 +39,10 @@ pub(crate) enum ProtocolAction {
         /// The head hash noted earlier (printed by this command): detects a cut or edited tail.
         #[arg(long)]
         head: Option<String>,
+        /// The outputs' root whose every output (each `manifest.json`) must have its publication
+        /// in the protocol, with the same hash (default: the protocol's folder).
+        #[arg(long, value_name = "DIR")]
+        outputs: Option<PathBuf>,
     },
     /// Remove records whose retention has ended (end of the calendar year after their year, and
     /// at least 12 months), leaving a checkpoint that keeps the rest verifiable.

@@ -195,47 +195,93 @@ pub(crate) fn log(p: &Protocol, mut entry: Entry, outcome: &str) -> Result<()> {
     Ok(())
 }
 
+/// `protocol verify`: the chain, the noted head, and every output's publication.
+fn verify_protocol(
+    ctx: &Context,
+    p: &Protocol,
+    head: Option<&str>,
+    outputs: Option<PathBuf>,
+) -> Result<()> {
+    if !p.path().exists() {
+        return Err(Error::Usage(format!("{} does not exist", p.path().display())).into());
+    }
+    let report = p.verify()?;
+    let root = outputs.unwrap_or_else(|| {
+        p.path()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_owned()
+    });
+    let records = if report.problems.is_empty() {
+        p.records()?
+    } else {
+        Vec::new()
+    };
+    let out_report = pseudagg_governance::check_outputs(&records, &root)?;
+    if ctx.json {
+        let mut value = serde_json::to_value(&report).expect("serialises");
+        value["outputs"] = serde_json::to_value(&out_report).expect("serialises");
+        value["outputs"]["root"] = root.display().to_string().into();
+        say(&serde_json::to_string_pretty(&value).expect("serialises"));
+    } else {
+        let mut text = format!(
+            "{}: {} records{}\nhead: {}",
+            p.path().display(),
+            report.records,
+            report.purged_before.map_or_else(String::new, |n| format!(
+                " ({n} purged before the checkpoint)"
+            )),
+            report.head
+        );
+        for problem in &report.problems {
+            let _ = write!(text, "\n  - line {}: {}", problem.line, problem.message);
+        }
+        let _ = write!(
+            text,
+            "\noutputs under {}: {}",
+            root.display(),
+            out_report.outputs
+        );
+        for problem in &out_report.problems {
+            let _ = write!(text, "\n  - {}: {}", problem.path, problem.message);
+        }
+        say(&text);
+    }
+    let head_differs = head.is_some_and(|h| h != report.head);
+    if !report.problems.is_empty() || head_differs {
+        return Err(Error::CheckFailed(if head_differs {
+            "the protocol's head differs from the one noted: records at its end were removed or edited".into()
+        } else {
+            format!(
+                "the protocol does not verify: the first problem is at line {}",
+                report.problems[0].line
+            )
+        })
+        .into());
+    }
+    if let Some(first) = out_report.problems.first() {
+        return Err(Error::CheckFailed(format!(
+            "{} of {} outputs under {} are not in the protocol as published (the first: {}); \
+             restore the protocol from its backup, or find out who changed the output",
+            out_report.problems.len(),
+            out_report.outputs,
+            root.display(),
+            first.path
+        ))
+        .into());
+    }
+    say("the chain holds, and every output has its record");
+    Ok(())
+}
+
 pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<()> {
     let p = Protocol::new(&ctx.protocol.clone().ok_or_else(|| {
         Error::Usage("give the protocol with --protocol FILE (or PSEUDAGG_PROTOCOL)".into())
     })?);
     match action {
-        ProtocolAction::Verify { head } => {
-            if !p.path().exists() {
-                return Err(Error::Usage(format!("{} does not exist", p.path().display())).into());
-            }
-            let report = p.verify()?;
-            if ctx.json {
-                say(&serde_json::to_string_pretty(&report).expect("serialises"));
-            } else {
-                let mut text = format!(
-                    "{}: {} records{}\nhead: {}",
-                    p.path().display(),
-                    report.records,
-                    report.purged_before.map_or_else(String::new, |n| format!(
-                        " ({n} purged before the checkpoint)"
-                    )),
-                    report.head
-                );
-                for problem in &report.problems {
-                    let _ = write!(text, "\n  - line {}: {}", problem.line, problem.message);
-                }
-                say(&text);
-            }
-            let head_differs = head.as_ref().is_some_and(|h| *h != report.head);
-            if !report.problems.is_empty() || head_differs {
-                return Err(Error::CheckFailed(if head_differs {
-                    "the protocol's head differs from the one noted: records at its end were removed or edited".into()
-                } else {
-                    format!(
-                        "the protocol does not verify: the first problem is at line {}",
-                        report.problems[0].line
-                    )
-                })
-                .into());
-            }
-            say("the chain holds");
-            Ok(())
+        ProtocolAction::Verify { head, outputs } => {
+            verify_protocol(ctx, &p, head.as_deref(), outputs)
         }
         ProtocolAction::Purge { today } => {
             let today = match today {
@@ -393,7 +439,10 @@ mod tests {
     fn a_staged_dataset_that_verify_fails_is_not_published() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good");
-        pseudonymise(&good, &|staging: &Path, _: &Path| verify_before_publish(staging)).unwrap();
+        pseudonymise(&good, &|staging: &Path, _: &Path| {
+            verify_before_publish(staging)
+        })
+        .unwrap();
         assert!(good.join("vkb/2025-03/manifest.json").is_file());
 
         let bad = dir.path().join("bad");

@@ -8,6 +8,8 @@ pub mod protocol;
 pub mod request;
 pub mod sample;
 
-pub use protocol::{ChainReport, Entry, FileRef, Protocol, Record, is_expired};
+pub use protocol::{
+    ChainReport, Entry, FileRef, OutputsReport, Protocol, Record, check_outputs, is_expired,
+};
 pub use request::Request;
 pub use sample::{ReviewSample, draw};

@@ -424,10 +424,14 @@ impl Protocol {
                     operator: operator.to_owned(),
                     command: "protocol purge".into(),
                     outcome: "ok".into(),
+                    // The outputs published by the removed records are still live: the
+                    // checkpoint keeps their latest publication, so that `protocol verify` can
+                    // still tie each output to the protocol (paths and hashes, no data).
                     details: serde_json::json!({
                         "removed_records": purged_before + removed,
                         "removed_through": through,
                         "today": today.to_string(),
+                        "publications": latest_publications(&records[..cut], &records),
                     }),
                     ..Entry::default()
                 },
@@ -632,6 +636,143 @@ fn verify_lines(lines: &[Line]) -> ChainReport {
         purged_before,
         problems,
     }
+}
+
+/// A published output whose record is missing from the protocol, or differs from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputProblem {
+    /// The output's `manifest.json`, relative to the outputs' root.
+    pub path: String,
+    pub message: String,
+}
+
+/// What [`check_outputs`] found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OutputsReport {
+    /// Outputs found (each a `manifest.json` under the root).
+    pub outputs: usize,
+    pub problems: Vec<OutputProblem>,
+}
+
+/// Checks that every output under `root` (every `manifest.json`, the steward's manifest of a
+/// dataset or report, which lists and hashes every file of it) was published with a record in the
+/// protocol: a publication of its path (a `publish` record, matched by the path relative to the
+/// root, so that a root moved elsewhere still checks) names the manifest's current SHA-256.
+/// A protocol that was emptied or cut, or an output changed or put in place by hand, fails here,
+/// although its chain alone would hold.
+///
+/// Publications that the command's record (or a later settling) says never went live are not
+/// counted. Hidden folders (staging) and symbolic links are not followed.
+pub fn check_outputs(records: &[Record], root: &Path) -> Result<OutputsReport> {
+    let publications = publications(records, records);
+    let mut manifests = Vec::new();
+    find_manifests(root, root, 0, &mut manifests)?;
+    manifests.sort();
+    let mut problems = Vec::new();
+    for rel in &manifests {
+        let path = root.join(rel);
+        let bytes = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        let hash = sha256_hex(&bytes);
+        let suffix = format!("/{rel}");
+        let mut named = publications
+            .iter()
+            .filter(|(_, f)| f.path == *rel || f.path.ends_with(&suffix))
+            .peekable();
+        let message = if named.peek().is_none() {
+            "no record of the protocol published it: it was put in place without pseudagg, or \
+             the protocol lost records (restore the protocol from its backup)"
+                .to_owned()
+        } else if named.clone().any(|(_, f)| f.sha256 == hash) {
+            continue;
+        } else {
+            let seq = named.map(|(seq, _)| *seq).max().unwrap_or_default();
+            format!(
+                "differs from every publication of it the protocol records (the latest: seq \
+                 {seq}): the output was changed after it was published"
+            )
+        };
+        problems.push(OutputProblem {
+            path: rel.clone(),
+            message,
+        });
+    }
+    Ok(OutputsReport {
+        outputs: manifests.len(),
+        problems,
+    })
+}
+
+/// The publications among `records` that went live, as (seq, file): every file of a `publish`
+/// record unless the command's record (or a later settling, looked up in `all`) says none went live,
+/// and the publications a purge's checkpoint carried forward.
+fn publications(records: &[Record], all: &[Record]) -> Vec<(u64, FileRef)> {
+    let not_live: std::collections::HashSet<u64> = all
+        .iter()
+        .filter(|r| {
+            let p = r.entry.details.get("published");
+            p.and_then(Value::as_str) == Some("none") || p.and_then(Value::as_bool) == Some(false)
+        })
+        .filter_map(|r| r.entry.details.get("publish_seq").and_then(Value::as_u64))
+        .collect();
+    let mut out = Vec::new();
+    for r in records {
+        if r.entry.kind == "publish" && !not_live.contains(&r.seq) {
+            out.extend(r.entry.outputs.iter().map(|f| (r.seq, f.clone())));
+        } else if r.entry.kind == "checkpoint"
+            && let Some(carried) = r.entry.details.get("publications")
+        {
+            let carried: Vec<FileRef> = serde_json::from_value(carried.clone()).unwrap_or_default();
+            out.extend(carried.into_iter().map(|f| (r.seq, f)));
+        }
+    }
+    out
+}
+
+/// The latest publication of each path among `records`, to carry past a purge.
+fn latest_publications(records: &[Record], all: &[Record]) -> Vec<FileRef> {
+    let mut latest: std::collections::BTreeMap<String, (u64, FileRef)> =
+        std::collections::BTreeMap::new();
+    for (seq, f) in publications(records, all) {
+        let keep = latest.get(&f.path).is_none_or(|(s, _)| *s <= seq);
+        if keep {
+            latest.insert(f.path.clone(), (seq, f));
+        }
+    }
+    latest.into_values().map(|(_, f)| f).collect()
+}
+
+/// Every `manifest.json` under `dir`, as paths relative to `root` with `/`.
+fn find_manifests(root: &Path, dir: &Path, depth: usize, out: &mut Vec<String>) -> Result<()> {
+    // Outputs sit at `<name>/<month>/manifest.json`; requests and scopes a little deeper.
+    if depth > 6 {
+        return Ok(());
+    }
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') {
+            continue;
+        }
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io("inspect", entry.path(), e))?;
+        if kind.is_dir() {
+            find_manifests(root, &entry.path(), depth + 1, out)?;
+        } else if kind.is_file() && name == "manifest.json" {
+            let rel = entry
+                .path()
+                .strip_prefix(root)
+                .expect("found under the root")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push(rel);
+        }
+    }
+    Ok(())
 }
 
 /// For each announced target: is it in place with the announced hash?

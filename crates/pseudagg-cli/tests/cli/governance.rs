@@ -770,3 +770,97 @@ fn an_unconfirmed_publication_is_settled_on_the_next_run() {
     );
     assert_eq!(protocol_verify(&protocol, &[]).code, 0);
 }
+
+/// Issue 18 §2: an emptied protocol passed `protocol verify` ("0 records, the chain holds"). Now
+/// every output under the root (each `manifest.json`) must have its publication in the protocol
+/// with the same hash, also after a purge, and also when the root was moved (`--outputs`).
+#[test]
+fn an_output_without_its_record_in_the_protocol_fails_protocol_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [23; 32]);
+    let out = dir.path().join("out");
+    assert_eq!(pseudonymise_into(&out, &key).code, 0);
+    let r = report(&out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let protocol = out.join("protocol.jsonl");
+    let ok = protocol_verify(&protocol, &[]);
+    assert_eq!(ok.code, 0, "{}\n{}", ok.stdout, ok.stderr);
+    assert!(
+        ok.stdout
+            .contains(&format!("outputs under {}: 2\n", out.display())),
+        "{}",
+        ok.stdout
+    );
+    let text = fs::read_to_string(&protocol).unwrap();
+
+    // Emptied: the chain of nothing holds, but two outputs have no record.
+    fs::write(&protocol, "").unwrap();
+    let r = protocol_verify(&protocol, &[]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    for output in [
+        "vkb/2025-03/manifest.json",
+        "gefluechtete/2025-03/manifest.json",
+    ] {
+        assert!(
+            r.stdout
+                .contains(&format!("{output}: no record of the protocol published it")),
+            "{}",
+            r.stdout
+        );
+    }
+    assert!(r.stderr.contains("2 of 2 outputs"), "{}", r.stderr);
+    fs::write(&protocol, &text).unwrap();
+
+    // An output changed after it was published.
+    let manifest = out.join("vkb/2025-03/manifest.json");
+    let original = fs::read(&manifest).unwrap();
+    let mut changed = original.clone();
+    changed.extend_from_slice(b"\n");
+    fs::write(&manifest, &changed).unwrap();
+    let r = protocol_verify(&protocol, &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stdout
+            .contains("vkb/2025-03/manifest.json: differs from every publication"),
+        "{}",
+        r.stdout
+    );
+    fs::write(&manifest, &original).unwrap();
+
+    // The root moved elsewhere: matched by the path below the root.
+    let moved = dir.path().join("archive");
+    fs::rename(&out, &moved).unwrap();
+    let protocol = moved.join("protocol.jsonl");
+    let elsewhere = dir.path().join("protocol-copy.jsonl");
+    fs::copy(&protocol, &elsewhere).unwrap();
+    let r = protocol_verify(&elsewhere, &["--outputs", moved.to_str().unwrap()]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+
+    // A purge removes the publications' records; its checkpoint carries them forward.
+    let r = pseudagg(&[
+        "protocol",
+        "purge",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--today",
+        "2099-01-01",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!records(&protocol).iter().any(|r| r["kind"] == "publish"));
+    let r = protocol_verify(&protocol, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+}
+
+fn report(out: &Path) -> crate::common::Output {
+    pseudagg(&[
+        "report",
+        "--definition",
+        &format!("{PIPELINES}/gefluechtete.toml"),
+        "--input",
+        small_opds().to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--out",
+        out.to_str().unwrap(),
+    ])
+}

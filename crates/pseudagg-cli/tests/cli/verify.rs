@@ -126,8 +126,7 @@ fn rewrite_parquet_with(
     let props = parquet::file::properties::WriterProperties::builder()
         .set_key_value_metadata(kv)
         .build();
-    let mut w =
-        ArrowWriter::try_new(fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+    let mut w = ArrowWriter::try_new(fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
@@ -290,7 +289,10 @@ fn a_leaked_name_in_a_renamed_column_is_found_with_the_input() {
         "{v:#}"
     );
     let findings = v["findings"].as_array().unwrap();
-    let f = findings.iter().find(|f| f["rule"] == "input-value").unwrap();
+    let f = findings
+        .iter()
+        .find(|f| f["rule"] == "input-value")
+        .unwrap();
     assert_eq!(f["file"], "rd=NRW/part-00000.parquet");
     assert_eq!(f["row"], 3);
     assert_eq!(f["column"], "profillage");
@@ -340,7 +342,12 @@ fn values_outside_their_columns_contract_are_found_without_the_input() {
         .unwrap()
         .iter()
         .filter(|f| f["rule"] == "column-value")
-        .map(|f| (f["row"].as_u64().unwrap(), f["column"].as_str().unwrap().to_owned()))
+        .map(|f| {
+            (
+                f["row"].as_u64().unwrap(),
+                f["column"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     found.sort();
     assert_eq!(
