@@ -22,7 +22,7 @@ use tracing::{error, info, info_span};
 
 use crate::commands::{dataset_refs, pseudonymise, report, report_refs, say};
 use crate::governance::{
-    Announced, Context, file_ref, log, outcome_of, preflight, staged_findings,
+    Announced, Context, file_ref, log, neighbour_month, outcome_of, preflight, staged_findings,
 };
 
 /// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
@@ -278,7 +278,14 @@ fn steps(
         entry.subject = Some(name.clone());
         entry.month = Some(month.to_string());
         step(format!("verify {name}"), entry, &mut |entry| {
-            verify_staged(&dir, Some(&input), Some(key_path), entry)?;
+            let target = out.join(&name).join(month.to_string());
+            verify_staged(
+                &dir,
+                Some(&input),
+                Some(key_path),
+                neighbour_month(&target),
+                entry,
+            )?;
             Ok(Some((dir.clone(), out.join(&name).join(month.to_string()))))
         })?;
         datasets.push((name, dir));
@@ -310,7 +317,7 @@ fn steps(
         entry.subject = Some(name.clone());
         entry.month = Some(month.to_string());
         step(format!("verify {name}"), entry, &mut |entry| {
-            verify_staged(&dir, None, None, entry)?;
+            verify_staged(&dir, None, None, None, entry)?;
             Ok(Some((dir.clone(), out.join(&name).join(month.to_string()))))
         })?;
     }
@@ -342,13 +349,15 @@ fn verify_staged(
     dir: &Path,
     input: Option<&Path>,
     key_file: Option<&Path>,
+    against: Option<PathBuf>,
     entry: &mut Entry,
 ) -> Result<()> {
     let options = pseudagg_verify::Options {
         input: input.map(Path::to_owned),
         input_windows_1252: false,
         key_file: key_file.map(Path::to_owned),
-        against: None,
+        against,
+        max_linkable: None,
     };
     let v = pseudagg_verify::verify(dir, &options)?;
     entry.details = serde_json::json!({"passed": v.passed, "findings_per_rule": v.counts});

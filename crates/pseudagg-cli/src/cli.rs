@@ -219,9 +219,14 @@ pub(crate) enum Command {
         /// The key file: every pseudonym must recompute from its input row (needs --input).
         #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
         key_file: Option<PathBuf>,
-        /// Another month's output of the same pipeline: no pseudonym may appear in both.
+        /// Another month's output of the same pipeline: no pseudonym may appear in both, and few
+        /// records may match exactly one of its records on the kept attributes.
         #[arg(long)]
         against: Option<PathBuf>,
+        /// With --against: the largest share of records that may link one-to-one to the other
+        /// month on their kept attributes (default 0.05).
+        #[arg(long, value_name = "SHARE", requires = "against", value_parser = share)]
+        max_linkable: Option<f64>,
         /// A summary for people, or every finding as JSON for CI.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
@@ -267,4 +272,12 @@ pub(crate) enum Command {
         #[arg(long, default_value = "demo-output")]
         out: PathBuf,
     },
+}
+
+/// A share from 0 to 1.
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("a share from 0 to 1, for example 0.05".into()),
+    }
 }

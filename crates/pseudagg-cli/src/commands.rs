@@ -14,8 +14,8 @@ use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 
 use crate::cli::{Command, EncodingArg, FormatArg, KindArg, OutputFormat};
 use crate::governance::{
-    Announced, Context, file_ref, log, manifest_hook, outcome_of, preflight, protocol_command,
-    sample_command, verify_before_publish,
+    Announced, Context, file_ref, log, manifest_hook, neighbour_month, outcome_of, preflight,
+    protocol_command, sample_command, verify_before_publish,
 };
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
@@ -48,7 +48,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let announce = manifest_hook(&p, &intent, &announced);
             // The independent checks first: nothing verify would stop is published.
             let hook = |staging: &Path, target: &Path| {
-                verify_before_publish(staging)?;
+                verify_before_publish(staging, neighbour_month(target))?;
                 announce(staging, target)
             };
             let result = pseudonymise(
@@ -240,6 +240,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             input_encoding,
             key_file,
             against,
+            max_linkable,
             format,
         } => {
             let options = pseudagg_verify::Options {
@@ -247,6 +248,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 input_windows_1252: input_encoding == EncodingArg::Windows1252,
                 key_file,
                 against,
+                max_linkable,
             };
             // A dataset folder is OUT/<name>/<month> (a request's one level deeper): the protocol
             // is in OUT unless given.

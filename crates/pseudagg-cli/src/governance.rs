@@ -141,13 +141,35 @@ pub(crate) fn staged_findings(v: &pseudagg_verify::Verdict) -> Error {
 /// Runs `pseudagg verify`'s checks on a staged dataset before it goes live: a value shaped like
 /// an e-mail address, phone number, IBAN, Kundennummer or BG-Nummer in any published column, or
 /// any other violation, stops the publication (exit 1, nothing written).
-pub(crate) fn verify_before_publish(staging: &Path) -> pseudagg_core::Result<()> {
-    let v = pseudagg_verify::verify(staging, &pseudagg_verify::Options::default())?;
+///
+/// With `against` (a neighbouring month's published dataset, see [`neighbour_month`]) the records
+/// must not link to it one-to-one on their kept attributes beyond verify's threshold.
+pub(crate) fn verify_before_publish(
+    staging: &Path,
+    against: Option<PathBuf>,
+) -> pseudagg_core::Result<()> {
+    let options = pseudagg_verify::Options {
+        against,
+        ..pseudagg_verify::Options::default()
+    };
+    let v = pseudagg_verify::verify(staging, &options)?;
     if v.passed {
         Ok(())
     } else {
         Err(staged_findings(&v))
     }
+}
+
+/// The neighbouring month's published dataset beside `target`, the one before
+/// (`OUT/vkb/2025-03` -> `OUT/vkb/2025-02`) or, when a past month is regenerated and there is none
+/// before, the one after: a month must not link to its neighbour.
+pub(crate) fn neighbour_month(target: &Path) -> Option<PathBuf> {
+    let month: pseudagg_core::Month = target.file_name()?.to_str()?.parse().ok()?;
+    let next = pseudagg_core::Month::of(month.last_day() + chrono::Days::new(1));
+    [month.previous(), next]
+        .into_iter()
+        .map(|m| target.with_file_name(m.to_string()))
+        .find(|d| d.join("manifest.json").is_file())
 }
 
 /// A hook that announces a staged dataset or report (its `manifest.json`) before it goes live.
@@ -440,7 +462,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good");
         pseudonymise(&good, &|staging: &Path, _: &Path| {
-            verify_before_publish(staging)
+            verify_before_publish(staging, None)
         })
         .unwrap();
         assert!(good.join("vkb/2025-03/manifest.json").is_file());
@@ -448,7 +470,7 @@ mod tests {
         let bad = dir.path().join("bad");
         let err = pseudonymise(&bad, &|staging: &Path, _: &Path| {
             std::fs::write(staging.join("rd=BY/notes.csv"), "Meier;0221 1234567\n").unwrap();
-            verify_before_publish(staging)
+            verify_before_publish(staging, None)
         })
         .unwrap_err();
         assert!(err.is_check_failure(), "{err}");

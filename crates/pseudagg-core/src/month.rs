@@ -11,6 +11,12 @@ pub struct Month {
 }
 
 impl Month {
+    /// The month before.
+    #[must_use]
+    pub fn previous(self) -> Self {
+        Self::of(self.first_day() - chrono::Days::new(1))
+    }
+
     /// The month of `year` and `month` (1-12), if it is one.
     #[must_use]
     pub fn new(year: i32, month: u32) -> Option<Self> {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use pseudagg_core::{ColumnClass, ColumnType, Error, Result, Schema};
+use pseudagg_core::{ColumnClass, ColumnType, Error, Month, Result, Schema};
 use regex::Regex;
 use serde_json::Value;
 
@@ -11,6 +11,7 @@ use crate::Options;
 use crate::finding::{Finding, Rule, Verdict};
 use crate::input::{self, InputFacts, Recompute, value_hash};
 use crate::key;
+use crate::linking;
 use crate::manifest::{self, Manifest};
 use crate::patterns::{name_like_words, shapes_of};
 use crate::read::{TextFile, read_parquet};
@@ -377,7 +378,7 @@ pub(crate) fn check(
 
     if let Some(other) = &options.against {
         verdict.check("unlinkable");
-        against(other, &month, &seen, verdict)?;
+        against(other, (dir, m, &month), &schema, &seen, options, verdict)?;
     }
     Ok(())
 }
@@ -545,8 +546,10 @@ fn check_revealed(
 /// No pseudonym of this month may appear in the other month's dataset.
 fn against(
     other: &Path,
-    month: &str,
+    (dir, this, month): (&Path, &Manifest, &str),
+    schema: &Schema,
     seen: &HashSet<[u8; 32]>,
+    options: &Options,
     verdict: &mut Verdict,
 ) -> Result<()> {
     let m = manifest::load(other)?;
@@ -581,10 +584,48 @@ fn against(
             format!(
                 "{shared} pseudonyms also appear in {} ({}): the two months can be linked into a time series",
                 other.display(),
-                m.month.unwrap_or_default()
+                m.month.clone().unwrap_or_default()
             ),
         ));
     }
     verdict.fact("shared_pseudonyms", &shared);
+
+    // The kept attributes: a record that matches exactly one of the other month's records links
+    // the person's two records although the pseudonyms differ.
+    let month_of = |text: &str, path: &Path| {
+        text.parse::<Month>().map_err(|_| Error::Format {
+            path: path.join("manifest.json"),
+            reason: "names no month YYYY-MM".into(),
+        })
+    };
+    let (linked, total) = linking::uniquely_linkable(
+        (dir, this, month_of(month, dir)?),
+        (
+            other,
+            &m,
+            month_of(m.month.as_deref().unwrap_or_default(), other)?,
+        ),
+        schema,
+    )?;
+    let limit = options.max_linkable.unwrap_or(crate::DEFAULT_MAX_LINKABLE);
+    let share = if total == 0 {
+        0.0
+    } else {
+        linked as f64 / total as f64
+    };
+    verdict.fact("linkable_records", &linked);
+    verdict.fact("linkable_share", &format!("{share:.4}"));
+    if share > limit {
+        verdict.push(Finding::new(
+            Rule::Linkable,
+            format!(
+                "{linked} of {total} records ({:.1} %) match exactly one record of {} ({}) on the kept attributes, more than the {:.1} % allowed: the months can be linked although the pseudonyms differ; add the linking columns to the k-anonymity's quasi-identifiers, or generalise them further",
+                share * 100.0,
+                other.display(),
+                m.month.clone().unwrap_or_default(),
+                limit * 100.0
+            ),
+        ));
+    }
     Ok(())
 }

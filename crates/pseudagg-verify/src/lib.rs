@@ -23,6 +23,7 @@ mod dataset;
 mod finding;
 mod input;
 mod key;
+mod linking;
 mod manifest;
 mod patterns;
 mod read;
@@ -42,9 +43,15 @@ pub struct Options {
     pub input_windows_1252: bool,
     /// The key file, to recompute pseudonyms (needs `input`).
     pub key_file: Option<PathBuf>,
-    /// The output of another month: no pseudonym may appear in both.
+    /// The output of another month: no pseudonym may appear in both, and at most
+    /// `max_linkable` of the records may match exactly one record of it on the kept attributes.
     pub against: Option<PathBuf>,
+    /// The largest share of records that may link one-to-one to the other month (default 5 %).
+    pub max_linkable: Option<f64>,
 }
+
+/// The share of records that may link one-to-one to another month's, unless configured.
+pub const DEFAULT_MAX_LINKABLE: f64 = 0.05;
 
 /// Verifies the output folder `dir` (a dataset `OUT/vkb/2025-03` or a report
 /// `OUT/gefluechtete/2025-03`). Findings are violations (exit 1); `Err` means the check could not
