@@ -490,6 +490,20 @@ mod tests {
 
     const GOOD: &str = include_str!("../../../pipelines/vkb.toml");
 
+    /// `text` with its quasi-identifiers replaced by `list` (a TOML array).
+    fn with_qi(text: &str, list: &str) -> String {
+        let start = text.find("quasi-identifiers = [").unwrap();
+        let end = start + text[start..].find(']').unwrap() + 1;
+        format!(
+            "{}quasi-identifiers = {list}{}",
+            &text[..start],
+            &text[end..]
+        )
+    }
+
+    const QI_FIVE: &str =
+        r#"["staatsangehoerigkeit", "altersgruppe", "geschlecht", "ge_nr", "agentur_nr"]"#;
+
     fn problems_of(text: &str) -> String {
         Plan::from_toml(text, Path::new("p.toml"))
             .unwrap_err()
@@ -498,12 +512,11 @@ mod tests {
 
     #[test]
     fn quasi_identifiers_must_be_plain_output_columns() {
-        let text = GOOD.replace(
-            r#"quasi-identifiers = ["staatsangehoerigkeit", "altersgruppe", "geschlecht", "ge_nr", "agentur_nr"]
-min-k = 3"#,
-            r#"quasi-identifiers = ["pseudonym", "rd", "vorname", "geschlecht", "geschlecht"]
-min-k = 1"#,
-        );
+        let text = with_qi(
+            GOOD,
+            r#"["pseudonym", "rd", "vorname", "geschlecht", "geschlecht"]"#,
+        )
+        .replace("min-k = 3", "min-k = 1");
         let p = problems_of(&text);
         for expected in [
             "quasi-identifiers[0]`: a pseudonym is unique",
@@ -524,7 +537,7 @@ min-k = 1"#,
     #[test]
     fn an_exact_date_is_generalised_or_a_quasi_identifier() {
         // Kept as it is, a calendar day links a person's records of two months.
-        let text = GOOD.replace("keep = [", "keep = [\"zugang_datum\", ");
+        let text = with_qi(GOOD, QI_FIVE).replace("keep = [", "keep = [\"zugang_datum\", ");
         let text = text.replace(
             "[[generalise]]\ncolumn = \"zugang_datum\"\nas = \"dauer_seit_zugang\"\ndays-band = { from = [0, 91, 182, 365, 730] }\n",
             "",
@@ -545,16 +558,17 @@ min-k = 1"#,
     #[test]
     fn a_column_that_reveals_a_quasi_identifier_must_be_one_before_it() {
         // ge_nr's first three digits are the agency: blanking agentur_nr alone hides nothing.
-        let dropped = GOOD.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr"]"#);
+        let good = with_qi(GOOD, QI_FIVE);
+        let dropped = good.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr"]"#);
         let err = problems_of(&dropped);
         assert!(
             err.contains("keep[2]`: `ge_nr` gives away the quasi-identifier `agentur_nr`"),
             "{err}"
         );
-        let after = GOOD.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr", "ge_nr"]"#);
+        let after = good.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr", "ge_nr"]"#);
         assert!(problems_of(&after).contains("before `agentur_nr`"));
         // Without agentur_nr among the quasi-identifiers, ge_nr is no problem of this kind.
-        let none = GOOD.replace(r#", "ge_nr", "agentur_nr"]"#, "]");
+        let none = good.replace(r#", "ge_nr", "agentur_nr"]"#, "]");
         Plan::from_toml(&none, Path::new("p.toml")).unwrap();
     }
 
