@@ -18,9 +18,16 @@ pub fn parse_definition<T: DeserializeOwned>(
         Ok(t) => t,
         Err(e) => {
             let e: toml::de::Error = e;
+            // Line and column count from 1, as an editor shows them.
+            let at = e.span().map_or_else(String::new, |span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                format!(" at line {line}, column {column}")
+            });
             problems.push(Problem::new(
                 Location::default(),
-                format!("is not valid TOML: {}", e.message()),
+                format!("is not valid TOML{at}: {}", e.message()),
             ));
             return (None, problems);
         }
@@ -43,6 +50,21 @@ pub fn parse_definition<T: DeserializeOwned>(
         ));
     }
     (value, problems)
+}
+
+#[cfg(test)]
+mod toml_error_tests {
+    #[test]
+    fn a_toml_syntax_error_names_line_and_column() {
+        let (v, problems): (Option<toml::Table>, _) =
+            super::parse_definition("name = \"x\"\nkeep = [\"rd\", \"a\"\n", "the schema");
+        assert!(v.is_none());
+        let text = problems.to_string();
+        assert!(
+            text.contains("is not valid TOML at line 2, column"),
+            "{text}"
+        );
+    }
 }
 
 /// Compares a generated file (such as a JSON Schema) with the committed one; with the environment

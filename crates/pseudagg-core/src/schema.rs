@@ -225,6 +225,25 @@ impl Schema {
         self.columns.iter().position(|c| c.name == name)
     }
 
+    /// The message for a column name the schema does not know, with the nearest known name when
+    /// one is close ("did you mean `staatsangehoerigkeit`?"). Column names are no data.
+    #[must_use]
+    pub fn unknown_column(&self, name: &str) -> String {
+        let nearest = self
+            .columns
+            .iter()
+            .map(|c| (strsim::damerau_levenshtein(name, &c.name), &c.name))
+            .min();
+        let limit = (name.chars().count() / 4).max(2);
+        match nearest {
+            Some((d, near)) if d <= limit => format!(
+                "`{name}` is not a column of the schema `{}`; did you mean `{near}`?",
+                self.name
+            ),
+            _ => format!("`{name}` is not a column of the schema `{}`", self.name),
+        }
+    }
+
     /// The schema with further columns that a pipeline maps to a class explicitly.
     #[must_use]
     pub fn with_extra_columns(mut self, extra: impl IntoIterator<Item = ColumnSpec>) -> Self {
@@ -236,6 +255,19 @@ impl Schema {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unknown_column_suggests_the_nearest() {
+        let s = Schema::builtin("verbis-vkb").unwrap();
+        assert_eq!(
+            s.unknown_column("staatsangehorigkeit"),
+            "`staatsangehorigkeit` is not a column of the schema `verbis-vkb`; did you mean `staatsangehoerigkeit`?"
+        );
+        assert!(
+            s.unknown_column("gender").ends_with("`verbis-vkb`"),
+            "nothing near"
+        );
+    }
 
     #[test]
     fn builtin_schemas_load() {

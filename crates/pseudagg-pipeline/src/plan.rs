@@ -123,7 +123,7 @@ impl Plan {
                 } else {
                     problems.push(Problem::new(
                         Location::key(key),
-                        format!("`{name}` is not a column of the schema `{}`", schema.name),
+                        schema.unknown_column(name),
                     ));
                     None
                 }
@@ -293,10 +293,7 @@ impl Plan {
         match (partition_output_index, schema.column(&d.partition_by)) {
             (_, None) => problems.push(Problem::new(
                 Location::key("partition-by"),
-                format!(
-                    "`{}` is not a column of the schema `{}`",
-                    d.partition_by, schema.name
-                ),
+                schema.unknown_column(&d.partition_by),
             )),
             (None, Some(_)) => problems.push(Problem::new(
                 Location::key("partition-by"),

@@ -380,13 +380,7 @@ impl Parser<'_> {
 
     fn column(&self, pos: usize, name: &str) -> Result<(usize, ColumnType), ExprError> {
         let Some(i) = self.schema.index_of(name) else {
-            return self.fail(
-                pos,
-                format!(
-                    "`{name}` is not a column of the schema `{}`",
-                    self.schema.name
-                ),
-            );
+            return self.fail(pos, self.schema.unknown_column(name));
         };
         let spec = &self.schema.columns[i];
         match spec.class {
@@ -696,7 +690,7 @@ mod tests {
     fn reports_unknown_columns_types_and_typos() {
         assert_eq!(
             err("elb and integrationskur = 'x'"),
-            "at character 9: `integrationskur` is not a column of the schema `opds-person`"
+            "at character 9: `integrationskur` is not a column of the schema `opds-person`; did you mean `integrationskurs`?"
         );
         assert!(err("elb = 'J'").contains("compare it with J or N"));
         assert!(err("integrationskurs = 'abgeschlosen'").contains("never holds"));

@@ -109,7 +109,7 @@ impl ReportPlan {
                 None => {
                     problems.push(Problem::new(
                         Location::key(key),
-                        format!("`{name}` is not a column of the schema `{}`", schema.name),
+                        schema.unknown_column(name),
                     ));
                     None
                 }
