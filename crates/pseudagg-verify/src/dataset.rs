@@ -245,6 +245,23 @@ pub(crate) fn check(
         Some((qi, k.get("min_k")?.as_u64()?))
     });
 
+    // With another month: its manifest, and this month's rows bucketed in the one pass below.
+    let other = match &options.against {
+        Some(path) => {
+            let om = manifest::load(path)?;
+            if om.month.as_deref() == Some(month.as_str()) {
+                return Err(Error::Usage(format!(
+                    "{} is the same month ({month}); --against takes another month's output",
+                    path.display()
+                )));
+            }
+            let columns = linking::columns(m, &om, &schema);
+            Some((path.as_path(), om, columns))
+        }
+        None => None,
+    };
+    let mut these_rows = linking::Buckets::new();
+
     verdict.check("values");
     if facts.is_some() {
         verdict.check("input-values");
@@ -327,6 +344,9 @@ pub(crate) fn check(
             count_groups(&file, qi, groups.entry(value.clone()).or_default());
             check_revealed(&file, rel, &schema, qi, verdict);
         }
+        if let Some((_, _, columns)) = &other {
+            linking::add_rows(&file, columns, &mut these_rows);
+        }
         rows_total += file.rows() as u64;
     }
     verdict.fact("rows", &rows_total);
@@ -376,9 +396,15 @@ pub(crate) fn check(
         }
     }
 
-    if let Some(other) = &options.against {
+    if let Some((path, om, columns)) = &other {
         verdict.check("unlinkable");
-        against(other, (dir, m, &month), &schema, &seen, options, verdict)?;
+        against(
+            (path, om, columns),
+            (&these_rows, dir, &month),
+            &seen,
+            options,
+            verdict,
+        )?;
     }
     Ok(())
 }
@@ -545,28 +571,22 @@ fn check_revealed(
 
 /// No pseudonym of this month may appear in the other month's dataset.
 fn against(
-    other: &Path,
-    (dir, this, month): (&Path, &Manifest, &str),
-    schema: &Schema,
+    (other, m, columns): (&Path, &Manifest, &[(String, linking::Kind)]),
+    (these_rows, dir, month): (&linking::Buckets, &Path, &str),
     seen: &HashSet<[u8; 32]>,
     options: &Options,
     verdict: &mut Verdict,
 ) -> Result<()> {
-    let m = manifest::load(other)?;
-    if m.month.as_deref() == Some(month) {
-        return Err(Error::Usage(format!(
-            "{} is the same month ({month}); --against takes another month's output",
-            other.display()
-        )));
-    }
-    let names: Vec<String> = declared_columns(&m)
+    let names: Vec<String> = declared_columns(m)
         .into_iter()
         .filter(|d| d.treatment == "pseudonymised")
         .map(|d| d.name)
         .collect();
     let mut shared = 0u64;
+    let mut their_rows = linking::Buckets::new();
     for entry in &m.files {
         let file = read_parquet(&other.join(&entry.path))?;
+        linking::add_rows(&file, columns, &mut their_rows);
         let cols: Vec<usize> = names.iter().filter_map(|n| file.index(n)).collect();
         for (_, b, r) in file.row_positions() {
             for &c in &cols {
@@ -599,14 +619,13 @@ fn against(
         })
     };
     let (linked, total) = linking::uniquely_linkable(
-        (dir, this, month_of(month, dir)?),
+        (these_rows, month_of(month, dir)?),
         (
-            other,
-            &m,
+            &their_rows,
             month_of(m.month.as_deref().unwrap_or_default(), other)?,
         ),
-        schema,
-    )?;
+        columns,
+    );
     let limit = options.max_linkable.unwrap_or(crate::DEFAULT_MAX_LINKABLE);
     let share = if total == 0 {
         0.0

@@ -15,12 +15,11 @@
 //! pairwise step stays within small buckets; each record stops at its second match.
 
 use std::collections::HashMap;
-use std::path::Path;
 
-use pseudagg_core::{ColumnClass, Month, Result, Schema};
+use pseudagg_core::{ColumnClass, Month, Schema};
 
 use crate::manifest::Manifest;
-use crate::read::read_parquet;
+use crate::read::TextFile;
 
 /// An interval of a band label, in days to the month's end or in years of age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +73,7 @@ impl Band {
 
 /// How a column takes part in the comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// Equal values, an empty cell a value of its own; part of the bucket key.
     Exact,
     /// Equal values, or blank in either.
@@ -126,54 +125,49 @@ fn layout(m: &Manifest, schema: &Schema) -> Vec<(String, Kind)> {
 
 type Row = Vec<Option<String>>;
 
-/// The rows of a dataset, bucketed by their exact columns.
-fn buckets(dir: &Path, m: &Manifest, columns: &[(String, Kind)]) -> Result<HashMap<Row, Vec<Row>>> {
-    let mut out: HashMap<Row, Vec<Row>> = HashMap::new();
-    for entry in &m.files {
-        let path = dir.join(&entry.path);
-        if !path.is_file() || !entry.path.ends_with(".parquet") {
-            continue;
-        }
-        let file = read_parquet(&path)?;
-        let idx: Vec<Option<usize>> = columns.iter().map(|(n, _)| file.index(n)).collect();
-        for (_, b, r) in file.row_positions() {
-            let mut key = Vec::new();
-            let mut rest = Vec::new();
-            for ((_, kind), i) in columns.iter().zip(&idx) {
-                let v = i.and_then(|i| file.text(b, i, r)).map(str::to_owned);
-                if *kind == Kind::Exact {
-                    key.push(v);
-                } else {
-                    rest.push(v);
-                }
+/// A dataset's rows, bucketed by their exact columns, the rest of each row in the bucket.
+pub(crate) type Buckets = HashMap<Row, Vec<Row>>;
+
+/// The columns compared between `this` month's dataset and `other`'s: every declared column of
+/// both but the pseudonyms and meta data; a column only one month has cannot tell records apart.
+pub(crate) fn columns(this: &Manifest, other: &Manifest, schema: &Schema) -> Vec<(String, Kind)> {
+    let in_other: Vec<String> = layout(other, schema).into_iter().map(|(n, _)| n).collect();
+    layout(this, schema)
+        .into_iter()
+        .filter(|(n, _)| in_other.contains(n))
+        .collect()
+}
+
+/// Adds a file's rows to `buckets`.
+pub(crate) fn add_rows(file: &TextFile, columns: &[(String, Kind)], buckets: &mut Buckets) {
+    let idx: Vec<Option<usize>> = columns.iter().map(|(n, _)| file.index(n)).collect();
+    for (_, b, r) in file.row_positions() {
+        let mut key = Vec::new();
+        let mut rest = Vec::new();
+        for ((_, kind), i) in columns.iter().zip(&idx) {
+            let v = i.and_then(|i| file.text(b, i, r)).map(str::to_owned);
+            if *kind == Kind::Exact {
+                key.push(v);
+            } else {
+                rest.push(v);
             }
-            out.entry(key).or_default().push(rest);
         }
+        buckets.entry(key).or_default().push(rest);
     }
-    Ok(out)
 }
 
 /// Records of `a` (the dataset being verified, of month `month_a`) that are compatible with
 /// exactly one record of `b` (another month's dataset), and the number of records of `a`.
 pub(crate) fn uniquely_linkable(
-    (dir_a, m_a, month_a): (&Path, &Manifest, Month),
-    (dir_b, m_b, month_b): (&Path, &Manifest, Month),
-    schema: &Schema,
-) -> Result<(u64, u64)> {
-    let columns = layout(m_a, schema);
-    let in_b: Vec<String> = layout(m_b, schema).into_iter().map(|(n, _)| n).collect();
-    // A column only one month has cannot tell records apart.
-    let columns: Vec<(String, Kind)> = columns
-        .into_iter()
-        .filter(|(n, _)| in_b.contains(n))
-        .collect();
+    (a, month_a): (&Buckets, Month),
+    (b, month_b): (&Buckets, Month),
+    columns: &[(String, Kind)],
+) -> (u64, u64) {
     let loose: Vec<Kind> = columns
         .iter()
         .map(|(_, k)| *k)
         .filter(|k| *k != Kind::Exact)
         .collect();
-    let a = buckets(dir_a, m_a, &columns)?;
-    let b = buckets(dir_b, m_b, &columns)?;
     // The earlier month's record is the one whose events lie less far back.
     let (early_is_a, days) = {
         let d = (month_b.last_day() - month_a.last_day()).num_days();
@@ -202,7 +196,7 @@ pub(crate) fn uniquely_linkable(
     };
     let mut linked = 0u64;
     let mut total = 0u64;
-    for (key, rows) in &a {
+    for (key, rows) in a {
         let others = b.get(key).map_or(&[][..], Vec::as_slice);
         for x in rows {
             total += 1;
@@ -220,7 +214,7 @@ pub(crate) fn uniquely_linkable(
             }
         }
     }
-    Ok((linked, total))
+    (linked, total)
 }
 
 #[cfg(test)]

@@ -50,6 +50,18 @@ fn protocol_verify(protocol: &Path, extra: &[&str]) -> crate::common::Output {
     pseudagg(&args)
 }
 
+/// `protocol purge` as of 2099: every record has expired.
+fn purge_far_ahead(protocol: &Path) -> crate::common::Output {
+    pseudagg(&[
+        "protocol",
+        "purge",
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--today",
+        "2099-01-01",
+    ])
+}
+
 #[test]
 fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found() {
     let dir = tempfile::tempdir().unwrap();
@@ -175,14 +187,7 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
     assert!(r.stderr.contains("head differs"), "{}", r.stderr);
 
     // Purging far in the future removes everything and leaves a verifiable checkpoint.
-    let r = pseudagg(&[
-        "protocol",
-        "purge",
-        "--protocol",
-        protocol.to_str().unwrap(),
-        "--today",
-        "2099-01-01",
-    ]);
+    let r = purge_far_ahead(&protocol);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.starts_with("2 record(s)"), "{}", r.stdout);
     let kinds: Vec<String> = records(&protocol)
@@ -837,14 +842,7 @@ fn an_output_without_its_record_in_the_protocol_fails_protocol_verify() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 
     // A purge removes the publications' records; its checkpoint carries them forward.
-    let r = pseudagg(&[
-        "protocol",
-        "purge",
-        "--protocol",
-        protocol.to_str().unwrap(),
-        "--today",
-        "2099-01-01",
-    ]);
+    let r = purge_far_ahead(&protocol);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!records(&protocol).iter().any(|r| r["kind"] == "publish"));
     let r = protocol_verify(&protocol, &[]);

@@ -13,7 +13,8 @@ use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 
 use crate::common::{
-    Extract, SAMPLE_VKB, VKB_PIPELINE, key_file, pseudagg, pseudonymise_vkb, read_parquet,
+    Extract, SAMPLE_VKB, VKB_PIPELINE, key_file, pseudagg, pseudonymise_vkb, pseudonymise_with,
+    read_parquet,
 };
 
 /// One month's output as rows of (column -> text), every RD's dataset together.
@@ -203,21 +204,8 @@ fn the_whole_kept_record_does_not_link_two_months() {
     )
     .unwrap();
     let old = dir.path().join("old");
-    let run = |input: &Path, month: &str| {
-        pseudagg(&[
-            "pseudonymise",
-            "--pipeline",
-            pipeline.to_str().unwrap(),
-            "--input",
-            input.to_str().unwrap(),
-            "--month",
-            month,
-            "--key-file",
-            key.to_str().unwrap(),
-            "--out",
-            old.to_str().unwrap(),
-        ])
-    };
+    let run =
+        |input: &Path, month: &str| pseudonymise_with(&pipeline, input, month, &key, &old, &[]);
     assert_eq!(run(Path::new(SAMPLE_VKB), "2025-03").code, 0);
     let r = run(&april, "2025-04");
     assert_eq!(r.code, 1, "{}", r.stderr);

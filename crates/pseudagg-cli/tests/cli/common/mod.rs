@@ -62,10 +62,22 @@ pub fn pseudonymise_vkb(
     out: &Path,
     extra: &[&str],
 ) -> Output {
+    pseudonymise_with(Path::new(VKB_PIPELINE), input, month, key, out, extra)
+}
+
+/// `pseudagg pseudonymise` with the given pipeline definition.
+pub fn pseudonymise_with(
+    pipeline: &Path,
+    input: &Path,
+    month: &str,
+    key: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> Output {
     let mut args = vec![
         "pseudonymise",
         "--pipeline",
-        VKB_PIPELINE,
+        pipeline.to_str().unwrap(),
         "--input",
         input.to_str().unwrap(),
         "--month",
