@@ -64,6 +64,10 @@ measure ps_small "pseudagg pseudonymise csv, 1/10 (all flagged)" "$SMALL_ROWS" "
 measure ps_pq "pseudagg pseudonymise parquet (all flagged)" "$VKB_ROWS" "$BIN" pseudonymise $P --pipeline pipelines/vkb.toml --input "$WORK/vkb.parquet" --month $MONTH --key-file "$KEY" --out "$WORK/out-pq"
 measure report "pseudagg report gefluechtete (suppression, audit)" "$OPDS_ROWS" "$BIN" report $P --definition pipelines/gefluechtete.toml --input "$WORK/opds.csv" --month $MONTH --out "$WORK/reports"
 measure report_small "pseudagg report gefluechtete, 1/10" "$((OPDS_ROWS / 10))" "$BIN" report $P --definition pipelines/gefluechtete.toml --input "$WORK/opds-small.csv" --month $MONTH --out "$WORK/reports-small"
+# Issue 19: the same report protected together with the month's released language report.
+measure joint_first "pseudagg report beratung-sprachniveau, 1/10" "$((OPDS_ROWS / 10))" "$BIN" report $P --definition pipelines/beratung-sprachniveau.toml --input "$WORK/opds-small.csv" --month $MONTH --out "$WORK/joint"
+measure joint "pseudagg report gefluechtete with it released, 1/10" "$((OPDS_ROWS / 10))" "$BIN" report $P --definition pipelines/gefluechtete.toml --input "$WORK/opds-small.csv" --month $MONTH --out "$WORK/joint"
+suppressed() { python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["suppression"]; print(s["primary"] + s["secondary"])' "$1/gefluechtete/$MONTH/manifest.json"; }
 measure verify_ds "pseudagg verify vkb (structure, values, k)" "$VKB_ROWS" "$BIN" verify $P "$WORK/out/vkb/$MONTH"
 measure verify_full "pseudagg verify vkb --input --key-file" "$VKB_ROWS" "$BIN" verify $P "$WORK/out/vkb/$MONTH" --input "$WORK/vkb.csv" --key-file "$KEY"
 measure verify_rep "pseudagg verify report (per-scope audit)" "$OPDS_ROWS" "$BIN" verify $P "$WORK/reports/gefluechtete/$MONTH"
@@ -97,6 +101,8 @@ echo
 echo "targets (ratios of the runs above)"
 target "report on the committed sample: wall s" "${WALL[report_sample]}" "<=" 1
 target "verify of the sample report / the report itself" "$(ratio "${WALL[verify_sample]}" "${WALL[report_sample]}")" "<=" 1
+target "joint protection: suppressed cells together / alone" "$(ratio "$(suppressed "$WORK/joint")" "$(suppressed "$WORK/reports-small")")" "<=" 1.1
+target "joint protection: report with a released report / alone" "$(ratio "${WALL[joint]}" "${WALL[report_small]}")" "<=" 2
 if [ "$PEERS" = 1 ]; then
   target "pseudonymise csv: pandas time / pseudagg time" "$(ratio "${WALL[pandas]}" "${WALL[ps_csv]}")" ">=" 10
   target "pseudonymise csv: Python polars time / pseudagg time" "$(ratio "${WALL[polars]}" "${WALL[ps_csv]}")" ">=" 3

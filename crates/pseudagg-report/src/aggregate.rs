@@ -17,6 +17,15 @@ pub struct GeInfo {
     pub name: String,
 }
 
+/// Where a row was counted (see [`Counter::add_classified`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowClass {
+    pub ge: u32,
+    pub category: u16,
+    /// Bit `k`: the row counts for indicator `k` (a definition has at most 64).
+    pub indicators: u64,
+}
+
 /// The counts per gE, before totals.
 #[derive(Debug, Clone)]
 pub struct Counts {
@@ -173,6 +182,14 @@ impl<'a> Counter<'a> {
 
     /// Counts one batch of validated rows.
     pub fn add(&mut self, batch: &RecordBatch) {
+        self.add_classified(batch);
+    }
+
+    /// Counts one batch and says, for each row, where it was counted: its gE (index in the
+    /// counts), its category and its indicators (bit `k` for indicator `k`); `None` for a row
+    /// outside the population or refused. Reports protected together build their atoms from it.
+    pub fn add_classified(&mut self, batch: &RecordBatch) -> Vec<Option<RowClass>> {
+        let mut classes = vec![None; batch.num_rows()];
         let p = self.plan;
         let first_row = self.counts.rows_read + 1;
         self.counts.rows_read += batch.num_rows() as u64;
@@ -227,12 +244,20 @@ impl<'a> Counter<'a> {
             };
             self.counts.rows_counted += 1;
             let cells = &mut self.counts.values[gi];
+            let mut bits = 0_u64;
             for (k, mask) in indicators.iter().enumerate() {
                 if mask[row] {
                     cells[category * self.counts.indicators + k] += 1;
+                    bits |= 1 << (k % 64);
                 }
             }
+            classes[row] = Some(RowClass {
+                ge: gi as u32,
+                category: category as u16,
+                indicators: bits,
+            });
         }
+        classes
     }
 
     /// The gE of each row (its index in the counts), registering gEs not seen before; `usize::MAX`

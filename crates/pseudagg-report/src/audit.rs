@@ -1,7 +1,8 @@
 //! The interval audit: for each suppressed cell, the smallest and largest value it can take given
 //! everything published. Two linear programs per cell (minimise, maximise) over the suppressed cells
 //! of its connected part of the table, with every suppressed cell at least 1 (zeros are published,
-//! so a suppressed cell is known to be positive) and every additive and subset relation.
+//! so a suppressed cell is known to be positive; a group of people that is never published, at
+//! least 0) and every additive and subset relation.
 //!
 //! The linear relaxation is what tau-ARGUS's audit computes too; an attacker restricted to integers
 //! cannot do better than its bounds rounded inwards.
@@ -52,6 +53,11 @@ struct Component {
 }
 
 impl Component {
+    /// The least value of each variable (see [`Table::floor`]).
+    fn floors(&self, table: &Table) -> Vec<f64> {
+        self.vars.iter().map(|&c| table.floor(c)).collect()
+    }
+
     /// The constraints as rows for the solver.
     fn rows(&self) -> Vec<RowRef<'_>> {
         self.constraints
@@ -157,10 +163,10 @@ fn components(
     (comps, where_)
 }
 
-/// The component's system as a linear program, every variable at least 1.
-fn lp_of(comp: &Component) -> Lp {
+/// The component's system as a linear program, every variable at least its cell's floor.
+fn lp_of(table: &Table, comp: &Component) -> Lp {
     Lp::new(
-        comp.vars.len(),
+        comp.floors(table),
         comp.constraints
             .iter()
             .map(|c| (c.terms.as_slice(), c.op, c.rhs)),
@@ -177,10 +183,10 @@ fn interval_of(lp: &mut Lp, v: usize) -> Result<Interval, String> {
     Ok(Interval { lower, upper })
 }
 
-/// Marks the variables a point holds at their least value, 1.
-fn mark_ones(at_one: &mut [bool], point: &[f64]) {
-    for (m, &x) in at_one.iter_mut().zip(point) {
-        *m |= x <= 1.0 + Interval::EPS;
+/// Marks the variables a point holds at their least value, their floor.
+fn mark_floors(at_floor: &mut [bool], point: &[f64], floors: &[f64]) {
+    for ((m, &x), &f) in at_floor.iter_mut().zip(point).zip(floors) {
+        *m |= x <= f + Interval::EPS;
     }
 }
 
@@ -279,7 +285,7 @@ fn local_interval(
     let mut around = Neighbourhood::new(target);
     around.grow(table, index, suppressed, hops);
     let comp = neighbourhood_system(table, index, &around.free);
-    interval_of(&mut lp_of(&comp), 0)
+    interval_of(&mut lp_of(table, &comp), 0)
 }
 
 /// The linear system over the cells of `free` (variable 0 is the target), every suppressed cell
@@ -351,8 +357,12 @@ fn neighbourhood_system(table: &Table, index: &Index, free: &HashMap<usize, usiz
 /// The interval of the target (variable 0) of `comp`, or, when its upper end already stays below
 /// `threshold`, the point `[upper, upper]`: that lies inside the interval too (so inside the true
 /// one) and does not protect the cell either, and it saves the second linear program.
-fn interval_unless_too_low(comp: &Component, threshold: u64) -> Result<Interval, String> {
-    let mut lp = lp_of(comp);
+fn interval_unless_too_low(
+    table: &Table,
+    comp: &Component,
+    threshold: u64,
+) -> Result<Interval, String> {
+    let mut lp = lp_of(table, comp);
     let upper = lp.bound(0, End::Upper)?.map(|x| x.0);
     if let Some(hi) = upper
         && hi + Interval::EPS < threshold as f64
@@ -519,7 +529,7 @@ pub fn insiders_to_check(
                     of_owner.entry(o).or_default().push(v);
                 }
             }
-            let mut nearest = Nearest::new(&comp.rows(), &truth, &weight);
+            let mut nearest = Nearest::new(&comp.rows(), &truth, &weight, &comp.floors(table));
             members
                 .into_iter()
                 .map(|(i, v)| {
@@ -607,7 +617,7 @@ fn moved_insiders(
     let held: Vec<usize> = (0..comp.vars.len())
         .filter(|&v| fixed.is_some() && table.owner_of(comp.vars[v]) == fixed)
         .collect();
-    let mut nearest = Nearest::new(&comp.rows(), &truth, &weight);
+    let mut nearest = Nearest::new(&comp.rows(), &truth, &weight, &comp.floors(table));
     let ask = Ask {
         target: 0,
         ends,
@@ -681,7 +691,7 @@ pub fn certify(
             if likely_unsafe[t] {
                 let mut around = Neighbourhood::new(t);
                 around.grow(table, &index, suppressed, HOPS[HOPS.len() - 1]);
-                let iv = interval_unless_too_low(&system(&around.free), threshold)?;
+                let iv = interval_unless_too_low(table, &system(&around.free), threshold)?;
                 if !iv.protects(threshold, width) {
                     return Ok((iv, false, Vec::new()));
                 }
@@ -695,7 +705,7 @@ pub fn certify(
                     break;
                 }
                 let comp = system(&around.free);
-                let iv = interval_unless_too_low(&comp, threshold)?;
+                let iv = interval_unless_too_low(table, &comp, threshold)?;
                 if iv.protects(threshold, width) {
                     let uncovered = if insiders {
                         // The certifying system first, then wider ones.
@@ -797,7 +807,7 @@ pub fn certify_exact(
     let (comps, by_comp) = by_component(table, suppressed, targets)?;
     let decided: Vec<Vec<(usize, Interval, bool)>> = by_comp
         .into_par_iter()
-        .map(|(ci, cells)| certify_in_component(&comps[ci], &cells, threshold, width))
+        .map(|(ci, cells)| certify_in_component(table, &comps[ci], &cells, threshold, width))
         .collect::<Result<_, String>>()?;
     let mut results = vec![None; targets.len()];
     for (i, iv, ok) in decided.into_iter().flatten() {
@@ -811,6 +821,7 @@ pub fn certify_exact(
 
 /// [`certify_exact`] within one part: `cells` are (position in the targets, variable).
 fn certify_in_component(
+    table: &Table,
     comp: &Component,
     cells: &[(usize, usize)],
     threshold: u64,
@@ -819,7 +830,7 @@ fn certify_in_component(
     let mut points: Vec<Vec<f64>> = Vec::new();
     let mut out = Vec::with_capacity(cells.len());
     // One instance for the part: each cell's two programs start from the last basis.
-    let mut lp = lp_of(comp);
+    let mut lp = lp_of(table, comp);
     for &(i, v) in cells {
         if let Some(seen) = span(&points, v)
             && seen.protects(threshold, width)
@@ -883,24 +894,25 @@ pub fn intervals(
     let found: Vec<Vec<(usize, Interval)>> = shared_out(by_comp, 64)
         .into_par_iter()
         .map(|(ci, cells)| {
-            let mut lp = lp_of(&comps[ci]);
-            // Every suppressed cell is at least 1: a cell at 1 in some optimum found has 1 as its
-            // lower end, and needs no program of its own for it.
+            let mut lp = lp_of(table, &comps[ci]);
+            // Every suppressed cell is at least its floor: a cell at its floor in some optimum
+            // found has the floor as its lower end, and needs no program of its own for it.
+            let floors = comps[ci].floors(table);
             let mut at_one = vec![false; comps[ci].vars.len()];
             cells
                 .into_iter()
                 .map(|(i, v)| {
                     let upper = lp.bound(v, End::Upper)?.map(|(hi, point)| {
-                        mark_ones(&mut at_one, &point);
+                        mark_floors(&mut at_one, &point, &floors);
                         hi
                     });
                     let lower = if at_one[v] {
-                        1.0
+                        floors[v]
                     } else {
                         let (lo, point) = lp
                             .bound(v, End::Lower)?
                             .ok_or("a suppressed cell has no lower bound")?;
-                        mark_ones(&mut at_one, &point);
+                        mark_floors(&mut at_one, &point, &floors);
                         lo
                     };
                     Ok((i, Interval { lower, upper }))
@@ -937,6 +949,7 @@ mod tests {
             keep_published: vec![],
             owner: vec![],
             district: vec![],
+            ..Table::default()
         };
         let iv = intervals(&table, &[false, true, false], &[1]).unwrap();
         assert!((iv[0].lower - 1.0).abs() < 1e-9);
@@ -959,6 +972,7 @@ mod tests {
             keep_published: vec![],
             owner: vec![],
             district: vec![],
+            ..Table::default()
         };
         let iv = intervals(&table, &[true, false], &[0]).unwrap();
         assert_eq!(iv[0].upper, Some(2.0));
@@ -978,6 +992,7 @@ mod tests {
             keep_published: vec![],
             owner: vec![crate::table::NOBODY, 1, 2, 3],
             district: vec![0; 4],
+            ..Table::default()
         }
     }
 

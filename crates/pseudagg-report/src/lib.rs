@@ -16,6 +16,7 @@ mod aggregate;
 pub mod audit;
 pub mod definition;
 pub mod expr;
+pub mod joint;
 pub mod layout;
 mod lp;
 mod output;
@@ -24,7 +25,7 @@ mod run;
 pub mod suppress;
 pub mod table;
 
-pub use aggregate::{Counter, Counts, GeInfo};
+pub use aggregate::{Counter, Counts, GeInfo, RowClass};
 pub use output::footnotes;
 pub use plan::ReportPlan;
 pub use run::{

@@ -22,12 +22,13 @@ pub(crate) enum End {
     Upper,
 }
 
-/// A linear system whose variables are suppressed counts (each at least 1), ready to bound one
-/// variable after another.
+/// A linear system whose variables are suppressed counts (each at least its floor: 1 for a
+/// published table's cell, 0 for one never published), ready to bound one variable after another.
 pub(crate) struct Lp {
     model: Option<Model>,
     /// The system, kept to build a fresh instance when a warm start ends undecided.
     rows: Vec<Row>,
+    floors: Vec<f64>,
     cols: Vec<highs::Col>,
     /// The variable whose cost is 1 now.
     objective: Option<usize>,
@@ -43,19 +44,20 @@ impl std::fmt::Debug for Lp {
 }
 
 impl Lp {
-    /// `vars` variables, each in `[1, ∞)`, under `rows`.
+    /// One variable per floor, variable `v` in `[floors[v], ∞)`, under `rows`.
     pub fn new<'a>(
-        vars: usize,
+        floors: Vec<f64>,
         rows: impl IntoIterator<Item = (&'a [(usize, f64)], Op, f64)>,
     ) -> Self {
         let rows: Vec<Row> = rows
             .into_iter()
             .map(|(t, o, r)| (t.to_vec(), o, r))
             .collect();
-        let (model, cols) = Self::build(vars, &rows, None, false);
+        let (model, cols) = Self::build(&floors, &rows, None, false);
         Self {
             model: Some(model),
             rows,
+            floors,
             cols,
             objective: None,
         }
@@ -63,14 +65,16 @@ impl Lp {
 
     /// A HiGHS instance for the system, with `objective` (if any) at cost 1.
     fn build(
-        vars: usize,
+        floors: &[f64],
         rows: &[Row],
         objective: Option<usize>,
         presolve: bool,
     ) -> (Model, Vec<highs::Col>) {
         let mut pb = RowProblem::default();
-        let cols: Vec<highs::Col> = (0..vars)
-            .map(|v| pb.add_column(if objective == Some(v) { 1.0 } else { 0.0 }, 1.0..))
+        let cols: Vec<highs::Col> = floors
+            .iter()
+            .enumerate()
+            .map(|(v, &floor)| pb.add_column(if objective == Some(v) { 1.0 } else { 0.0 }, floor..))
             .collect();
         for (terms, op, rhs) in rows {
             let terms: Vec<(highs::Col, f64)> = terms.iter().map(|&(v, c)| (cols[v], c)).collect();
@@ -109,7 +113,7 @@ impl Lp {
         ) {
             // A warm start that ends undecided (HiGHS says `Unknown`, rarely, on degenerate
             // systems) is solved again from scratch, with presolve.
-            let (mut fresh, cols) = Self::build(self.cols.len(), &self.rows, Some(var), true);
+            let (mut fresh, cols) = Self::build(&self.floors, &self.rows, Some(var), true);
             self.cols = cols;
             fresh.set_sense(sense);
             solved = fresh
@@ -126,7 +130,7 @@ impl Lp {
             {
                 None
             }
-            HighsModelStatus::ModelEmpty => Some((1.0, vec![1.0; self.cols.len()])),
+            HighsModelStatus::ModelEmpty => Some((self.floors[var], self.floors.clone())),
             other => {
                 return Err(format!(
                     "the linear program ended with status {other:?}; the table contradicts itself"
@@ -138,27 +142,28 @@ impl Lp {
     }
 }
 
-/// Points of a linear system nearest to its true solution `truth` (each variable at least 1):
+/// Points of a linear system nearest to its true solution `truth` (each variable at least its floor):
 /// minimise `sum(weight[v] * |x[v] - truth[v]|)` with one variable pushed to reach a value. The L1
 /// distance makes a point move few variables, along a short cycle of the table, rather than every
 /// variable to a vertex. One HiGHS instance serves many targets: each only changes bounds and
 /// costs, and starts from the basis before.
 pub(crate) struct Nearest {
     model: Option<Model>,
-    /// `x = truth + up - down`, `up >= 0`, `0 <= down <= truth - 1`.
+    /// `x = truth + up - down`, `up >= 0`, `0 <= down <= truth - floor`.
     up: Vec<highs::Col>,
     down: Vec<highs::Col>,
     truth: Vec<f64>,
+    floors: Vec<f64>,
     weight: Vec<f64>,
 }
 
 impl Nearest {
-    pub fn new(rows: &[RowRef<'_>], truth: &[f64], weight: &[f64]) -> Self {
+    pub fn new(rows: &[RowRef<'_>], truth: &[f64], weight: &[f64], floors: &[f64]) -> Self {
         let n = truth.len();
         let mut pb = RowProblem::default();
         let up: Vec<highs::Col> = (0..n).map(|v| pb.add_column(weight[v], 0.0..)).collect();
         let down: Vec<highs::Col> = (0..n)
-            .map(|v| pb.add_column(weight[v], 0.0..=room(truth[v])))
+            .map(|v| pb.add_column(weight[v], 0.0..=room(truth[v], floors[v])))
             .collect();
         for &(terms, op, rhs) in rows {
             let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
@@ -173,6 +178,7 @@ impl Nearest {
             up,
             down,
             truth: truth.to_vec(),
+            floors: floors.to_vec(),
             weight: weight.to_vec(),
         }
     }
@@ -200,7 +206,8 @@ impl Nearest {
             End::Lower => {
                 model.change_column_bounds(up, 0.0..=0.0);
                 let least = (self.truth[target] - reach.1).max(0.0);
-                model.change_column_bounds(down, least..=room(self.truth[target]).max(least));
+                let room = room(self.truth[target], self.floors[target]);
+                model.change_column_bounds(down, least..=room.max(least));
             }
         }
         for &v in cheap {
@@ -229,7 +236,7 @@ impl Nearest {
         let mut model = Model::from(solved);
         for &v in fixed.iter().chain([&target]) {
             model.change_column_bounds(self.up[v], 0.0..);
-            model.change_column_bounds(self.down[v], 0.0..=room(self.truth[v]));
+            model.change_column_bounds(self.down[v], 0.0..=room(self.truth[v], self.floors[v]));
         }
         for &v in cheap {
             model.change_column_cost(self.up[v], self.weight[v]);
@@ -240,9 +247,9 @@ impl Nearest {
     }
 }
 
-/// How far a variable at `truth` may go down and stay at least 1.
-fn room(truth: f64) -> f64 {
-    (truth - 1.0).max(0.0)
+/// How far a variable at `truth` may go down and stay at least `floor`.
+fn room(truth: f64, floor: f64) -> f64 {
+    (truth - floor).max(0.0)
 }
 
 /// Adds `terms op rhs` to the problem.
@@ -287,7 +294,10 @@ mod tests {
             (vec![(0, 1.0), (1, 1.0)], Op::Eq, 10.0),
             (vec![(0, 1.0)], Op::Le, 4.0),
         ];
-        let mut lp = Lp::new(2, rows.iter().map(|(t, o, r)| (t.as_slice(), *o, *r)));
+        let mut lp = Lp::new(
+            vec![1.0; 2],
+            rows.iter().map(|(t, o, r)| (t.as_slice(), *o, *r)),
+        );
         let b = |lp: &mut Lp, v, e| lp.bound(v, e).unwrap().map(|x| x.0);
         assert_eq!(b(&mut lp, 0, End::Lower), Some(1.0));
         assert_eq!(b(&mut lp, 0, End::Upper), Some(4.0));
@@ -302,7 +312,10 @@ mod tests {
     fn an_unbounded_upper_end_is_none() {
         // x - y = 0: both can grow without end.
         let rows: Rows = vec![(vec![(0, 1.0), (1, -1.0)], Op::Eq, 0.0)];
-        let mut lp = Lp::new(2, rows.iter().map(|(t, o, r)| (t.as_slice(), *o, *r)));
+        let mut lp = Lp::new(
+            vec![1.0; 2],
+            rows.iter().map(|(t, o, r)| (t.as_slice(), *o, *r)),
+        );
         assert!(lp.bound(0, End::Upper).unwrap().is_none());
         assert_eq!(lp.bound(0, End::Lower).unwrap().map(|x| x.0), Some(1.0));
     }

@@ -14,6 +14,9 @@ use crate::expr::{self, Expr};
 pub struct ReportPlan {
     pub definition: ReportDefinition,
     pub definition_sha256: String,
+    /// The definition as read (a release record keeps it, so that a later report of the month can
+    /// count its cells again).
+    pub definition_text: String,
     pub schema: Schema,
     pub(crate) population: Expr,
     pub(crate) categories: Vec<Expr>,
@@ -243,6 +246,15 @@ impl ReportPlan {
                 "a report needs at least one indicator",
             ));
         }
+        if d.indicators.len() > 64 {
+            problems.push(Problem::new(
+                Location::key("indicators"),
+                format!(
+                    "has {} indicators; a report has at most 64: split it into two reports",
+                    d.indicators.len()
+                ),
+            ));
+        }
         let mut own = Vec::new();
         let mut subset_of = Vec::new();
         let mut seen = HashSet::new();
@@ -306,6 +318,7 @@ impl ReportPlan {
             .collect();
         Ok(Self {
             definition_sha256: sha256_hex(text.as_bytes()),
+            definition_text: text.to_owned(),
             population: population.expect("checked"),
             categories: categories
                 .into_iter()

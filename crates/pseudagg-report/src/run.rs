@@ -8,6 +8,7 @@ use serde::Serialize;
 use tracing::{info, info_span};
 
 use crate::aggregate::{Counter, read_register};
+use crate::joint::{self, AtomCounter, Release, ReleaseHead, Released};
 use crate::layout::{Level, ReportTable};
 use crate::output::{Published, is_folder_code, scopes};
 use crate::plan::ReportPlan;
@@ -107,6 +108,21 @@ pub struct SuppressionNote {
     pub primary: usize,
     pub secondary: usize,
     pub rounds: usize,
+    /// The month's released reports this one was protected together with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joint: Option<JointNote>,
+}
+
+/// How a report was protected together with the month's released reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct JointNote {
+    /// The released reports (`report` or `report (request R)`).
+    pub with: Vec<String>,
+    /// Combinations of every definition's predicates, per gE, with people in them (from which the
+    /// containments between the reports' cells are found).
+    pub atoms: usize,
+    /// Groups of people one report's cell counts beyond another's, protected like cells.
+    pub groups: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -160,20 +176,61 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     let d = &plan.definition;
     let _span = info_span!("report", report = %d.name, month = %options.month).entered();
     check_out(&options.out)?;
+    let target = target_of(plan, options)?;
+    // The month's released reports: this one is protected together with them (a regenerated
+    // report replaces its own release).
+    let (previous, fixed): (Vec<Released>, Vec<Released>) =
+        joint::find_releases(&options.out, options.month)?
+            .into_iter()
+            .partition(|r| r.output == target);
+    // Recipients keep what they received: a released month's report is regenerated with its
+    // own definition, never redefined under its name (the two would be differenced).
+    if let Some(p) = previous
+        .iter()
+        .find(|p| p.release.definition_sha256 != plan.definition_sha256)
+    {
+        return Err(Error::Refused(format!(
+            "{} of {} was released with another definition (SHA-256 {}), and its recipients keep it; nothing was written. Give the changed definition another `name`: it is then protected together with the released one",
+            p.release.label(),
+            options.month,
+            p.release.definition_sha256
+        )));
+    }
+    let fixed_plans: Vec<ReportPlan> = fixed
+        .iter()
+        .map(|r| released_plan(r, plan))
+        .collect::<Result<_>>()?;
 
     let mut read = ReadOptions::new(options.month);
     read.encoding = options.encoding;
     let mut reader = ExtractReader::open(&options.input, &plan.schema, read)?;
     let month_end =
         parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
-    let mut counter = match &options.ge_register {
-        Some(path) => Counter::with_register(plan, month_end, read_register(path)?),
-        None => Counter::new(plan, month_end),
-    };
+    let register = options
+        .ge_register
+        .as_deref()
+        .map(read_register)
+        .transpose()?;
+    let mut counters: Vec<Counter> = std::iter::once(plan)
+        .chain(&fixed_plans)
+        .map(|p| match &register {
+            Some(r) => Counter::with_register(p, month_end, r.clone()),
+            None => Counter::new(p, month_end),
+        })
+        .collect();
+    let mut atoms = AtomCounter::default();
     {
-        let _s = info_span!("aggregate").entered();
+        let _s = info_span!("aggregate", reports = counters.len()).entered();
         while let Some(batch) = reader.next_batch()? {
-            counter.add(&batch);
+            if counters.len() == 1 {
+                counters[0].add(&batch);
+            } else {
+                let classes: Vec<_> = counters
+                    .iter_mut()
+                    .map(|c| c.add_classified(&batch))
+                    .collect();
+                atoms.add(&classes);
+            }
             if let Some(progress) = options.progress {
                 let (done, total) = reader.progress();
                 progress(done, total);
@@ -181,11 +238,26 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         }
     }
     let input = reader.finish()?;
-    let counts = counter.finish().map_err(|problems| Error::Input {
-        file: options.input.clone(),
-        schema: plan.schema.name.clone(),
-        problems,
-    })?;
+    let mut all_counts = Vec::new();
+    for counter in counters {
+        all_counts.push(counter.finish().map_err(|problems| Error::Input {
+            file: options.input.clone(),
+            schema: plan.schema.name.clone(),
+            problems,
+        })?);
+    }
+    for r in &fixed {
+        if r.release.input_sha256 != input.sha256 {
+            return Err(Error::Refused(format!(
+                "{} of {} was counted from another extract (SHA-256 {}), and two extracts of one month must not be published side by side; nothing was written. To publish a corrected extract, move the month's released reports out of {} and run every report of the month again",
+                r.release.label(),
+                options.month,
+                r.release.input_sha256,
+                options.out.display()
+            )));
+        }
+    }
+    let counts = all_counts.remove(0);
     info!(
         rows_read = counts.rows_read,
         rows_counted = counts.rows_counted,
@@ -194,25 +266,33 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     );
 
     let rt = ReportTable::build(plan, &counts);
+    let released_rts: Vec<ReportTable> = fixed_plans
+        .iter()
+        .zip(&all_counts)
+        .map(|(p, c)| ReportTable::build(p, c))
+        .collect();
     let params = Params {
         threshold: d.suppression.threshold,
         min_width: d.suppression.min_interval_width,
         insider: d.suppression.insider,
     };
-    let pattern = {
+    let narrowed = |iv: &crate::audit::Interval| {
+        format!(
+            "could be narrowed to [{:.1}, {}]",
+            iv.lower,
+            iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}"))
+        )
+    };
+    let (pattern, joint_note) = if fixed.is_empty() {
         let _s = info_span!("suppress", cells = rt.table.len()).entered();
-        protect(&rt.table, params).map_err(|u| {
+        let pattern = protect(&rt.table, params).map_err(|u| {
             let cells: Vec<String> = u
                 .cells
                 .iter()
                 .take(20)
                 .map(|(c, iv)| {
                     let (area, cat, ind) = locate(&rt, *c);
-                    format!(
-                        "  - {area}, {cat}{ind}: could be narrowed to [{:.1}, {}]",
-                        iv.lower,
-                        iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}"))
-                    )
+                    format!("  - {area}, {cat}{ind}: {}", narrowed(iv))
                 })
                 .collect();
             Error::CheckFailed(format!(
@@ -220,7 +300,77 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 u.reason,
                 cells.join("\n")
             ))
-        })?
+        })?;
+        (pattern, None)
+    } else {
+        // A regenerated report (or a request of a released definition) starts from the released
+        // pattern: the same extract and definitions give the same cells.
+        let start = previous
+            .iter()
+            .chain(&fixed)
+            .find(|r| {
+                r.release.definition_sha256 == plan.definition_sha256
+                    && r.release.input_sha256 == input.sha256
+            })
+            .map(|r| joint::pattern_of(&r.release, &rt));
+        let tables: Vec<&ReportTable> = std::iter::once(&rt).chain(&released_rts).collect();
+        let releases: Vec<&Release> = fixed.iter().map(|r| &r.release).collect();
+        let joint = joint::build(
+            &tables,
+            &releases,
+            &atoms.finish(),
+            start.as_deref(),
+            (&plan.definition_sha256, params.threshold),
+        )?;
+        let labels: Vec<String> = releases.iter().map(|r| r.label()).collect();
+        info!(
+            with = %labels.join(", "),
+            atoms = joint.atoms,
+            groups = joint.groups,
+            cells = joint.table.len(),
+            "protecting the report together with the month's released reports"
+        );
+        let _s = info_span!("suppress", cells = joint.table.len()).entered();
+        let describe = |c: usize| -> String {
+            let of = |(t, cell): (usize, usize)| {
+                let (area, cat, ind) = locate(tables[t], cell);
+                if t == 0 {
+                    format!("this report: {area}, {cat}{ind}")
+                } else {
+                    format!("{}: {area}, {cat}{ind}", labels[t - 1])
+                }
+            };
+            match joint.origin[c] {
+                joint::Origin::Cell { table, cell } => of((table, cell)),
+                joint::Origin::Group { x, y } => {
+                    format!("the people {} counts beyond {}", of(x), of(y))
+                }
+            }
+        };
+        let mut pattern = protect(&joint.table, params).map_err(|u| {
+            let cells: Vec<String> = u
+                .cells
+                .iter()
+                .take(20)
+                .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
+                .collect();
+            Error::CheckFailed(format!(
+                "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
+                labels.join(", "),
+                u.reason,
+                cells.join("\n")
+            ))
+        })?;
+        let n = rt.table.len();
+        pattern.suppressed.truncate(n);
+        pattern.primary.truncate(n);
+        pattern.audit.retain(|&(c, _)| c < n);
+        let note = JointNote {
+            with: labels,
+            atoms: joint.atoms,
+            groups: joint.groups,
+        };
+        (pattern, Some(note))
     };
     let primary = pattern.primary.iter().filter(|&&p| p).count();
     let suppressed = pattern.suppressed.iter().filter(|&&p| p).count();
@@ -246,19 +396,8 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             )));
         }
     }
-    let target = match &options.request {
-        None => options.out.join(&d.name).join(options.month.to_string()),
-        Some(request) => {
-            let r = &request.reference;
-            if r.starts_with('.')
-                || !r
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            {
-                return Err(Error::Refused(
-                    "the request's reference cannot name a folder (letters, digits, `-`, `_`, `.` only, not starting with `.`); nothing was written".into(),
-                ));
-            }
+    if let Some(request) = &options.request {
+        {
             let wanted: Vec<String> = request.ges.iter().map(|g| format!("ge={g}")).collect();
             if let Some(missing) = wanted.iter().find(|w| !scopes.iter().any(|s| &s.dir == *w)) {
                 return Err(Error::Refused(format!(
@@ -267,14 +406,8 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 )));
             }
             scopes.retain(|s| wanted.contains(&s.dir));
-            options
-                .out
-                .join(&d.name)
-                .join("requests")
-                .join(&request.reference)
-                .join(options.month.to_string())
         }
-    };
+    }
     let staging = StagingDir::create(&target)?;
     let published = Published {
         rt: &rt,
@@ -294,12 +427,38 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             files.extend(published.write_scope(scope, staging.path())?);
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
     // A requester's manifest describes only the cells it received.
     let shown: std::collections::HashSet<usize> = scopes
         .iter()
         .flat_map(|s| s.areas.iter().copied())
         .collect();
+    // The release record: what this output shows, for the month's later reports.
+    let release = Release::of(
+        &rt,
+        &pattern.suppressed,
+        &shown.iter().copied().collect::<Vec<_>>(),
+        ReleaseHead {
+            report: d.name.clone(),
+            request: options.request.as_ref().map(|r| r.reference.clone()),
+            month: options.month,
+            definition_sha256: plan.definition_sha256.clone(),
+            definition: plan.definition_text.clone(),
+            input_sha256: input.sha256.clone(),
+            threshold: params.threshold,
+            min_interval_width: params.min_width,
+        },
+    );
+    let mut json = serde_json::to_string(&release).expect("a release serialises");
+    json.push('\n');
+    let path = staging.path().join(joint::RELEASE_FILE);
+    std::fs::write(&path, &json).map_err(|e| Error::io("write", &path, e))?;
+    files.push(FileInfo {
+        path: joint::RELEASE_FILE.to_owned(),
+        rows: release.areas.len() as u64,
+        bytes: json.len() as u64,
+        sha256: pseudagg_io::sha256_hex(json.as_bytes()),
+    });
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     let audit = pattern
         .audit
         .iter()
@@ -348,6 +507,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             primary,
             secondary: suppressed - primary,
             rounds: pattern.rounds,
+            joint: joint_note,
         },
         audit,
         structure: StructureNote {
@@ -399,4 +559,65 @@ fn locate(rt: &ReportTable, cell: usize) -> (String, String, String) {
         format!("{} / ", rt.categories[c])
     };
     (place, cat, rt.indicators[k].clone())
+}
+
+/// Where the report goes: `{out}/{report}/{month}/`, or for a request
+/// `{out}/{report}/requests/{reference}/{month}/`.
+fn target_of(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<PathBuf> {
+    let d = &plan.definition;
+    Ok(match &options.request {
+        None => options.out.join(&d.name).join(options.month.to_string()),
+        Some(request) => {
+            let r = &request.reference;
+            if r.starts_with('.')
+                || !r
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            {
+                return Err(Error::Refused(
+                    "the request's reference cannot name a folder (letters, digits, `-`, `_`, `.` only, not starting with `.`); nothing was written".into(),
+                ));
+            }
+            options
+                .out
+                .join(&d.name)
+                .join("requests")
+                .join(r)
+                .join(options.month.to_string())
+        }
+    })
+}
+
+/// The plan of a released report, from the definition its release record keeps. It must be the
+/// definition the record names, over this run's input schema, with this run's protection limits.
+fn released_plan(r: &Released, plan: &ReportPlan) -> Result<ReportPlan> {
+    let file = r.output.join(joint::RELEASE_FILE);
+    let rel = &r.release;
+    if pseudagg_io::sha256_hex(rel.definition.as_bytes()) != rel.definition_sha256 {
+        return Err(Error::Refused(format!(
+            "the release record {} holds another definition than the one it names; restore it from backup",
+            file.display()
+        )));
+    }
+    let p = ReportPlan::from_toml(&rel.definition, &file)?;
+    if p.schema.name != plan.schema.name {
+        return Err(Error::Refused(format!(
+            "the released report {} reads the input schema {}, this one {}; reports of one month protected together read one extract",
+            rel.label(),
+            p.schema.name,
+            plan.schema.name
+        )));
+    }
+    let (a, b) = (&p.definition.suppression, &plan.definition.suppression);
+    if (a.threshold, a.min_interval_width) != (b.threshold, b.min_interval_width) {
+        return Err(Error::Refused(format!(
+            "the released report {} protects with threshold {} and interval width {}, this one with {} and {}; the reports of a month are protected together, with one threshold",
+            rel.label(),
+            a.threshold,
+            a.min_interval_width,
+            b.threshold,
+            b.min_interval_width
+        )));
+    }
+    Ok(p)
 }

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::audit::{Index, Interval, certify, certify_exact, insiders_to_check, intervals};
-use crate::table::Table;
+use crate::table::{Kind, Table};
 
 /// Suppression settings.
 #[derive(Debug, Clone, Copy)]
@@ -46,17 +46,14 @@ const TOP_RANK: u8 = 4;
 /// Suppresses until every primary cell is protected, or says which cannot be.
 #[allow(clippy::too_many_lines)] // the rounds of one algorithm, in order
 pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
-    let primary: Vec<bool> = table
-        .values
-        .iter()
-        .map(|&v| v > 0 && v < params.threshold)
+    let primary: Vec<bool> = (0..table.len())
+        .map(|c| table.is_primary(c, params.threshold))
         .collect();
-    let mut suppressed = primary.clone();
+    let mut suppressed: Vec<bool> = (0..table.len())
+        .map(|c| primary[c] || table.starts_suppressed(c))
+        .collect();
     let index = Index::new(table);
     let primaries: Vec<usize> = (0..table.len()).filter(|&c| primary[c]).collect();
-    let better = |a: usize, b: usize| {
-        (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b)
-    };
     let fail = |reason: String| Unprotected {
         cells: vec![],
         reason,
@@ -85,22 +82,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     loop {
         rounds += 1;
         // (1) No relation may hold a single suppressed cell.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for s in &table.sums {
-                let cells = s.parts.iter().copied().chain([s.total]);
-                if cells.clone().filter(|&c| suppressed[c]).count() == 1 {
-                    let pick = cells
-                        .filter(|&c| !suppressed[c] && table.may_suppress(c))
-                        .reduce(|a, b| if better(a, b) { a } else { b });
-                    if let Some(c) = pick {
-                        suppressed[c] = true;
-                        changed = true;
-                    }
-                }
-            }
-        }
+        relation_rule(table, &mut suppressed);
         tracing::debug!(
             round = rounds,
             suppressed = suppressed.iter().filter(|&&x| x).count(),
@@ -155,7 +137,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 InsiderRound::Added => continue,
             }
             let secondary: Vec<usize> = (0..table.len())
-                .filter(|&c| suppressed[c] && !primary[c])
+                .filter(|&c| suppressed[c] && !primary[c] && table.kind_of(c) == Kind::Published)
                 .collect();
             // A secondary cell's interval is its feasible interval over its whole connected part,
             // never one with its neighbours held at their true values (that would record the
@@ -234,6 +216,34 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             let found = insiders_to_check(table, &suppressed, &proved, limits).map_err(fail)?;
             for ((c, _), uncovered) in proved.into_iter().zip(found) {
                 to_check[c] = uncovered;
+            }
+        }
+    }
+}
+
+/// Rule (1): no relation may hold a single suppressed cell (unless it is an atom, which may be
+/// known); one more of its cells is suppressed, an inner one (low rank) before a total, then a
+/// small one, then the lower index.
+fn relation_rule(table: &Table, suppressed: &mut [bool]) {
+    let better = |a: usize, b: usize| {
+        (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b)
+    };
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for s in &table.sums {
+            let cells = s.parts.iter().copied().chain([s.total]);
+            let mut hidden = cells.clone().filter(|&c| suppressed[c]);
+            if let (Some(only), None) = (hidden.next(), hidden.next())
+                && table.kind_of(only) != Kind::Atom
+            {
+                let pick = cells
+                    .filter(|&c| !suppressed[c] && table.may_suppress(c))
+                    .reduce(|a, b| if better(a, b) { a } else { b });
+                if let Some(c) = pick {
+                    suppressed[c] = true;
+                    changed = true;
+                }
             }
         }
     }
@@ -421,6 +431,7 @@ mod tests {
             keep_published: vec![],
             owner: vec![],
             district: vec![],
+            ..Table::default()
         }
     }
 
@@ -501,6 +512,7 @@ mod tests {
             keep_published: vec![],
             owner: vec![],
             district: vec![],
+            ..Table::default()
         };
         let params = Params {
             threshold: 3,
@@ -554,6 +566,7 @@ mod tests {
             keep_published: vec![],
             owner: vec![],
             district: vec![],
+            ..Table::default()
         };
         let pattern = protect(
             &table,

@@ -25,6 +25,28 @@ pub struct Table {
     /// The district (RD) a gE's cells belong to, by cell; [`NOBODY`] where there is none. An
     /// insider sees its own district's table.
     pub district: Vec<u32>,
+    /// What each cell is (empty: every cell is [`Kind::Published`]). Reports protected together
+    /// add cells that are never published: the atoms their cells are sums of, and the groups of
+    /// people two nested cells differ by.
+    pub kind: Vec<Kind>,
+    /// Cells suppressed from the start (empty: none): those an earlier release of the month
+    /// suppressed, and a regenerated report's pattern as released.
+    pub preset: Vec<bool>,
+}
+
+/// What a cell of a [`Table`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Kind {
+    /// A cell of a published table: published, or suppressed when small or to protect another.
+    #[default]
+    Published,
+    /// A count that is never published and need not be protected (an atom of the reports of a
+    /// month: the people with one combination of every definition's predicates, in one gE; or a
+    /// cell of a released table that its release did not show). It may be 0.
+    Atom,
+    /// A group of people that is never published but must be protected like a published cell:
+    /// what a cell of one report counts beyond a cell of another that it contains. It may be 0.
+    Group,
 }
 
 /// No owner, or no district.
@@ -44,7 +66,39 @@ impl Table {
     /// May secondary suppression choose this cell?
     #[must_use]
     pub fn may_suppress(&self, cell: usize) -> bool {
-        self.values[cell] > 0 && !self.keep_published.get(cell).copied().unwrap_or(false)
+        self.values[cell] > 0
+            && !self.keep_published.get(cell).copied().unwrap_or(false)
+            && self.kind_of(cell) == Kind::Published
+    }
+
+    /// What the cell is.
+    #[must_use]
+    pub fn kind_of(&self, cell: usize) -> Kind {
+        self.kind.get(cell).copied().unwrap_or_default()
+    }
+
+    /// The least value the cell can take once suppressed: 1 for a published table's cell (zeros
+    /// are published, so a suppressed cell is known to be positive), 0 for one never published.
+    #[must_use]
+    pub fn floor(&self, cell: usize) -> f64 {
+        match self.kind_of(cell) {
+            Kind::Published => 1.0,
+            Kind::Atom | Kind::Group => 0.0,
+        }
+    }
+
+    /// Must the cell be protected at this threshold: a published table's cell or a group of
+    /// people with a count from 1 to `threshold - 1`.
+    #[must_use]
+    pub fn is_primary(&self, cell: usize, threshold: u64) -> bool {
+        let v = self.values[cell];
+        v > 0 && v < threshold && self.kind_of(cell) != Kind::Atom
+    }
+
+    /// Is the cell suppressed before any rule runs: never published, or preset.
+    #[must_use]
+    pub fn starts_suppressed(&self, cell: usize) -> bool {
+        self.kind_of(cell) != Kind::Published || self.preset.get(cell).copied().unwrap_or(false)
     }
 
     /// The gE that knows this cell, if the insider model applies to it.

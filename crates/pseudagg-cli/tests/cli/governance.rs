@@ -270,12 +270,23 @@ fn a_complete_request_gets_only_its_ge_and_is_recorded() {
     assert!(
         files
             .iter()
-            .all(|f| f == "manifest.json" || f.starts_with("ge=86101/")),
+            .all(|f| f == "manifest.json" || f == "release.json" || f.starts_with("ge=86101/")),
         "{files:?}"
     );
     // What the Traeger receives, `ge=86101/`: its three tables and a manifest of hashes, month,
     // definition and scope. No audit (issue 18: the intervals gave true values away).
-    assert_eq!(files.len(), 5, "{files:?}");
+    assert_eq!(files.len(), 6, "{files:?}");
+    // The steward's release record beside it names only what the Traeger received.
+    let release: Value =
+        serde_json::from_slice(&fs::read(target.join("release.json")).unwrap()).unwrap();
+    let areas: Vec<&Value> = release["areas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["area"])
+        .collect();
+    assert_eq!(areas, [&Value::from("ge=86101")]);
+    assert_eq!(release["request"], "SAC-86101-2025-001");
     let own: Value =
         serde_json::from_slice(&fs::read(target.join("ge=86101/_manifest.json")).unwrap()).unwrap();
     let keys: Vec<&String> = own.as_object().unwrap().keys().collect();

@@ -17,6 +17,9 @@ mod commands;
 /// opDs reports: recipients' scopes, suppression, workbooks, no time series.
 mod reports;
 
+/// The reports of one month protected together: a second definition cannot be differenced.
+mod joint;
+
 /// `pseudagg verify`: good output passes, planted violations are found by rule.
 mod verify;
 
