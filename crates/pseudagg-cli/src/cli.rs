@@ -248,6 +248,48 @@ pub(crate) enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// The owner's look-up: the customer behind pseudonyms of one month, logged in the protocol.
+    ///
+    /// After the RD's review the gE or agency that owns a case finds it for the dialogue on the
+    /// findings. The pseudonyms of the extract's kept cases are computed again with the month's key;
+    /// for each asked pseudonym the customer number, or `not-found`, is written (CSV, mode 0600,
+    /// never over an existing file). The protocol records operator, reason and counts, never a
+    /// value. At most --max pseudonyms per call; a pseudonym of another month (a `month` column in
+    /// the list) is refused.
+    ///
+    /// Example: pseudagg reidentify --pipeline pipelines/vkb.toml --input verbis-vkb-2025-03.csv
+    /// --month 2025-03 --key-file /secure/vkb.key --pseudonyms befunde.csv --reason "Befund RD NRW
+    /// vom 12.04." --out /secure/fall.csv --protocol /data/biss/protocol.jsonl
+    Reidentify {
+        /// The pipeline that wrote the pseudonyms, for example pipelines/vkb.toml.
+        #[arg(long)]
+        pipeline: PathBuf,
+        /// The month's extract the output was made from: *.csv or *.parquet.
+        #[arg(long)]
+        input: PathBuf,
+        /// The Datenstand, YYYY-MM, of the extract and the pseudonyms.
+        #[arg(long)]
+        month: String,
+        /// The key file the output was made with (mode 0600).
+        #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
+        key_file: PathBuf,
+        /// The pseudonyms asked for: a `;`-separated CSV with a `pseudonym` column (the review
+        /// sample is one) and optionally a `month` column.
+        #[arg(long)]
+        pseudonyms: PathBuf,
+        /// Why the cases are looked up (the review's finding, the dialogue); goes to the protocol.
+        #[arg(long)]
+        reason: String,
+        /// Where to write the answer (CSV `pseudonym;column;value;status`). Never overwrites a file.
+        #[arg(long)]
+        out: PathBuf,
+        /// The most pseudonyms one call may look up.
+        #[arg(long, default_value_t = 50)]
+        max: usize,
+        /// The CSV's character encoding.
+        #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
+        encoding: EncodingArg,
+    },
     /// The run protocol: check its chain, purge expired records, draw the monthly control sample.
     Protocol {
         #[command(subcommand)]

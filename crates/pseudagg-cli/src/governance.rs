@@ -427,6 +427,175 @@ pub(crate) fn write_sample(
     Ok(sample)
 }
 
+/// What `reidentify` was asked.
+pub(crate) struct Lookup<'a> {
+    pub pipeline: &'a Path,
+    pub input: &'a Path,
+    pub month: &'a str,
+    pub key_file: &'a Path,
+    pub pseudonyms: &'a Path,
+    pub reason: &'a str,
+    pub out: &'a Path,
+    pub max: usize,
+    pub encoding: pseudagg_io::Encoding,
+}
+
+/// Reads the asked pseudonyms: a `;`-separated CSV with a `pseudonym` column and optionally a
+/// `month` column, each pseudonym 64 lower-case hex characters; duplicates count once. Problems
+/// name the line, never the value.
+fn asked_pseudonyms(path: &Path, month: Month) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
+    let bad =
+        |line: usize, what: &str| Error::Usage(format!("{}, line {line}: {what}", path.display()));
+    let mut lines = text.trim_start_matches('\u{feff}').lines().enumerate();
+    let header: Vec<&str> = lines
+        .next()
+        .map(|(_, h)| h.trim_end_matches('\r').split(';').map(str::trim).collect())
+        .unwrap_or_default();
+    let Some(at) = header.iter().position(|h| *h == "pseudonym") else {
+        return Err(bad(
+            1,
+            "the header has no `pseudonym` column (a `;`-separated CSV, like the review sample)",
+        )
+        .into());
+    };
+    let month_at = header.iter().position(|h| *h == "month");
+    let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, line) in lines {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(';').map(str::trim).collect();
+        let p = fields.get(at).copied().unwrap_or_default();
+        if p.len() != pseudagg_keys::PSEUDONYM_LEN
+            || !p.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(bad(i + 1, "is not a pseudonym (64 lower-case hex characters)").into());
+        }
+        if let Some(m) = month_at {
+            let theirs = fields.get(m).copied().unwrap_or_default();
+            if theirs != month.to_string() {
+                return Err(Error::Refused(format!(
+                    "{}, line {}: the pseudonym is of month {theirs}, not {month}; pseudonyms are bound to their month, so look it up with that month's extract",
+                    path.display(),
+                    i + 1
+                ))
+                .into());
+            }
+        }
+        if seen.insert(p.to_owned()) {
+            out.push(p.to_owned());
+        }
+    }
+    if out.is_empty() {
+        return Err(bad(1, "lists no pseudonym").into());
+    }
+    Ok(out)
+}
+
+/// `reidentify`: the owner's logged look-up of the cases behind pseudonyms.
+pub(crate) fn reidentify_command(ctx: &Context, a: &Lookup<'_>) -> Result<()> {
+    let month = Month::parse_for_run(a.month)?;
+    if a.reason.trim().is_empty() {
+        return Err(Error::Usage(
+            "--reason must say why the cases are looked up (it goes to the protocol)".into(),
+        )
+        .into());
+    }
+    if ctx.protocol.is_none() {
+        return Err(Error::Usage(
+            "reidentify needs --protocol (or PSEUDAGG_PROTOCOL): the protocol of the outputs the pseudonyms come from, where the look-up is recorded".into(),
+        )
+        .into());
+    }
+    let p = ctx.protocol(Path::new("."));
+    preflight(&p, ctx)?;
+    let mut entry = ctx.entry("reidentify");
+    entry.month = Some(month.to_string());
+    entry
+        .inputs
+        .push(file_ref(a.input, &a.input.display().to_string()));
+    entry
+        .inputs
+        .push(file_ref(a.pseudonyms, &a.pseudonyms.display().to_string()));
+    // Every attempt is recorded, a refused one too.
+    let mut asked = 0;
+    let result = (|| -> Result<usize> {
+        let wanted = asked_pseudonyms(a.pseudonyms, month)?;
+        asked = wanted.len();
+        if wanted.len() > a.max {
+            return Err(Error::Refused(format!(
+                "{} pseudonyms asked, at most {} per call (--max); a look-up is for the cases of a finding, not for a whole sample",
+                wanted.len(),
+                a.max
+            ))
+            .into());
+        }
+        if a.out.exists() {
+            return Err(Error::Usage(format!(
+                "{} exists; the look-up never overwrites a file",
+                a.out.display()
+            ))
+            .into());
+        }
+        let plan = pseudagg_pipeline::Plan::load(a.pipeline)?;
+        let key = pseudagg_keys::MasterKey::load(a.key_file)?;
+        entry.subject = Some(plan.definition.name.clone());
+        entry.key_id = Some(key.id().to_string());
+        let found = pseudagg_pipeline::lookup(
+            &plan,
+            &pseudagg_pipeline::LookupOptions {
+                input: a.input.to_owned(),
+                month,
+                encoding: a.encoding,
+                key: &key,
+            },
+            &wanted,
+        )?;
+        let mut text = String::from("pseudonym;column;value;status\n");
+        for f in &found {
+            match &f.hit {
+                Some((column, value)) => {
+                    let _ = writeln!(text, "{};{column};{value};found", f.pseudonym);
+                }
+                None => {
+                    let _ = writeln!(text, "{};;;not-found", f.pseudonym);
+                }
+            }
+        }
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(a.out)
+            .map_err(|e| Error::io("create (it must not exist yet)", a.out, e))?;
+        std::io::Write::write_all(&mut file, text.as_bytes())
+            .map_err(|e| Error::io("write", a.out, e))?;
+        Ok(found.iter().filter(|f| f.hit.is_some()).count())
+    })();
+    // The answer's path, never its hash: a hash of a few customer numbers could be guessed.
+    entry.outputs.push(FileRef {
+        path: a.out.display().to_string(),
+        sha256: String::new(),
+    });
+    entry.rows_out = result.as_ref().ok().map(|&n| n as u64);
+    entry.details = serde_json::json!({
+        "reason": a.reason.trim(),
+        "asked": asked,
+        "found": result.as_ref().ok(),
+        "max": a.max,
+    });
+    log(&p, entry, outcome_of(&result))?;
+    let found = result?;
+    say(&format!(
+        "{found} of {asked} pseudonyms found; the answer is in {} (mode 0600): handle it as personal data",
+        a.out.display()
+    ));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;

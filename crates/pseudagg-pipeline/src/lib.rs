@@ -31,6 +31,7 @@
 
 mod definition;
 mod kanon;
+mod lookup;
 mod manifest;
 mod plan;
 mod run;
@@ -39,6 +40,7 @@ mod transform;
 pub use definition::{
     AgeBand, DaysBand, Filter, Generalise, KAnonymity, PipelineDefinition, Pseudonymise,
 };
+pub use lookup::{Found, LookupOptions, lookup};
 pub use manifest::{
     ColumnNote, InputNote, KAnonymityNote, Manifest, PartitionCounts, PartitionRisk,
 };

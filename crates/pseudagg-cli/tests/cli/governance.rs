@@ -873,3 +873,130 @@ fn report(out: &Path) -> crate::common::Output {
         out.to_str().unwrap(),
     ])
 }
+
+/// The fixed vector's case (key bytes 0..32, vkb, 2025-03, 325D123456, from
+/// testdata/vectors/pseudonym_vector.py) among three flagged NRW rows.
+fn vector_case(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = key_file(dir, std::array::from_fn(|i| i as u8));
+    let mut input = Extract::sample_vkb().only("rd", "NRW").head(3);
+    input.set(0, "kundennummer", "325D123456");
+    for row in 0..3 {
+        input.set(row, "vkb_kennzeichen", "J");
+    }
+    (input.write(&dir.join("verbis-vkb-2025-03.csv")), key)
+}
+
+const VECTOR_PSEUDONYM: &str = "78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e";
+
+fn reidentify(
+    dir: &Path,
+    input: &Path,
+    key: &Path,
+    asked: &str,
+    extra: &[&str],
+) -> crate::common::Output {
+    let list = dir.join("asked.csv");
+    fs::write(&list, asked).unwrap();
+    let mut args = vec![
+        "reidentify",
+        "--pipeline",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines/vkb.toml"),
+        "--input",
+        input.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--pseudonyms",
+        list.to_str().unwrap(),
+        "--reason",
+        "Befund der RD NRW zum Fall 1",
+    ];
+    let out = dir.join("answer.csv");
+    let protocol = dir.join("protocol.jsonl");
+    args.extend([
+        "--out",
+        out.to_str().unwrap(),
+        "--protocol",
+        protocol.to_str().unwrap(),
+    ]);
+    args.extend_from_slice(extra);
+    pseudagg(&args)
+}
+
+/// Issue 17 §6: the owner finds the case behind a pseudonym of the review, logged, bounded.
+#[test]
+fn the_owner_looks_up_the_case_behind_a_pseudonym_and_it_is_logged() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (input, key) = vector_case(dir.path());
+    let unknown = "ab".repeat(32);
+    let r = reidentify(
+        dir.path(),
+        &input,
+        &key,
+        &format!("rd;pseudonym\nNRW;{VECTOR_PSEUDONYM}\nNRW;{unknown}\nNRW;{VECTOR_PSEUDONYM}\n"),
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let answer = dir.path().join("answer.csv");
+    assert_eq!(
+        fs::read_to_string(&answer).unwrap(),
+        format!(
+            "pseudonym;column;value;status\n{VECTOR_PSEUDONYM};kundennummer;325D123456;found\n{unknown};;;not-found\n"
+        )
+    );
+    assert_eq!(
+        fs::metadata(&answer).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Logged with operator, reason and counts; the customer number appears nowhere in it.
+    let protocol = fs::read_to_string(dir.path().join("protocol.jsonl")).unwrap();
+    assert!(!protocol.contains("325D123456"), "{protocol}");
+    let record: Value = serde_json::from_str(protocol.lines().last().unwrap()).unwrap();
+    assert_eq!(record["command"], "reidentify");
+    assert_eq!(record["details"]["reason"], "Befund der RD NRW zum Fall 1");
+    assert_eq!(record["details"]["asked"], 2);
+    assert_eq!(record["details"]["found"], 1);
+    assert!(!record["operator"].as_str().unwrap().is_empty());
+    assert!(!r.stderr.contains("325D123456") && !r.stdout.contains("325D123456"));
+    // The answer is never overwritten.
+    let again = reidentify(
+        dir.path(),
+        &input,
+        &key,
+        &format!("pseudonym\n{VECTOR_PSEUDONYM}\n"),
+        &[],
+    );
+    assert_eq!(again.code, 2, "{}", again.stderr);
+}
+
+#[test]
+fn a_look_up_of_too_many_or_of_another_month_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, key) = vector_case(dir.path());
+    let many: String = std::iter::once("pseudonym\n".to_owned())
+        .chain((0..3).map(|i| format!("{}\n", format!("{i:x}").repeat(64))))
+        .collect();
+    let r = reidentify(dir.path(), &input, &key, &many, &["--max", "2"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("at most 2 per call"), "{}", r.stderr);
+    // A refused attempt is recorded too.
+    let protocol = fs::read_to_string(dir.path().join("protocol.jsonl")).unwrap();
+    let record: Value = serde_json::from_str(protocol.lines().last().unwrap()).unwrap();
+    assert_eq!(record["command"], "reidentify");
+    assert_ne!(record["outcome"], "ok");
+    assert_eq!(record["details"]["asked"], 3);
+    let other = format!("month;pseudonym\n2025-02;{VECTOR_PSEUDONYM}\n");
+    let r = reidentify(dir.path(), &input, &key, &other, &[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("line 2") && r.stderr.contains("month 2025-02"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !dir.path().join("answer.csv").exists(),
+        "something was written"
+    );
+}
