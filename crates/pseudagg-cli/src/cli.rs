@@ -184,8 +184,8 @@ pub(crate) enum Command {
         /// Seed of the random generator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// File format; by default from the name of --out.
-        #[arg(long, value_enum)]
+        /// File format; by default from the name of --out. (`--format` is its old spelling.)
+        #[arg(long = "file-format", alias = "format", value_enum)]
         format: Option<FormatArg>,
         /// Where to write.
         #[arg(long)]
@@ -208,13 +208,23 @@ pub(crate) enum Command {
     /// the interval audit of every scope, one month, and CSV against Parquet. Findings name file,
     /// row, column and rule, never the value.
     Verify {
-        /// The output folder of one month.
-        dir: PathBuf,
+        /// The output folder of one month (or give it as --dataset DIR, as `sample` takes it).
+        #[arg(value_name = "DIR", required_unless_present = "dataset")]
+        dir: Option<PathBuf>,
+        /// The output folder of one month, as an option.
+        #[arg(long, value_name = "DIR", conflicts_with = "dir")]
+        dataset: Option<PathBuf>,
         /// The original extract: no sensitive input value may reappear in the output.
         #[arg(long)]
         input: Option<PathBuf>,
-        /// The input CSV's character encoding.
-        #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
+        /// The input CSV's character encoding. (`--input-encoding` is its old spelling.)
+        #[arg(
+            long = "encoding",
+            alias = "input-encoding",
+            value_name = "ENCODING",
+            value_enum,
+            default_value_t = EncodingArg::Utf8
+        )]
         input_encoding: EncodingArg,
         /// The key file: every pseudonym must recompute from its input row (needs --input).
         #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
@@ -235,8 +245,9 @@ pub(crate) enum Command {
     ///
     /// Writes `rd;pseudonym` (CSV) for the Zentrale's review; all cases of an RD with fewer than N.
     Sample {
-        /// One month of a pseudonymised dataset, for example OUT/vkb/2025-03.
-        #[arg(long)]
+        /// One month of a pseudonymised dataset, for example OUT/vkb/2025-03. (`--input` is its
+        /// old spelling.)
+        #[arg(long = "dataset", alias = "input", value_name = "DIR")]
         input: PathBuf,
         /// Cases per RD.
         #[arg(long, default_value_t = 10)]
@@ -314,6 +325,17 @@ pub(crate) enum Command {
         #[arg(long, default_value = "demo-output")]
         out: PathBuf,
     },
+    /// Print a shell completion script on stdout.
+    ///
+    /// Example: pseudagg completions bash > /etc/bash_completion.d/pseudagg
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) on stdout.
+    ///
+    /// Example: pseudagg man > /usr/local/share/man/man1/pseudagg.1
+    Man,
 }
 
 /// A share from 0 to 1.

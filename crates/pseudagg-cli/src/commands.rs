@@ -236,6 +236,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
         }
         Command::Verify {
             dir,
+            dataset,
             input,
             input_encoding,
             key_file,
@@ -243,6 +244,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             max_linkable,
             format,
         } => {
+            let dir = dir.or(dataset).expect("clap requires DIR or --dataset");
             let options = pseudagg_verify::Options {
                 input,
                 input_windows_1252: input_encoding == EncodingArg::Windows1252,
@@ -335,6 +337,20 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             key_file,
         } => crate::batch::run(ctx, &config, &month, key_file.as_deref()),
         Command::Demo { out } => demo(&out, json),
+        Command::Completions { shell } => {
+            let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "pseudagg", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man => {
+            let cmd = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd)
+                .render(&mut std::io::stdout())
+                .map_err(|e| {
+                    pseudagg_core::Error::io("write the manual page to", Path::new("stdout"), e)
+                })?;
+            Ok(())
+        }
     }
 }
 

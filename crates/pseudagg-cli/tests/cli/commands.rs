@@ -266,3 +266,114 @@ fn every_command_has_help() {
         r.stdout
     );
 }
+
+/// Issue 17 §2: completions and the man page come from the same clap definition as `--help`.
+#[test]
+fn completions_and_the_man_page_name_every_command() {
+    for shell in ["bash", "zsh", "fish"] {
+        let r = pseudagg(&["completions", shell]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        for word in ["pseudonymise", "reidentify", "pseudonyms", "ge-register"] {
+            assert!(r.stdout.contains(word), "{shell} completion lacks {word}");
+        }
+    }
+    let r = pseudagg(&["man"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with(".ie") && r.stdout.contains(".TH pseudagg 1"));
+    assert!(r.stdout.contains("reidentify") && r.stdout.contains("verify"));
+    let r = pseudagg(&["completions", "cmd.exe"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
+/// Issue 17 §2: one vocabulary. `sample` and `verify` both take the month's folder as `--dataset`,
+/// `verify`'s extract encoding is `--encoding` as everywhere, and `gen-testdata`'s file format is
+/// `--file-format` (`--format` is the output format of `verify`). The old spellings still work
+/// for scripts, hidden from the help.
+#[test]
+fn renamed_options_keep_their_old_spelling_as_hidden_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let gen_with = |flag: &str, out: &str| {
+        let path = d.join(out);
+        let r = pseudagg(&[
+            "gen-testdata",
+            "--kind",
+            "verbis-vkb",
+            "--rows",
+            "50",
+            "--month",
+            "2025-03",
+            flag,
+            "csv",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{flag}: {}", r.stderr);
+        fs::read(path).unwrap()
+    };
+    assert_eq!(
+        gen_with("--file-format", "a.txt"),
+        gen_with("--format", "b.txt")
+    );
+
+    let key = key_file(d, [7; 32]);
+    let out = d.join("out");
+    let r = crate::common::pseudonymise_vkb(
+        std::path::Path::new(SAMPLE_VKB),
+        "2025-03",
+        &key,
+        &out,
+        &[],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let ds = out.join("vkb/2025-03");
+    let sample_with = |flag: &str, file: &str| {
+        let path = d.join(file);
+        let r = pseudagg(&[
+            "sample",
+            flag,
+            ds.to_str().unwrap(),
+            "--seed",
+            "4",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{flag}: {}", r.stderr);
+        fs::read(path).unwrap()
+    };
+    assert_eq!(
+        sample_with("--dataset", "s1.csv"),
+        sample_with("--input", "s2.csv")
+    );
+
+    for args in [
+        vec![
+            "verify",
+            "--dataset",
+            ds.to_str().unwrap(),
+            "--input",
+            SAMPLE_VKB,
+            "--encoding",
+            "utf-8",
+        ],
+        vec![
+            "verify",
+            ds.to_str().unwrap(),
+            "--input",
+            SAMPLE_VKB,
+            "--input-encoding",
+            "utf-8",
+        ],
+    ] {
+        let r = pseudagg(&args);
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    }
+    for (command, old) in [
+        ("verify", "--input-encoding <"),
+        ("sample", "--input <"),
+        ("gen-testdata", "--format <"),
+    ] {
+        let help = pseudagg(&[command, "--help"]).stdout;
+        assert!(!help.contains(old), "{command} --help shows {old}");
+    }
+}
