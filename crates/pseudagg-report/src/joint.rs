@@ -130,17 +130,21 @@ pub struct ReleaseHead {
     pub min_interval_width: u64,
 }
 
+/// Each area of `rt` by its [`area_key`].
+fn areas_by_key(rt: &ReportTable) -> HashMap<String, usize> {
+    rt.areas
+        .iter()
+        .enumerate()
+        .map(|(a, x)| (area_key(x), a))
+        .collect()
+}
+
 /// The pattern a release shows, on the cells of `rt` (a table of the same definition): suppressed
 /// where the release has `null`; cells of areas it did not show are not suppressed.
 #[must_use]
 pub fn pattern_of(release: &Release, rt: &ReportTable) -> Vec<bool> {
     let per_area = rt.categories.len() * rt.indicators.len();
-    let by_key: HashMap<String, usize> = rt
-        .areas
-        .iter()
-        .enumerate()
-        .map(|(a, x)| (area_key(x), a))
-        .collect();
+    let by_key = areas_by_key(rt);
     let mut out = vec![false; rt.table.len()];
     for ra in &release.areas {
         if let Some(&a) = by_key.get(&ra.area) {
@@ -341,12 +345,7 @@ pub fn build(
                 release.label()
             )));
         }
-        let by_key: HashMap<String, usize> = rt
-            .areas
-            .iter()
-            .enumerate()
-            .map(|(a, x)| (area_key(x), a))
-            .collect();
+        let by_key = areas_by_key(rt);
         let mut kind = vec![Kind::Atom; cells];
         let mut preset = vec![false; cells];
         for ra in &release.areas {

@@ -47,17 +47,12 @@ fn sac_extract() -> &'static PathBuf {
 }
 
 fn report(definition: &Path, input: &Path, out: &Path) -> Output {
-    pseudagg(&[
-        "report",
-        "--definition",
+    crate::reports::report(
         definition.to_str().unwrap(),
-        "--input",
         input.to_str().unwrap(),
-        "--month",
         "2025-03",
-        "--out",
-        out.to_str().unwrap(),
-    ])
+        out,
+    )
 }
 
 fn shipped(name: &str) -> PathBuf {

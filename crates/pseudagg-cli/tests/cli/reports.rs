@@ -18,7 +18,7 @@ const BERATUNG: &str = concat!(
     "/../../pipelines/beratung-sprachniveau.toml"
 );
 
-fn report(definition: &str, input: &str, month: &str, out: &Path) -> Output {
+pub(crate) fn report(definition: &str, input: &str, month: &str, out: &Path) -> Output {
     pseudagg(&[
         "report",
         "--definition",
