@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use pseudagg_core::{Error, Month, parse_definition};
-use pseudagg_governance::{Entry, Protocol};
+use pseudagg_governance::Entry;
 use pseudagg_io::{Encoding, StagingDir};
 use pseudagg_keys::MasterKey;
 use pseudagg_pipeline::Plan;
@@ -22,7 +22,8 @@ use tracing::{error, info, info_span};
 
 use crate::commands::{dataset_refs, pseudonymise, report, report_refs, say};
 use crate::governance::{
-    Announced, Context, file_ref, log, neighbour_month, outcome_of, preflight, staged_findings,
+    Announced, Context, file_ref, keys_apart, log, neighbour_month, outcome_of, preflight,
+    staged_findings,
 };
 
 /// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
@@ -38,6 +39,10 @@ struct BatchConfig {
     /// The protocol (else `--protocol`, else `protocol.jsonl` in the output root).
     #[serde(default)]
     protocol: Option<String>,
+    /// The protocol key's file (else `--protocol-key` or `PSEUDAGG_PROTOCOL_KEY_FILE`, which
+    /// win over it).
+    #[serde(default)]
+    protocol_key: Option<String>,
     #[serde(default)]
     pseudonymise: Vec<PseudonymiseStep>,
     #[serde(default)]
@@ -131,16 +136,22 @@ pub(crate) fn run(
     let out = resolve(&cfg.out);
     fs::create_dir_all(&out).map_err(|e| Error::io("create folder", &out, e))?;
     let _lock = lock_month(&out, month)?;
-    let protocol = Protocol::new(
+    let protocol = ctx.protocol_at(
         &ctx.protocol
             .clone()
             .or_else(|| cfg.protocol.as_deref().map(resolve))
             .unwrap_or_else(|| out.join("protocol.jsonl")),
-    );
+        cfg.protocol_key.as_deref().map(resolve).as_deref(),
+    )?;
     preflight(&protocol, ctx)?;
     let key_path = key_file
         .map(Path::to_owned)
         .or_else(|| cfg.key_file.as_deref().map(resolve));
+    if protocol.key_id().is_some()
+        && let Some(k) = key_path.as_deref()
+    {
+        keys_apart(&protocol, &MasterKey::load(k)?)?;
+    }
     let _span = info_span!("run", month = %month).entered();
 
     let staging = out.join(format!(".run-{month}.staging"));

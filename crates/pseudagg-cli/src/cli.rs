@@ -18,6 +18,17 @@ pub(crate) struct Cli {
     #[arg(long, global = true, env = "PSEUDAGG_PROTOCOL")]
     pub protocol: Option<PathBuf>,
 
+    /// The protocol key (a key file from `pseudagg keygen`, kept apart from the pseudonym key):
+    /// every record is sealed with an HMAC, and every seal read is checked. Without it a sealed
+    /// protocol is refused.
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PSEUDAGG_PROTOCOL_KEY_FILE"
+    )]
+    pub protocol_key: Option<PathBuf>,
+
     /// Who runs the command, for the protocol. Default: the operating-system user.
     #[arg(long, global = true, env = "PSEUDAGG_OPERATOR")]
     pub operator: Option<String>,
@@ -44,6 +55,10 @@ pub(crate) enum ProtocolAction {
         #[arg(long, value_name = "DIR")]
         outputs: Option<PathBuf>,
     },
+    /// Seal a protocol written before it had a key: checks its chain, then appends a `seal`
+    /// record with the protocol key's MAC, which ties every earlier record to it. From then on
+    /// every command on the protocol needs --protocol-key, and every record is sealed.
+    Seal,
     /// Remove records whose retention has ended (end of the calendar year after their year, and
     /// at least 12 months), leaving a checkpoint that keeps the rest verifiable.
     Purge {

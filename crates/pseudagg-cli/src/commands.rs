@@ -14,8 +14,8 @@ use pseudagg_testdata::{Format, GenOptions, Kind, generate};
 
 use crate::cli::{Command, EncodingArg, FormatArg, KindArg, OutputFormat};
 use crate::governance::{
-    Announced, Context, file_ref, log, manifest_hook, neighbour_month, outcome_of, preflight,
-    protocol_command, sample_command, verify_before_publish,
+    Announced, Context, file_ref, keys_apart, log, manifest_hook, neighbour_month, outcome_of,
+    preflight, protocol_command, sample_command, verify_before_publish,
 };
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
@@ -37,7 +37,8 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let plan = Plan::load(&pipeline)?;
             let month = Month::parse_for_run(&month)?;
             let key = MasterKey::load(&key_file)?;
-            let p = ctx.protocol(&out);
+            let p = ctx.protocol(&out)?;
+            keys_apart(&p, &key)?;
             preflight(&p, ctx)?;
             let mut entry = ctx.entry("pseudonymise");
             entry.subject = Some(plan.definition.name.clone());
@@ -86,7 +87,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let request = request
                 .map(|r| pseudagg_governance::Request::load(&r, month))
                 .transpose()?;
-            let p = ctx.protocol(&out);
+            let p = ctx.protocol(&out)?;
             preflight(&p, ctx)?;
             let scope = request.as_ref().map(|r| RequestScope {
                 reference: r.reference.clone(),
@@ -258,7 +259,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 .parent()
                 .and_then(Path::parent)
                 .unwrap_or(Path::new("."));
-            let p = ctx.protocol(root);
+            let p = ctx.protocol(root)?;
             preflight(&p, ctx)?;
             let mut entry = ctx.entry("verify");
             entry.inputs.push(file_ref(

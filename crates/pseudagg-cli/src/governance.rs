@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use pseudagg_core::{Error, Month};
-use pseudagg_governance::{Entry, FileRef, Protocol, Record};
+use pseudagg_governance::{ChainKey, Entry, FileRef, Protocol, Record};
 use pseudagg_io::sha256_file;
+use pseudagg_keys::MasterKey;
 
 use crate::cli::ProtocolAction;
 use crate::commands::say;
@@ -20,11 +21,18 @@ use crate::commands::say;
 pub(crate) struct Context {
     pub json: bool,
     pub protocol: Option<PathBuf>,
+    /// The protocol key's file (`--protocol-key`).
+    pub protocol_key: Option<PathBuf>,
     pub operator: String,
 }
 
 impl Context {
-    pub fn new(json: bool, protocol: Option<PathBuf>, operator: Option<String>) -> Self {
+    pub fn new(
+        json: bool,
+        protocol: Option<PathBuf>,
+        protocol_key: Option<PathBuf>,
+        operator: Option<String>,
+    ) -> Self {
         let operator = operator
             .or_else(|| std::env::var("USER").ok())
             .or_else(|| std::env::var("LOGNAME").ok())
@@ -33,18 +41,33 @@ impl Context {
         Self {
             json,
             protocol,
+            protocol_key,
             operator,
         }
     }
 
     /// The protocol: the one given, or `protocol.jsonl` in the output root.
-    pub fn protocol(&self, out_root: &Path) -> Protocol {
-        Protocol::new(
+    pub fn protocol(&self, out_root: &Path) -> Result<Protocol> {
+        self.protocol_at(
             &self
                 .protocol
                 .clone()
                 .unwrap_or_else(|| out_root.join("protocol.jsonl")),
+            None,
         )
+    }
+
+    /// The protocol at `path`, sealed with `--protocol-key`, else with `key_file` (a batch
+    /// configuration's), else unsealed.
+    pub fn protocol_at(&self, path: &Path, key_file: Option<&Path>) -> Result<Protocol> {
+        let key = match self.protocol_key.as_deref().or(key_file) {
+            None => None,
+            Some(file) => {
+                let key = MasterKey::load(file).context("the protocol key (--protocol-key)")?;
+                Some(ChainKey::new(key.id().as_str(), &key.protocol_chain_key()))
+            }
+        };
+        Ok(Protocol::new(path).with_key(key))
     }
 
     /// A record of a command on data, to be completed by the caller.
@@ -61,6 +84,22 @@ impl Context {
 /// Makes sure the protocol can be trusted and written before any data is touched: it is a regular
 /// file whose chain verifies (a publication an interrupted run left unconfirmed is settled), and
 /// it can be appended to. A run that cannot be logged does not run.
+/// Refuses a protocol sealed with the pseudonym key's own key file: the two keys are kept
+/// apart, so that whoever holds one cannot use the other (a protocol key may be lent to an
+/// auditor, the pseudonym key never is).
+pub(crate) fn keys_apart(p: &Protocol, key: &MasterKey) -> Result<()> {
+    if p.key_id() == Some(key.id().as_str()) {
+        return Err(Error::Key(format!(
+            "the protocol key and the pseudonym key are the same key file (key id {}). Nothing \
+             was read or written. Make a protocol key of its own with `pseudagg keygen` and keep \
+             it apart from the pseudonym key",
+            key.id()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
 pub(crate) fn preflight(p: &Protocol, ctx: &Context) -> Result<()> {
     let path = p.path();
     if let Some(parent) = path.parent().filter(|x| !x.as_os_str().is_empty()) {
@@ -248,13 +287,18 @@ fn verify_protocol(
         say(&serde_json::to_string_pretty(&value).expect("serialises"));
     } else {
         let mut text = format!(
-            "{}: {} records{}\nhead: {}",
+            "{}: {} records{}\nhead: {}\nsealed: {}",
             p.path().display(),
             report.records,
             report.purged_before.map_or_else(String::new, |n| format!(
                 " ({n} purged before the checkpoint)"
             )),
-            report.head
+            report.head,
+            match (&report.sealed_by, report.macs_unchecked) {
+                (None, _) => "no (anyone who may write the file can rewrite it; see `pseudagg protocol seal`)".to_owned(),
+                (Some(id), 0) => format!("with the protocol key {id}, every seal checked"),
+                (Some(id), n) => format!("with the protocol key {id}; {n} seal(s) NOT checked: give --protocol-key"),
+            }
         );
         for problem in &report.problems {
             let _ = write!(text, "\n  - line {}: {}", problem.line, problem.message);
@@ -293,17 +337,40 @@ fn verify_protocol(
         ))
         .into());
     }
+    if let Some(id) = &report.sealed_by
+        && report.macs_unchecked > 0
+    {
+        return Err(Error::Refused(format!(
+            "the protocol is sealed with the protocol key {id}, and no key was given: its hashes \
+             hold, but only the key can tell a rewritten protocol from a true one. Give its key \
+             file with --protocol-key (or PSEUDAGG_PROTOCOL_KEY_FILE)"
+        ))
+        .into());
+    }
     say("the chain holds, and every output has its record");
     Ok(())
 }
 
 pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<()> {
-    let p = Protocol::new(&ctx.protocol.clone().ok_or_else(|| {
-        Error::Usage("give the protocol with --protocol FILE (or PSEUDAGG_PROTOCOL)".into())
-    })?);
+    let p = ctx.protocol_at(
+        &ctx.protocol.clone().ok_or_else(|| {
+            Error::Usage("give the protocol with --protocol FILE (or PSEUDAGG_PROTOCOL)".into())
+        })?,
+        None,
+    )?;
     match action {
         ProtocolAction::Verify { head, outputs } => {
             verify_protocol(ctx, &p, head.as_deref(), outputs)
+        }
+        ProtocolAction::Seal => {
+            let sealed = p.seal(&ctx.operator)?;
+            say(&format!(
+                "{}: {sealed} record(s) sealed with the protocol key {}; from now on every command \
+                 on this protocol needs --protocol-key",
+                p.path().display(),
+                p.key_id().unwrap_or_default()
+            ));
+            Ok(())
         }
         ProtocolAction::Purge { today } => {
             let today = match today {
@@ -363,7 +430,7 @@ pub(crate) fn sample_command(
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("."));
-    let p = ctx.protocol(root);
+    let p = ctx.protocol(root)?;
     preflight(&p, ctx)?;
     let mut entry = ctx.entry("sample");
     entry.inputs.push(file_ref(
@@ -510,7 +577,7 @@ pub(crate) fn reidentify_command(ctx: &Context, a: &Lookup<'_>) -> Result<()> {
         )
         .into());
     }
-    let p = ctx.protocol(Path::new("."));
+    let p = ctx.protocol(Path::new("."))?;
     preflight(&p, ctx)?;
     let mut entry = ctx.entry("reidentify");
     entry.month = Some(month.to_string());
@@ -541,7 +608,8 @@ pub(crate) fn reidentify_command(ctx: &Context, a: &Lookup<'_>) -> Result<()> {
             .into());
         }
         let plan = pseudagg_pipeline::Plan::load(a.pipeline)?;
-        let key = pseudagg_keys::MasterKey::load(a.key_file)?;
+        let key = MasterKey::load(a.key_file)?;
+        keys_apart(&p, &key)?;
         entry.subject = Some(plan.definition.name.clone());
         entry.key_id = Some(key.id().to_string());
         let found = pseudagg_pipeline::lookup(

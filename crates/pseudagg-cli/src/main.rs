@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     };
     let json = cli.log_format == LogFormat::Json;
     logging::init(cli.log_format);
-    let ctx = governance::Context::new(json, cli.protocol, cli.operator);
+    let ctx = governance::Context::new(json, cli.protocol, cli.protocol_key, cli.operator);
     let outcome = std::panic::catch_unwind(|| commands::run(cli.command, &ctx));
     let status = match outcome {
         Ok(Ok(())) => ExitStatus::Success,

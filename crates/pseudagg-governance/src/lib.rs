@@ -9,7 +9,8 @@ pub mod request;
 pub mod sample;
 
 pub use protocol::{
-    ChainReport, Entry, FileRef, OutputsReport, Protocol, Record, check_outputs, is_expired,
+    ChainKey, ChainReport, Entry, FileRef, OutputsReport, Protocol, Record, check_outputs,
+    is_expired,
 };
 pub use request::Request;
 pub use sample::{ReviewSample, draw};

@@ -13,6 +13,14 @@
 //! `protocol verify` prints the head hash, and `--head` compares it with one kept elsewhere (the
 //! scheduler's log, say).
 //!
+//! A hash chain alone can be recomputed by anyone who can write the file. A protocol is therefore
+//! sealed with a protocol key (`--protocol-key`, a key file like the master key's, from which
+//! HKDF derives the chain key): every record then ends in `"mac":"hmac-sha256:{key id}:{hex}"`,
+//! the HMAC-SHA256 of the record's line without that field. Once sealed, every later record is
+//! sealed and the protocol's last record always is, so the chain of hashes ties every earlier
+//! line to a MAC that only the key's holder can make. A protocol written before it had a key is
+//! sealed once by `protocol seal`; a sealed protocol is never written or trusted without its key.
+//!
 //! Records hold no personal value and no key: file names, hashes, counts, the key id. The protocol
 //! serves data-protection control only; nothing here counts or reports per operator.
 
@@ -22,6 +30,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, SecondsFormat, Utc};
+use hmac::{Hmac, KeyInit as _, Mac as _};
 use pseudagg_core::{Error, Month, Result};
 use rand::SeedableRng;
 use rand::seq::index::sample;
@@ -80,6 +89,9 @@ pub struct Record {
     #[serde(flatten)]
     pub entry: Entry,
     pub prev: String,
+    /// `hmac-sha256:{key id}:{hex}` in a sealed protocol (see the module's documentation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 impl Record {
@@ -96,10 +108,88 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The key that seals a protocol's chain: its id (the key file's key id, shown in every MAC) and
+/// the chain key derived from it. Its `Debug` shows only the id.
+#[derive(Clone)]
+pub struct ChainKey {
+    id: String,
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+const MAC_PREFIX: &str = "hmac-sha256:";
+const MAC_FIELD: &str = ",\"mac\":\"";
+
+impl ChainKey {
+    /// A chain key from the key file's id and the derived chain key bytes
+    /// (`MasterKey::protocol_chain_key` in `pseudagg-keys`).
+    #[must_use]
+    pub fn new(id: &str, chain_key: &[u8; 32]) -> Self {
+        Self {
+            id: id.to_owned(),
+            mac: Hmac::<Sha256>::new_from_slice(chain_key).expect("HMAC takes a key of any length"),
+        }
+    }
+
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    fn tag(&self, unsealed: &str) -> String {
+        let mut mac = self.mac.clone();
+        mac.update(unsealed.as_bytes());
+        format!(
+            "{MAC_PREFIX}{}:{}",
+            self.id,
+            hex::encode(mac.finalize().into_bytes())
+        )
+    }
+
+    fn holds(&self, unsealed: &str, tag_hex: &str) -> bool {
+        let Ok(tag) = hex::decode(tag_hex) else {
+            return false;
+        };
+        let mut mac = self.mac.clone();
+        mac.update(unsealed.as_bytes());
+        mac.verify_slice(&tag).is_ok()
+    }
+}
+
+/// The line of a record: its JSON, sealed when a key is given.
+fn line_of(mut record: Record, key: Option<&ChainKey>) -> String {
+    record.mac = None;
+    let text = serde_json::to_string(&record).expect("a record serialises");
+    match key {
+        None => text,
+        Some(k) => {
+            let tag = k.tag(&text);
+            format!("{}{MAC_FIELD}{tag}\"}}", &text[..text.len() - 1])
+        }
+    }
+}
+
+/// A sealed line's MAC field (key id and hex tag) and the line as it was before sealing; `None`
+/// when the line does not end in a MAC field.
+fn unseal(line: &str) -> Option<(&str, &str, String)> {
+    let at = line.rfind(MAC_FIELD)?;
+    let field = line[at + MAC_FIELD.len()..].strip_suffix("\"}")?;
+    let (id, tag) = field.strip_prefix(MAC_PREFIX)?.split_once(':')?;
+    Some((id, tag, format!("{}}}", &line[..at])))
+}
+
 /// The protocol file, locked for the time of one operation.
 #[derive(Debug)]
 pub struct Protocol {
     path: PathBuf,
+    key: Option<ChainKey>,
 }
 
 /// One line of the protocol, as read.
@@ -183,6 +273,11 @@ fn lock(path: &Path) -> Result<Lock> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChainReport {
     pub records: usize,
+    /// The id of the protocol key that sealed the records, if any is sealed.
+    pub sealed_by: Option<String>,
+    /// Sealed records whose MAC was not checked, because no protocol key was given: the chain
+    /// of such a protocol is not verified until its key checks them.
+    pub macs_unchecked: usize,
     /// SHA-256 of the last line: keep it elsewhere to detect a cut or edited tail later.
     pub head: String,
     /// When the protocol starts at a checkpoint: how many records were purged before it.
@@ -203,7 +298,45 @@ impl Protocol {
     pub fn new(path: &Path) -> Self {
         Self {
             path: path.to_owned(),
+            key: None,
         }
+    }
+
+    /// The protocol sealed with `key` (every record this handle writes carries a MAC, and every
+    /// MAC it reads is checked).
+    #[must_use]
+    pub fn with_key(mut self, key: Option<ChainKey>) -> Self {
+        self.key = key;
+        self
+    }
+
+    /// Refuses a sealed protocol when no key was given: it is neither trusted nor written without
+    /// the key, which alone can tell an edited record from a true one.
+    fn need_key(&self, report: &ChainReport) -> Result<()> {
+        match (&self.key, &report.sealed_by) {
+            (None, Some(id)) => Err(Error::Refused(format!(
+                "the protocol {} is sealed with the protocol key {id}, and no protocol key was \
+                 given: it can be neither checked nor written without it. Nothing was read or \
+                 written; give its key file with --protocol-key (or PSEUDAGG_PROTOCOL_KEY_FILE)",
+                self.path.display()
+            ))),
+            (Some(k), None) if report.records > 0 => Err(Error::Refused(format!(
+                "the protocol {} is not sealed, and the protocol key {} was given. Nothing was \
+                 read or written. If it was sealed before, its MACs were stripped: restore it \
+                 from its backup. If it was written before it had a key, check it with \
+                 `pseudagg protocol verify` (without --protocol-key), then seal it once with \
+                 `pseudagg protocol seal --protocol-key FILE`; from then on every record is sealed",
+                self.path.display(),
+                k.id()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The id of the protocol key this handle seals with, if any.
+    #[must_use]
+    pub fn key_id(&self) -> Option<&str> {
+        self.key.as_ref().map(ChainKey::id)
     }
 
     #[must_use]
@@ -220,8 +353,28 @@ impl Protocol {
     ///
     /// [`append`]: Protocol::append
     pub fn append_at(&self, entry: Entry, time: DateTime<Utc>) -> Result<Record> {
+        self.append_sealed(entry, time, false)
+    }
+
+    /// Appends one record. The tail must be sealed when this handle has a key, unless `sealing`
+    /// (the record that seals a protocol written before it had a key); a sealed tail is never
+    /// appended to without the key.
+    fn append_sealed(&self, entry: Entry, time: DateTime<Utc>, sealing: bool) -> Result<Record> {
         let _lock = lock(&self.path)?;
         let lines = read_lines(&self.path)?;
+        self.append_locked(&lines, entry, time, sealing)
+    }
+
+    /// [`append_sealed`] with the lock held and the lines read.
+    ///
+    /// [`append_sealed`]: Protocol::append_sealed
+    fn append_locked(
+        &self,
+        lines: &[Line],
+        entry: Entry,
+        time: DateTime<Utc>,
+        sealing: bool,
+    ) -> Result<Record> {
         let (seq, prev) = match lines.last() {
             None => (1, GENESIS.to_owned()),
             Some(last) => {
@@ -232,6 +385,23 @@ impl Protocol {
                         last.number
                     ),
                 })?;
+                match (&self.key, &r.mac) {
+                    (None, Some(_)) => {
+                        return Err(Error::Refused(format!(
+                            "the protocol {} is sealed, and no protocol key was given: give its \
+                             key file with --protocol-key (or PSEUDAGG_PROTOCOL_KEY_FILE)",
+                            self.path.display()
+                        )));
+                    }
+                    (Some(_), None) if !sealing => {
+                        return Err(Error::Refused(format!(
+                            "the protocol {} is not sealed yet: check it with `pseudagg protocol \
+                             verify`, then seal it once with `pseudagg protocol seal`",
+                            self.path.display()
+                        )));
+                    }
+                    _ => {}
+                }
                 (r.seq + 1, sha256_hex(last.text.as_bytes()))
             }
         };
@@ -240,8 +410,9 @@ impl Protocol {
             time: time.to_rfc3339_opts(SecondsFormat::Secs, true),
             entry,
             prev,
+            mac: None,
         };
-        let mut line = serde_json::to_string(&record).expect("a record serialises");
+        let mut line = line_of(record.clone(), self.key.as_ref());
         line.push('\n');
         let mut f = open_regular(
             &self.path,
@@ -269,7 +440,14 @@ impl Protocol {
         }
         let lock_held = lock(&self.path)?;
         let lines = read_lines(&self.path)?;
-        let report = verify_lines(&lines);
+        let report = verify_lines(&lines, self.key.as_ref());
+        self.need_key(&report)?;
+        if report.sealed_by.is_none() {
+            tracing::warn!(
+                "the protocol is not sealed with a protocol key: anyone who may write it can \
+                 rewrite it and recompute its hashes (see `pseudagg protocol seal`)"
+            );
+        }
         if let Some(first) = report.problems.first() {
             return Err(Error::Refused(format!(
                 "the protocol {} does not verify ({} problem(s); the first at line {}: {}). \
@@ -364,7 +542,66 @@ impl Protocol {
     pub fn verify(&self) -> Result<ChainReport> {
         let _lock = lock(&self.path)?;
         let lines = read_lines(&self.path)?;
-        Ok(verify_lines(&lines))
+        Ok(verify_lines(&lines, self.key.as_ref()))
+    }
+
+    /// Seals a protocol that was written before it had a key: checks its chain, then appends a
+    /// sealed `seal` record whose `prev` ties every earlier line to its MAC. Returns how many
+    /// records it sealed. Done once, by the protocol's keeper, after `verify` found it intact.
+    pub fn seal(&self, operator: &str) -> Result<usize> {
+        let Some(key) = &self.key else {
+            return Err(Error::Usage(
+                "protocol seal needs the protocol key: give --protocol-key FILE (a key file from \
+                 `pseudagg keygen`, kept apart from the pseudonym key)"
+                    .into(),
+            ));
+        };
+        let held = lock(&self.path)?;
+        let lines = read_lines(&self.path)?;
+        let report = verify_lines(&lines, None);
+        if lines.is_empty() {
+            return Err(Error::Usage(format!(
+                "the protocol {} is empty or does not exist yet: there is nothing to seal, and \
+                 a new protocol is sealed from its first record when every command is given \
+                 --protocol-key",
+                self.path.display()
+            )));
+        }
+        if let Some(id) = &report.sealed_by {
+            return Err(Error::Usage(format!(
+                "the protocol {} is already sealed (protocol key {id}); nothing to do",
+                self.path.display()
+            )));
+        }
+        if let Some(first) = report.problems.first() {
+            return Err(Error::CheckFailed(format!(
+                "{} does not verify ({} problem(s), the first at line {}: {}); a broken protocol \
+                 is not sealed: restore it from its backup",
+                self.path.display(),
+                report.problems.len(),
+                first.line,
+                first.message
+            )));
+        }
+        self.append_locked(
+            &lines,
+            Entry {
+                kind: "seal".into(),
+                operator: operator.to_owned(),
+                command: "protocol seal".into(),
+                outcome: "ok".into(),
+                details: serde_json::json!({
+                    "sealed_records": lines.len(),
+                    "head": report.head,
+                    "protocol_key_id": key.id(),
+                }),
+                ..Entry::default()
+            },
+            Utc::now(),
+            true,
+        )?;
+        drop(held);
+        Ok(lines.len())
     }
 
     /// Removes expired records (see [`is_expired`]) and anchors the rest with a checkpoint.
@@ -380,7 +617,8 @@ impl Protocol {
     pub fn purge_at(&self, today: NaiveDate, operator: &str, now: DateTime<Utc>) -> Result<u64> {
         let held = lock(&self.path)?;
         let lines = read_lines(&self.path)?;
-        let report = verify_lines(&lines);
+        let report = verify_lines(&lines, self.key.as_ref());
+        self.need_key(&report)?;
         if !report.problems.is_empty() {
             return Err(Error::CheckFailed(format!(
                 "{} does not verify ({} problem(s), the first at line {}); a broken protocol is not purged: run `pseudagg protocol verify`",
@@ -436,8 +674,9 @@ impl Protocol {
                     ..Entry::default()
                 },
                 prev: anchor,
+                mac: None,
             };
-            let text = serde_json::to_string(&checkpoint).expect("serialises");
+            let text = line_of(checkpoint.clone(), self.key.as_ref());
             let checkpoint_hash = sha256_hex(text.as_bytes());
             out.push_str(&text);
             out.push('\n');
@@ -465,8 +704,9 @@ impl Protocol {
                     ..Entry::default()
                 },
                 prev: last_hash,
+                mac: None,
             };
-            out.push_str(&serde_json::to_string(&purge).expect("serialises"));
+            out.push_str(&line_of(purge, self.key.as_ref()));
             out.push('\n');
             let tmp = self.path.with_extension("jsonl.purging");
             // A leftover (or a planted link) is removed, never written through.
@@ -550,13 +790,89 @@ impl Protocol {
     }
 }
 
-fn verify_lines(lines: &[Line]) -> ChainReport {
+/// What the seals of a protocol say, gathered line by line by [`verify_lines`].
+#[derive(Default)]
+struct Seals {
+    /// The key id of the first sealed record.
+    sealed_by: Option<String>,
+    /// The line of the first sealed record that is not the opening checkpoint: every record
+    /// from there on must be sealed.
+    sealed_from: Option<usize>,
+    unchecked: usize,
+    last_sealed: bool,
+}
+
+impl Seals {
+    /// Checks one record's MAC (when it has one) and whether it had to have one.
+    fn check(
+        &mut self,
+        line: &Line,
+        record: &Record,
+        opening_checkpoint: bool,
+        key: Option<&ChainKey>,
+        problems: &mut Vec<ChainProblem>,
+    ) {
+        let mut problem = |message: String| {
+            problems.push(ChainProblem {
+                line: line.number,
+                seq: Some(record.seq),
+                message,
+            });
+        };
+        self.last_sealed = record.mac.is_some();
+        if record.mac.is_none() {
+            if let Some(from) = self.sealed_from {
+                problem(format!(
+                    "not sealed, though every record from line {from} on is: it was written or \
+                     rewritten without the protocol key"
+                ));
+            }
+            return;
+        }
+        if !opening_checkpoint && self.sealed_from.is_none() {
+            self.sealed_from = Some(line.number);
+        }
+        let Some((id, tag, unsealed)) = unseal(&line.text) else {
+            problem("its MAC is not the record's last field in the form pseudagg writes: the record was edited".into());
+            return;
+        };
+        match &self.sealed_by {
+            None => self.sealed_by = Some(id.to_owned()),
+            Some(first) if first != id => problem(format!(
+                "sealed with the protocol key {id}, while the protocol's first sealed record \
+                 names {first}: a protocol has one protocol key"
+            )),
+            Some(_) => {}
+        }
+        match key {
+            None => self.unchecked += 1,
+            Some(k) if k.id() != id => problem(format!(
+                "sealed with the protocol key {id}, not with the given key {}: give the key \
+                 this protocol was sealed with",
+                k.id()
+            )),
+            Some(k) => {
+                if !k.holds(&unsealed, tag) {
+                    problem(
+                        "its MAC does not match the record: the record was edited, or sealed by \
+                         someone without the protocol key"
+                            .into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_lines)] // one pass over the lines, every rule in order
+fn verify_lines(lines: &[Line], key: Option<&ChainKey>) -> ChainReport {
     let mut problems = Vec::new();
     let mut purged_before = None;
     let mut expected_prev = GENESIS.to_owned();
     let mut expected_seq: Option<u64> = None;
     let mut checkpoint_hash = None;
     let mut checkpoint_confirmed = false;
+    let mut seals = Seals::default();
     for (i, l) in lines.iter().enumerate() {
         let Ok(r) = serde_json::from_str::<Record>(&l.text) else {
             problems.push(ChainProblem {
@@ -570,9 +886,12 @@ fn verify_lines(lines: &[Line]) -> ChainReport {
             });
             expected_prev = sha256_hex(l.text.as_bytes());
             expected_seq = None;
+            seals.last_sealed = false;
             continue;
         };
-        if i == 0 && r.entry.kind == "checkpoint" {
+        let opening_checkpoint = i == 0 && r.entry.kind == "checkpoint";
+        seals.check(l, &r, opening_checkpoint, key, &mut problems);
+        if opening_checkpoint {
             purged_before = r.entry.details["removed_records"].as_u64();
             expected_prev.clone_from(&r.prev);
             expected_seq = Some(r.seq + 1);
@@ -628,8 +947,37 @@ fn verify_lines(lines: &[Line]) -> ChainReport {
                     .into(),
         });
     }
+    if let Some(last) = lines.last() {
+        if seals.sealed_by.is_some() && !seals.last_sealed && seals.sealed_from.is_none() {
+            // A sealed checkpoint followed by unsealed records only: the purge that wrote it
+            // was sealed, so its records were cut off or rewritten.
+            problems.push(ChainProblem {
+                line: last.number,
+                seq: None,
+                message: "the protocol is sealed, but its last record is not: records were cut \
+                          off or written without the protocol key"
+                    .into(),
+            });
+        }
+        if let Some(k) = key
+            && seals.sealed_by.is_none()
+        {
+            problems.push(ChainProblem {
+                line: 1,
+                seq: None,
+                message: format!(
+                    "no record is sealed, though the protocol key {} was given: the MACs were \
+                     stripped, or the protocol was written before it had a key (then check it \
+                     without --protocol-key and seal it with `pseudagg protocol seal`)",
+                    k.id()
+                ),
+            });
+        }
+    }
     ChainReport {
         records: lines.len(),
+        sealed_by: seals.sealed_by,
+        macs_unchecked: seals.unchecked,
         head: lines
             .last()
             .map_or_else(|| GENESIS.to_owned(), |l| sha256_hex(l.text.as_bytes())),
@@ -895,6 +1243,208 @@ mod tests {
         fs::write(p.path(), lines[1..].join("\n") + "\n").unwrap();
         let r = p.verify().unwrap();
         assert_eq!(r.problems.first().map(|x| x.line), Some(1), "{r:?}");
+    }
+
+    fn chain_key(id: &str, byte: u8) -> ChainKey {
+        ChainKey::new(id, &[byte; 32])
+    }
+
+    /// What someone who may write the file but has no key can do: change lines, then recompute
+    /// every `prev` so the hash chain holds again.
+    fn rewrite(path: &Path, edit: impl Fn(usize, &str) -> String) {
+        let text = fs::read_to_string(path).unwrap();
+        let mut prev = GENESIS.to_owned();
+        let mut out = String::new();
+        for (i, line) in text.lines().enumerate() {
+            let mut line = edit(i, line);
+            let at = line.find("\"prev\":\"").unwrap() + 8;
+            line.replace_range(at..at + 64, &prev);
+            prev = sha256_hex(line.as_bytes());
+            out.push_str(&line);
+            out.push('\n');
+        }
+        fs::write(path, out).unwrap();
+    }
+
+    fn strip_mac(line: &str) -> String {
+        unseal(line).map_or_else(|| line.to_owned(), |(_, _, text)| text)
+    }
+
+    #[test]
+    fn a_sealed_protocol_finds_a_rewrite_that_recomputes_the_hashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("protocol.jsonl");
+        let p = Protocol::new(&path).with_key(Some(chain_key("k1", 7)));
+        for c in ["pseudonymise", "verify", "report", "verify", "sample"] {
+            p.append_at(entry(c), at(2025, 4, 2)).unwrap();
+        }
+        let r = p.verify().unwrap();
+        assert!(r.problems.is_empty(), "{r:?}");
+        assert_eq!((r.sealed_by.as_deref(), r.macs_unchecked), (Some("k1"), 0));
+        assert!(
+            fs::read_to_string(&path)
+                .unwrap()
+                .lines()
+                .all(|l| l.contains("\"mac\":\"hmac-sha256:k1:"))
+        );
+
+        // Record 3 edited and the chain recomputed: the hashes hold, the MACs do not.
+        rewrite(&path, |i, l| {
+            if i == 2 {
+                l.replace("\"report\"", "\"sample\"")
+            } else {
+                l.to_owned()
+            }
+        });
+        let unkeyed = Protocol::new(&path).verify().unwrap();
+        assert!(
+            unkeyed.problems.is_empty(),
+            "without the key only the hashes are checked"
+        );
+        assert_eq!(unkeyed.macs_unchecked, 5);
+        let r = p.verify().unwrap();
+        let lines: Vec<usize> = r.problems.iter().map(|x| x.line).collect();
+        assert_eq!(lines, [3, 4, 5], "{r:?}");
+        assert!(
+            r.problems[0].message.contains("MAC does not match"),
+            "{r:?}"
+        );
+        // Neither a command with the key nor one without it runs on it.
+        assert!(matches!(p.ready("steward"), Err(Error::Refused(_))));
+        assert!(matches!(
+            Protocol::new(&path).ready("steward"),
+            Err(Error::Refused(_))
+        ));
+        assert!(Protocol::new(&path).append(entry("report")).is_err());
+    }
+
+    #[test]
+    fn stripped_seals_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("protocol.jsonl");
+        let p = Protocol::new(&path).with_key(Some(chain_key("k1", 7)));
+        for c in ["pseudonymise", "verify", "report"] {
+            p.append_at(entry(c), at(2025, 4, 2)).unwrap();
+        }
+        let sealed = fs::read_to_string(&path).unwrap();
+
+        // Every MAC stripped: an unsealed protocol again, which the key does not accept.
+        rewrite(&path, |_, l| strip_mac(l));
+        assert!(Protocol::new(&path).verify().unwrap().problems.is_empty());
+        let r = p.verify().unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|x| x.message.contains("no record is sealed")),
+            "{r:?}"
+        );
+        let Err(Error::Refused(why)) = p.ready("steward") else {
+            panic!("not refused")
+        };
+        assert!(why.contains("stripped"), "{why}");
+
+        // Only the last MAC stripped, or one in the middle.
+        for cut in [2, 1] {
+            fs::write(&path, &sealed).unwrap();
+            rewrite(
+                &path,
+                |i, l| if i == cut { strip_mac(l) } else { l.to_owned() },
+            );
+            let r = p.verify().unwrap();
+            assert_eq!(r.problems.first().map(|x| x.line), Some(cut + 1), "{r:?}");
+            assert!(r.problems[0].message.contains("not sealed"), "{r:?}");
+            let r = Protocol::new(&path).verify().unwrap();
+            assert!(
+                !r.problems.is_empty(),
+                "a gap in the seals shows without the key too"
+            );
+        }
+
+        // Another key: named, and no seal is taken as checked.
+        fs::write(&path, &sealed).unwrap();
+        let other = Protocol::new(&path).with_key(Some(chain_key("k2", 8)));
+        let r = other.verify().unwrap();
+        assert_eq!(r.problems.len(), 3, "{r:?}");
+        assert!(
+            r.problems[0].message.contains("not with the given key k2"),
+            "{r:?}"
+        );
+        // Same id, other bytes (a forged key file): the MACs fail.
+        let forged = Protocol::new(&path).with_key(Some(chain_key("k1", 9)));
+        assert_eq!(forged.verify().unwrap().problems.len(), 3);
+    }
+
+    #[test]
+    fn a_protocol_written_before_its_key_is_sealed_once_and_stays_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("protocol.jsonl");
+        let legacy = Protocol::new(&path);
+        legacy
+            .append_at(entry("pseudonymise"), at(2024, 3, 5))
+            .unwrap();
+        legacy.append_at(entry("report"), at(2024, 12, 31)).unwrap();
+        legacy
+            .append_at(entry("pseudonymise"), at(2025, 1, 1))
+            .unwrap();
+        let keyed = Protocol::new(&path).with_key(Some(chain_key("k1", 7)));
+        // The key alone does not take an unsealed protocol over: it is sealed on purpose.
+        assert!(matches!(keyed.ready("steward"), Err(Error::Refused(_))));
+        assert!(keyed.append(entry("report")).is_err());
+        assert!(
+            matches!(legacy.seal("dpo"), Err(Error::Usage(_))),
+            "seal needs the key"
+        );
+
+        assert_eq!(keyed.seal("dpo").unwrap(), 3);
+        assert!(keyed.seal("dpo").is_err(), "sealed once");
+        let r = keyed.verify().unwrap();
+        assert!(r.problems.is_empty(), "{r:?}");
+        assert_eq!(r.sealed_by.as_deref(), Some("k1"));
+        let last = keyed.records().unwrap().pop().unwrap();
+        assert_eq!(last.entry.kind, "seal");
+        assert_eq!(last.entry.details["sealed_records"], 3);
+        keyed.ready("steward").unwrap();
+        keyed.append_at(entry("verify"), at(2025, 6, 1)).unwrap();
+        assert!(
+            legacy.append(entry("report")).is_err(),
+            "no unsealed record after the seal"
+        );
+        assert!(matches!(legacy.ready("steward"), Err(Error::Refused(_))));
+
+        // The seal ties the records before it: an edited legacy record is found by the key.
+        let before = fs::read_to_string(&path).unwrap();
+        rewrite(&path, |i, l| {
+            if i == 0 {
+                l.replace("\"vkb\"", "\"vkc\"")
+            } else {
+                l.to_owned()
+            }
+        });
+        let r = keyed.verify().unwrap();
+        assert_eq!(r.problems.first().map(|x| x.line), Some(4), "{r:?}");
+        fs::write(&path, before).unwrap();
+
+        // A purge keeps it sealed: its checkpoint and purge record carry MACs, the kept legacy
+        // record does not need one.
+        assert!(
+            legacy
+                .purge_at(day(2026, 1, 1), "dpo", at(2026, 1, 1))
+                .is_err()
+        );
+        assert_eq!(
+            keyed
+                .purge_at(day(2026, 1, 1), "dpo", at(2026, 1, 1))
+                .unwrap(),
+            2
+        );
+        let r = keyed.verify().unwrap();
+        assert!(r.problems.is_empty(), "{r:?}");
+        assert_eq!(r.macs_unchecked, 0);
+        let text = fs::read_to_string(&path).unwrap();
+        let sealed: Vec<bool> = text.lines().map(|l| unseal(l).is_some()).collect();
+        assert_eq!(sealed, [true, false, true, true, true]);
+        keyed.append(entry("report")).unwrap();
+        assert!(keyed.verify().unwrap().problems.is_empty());
     }
 
     #[test]

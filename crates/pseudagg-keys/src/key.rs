@@ -7,6 +7,9 @@ use pseudagg_core::{Error, Result};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
+/// The HKDF info of the protocol chain key (see [`MasterKey::protocol_chain_key`]).
+pub const PROTOCOL_CHAIN_INFO: &str = "pseudagg:v1:protocol-chain";
+
 /// The largest key file we read: a key file is 65 bytes; anything much larger is not one.
 const MAX_KEY_FILE_LEN: u64 = 256;
 
@@ -59,6 +62,19 @@ impl MasterKey {
     pub fn id(&self) -> KeyId {
         let digest = Sha256::digest(self.bytes.as_slice());
         KeyId(hex::encode(&digest[..8]))
+    }
+
+    /// The key that seals the run protocol's chain (HMAC-SHA256 over each record): HKDF-SHA256
+    /// of this key with an empty salt and the info [`PROTOCOL_CHAIN_INFO`]. No pseudonym period
+    /// key can equal it (their infos end in `:{YYYY-MM}`), so even a protocol keyed with the
+    /// master key file says nothing about any pseudonym.
+    #[must_use]
+    pub fn protocol_chain_key(&self) -> Zeroizing<[u8; 32]> {
+        let hk = hkdf::Hkdf::<Sha256>::new(None, self.bytes.as_slice());
+        let mut key = Zeroizing::new([0u8; 32]);
+        hk.expand(PROTOCOL_CHAIN_INFO.as_bytes(), key.as_mut_slice())
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        key
     }
 
     /// Reads a key file, refusing one that group or others may read, of the wrong length or not hex.

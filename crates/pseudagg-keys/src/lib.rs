@@ -27,5 +27,5 @@
 mod key;
 mod pseudonym;
 
-pub use key::{KeyId, MasterKey, generate_key_file};
+pub use key::{KeyId, MasterKey, PROTOCOL_CHAIN_INFO, generate_key_file};
 pub use pseudonym::{PSEUDONYM_LEN, Pseudonymiser, period_key_info};

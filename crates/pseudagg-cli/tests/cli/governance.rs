@@ -1000,3 +1000,108 @@ fn a_look_up_of_too_many_or_of_another_month_is_refused() {
         "something was written"
     );
 }
+
+/// Issue 18 §6: the hash chain had no key, so whoever could write the protocol could rewrite a
+/// record and recompute every hash after it. Sealed with a protocol key, a rewrite is found, and
+/// a sealed protocol is neither written nor trusted without its key.
+#[test]
+fn a_sealed_protocol_is_written_and_trusted_only_with_its_key() {
+    use sha2::{Digest, Sha256};
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [31; 32]);
+    let keys = dir.path().join("protocol-keys");
+    fs::create_dir_all(keys.join("other")).unwrap();
+    let protocol_key = key_file(&keys, [47; 32]);
+    let other_key = key_file(&keys.join("other"), [53; 32]);
+    let out = dir.path().join("out");
+    let protocol = out.join("protocol.jsonl");
+    let p = protocol.to_str().unwrap();
+    let with_key = ["--protocol-key", protocol_key.to_str().unwrap()];
+    let run = |extra: &[&str]| {
+        crate::common::pseudonymise_vkb(Path::new(SAMPLE_VKB), "2025-03", &key, &out, extra)
+    };
+
+    // A protocol written before it had a key.
+    assert_eq!(pseudonymise_into(&out, &key).code, 0);
+    let unsealed = fs::read_to_string(&protocol).unwrap();
+    // The key alone does not take it over: it is checked, then sealed on purpose.
+    let r = run(&with_key);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("protocol seal"), "{}", r.stderr);
+    assert_eq!(fs::read_to_string(&protocol).unwrap(), unsealed);
+    let r = pseudagg(&["protocol", "seal", "--protocol", p]);
+    assert_eq!(r.code, 2, "seal needs the key: {}", r.stderr);
+    let r = pseudagg(&[
+        "protocol",
+        "seal",
+        "--protocol",
+        p,
+        with_key[0],
+        with_key[1],
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let sealed_records = records(&protocol);
+    assert_eq!(sealed_records.last().unwrap()["kind"], "seal");
+
+    // Checked with its key it holds; without it, it is not taken as checked.
+    let r = protocol_verify(&protocol, &with_key);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("every seal checked"), "{}", r.stdout);
+    let r = protocol_verify(&protocol, &[]);
+    assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("--protocol-key"), "{}", r.stderr);
+
+    // A run without the key is refused before it reads data; with it, its records are sealed.
+    let r = run(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is sealed"), "{}", r.stderr);
+    let r = run(&with_key);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let all = records(&protocol);
+    assert!(all.len() > sealed_records.len());
+    assert!(
+        all[sealed_records.len() - 1..].iter().all(|r| r["mac"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("hmac-sha256:"))),
+        "every record from the seal on carries a MAC"
+    );
+    // The pseudonym key's own file is refused as the protocol key.
+    let r = run(&["--protocol-key", key.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("same key file"), "{}", r.stderr);
+
+    // Another key: every seal is named as not this key's.
+    let r = protocol_verify(&protocol, &["--protocol-key", other_key.to_str().unwrap()]);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("not with the given key"), "{}", r.stdout);
+
+    // Someone who may write the file but has no key: edits the first record and recomputes every
+    // hash. The chain holds; the seal does not.
+    let text = fs::read_to_string(&protocol).unwrap();
+    let mut prev = "0".repeat(64);
+    let mut rewritten = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut line = if i == 0 {
+            line.replacen("\"outcome\":\"pending\"", "\"outcome\":\"error\"", 1)
+        } else {
+            line.to_owned()
+        };
+        let at = line.find("\"prev\":\"").unwrap() + 8;
+        line.replace_range(at..at + 64, &prev);
+        prev = hex::encode(Sha256::digest(line.as_bytes()));
+        rewritten.push_str(&line);
+        rewritten.push('\n');
+    }
+    assert_ne!(rewritten, text);
+    fs::write(&protocol, &rewritten).unwrap();
+    let r = protocol_verify(&protocol, &with_key);
+    assert_eq!(r.code, 1, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("MAC does not match"), "{}", r.stdout);
+    let r = run(&with_key);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(
+        fs::read_to_string(&protocol).unwrap(),
+        rewritten,
+        "nothing was appended"
+    );
+}

@@ -44,6 +44,7 @@ pub fn pseudagg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .env("PSEUDAGG_LOG", "trace")
         .env("RUST_BACKTRACE", "1")
         .env_remove("PSEUDAGG_KEY_FILE")
+        .env_remove("PSEUDAGG_PROTOCOL_KEY_FILE")
         .envs(env.iter().copied())
         .output()
         .expect("the binary runs");
