@@ -11,7 +11,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use pseudagg_core::{Error, Month, parse_definition};
+use pseudagg_core::{Error, Month};
 use pseudagg_governance::Entry;
 use pseudagg_io::{Encoding, StagingDir};
 use pseudagg_keys::MasterKey;
@@ -25,61 +25,62 @@ use crate::governance::{
     Announced, Context, file_ref, keys_apart, log, neighbour_month, outcome_of, preflight,
     staged_findings,
 };
+use crate::preflight::shown;
 
 /// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
 /// by the month being run.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct BatchConfig {
+pub(crate) struct BatchConfig {
     /// The output root.
-    out: String,
+    pub(crate) out: String,
     /// The key file (else `--key-file` or `PSEUDAGG_KEY_FILE`).
     #[serde(default)]
-    key_file: Option<String>,
+    pub(crate) key_file: Option<String>,
     /// The protocol (else `--protocol`, else `protocol.jsonl` in the output root).
     #[serde(default)]
-    protocol: Option<String>,
+    pub(crate) protocol: Option<String>,
     /// The protocol key's file (else `--protocol-key` or `PSEUDAGG_PROTOCOL_KEY_FILE`, which
     /// win over it).
     #[serde(default)]
-    protocol_key: Option<String>,
+    pub(crate) protocol_key: Option<String>,
     #[serde(default)]
-    pseudonymise: Vec<PseudonymiseStep>,
+    pub(crate) pseudonymise: Vec<PseudonymiseStep>,
     #[serde(default)]
-    report: Vec<ReportStep>,
+    pub(crate) report: Vec<ReportStep>,
     #[serde(default)]
-    review_sample: Option<SampleStep>,
+    pub(crate) review_sample: Option<SampleStep>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct PseudonymiseStep {
-    pipeline: String,
-    input: String,
+pub(crate) struct PseudonymiseStep {
+    pub(crate) pipeline: String,
+    pub(crate) input: String,
     #[serde(default)]
-    windows_1252: bool,
+    pub(crate) windows_1252: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct ReportStep {
-    definition: String,
-    input: String,
+pub(crate) struct ReportStep {
+    pub(crate) definition: String,
+    pub(crate) input: String,
     /// The gE register (`ge_nr;rd;ge_name`), if the report's gEs come from one.
     #[serde(default)]
-    ge_register: Option<String>,
+    pub(crate) ge_register: Option<String>,
     #[serde(default)]
-    windows_1252: bool,
+    pub(crate) windows_1252: bool,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-struct SampleStep {
-    per_rd: usize,
-    seed: u64,
+pub(crate) struct SampleStep {
+    pub(crate) per_rd: usize,
+    pub(crate) seed: u64,
 }
 
-fn encoding(windows_1252: bool) -> Encoding {
+pub(crate) fn encoding(windows_1252: bool) -> Encoding {
     if windows_1252 {
         Encoding::Windows1252
     } else {
@@ -120,19 +121,18 @@ pub(crate) fn run(
     config: &Path,
     month: &str,
     key_file: Option<&Path>,
+    dry_run: bool,
 ) -> Result<()> {
     let month = Month::parse_for_run(month)?;
-    let text = fs::read_to_string(config).map_err(|e| Error::io("read", config, e))?;
-    let (cfg, problems) = parse_definition::<BatchConfig>(&text, "pipelines/monthly.toml");
-    let Some(cfg) = cfg.filter(|_| problems.is_empty()) else {
-        return Err(Error::Definition {
-            file: config.to_owned(),
-            problems,
-        }
-        .into());
-    };
-    let base = config.parent().unwrap_or(Path::new("."));
-    let resolve = |p: &str| base.join(p.replace("{month}", &month.to_string()));
+    // Everything the month needs, before any data row is read or anything is written.
+    let checked = crate::preflight::check(ctx, config, Some(month), key_file)?;
+    if dry_run {
+        say(&dry_run_text(&checked, config, month));
+        return Ok(());
+    }
+    info!(checks = checked.lines.len(), "pre-flight passed");
+    let resolve = |p: &str| checked.resolve(p, month);
+    let cfg = &checked.cfg;
     let out = resolve(&cfg.out);
     fs::create_dir_all(&out).map_err(|e| Error::io("create folder", &out, e))?;
     let _lock = lock_month(&out, month)?;
@@ -169,7 +169,7 @@ pub(crate) fn run(
     let mut done: Vec<Done> = Vec::new();
     let result = steps(
         ctx,
-        &cfg,
+        cfg,
         &resolve,
         month,
         key_path.as_deref(),
@@ -213,13 +213,57 @@ pub(crate) fn run(
             Ok(())
         }
         Err(e) => {
-            let failed = done.last().map_or("setup", |d| d.name.as_str()).to_owned();
+            // The step that failed is the last one recorded, unless that one passed: then the
+            // next step failed while it was being prepared.
+            let failed = match done.last() {
+                None => "setup".to_owned(),
+                Some(d) if d.entry.outcome == "ok" => format!("the step after `{}`", d.name),
+                Some(d) => d.name.clone(),
+            };
             error!(step = %failed, "run failed; nothing was published");
             Err(e.context(format!(
                 "run {month}: step `{failed}` failed, nothing of this run was published"
             )))
         }
     }
+}
+
+/// What `run --dry-run` prints: what was checked, and the steps a run would take.
+fn dry_run_text(checked: &crate::preflight::Checked, config: &Path, month: Month) -> String {
+    let mut text = format!(
+        "dry run of {} for {month}: pre-flight passed, no data row was read, nothing was written\nchecked:",
+        shown(config)
+    );
+    for line in &checked.lines {
+        let _ = write!(text, "\n  ok  {line}");
+    }
+    let cfg = &checked.cfg;
+    let _ = write!(text, "\na run would:");
+    for s in &cfg.pseudonymise {
+        let _ = write!(
+            text,
+            "\n  pseudonymise {} with {}, then verify it",
+            shown(&checked.resolve(&s.input, month)),
+            shown(&checked.resolve(&s.pipeline, month))
+        );
+    }
+    for s in &cfg.report {
+        let _ = write!(
+            text,
+            "\n  report {} with {}, then verify it",
+            shown(&checked.resolve(&s.input, month)),
+            shown(&checked.resolve(&s.definition, month))
+        );
+    }
+    if let Some(s) = &cfg.review_sample {
+        let _ = write!(text, "\n  draw the review sample, {} per RD", s.per_rd);
+    }
+    let _ = write!(
+        text,
+        "\n  publish into {} and record the run in the protocol",
+        shown(&checked.resolve(&cfg.out, month))
+    );
+    text
 }
 
 /// What a step does: fills its protocol record, and names the staged output to publish.

@@ -170,14 +170,36 @@ pub(crate) enum Command {
         #[arg(long)]
         ge_register: Option<PathBuf>,
     },
-    /// Check a pipeline or report definition against its input schema, without reading any data.
+    /// Check a definition, or a batch configuration's pre-flight, without reading any data row.
+    ///
+    /// With --config: the pre-flight of `pseudagg run` (every definition against its schema, every
+    /// input's existence and header row or Parquet schema, gE registers, the key file and its key
+    /// id against the month's earlier runs, the protocol, the writable output root); each problem
+    /// names its file and configuration key. Without --month, inputs whose path holds {month}
+    /// are not checked.
+    ///
+    /// Example: pseudagg check --config pipelines/monthly.toml --month 2025-03
     Check {
         /// A pipeline definition.
-        #[arg(long, required_unless_present = "definition")]
+        #[arg(long, required_unless_present_any = ["definition", "config"])]
         pipeline: Option<PathBuf>,
         /// A report definition.
-        #[arg(long, conflicts_with = "pipeline")]
+        #[arg(long, conflicts_with_all = ["pipeline", "config"])]
         definition: Option<PathBuf>,
+        /// A batch configuration (pipelines/monthly.toml): its whole pre-flight.
+        #[arg(long, conflicts_with = "pipeline")]
+        config: Option<PathBuf>,
+        /// With --config: the month to check for, YYYY-MM.
+        #[arg(long, requires = "config")]
+        month: Option<String>,
+        /// With --config: the key file; overrides the configuration's `key-file`.
+        #[arg(
+            long,
+            env = "PSEUDAGG_KEY_FILE",
+            hide_env_values = true,
+            requires = "config"
+        )]
+        key_file: Option<PathBuf>,
     },
     /// Write a new random key file (mode 0600) and print its key id. Never overwrites a file.
     Keygen {
@@ -333,6 +355,10 @@ pub(crate) enum Command {
         /// The key file; overrides the configuration's `key-file`.
         #[arg(long, env = "PSEUDAGG_KEY_FILE", hide_env_values = true)]
         key_file: Option<PathBuf>,
+        /// Only the pre-flight (as `check --config`): print what was checked and what a run
+        /// would do; reads no data row and writes nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
     Demo {

@@ -141,9 +141,30 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             Ok(())
         }
         Command::Check {
+            config: Some(config),
+            month,
+            key_file,
+            ..
+        } => {
+            let month = month.as_deref().map(Month::parse_for_run).transpose()?;
+            let checked = crate::preflight::check(ctx, &config, month, key_file.as_deref())?;
+            let mut text = format!(
+                "{}: pre-flight passed{}",
+                config.display(),
+                month.map_or_else(String::new, |m| format!(" for {m}"))
+            );
+            for line in &checked.lines {
+                text.push_str("\n  ok  ");
+                text.push_str(line);
+            }
+            say(&text);
+            Ok(())
+        }
+        Command::Check {
             definition: Some(definition),
             ..
         } => {
+            refuse_batch_config(&definition, "--definition")?;
             let plan = ReportPlan::load(&definition)?;
             say(&format!(
                 "{}: valid. Reads `{}`, counts {} indicators by {} categories per gE, RD and Bund",
@@ -157,8 +178,11 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
         Command::Check {
             pipeline,
             definition: None,
+            config: None,
+            ..
         } => {
             let pipeline = pipeline.expect("clap requires one of them");
+            refuse_batch_config(&pipeline, "--pipeline")?;
             let plan = Plan::load(&pipeline)?;
             let columns: Vec<String> = plan
                 .output_schema()
@@ -336,7 +360,8 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             config,
             month,
             key_file,
-        } => crate::batch::run(ctx, &config, &month, key_file.as_deref()),
+            dry_run,
+        } => crate::batch::run(ctx, &config, &month, key_file.as_deref(), dry_run),
         Command::Demo { out } => demo(&out, json),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();
@@ -409,6 +434,26 @@ pub(crate) fn report_refs(entry: &mut pseudagg_governance::Entry, o: &ReportOutc
         }));
     entry.rows_in = Some(m.rows_read);
     entry.rows_out = Some(m.rows_counted);
+}
+
+/// A batch configuration given where a definition belongs is named as such, instead of listing
+/// its keys as unknown.
+fn refuse_batch_config(path: &Path, option: &str) -> Result<()> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| pseudagg_core::Error::io("read", path, e))?;
+    let batch = text.parse::<toml::Table>().is_ok_and(|t| {
+        t.contains_key("out") && (t.contains_key("pseudonymise") || t.contains_key("report"))
+    });
+    if batch {
+        return Err(pseudagg_core::Error::Usage(format!(
+            "{} is a batch configuration, not a definition for {option}: check it with \
+             `pseudagg check --config {}`",
+            path.display(),
+            path.display()
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)] // results for the person at the terminal

@@ -81,9 +81,6 @@ impl Context {
     }
 }
 
-/// Makes sure the protocol can be trusted and written before any data is touched: it is a regular
-/// file whose chain verifies (a publication an interrupted run left unconfirmed is settled), and
-/// it can be appended to. A run that cannot be logged does not run.
 /// Refuses a protocol sealed with the pseudonym key's own key file: the two keys are kept
 /// apart, so that whoever holds one cannot use the other (a protocol key may be lent to an
 /// auditor, the pseudonym key never is).
@@ -100,6 +97,9 @@ pub(crate) fn keys_apart(p: &Protocol, key: &MasterKey) -> Result<()> {
     Ok(())
 }
 
+/// Makes sure the protocol can be trusted and written before any data is touched: it is a regular
+/// file whose chain verifies (a publication an interrupted run left unconfirmed is settled), and
+/// it can be appended to. A run that cannot be logged does not run.
 pub(crate) fn preflight(p: &Protocol, ctx: &Context) -> Result<()> {
     let path = p.path();
     if let Some(parent) = path.parent().filter(|x| !x.as_os_str().is_empty()) {

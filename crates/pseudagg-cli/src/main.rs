@@ -10,6 +10,7 @@ mod cli;
 mod commands;
 mod governance;
 mod logging;
+mod preflight;
 
 use cli::{Cli, LogFormat};
 

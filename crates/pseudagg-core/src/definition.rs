@@ -35,7 +35,7 @@ pub fn parse_definition<T: DeserializeOwned>(
     let mut unknown = Vec::new();
     let value = match serde_ignored::deserialize(toml::Value::Table(table), |key| {
         // serde_ignored writes `?` for an Option between keys; users write none.
-        unknown.push(key.to_string().replace(".?", ""));
+        unknown.push(list_indices(&key.to_string().replace(".?", "")));
     }) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -52,8 +52,51 @@ pub fn parse_definition<T: DeserializeOwned>(
     (value, problems)
 }
 
+/// serde_ignored writes a list index as a path segment (`report.0.input`); a definition's key
+/// paths write it in brackets (`report[0].input`).
+fn list_indices(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('.').enumerate() {
+        if !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push('[');
+            out.push_str(segment);
+            out.push(']');
+        } else {
+            if i > 0 {
+                out.push('.');
+            }
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod toml_error_tests {
+    #[test]
+    fn an_unknown_key_in_a_list_is_named_by_its_entry_counting_from_one() {
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Step {
+            input: String,
+        }
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Config {
+            report: Vec<Step>,
+        }
+        let (v, problems): (Option<Config>, _) = super::parse_definition(
+            "[[report]]\ninput = \"a\"\n[[report]]\ninput = \"b\"\ninptu = \"c\"\n",
+            "the schema",
+        );
+        assert!(v.is_some());
+        let text = problems.to_string();
+        assert!(
+            text.contains("at `report[2].inptu`: is not a known key"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn a_toml_syntax_error_names_line_and_column() {
         let (v, problems): (Option<toml::Table>, _) =

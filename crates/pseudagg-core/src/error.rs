@@ -16,6 +16,9 @@ pub enum Error {
     /// A pipeline, report or request definition is invalid.
     #[error("{} is not a valid definition ({} problem{}):\n{problems}", file.display(), problems.total(), plural(problems.total()))]
     Definition { file: PathBuf, problems: Problems },
+    /// A batch's pre-flight found problems before any data was read: each names its file and key.
+    #[error("pre-flight of {} found {} problem{}; no data was read, nothing was written:\n{problems}", file.display(), problems.total(), plural(problems.total()))]
+    Preflight { file: PathBuf, problems: Problems },
     /// An extract does not match its schema.
     #[error("{} does not match the schema `{schema}` ({} problem{}); nothing was written:\n{problems}", file.display(), problems.total(), plural(problems.total()))]
     Input {

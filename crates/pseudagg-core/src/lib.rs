@@ -31,7 +31,7 @@ mod schema;
 pub use definition::{check_generated_file, parse_definition};
 pub use error::{Error, Result};
 pub use month::Month;
-pub use problem::{Location, Problem, Problems};
+pub use problem::{Location, Problem, Problems, key_shown};
 pub use schema::{ColumnClass, ColumnSpec, ColumnType, Schema};
 
 /// The version of pseudagg, written into every manifest.

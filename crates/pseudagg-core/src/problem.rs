@@ -9,7 +9,9 @@ pub struct Location {
     pub line: Option<u64>,
     /// The column, by name.
     pub column: Option<String>,
-    /// A position in a definition file, such as `keep[3]` or `indicator.bestand.where`.
+    /// A position in a definition file, such as `keep[3]` or `indicator.bestand.where`. Indices
+    /// count from 0 here, as in code; they are shown counting from 1, as a person reads a list
+    /// (`keep[0]` is shown as `keep[1]`, the first entry).
     pub key: Option<String>,
 }
 
@@ -54,10 +56,31 @@ impl fmt::Display for Location {
             parts.push(format!("column `{column}`"));
         }
         if let Some(key) = &self.key {
-            parts.push(format!("at `{key}`"));
+            parts.push(format!("at `{}`", key_shown(key)));
         }
         f.write_str(&parts.join(", "))
     }
+}
+
+/// A key path as a person reads it: every list index `[n]` counts from 1.
+#[must_use]
+pub fn key_shown(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut rest = key;
+    while let Some(open) = rest.find('[') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<u64>() {
+            Ok(n) if rest[digits..].starts_with(']') => {
+                out.push_str(&(n + 1).to_string());
+                rest = &rest[digits..];
+            }
+            _ => {}
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// One problem with user input. The message says what is wrong and how to mend it; it never
@@ -185,6 +208,18 @@ impl fmt::Display for Problems {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_paths_are_shown_counting_from_one() {
+        assert_eq!(key_shown("keep[0]"), "keep[1]");
+        assert_eq!(
+            key_shown("dimension.categories[9].when"),
+            "dimension.categories[10].when"
+        );
+        assert_eq!(key_shown("a[x]"), "a[x]");
+        let p = Problem::new(Location::key("report[1].input"), "is missing");
+        assert_eq!(p.to_string(), "at `report[2].input`: is missing");
+    }
 
     #[test]
     fn counts_beyond_the_limit() {

@@ -116,7 +116,7 @@ enum Pending {
 }
 
 /// Splits the byte stream into records.
-struct Tokenizer {
+pub(crate) struct Tokenizer {
     path: PathBuf,
     core: csv_core::Reader,
     input: HashingReader<File>,
@@ -249,16 +249,14 @@ pub(crate) struct CsvSource {
     path: PathBuf,
 }
 
+/// A CSV whose header row was read: the tokenizer at the first data row, the file's size, its
+/// number of fields, the column mapping, and the bytes-consumed counter.
+pub(crate) type Header = (Tokenizer, u64, usize, Vec<usize>, Arc<AtomicU64>);
+
 impl CsvSource {
-    pub(crate) fn open(
-        path: &Path,
-        schema: &Schema,
-        checks: Arc<Vec<ColumnCheck>>,
-        arrow: Arc<ArrowSchema>,
-        encoding: Encoding,
-        batch_rows: usize,
-        max_problems: usize,
-    ) -> Result<Self> {
+    /// Reads the header row only and matches it to the schema: the tokenizer stands at the first
+    /// data row. Returns it with the file's size, its number of fields and the column mapping.
+    pub(crate) fn header(path: &Path, schema: &Schema, encoding: Encoding) -> Result<Header> {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         let size = file
             .metadata()
@@ -294,6 +292,19 @@ impl CsvSource {
             schema: schema.name.clone(),
             problems,
         })?;
+        Ok((tokenizer, size, names.len(), mapping, consumed))
+    }
+
+    pub(crate) fn open(
+        path: &Path,
+        schema: &Schema,
+        checks: Arc<Vec<ColumnCheck>>,
+        arrow: Arc<ArrowSchema>,
+        encoding: Encoding,
+        batch_rows: usize,
+        max_problems: usize,
+    ) -> Result<Self> {
+        let (tokenizer, size, n_fields, mapping, consumed) = Self::header(path, schema, encoding)?;
         let unique = schema
             .columns
             .iter()
@@ -306,7 +317,7 @@ impl CsvSource {
             arrow,
             encoding,
             mapping,
-            n_fields: names.len(),
+            n_fields,
             max_problems,
             unique,
         });

@@ -190,6 +190,17 @@ impl std::fmt::Debug for ExtractReader {
     }
 }
 
+/// Checks an extract's header row (or Parquet schema) against `schema`, reading nothing beyond it:
+/// for a pre-flight, before any data row is read.
+pub fn check_header(path: &Path, schema: &Schema, encoding: Encoding) -> Result<()> {
+    match ExtractFormat::from_path(path)? {
+        ExtractFormat::Csv => CsvSource::header(path, schema, encoding).map(drop),
+        ExtractFormat::Parquet => {
+            ParquetSource::header(path, schema, Problems::DEFAULT_LIMIT).map(drop)
+        }
+    }
+}
+
 impl ExtractReader {
     /// Opens an extract and checks its header (or Parquet schema) against `schema`.
     pub fn open(path: &Path, schema: &Schema, options: ReadOptions) -> Result<Self> {

@@ -71,14 +71,12 @@ fn wanted(ty: ColumnType) -> &'static str {
 }
 
 impl ParquetSource {
-    pub(crate) fn open(
+    /// Reads the footer only and matches the file's schema to the input schema: names and types.
+    pub(crate) fn header(
         path: &Path,
         schema: &Schema,
-        checks: Arc<Vec<ColumnCheck>>,
-        arrow: Arc<ArrowSchema>,
-        batch_rows: usize,
         max_problems: usize,
-    ) -> Result<Self> {
+    ) -> Result<(ParquetRecordBatchReaderBuilder<File>, u64, Vec<usize>)> {
         let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
         let size = file
             .metadata()
@@ -125,6 +123,22 @@ impl ParquetSource {
                 problems,
             });
         }
+        Ok((builder, size, mapping))
+    }
+
+    pub(crate) fn open(
+        path: &Path,
+        schema: &Schema,
+        checks: Arc<Vec<ColumnCheck>>,
+        arrow: Arc<ArrowSchema>,
+        batch_rows: usize,
+        max_problems: usize,
+    ) -> Result<Self> {
+        let format_error = |reason: String| Error::Format {
+            path: path.to_owned(),
+            reason,
+        };
+        let (builder, size, mapping) = Self::header(path, schema, max_problems)?;
         let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let reader = builder
             .with_batch_size(batch_rows)

@@ -516,10 +516,10 @@ mod tests {
         .replace("min-k = 3", "min-k = 1");
         let p = problems_of(&text);
         for expected in [
-            "quasi-identifiers[0]`: a pseudonym is unique",
-            "quasi-identifiers[1]`: the partition column",
-            "quasi-identifiers[2]`: `vorname` is not an output column",
-            "quasi-identifiers[4]`: is listed twice",
+            "quasi-identifiers[1]`: a pseudonym is unique",
+            "quasi-identifiers[2]`: the partition column",
+            "quasi-identifiers[3]`: `vorname` is not an output column",
+            "quasi-identifiers[5]`: is listed twice",
             "min-k`: must be 2 to 100",
         ] {
             assert!(p.contains(expected), "{expected} missing in {p}");
@@ -541,7 +541,7 @@ mod tests {
         );
         let err = problems_of(&text);
         assert!(
-            err.contains("keep[0]`: `zugang_datum` is an exact date"),
+            err.contains("keep[1]`: `zugang_datum` is an exact date"),
             "{err}"
         );
         // Named as a quasi-identifier, it may stay (k-anonymity blanks it where it singles out).
@@ -559,7 +559,7 @@ mod tests {
         let dropped = good.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr"]"#);
         let err = problems_of(&dropped);
         assert!(
-            err.contains("keep[2]`: `ge_nr` gives away the quasi-identifier `agentur_nr`"),
+            err.contains("keep[3]`: `ge_nr` gives away the quasi-identifier `agentur_nr`"),
             "{err}"
         );
         let after = good.replace(r#""ge_nr", "agentur_nr"]"#, r#""agentur_nr", "ge_nr"]"#);
@@ -673,7 +673,7 @@ mod tests {
         ));
         let p = problems_of(&text);
         assert!(
-            p.contains("keep[0]`: `region_code` is an extra column: it may be filtered on or dropped, not published"),
+            p.contains("keep[1]`: `region_code` is an extra column: it may be filtered on or dropped, not published"),
             "{p}"
         );
         // A schema column without values or pattern: the opDs schema's `massnahme`.

@@ -600,9 +600,11 @@ fn a_failing_step_is_named_and_publishes_nothing() {
     assert_eq!(run_batch(&good, &key).code, 0);
     let out = dir.path().join("out");
     let before = published(&out);
-    // The opDs extract of this month is broken: the report step fails after pseudonymise passed.
-    let broken = dir.path().join("broken.csv");
-    fs::write(&broken, "kundennummer;rd\n1;2\n").unwrap();
+    // The opDs extract of this month has the right columns but a broken row: the pre-flight
+    // passes, and the report step fails after pseudonymise passed.
+    let mut input = Extract::read(small_opds().to_str().unwrap());
+    input.set(3, "sprachniveau", "Z9");
+    let broken = input.write(&dir.path().join("broken.csv"));
     let config = batch_config(dir.path(), &broken);
     let r = run_batch(&config, &key);
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -629,6 +631,158 @@ fn a_failing_step_is_named_and_publishes_nothing() {
         })
         .collect();
     assert_eq!(last, ["run error", "report error"]);
+}
+
+/// Issue 17 §1: `run` learned of a typo'd definition only after pseudonymise and its verify
+/// had run, and named the wrong step. Now the pre-flight finds every problem first, each at its
+/// configuration key, and nothing is read or written.
+#[test]
+fn the_pre_flight_names_every_problem_at_its_key_before_any_data_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [26; 32]);
+    let good = batch_config(dir.path(), small_opds());
+    let text = fs::read_to_string(&good)
+        .unwrap()
+        .replace("gefluechtete.toml", "gefluechtet.toml")
+        .replace("per-rd = 10", "per-rd = 10\nper-gE = 3");
+    let config = dir.path().join("typo.toml");
+    fs::write(&config, text).unwrap();
+    // An extract of another kind as the report's input: its header does not fit the schema.
+    let wrong = dir.path().join("wrong-header.csv");
+    fs::write(&wrong, "kundennummer;rd;ge_nr\nA;B;C\n").unwrap();
+
+    let check = |args: &[&str]| {
+        let mut all = vec!["check", "--config", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        pseudagg(&all)
+    };
+    let r = check(&["--month", "2025-03", "--key-file", key.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("pre-flight of"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("at `report[1].definition`:")
+            && r.stderr.contains("gefluechtet.toml does not exist"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr
+            .contains("at `review-sample.per-gE`: is not a known key"),
+        "{}",
+        r.stderr
+    );
+
+    // `run` does the same pre-flight first: nothing is pseudonymised, no folder or protocol made.
+    let r = run_batch(&config, &key);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("report[1].definition"), "{}", r.stderr);
+    assert!(!r.stderr.contains("verify vkb"), "{}", r.stderr);
+    assert!(!dir.path().join("out").exists(), "nothing was written");
+
+    // Without a key, and with an input whose header is wrong: each named at its key.
+    let other = dir.path().join("other");
+    fs::create_dir_all(&other).unwrap();
+    let config2 = batch_config(&other, &wrong);
+    let r = pseudagg(&[
+        "check",
+        "--config",
+        config2.to_str().unwrap(),
+        "--month",
+        "2025-03",
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("at `key-file`: no key file"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("at `report[1].input`:")
+            && r.stderr
+                .contains("wrong-header.csv, column `bg_nummer`: is missing"),
+        "{}",
+        r.stderr
+    );
+    // The values of the wrong extract never appear, only its column names.
+    assert!(!r.stderr.contains(";A;"), "{}", r.stderr);
+
+    // A batch configuration given as a pipeline is named as such.
+    let r = pseudagg(&["check", "--pipeline", good.to_str().unwrap()]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("is a batch configuration"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("check --config"), "{}", r.stderr);
+
+    // The good configuration passes the pre-flight; a dry run says what a run would do, and
+    // writes nothing.
+    let r = pseudagg(&[
+        "check",
+        "--config",
+        good.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("pre-flight passed for 2025-03"),
+        "{}",
+        r.stdout
+    );
+    let r = pseudagg(&[
+        "run",
+        "--config",
+        good.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+        "--dry-run",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("a run would:"), "{}", r.stdout);
+    assert!(r.stdout.contains("pseudonymise"), "{}", r.stdout);
+    assert!(!dir.path().join("out").exists(), "a dry run writes nothing");
+}
+
+/// The pre-flight compares the key with the one that wrote the month before: a run with another
+/// key would change every pseudonym of the month.
+#[test]
+fn the_pre_flight_refuses_another_key_than_the_months_earlier_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [27; 32]);
+    let config = batch_config(dir.path(), small_opds());
+    assert_eq!(run_batch(&config, &key).code, 0);
+    let out = dir.path().join("out");
+    let before = published(&out);
+    let other_dir = dir.path().join("other");
+    fs::create_dir_all(&other_dir).unwrap();
+    let other = key_file(&other_dir, [28; 32]);
+    let r = run_batch(&config, &other);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("is not the key that wrote vkb 2025-03 before"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(published(&out), before, "nothing was touched");
+    // The same key passes, and says so.
+    let r = pseudagg(&[
+        "check",
+        "--config",
+        config.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("the same key as before"), "{}", r.stdout);
 }
 
 fn pseudonymise_into(out: &Path, key: &Path) -> crate::common::Output {

@@ -329,7 +329,7 @@ fn time_series_are_refused() {
     refused(
         &report(period.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out),
         &out,
-        &["at `indicators[1].when`", "time series"],
+        &["at `indicators[2].when`", "time series"],
     );
 
     // More than one month requested.
