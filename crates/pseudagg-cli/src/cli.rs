@@ -62,7 +62,8 @@ pub(crate) enum ProtocolAction {
     /// Remove records whose retention has ended (end of the calendar year after their year, and
     /// at least 12 months), leaving a checkpoint that keeps the rest verifiable.
     Purge {
-        /// The day to purge as of, YYYY-MM-DD (default: today).
+        /// The day to purge as of, YYYY-MM-DD (default: today). Never after today, never before
+        /// the newest record.
         #[arg(long)]
         today: Option<String>,
     },

@@ -440,10 +440,7 @@ fn key_before(
     from_protocol.or_else(|| {
         let manifest = target.join("manifest.json");
         let value: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).ok()?).ok()?;
-        Some((
-            value.get("key_id")?.as_str()?.to_owned(),
-            shown(&manifest),
-        ))
+        Some((value.get("key_id")?.as_str()?.to_owned(), shown(&manifest)))
     })
 }
 

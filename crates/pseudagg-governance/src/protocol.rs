@@ -605,7 +605,9 @@ impl Protocol {
     }
 
     /// Removes expired records (see [`is_expired`]) and anchors the rest with a checkpoint.
-    /// Returns how many were removed. Logs itself as a `purge` record.
+    /// Returns how many were removed. Logs itself as a `purge` record. `today` may be earlier
+    /// than the real date (to purge as of a past day), never later, and never before the newest
+    /// record.
     pub fn purge(&self, today: NaiveDate, operator: &str) -> Result<u64> {
         self.purge_at(today, operator, Utc::now())
     }
@@ -631,6 +633,24 @@ impl Protocol {
             .iter()
             .map(|l| serde_json::from_str(&l.text).expect("verified"))
             .collect();
+        // A purge removes only what is past its retention as of the real date: a day ahead of
+        // it (or before the newest record, which a clock set back would give) would delete
+        // records that must still be kept.
+        let real = now.date_naive();
+        if today > real {
+            return Err(Error::Usage(format!(
+                "--today {today} is after today ({real}); records are purged only once past \
+                 their retention as of the real date. Nothing was removed"
+            )));
+        }
+        if let Some(newest) = records.iter().filter_map(Record::date).max()
+            && today < newest
+        {
+            return Err(Error::Usage(format!(
+                "--today {today} is before the protocol's newest record ({newest}): the clock or \
+                 the date is wrong. Nothing was removed"
+            )));
+        }
         // Records are in time order; remove the expired prefix (never a checkpoint's successor gap).
         let mut cut = 0;
         let mut purged_before = 0u64;
@@ -1445,6 +1465,43 @@ mod tests {
         assert_eq!(sealed, [true, false, true, true, true]);
         keyed.append(entry("report")).unwrap();
         assert!(keyed.verify().unwrap().problems.is_empty());
+    }
+
+    /// Issue 17 §5: `protocol purge --today 2030-01-01` deleted records written minutes earlier.
+    #[test]
+    fn a_purge_as_of_a_day_ahead_of_the_real_date_or_before_the_newest_record_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Protocol::new(&dir.path().join("protocol.jsonl"));
+        p.append_at(entry("pseudonymise"), at(2024, 3, 5)).unwrap();
+        p.append_at(entry("report"), at(2025, 6, 1)).unwrap();
+        let before = fs::read_to_string(p.path()).unwrap();
+        let e = p
+            .purge_at(day(2030, 1, 1), "dpo", at(2025, 6, 2))
+            .unwrap_err();
+        assert!(matches!(e, Error::Usage(_)), "{e}");
+        assert!(e.to_string().contains("is after today (2025-06-02)"), "{e}");
+        let e = p
+            .purge_at(day(2025, 5, 31), "dpo", at(2025, 6, 2))
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("before the protocol's newest record (2025-06-01)"),
+            "{e}"
+        );
+        assert_eq!(
+            fs::read_to_string(p.path()).unwrap(),
+            before,
+            "nothing removed"
+        );
+        // As of the real date, or a day between the newest record and it: allowed.
+        assert_eq!(
+            p.purge_at(day(2025, 6, 1), "dpo", at(2025, 6, 2)).unwrap(),
+            0
+        );
+        assert_eq!(
+            p.purge_at(day(2026, 1, 1), "dpo", at(2026, 1, 1)).unwrap(),
+            1
+        );
     }
 
     #[test]

@@ -51,15 +51,83 @@ fn protocol_verify(protocol: &Path, extra: &[&str]) -> crate::common::Output {
 }
 
 /// `protocol purge` as of 2099: every record has expired.
-fn purge_far_ahead(protocol: &Path) -> crate::common::Output {
+/// Moves every record of an unsealed protocol `years` back in time and recomputes its hash
+/// chain, as a protocol of long ago would be; then purges it as of today.
+fn purge_aged(protocol: &Path, years: i32) -> crate::common::Output {
+    use sha2::Digest as _;
+    let text = fs::read_to_string(protocol).unwrap();
+    let mut prev = "0".repeat(64);
+    let mut out = String::new();
+    for line in text.lines() {
+        let mut line = line.to_owned();
+        let at = line.find("\"time\":\"").unwrap() + 8;
+        let year: i32 = line[at..at + 4].parse().unwrap();
+        line.replace_range(at..at + 4, &(year - years).to_string());
+        if !line.contains("\"kind\":\"checkpoint\"") {
+            let at = line.find("\"prev\":\"").unwrap() + 8;
+            line.replace_range(at..at + 64, &prev);
+        }
+        prev = hex::encode(sha2::Sha256::digest(line.as_bytes()));
+        out.push_str(&line);
+        out.push('\n');
+    }
+    fs::write(protocol, out).unwrap();
     pseudagg(&[
         "protocol",
         "purge",
         "--protocol",
         protocol.to_str().unwrap(),
-        "--today",
-        "2099-01-01",
     ])
+}
+
+/// Issue 17 §5: a purge as of a day ahead of today deleted records written minutes earlier.
+#[test]
+fn a_purge_ahead_of_today_or_before_the_newest_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), [29; 32]);
+    let out = dir.path().join("out");
+    assert_eq!(pseudonymise_into(&out, &key).code, 0);
+    let protocol = out.join("protocol.jsonl");
+    let before = fs::read_to_string(&protocol).unwrap();
+    let purge = |today: &str| {
+        pseudagg(&[
+            "protocol",
+            "purge",
+            "--protocol",
+            protocol.to_str().unwrap(),
+            "--today",
+            today,
+        ])
+    };
+    let r = purge("2099-01-01");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("is after today"), "{}", r.stderr);
+    let r = purge("2001-01-01");
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("before the protocol's newest record"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fs::read_to_string(&protocol).unwrap(),
+        before,
+        "nothing removed"
+    );
+    // As of today nothing of today's records is past its retention.
+    let r = pseudagg(&[
+        "protocol",
+        "purge",
+        "--protocol",
+        protocol.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with("0 record(s)"), "{}", r.stdout);
+    assert_eq!(records(&protocol).len(), records_of(&before) + 1);
+}
+
+fn records_of(text: &str) -> usize {
+    text.lines().count()
 }
 
 #[test]
@@ -186,8 +254,9 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("head differs"), "{}", r.stderr);
 
-    // Purging far in the future removes everything and leaves a verifiable checkpoint.
-    let r = purge_far_ahead(&protocol);
+    // Records of three years ago are past their retention: purged, they leave a verifiable
+    // checkpoint.
+    let r = purge_aged(&protocol, 3);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.starts_with("2 record(s)"), "{}", r.stdout);
     let kinds: Vec<String> = records(&protocol)
@@ -1007,7 +1076,7 @@ fn an_output_without_its_record_in_the_protocol_fails_protocol_verify() {
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
 
     // A purge removes the publications' records; its checkpoint carries them forward.
-    let r = purge_far_ahead(&protocol);
+    let r = purge_aged(&protocol, 3);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!records(&protocol).iter().any(|r| r["kind"] == "publish"));
     let r = protocol_verify(&protocol, &[]);
