@@ -122,10 +122,11 @@ pub(crate) fn run(
     month: &str,
     key_file: Option<&Path>,
     dry_run: bool,
+    new_key: bool,
 ) -> Result<()> {
     let month = Month::parse_for_run(month)?;
     // Everything the month needs, before any data row is read or anything is written.
-    let checked = crate::preflight::check(ctx, config, Some(month), key_file)?;
+    let checked = crate::preflight::check(ctx, config, Some(month), key_file, new_key)?;
     if dry_run {
         say(&dry_run_text(&checked, config, month));
         return Ok(());
@@ -181,9 +182,13 @@ pub(crate) fn run(
     batch.month = Some(month.to_string());
     let announced = Announced::default();
     // The outputs go live only after the protocol holds their announcement.
+    if let Some(id) = &checked.replaces_key {
+        batch.details = serde_json::json!({"new_key": {"replaces": id}});
+    }
     let result = result
         .and_then(|()| Ok(announced.announce(&protocol, &batch, &targets(&done))?))
-        .and_then(|()| publish(&done, &out));
+        .and_then(|()| publish(&done, &out))
+        .and_then(|()| register_keys(&done, &out, month));
     announced.note(&mut batch);
     let _ = fs::remove_dir_all(&staging);
 
@@ -226,6 +231,17 @@ pub(crate) fn run(
             )))
         }
     }
+}
+
+/// Registers the key of the month's pseudonymise steps in the output root's key register.
+fn register_keys(done: &[Done], out: &Path, month: Month) -> Result<()> {
+    let register = pseudagg_governance::KeyRegister::in_root(out);
+    for d in done.iter().filter(|d| d.entry.command == "pseudonymise") {
+        if let Some(id) = &d.entry.key_id {
+            register.record(month, id)?;
+        }
+    }
+    Ok(())
 }
 
 /// What `run --dry-run` prints: what was checked, and the steps a run would take.

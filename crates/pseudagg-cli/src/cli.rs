@@ -137,6 +137,11 @@ pub(crate) enum Command {
         /// The CSV's character encoding.
         #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
         encoding: EncodingArg,
+        /// Replace the key of a month that another key wrote before (a leaked key, say): every
+        /// pseudonym of the month changes; recorded in the protocol and the key register
+        /// (OUT/key-ids.json). Without it, another key than the month's is refused.
+        #[arg(long)]
+        new_key: bool,
     },
     /// Build an aggregated opDs report per gE, RD and Bund, with small-cell suppression.
     ///
@@ -201,6 +206,9 @@ pub(crate) enum Command {
             requires = "config"
         )]
         key_file: Option<PathBuf>,
+        /// With --config: the run will give --new-key.
+        #[arg(long, requires = "config")]
+        new_key: bool,
     },
     /// Write a new random key file (mode 0600) and print its key id. Never overwrites a file.
     Keygen {
@@ -360,6 +368,10 @@ pub(crate) enum Command {
         /// would do; reads no data row and writes nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Replace the key of a month that another key wrote before (a leaked key, say): every
+        /// pseudonym of the month changes; recorded in the protocol and the key register.
+        #[arg(long)]
+        new_key: bool,
     },
     /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
     Demo {

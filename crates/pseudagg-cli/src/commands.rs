@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use pseudagg_core::Month;
+use pseudagg_governance::KeyCheck;
 use pseudagg_io::{Encoding, ExtractFormat, PublishHook};
 use pseudagg_keys::{MasterKey, generate_key_file};
 use pseudagg_pipeline::{Plan, RunOptions, RunOutcome, run as run_pipeline};
@@ -33,6 +34,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             key_file,
             out,
             encoding,
+            new_key,
         } => {
             let plan = Plan::load(&pipeline)?;
             let month = Month::parse_for_run(&month)?;
@@ -40,10 +42,22 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let p = ctx.protocol(&out)?;
             keys_apart(&p, &key)?;
             preflight(&p, ctx)?;
+            // One key per month: another key than the month's before is refused unless asked.
+            let (key_check, _) = crate::preflight::month_key(
+                &out,
+                Some(&p),
+                &plan.definition.name,
+                month,
+                key.id().as_str(),
+                new_key,
+            )?;
             let mut entry = ctx.entry("pseudonymise");
             entry.subject = Some(plan.definition.name.clone());
             entry.month = Some(month.to_string());
             entry.key_id = Some(key.id().to_string());
+            if let KeyCheck::Replaces(id) = &key_check {
+                entry.details = serde_json::json!({"new_key": {"replaces": id}});
+            }
             let announced = Announced::default();
             let intent = entry.clone();
             let announce = manifest_hook(&p, &intent, &announced);
@@ -62,6 +76,10 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 json,
                 Some(&hook),
             );
+            let result = result.and_then(|o| {
+                pseudagg_governance::KeyRegister::in_root(&out).record(month, key.id().as_str())?;
+                Ok(o)
+            });
             announced.note(&mut entry);
             match &result {
                 Ok(o) => dataset_refs(&mut entry, o),
@@ -144,10 +162,12 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             config: Some(config),
             month,
             key_file,
+            new_key,
             ..
         } => {
             let month = month.as_deref().map(Month::parse_for_run).transpose()?;
-            let checked = crate::preflight::check(ctx, &config, month, key_file.as_deref())?;
+            let checked =
+                crate::preflight::check(ctx, &config, month, key_file.as_deref(), new_key)?;
             let mut text = format!(
                 "{}: pre-flight passed{}",
                 config.display(),
@@ -361,7 +381,8 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             month,
             key_file,
             dry_run,
-        } => crate::batch::run(ctx, &config, &month, key_file.as_deref(), dry_run),
+            new_key,
+        } => crate::batch::run(ctx, &config, &month, key_file.as_deref(), dry_run, new_key),
         Command::Demo { out } => demo(&out, json),
         Command::Completions { shell } => {
             let mut cmd = <crate::cli::Cli as clap::CommandFactory>::command();

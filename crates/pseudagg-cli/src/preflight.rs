@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use pseudagg_core::{Error, Location, Month, Problem, Problems, parse_definition};
-use pseudagg_governance::Protocol;
+use pseudagg_governance::{KeyCheck, KeyRegister, Protocol};
 use pseudagg_keys::MasterKey;
 use pseudagg_pipeline::Plan;
 use pseudagg_report::ReportPlan;
@@ -28,6 +28,8 @@ pub(crate) struct Checked {
     pub base: PathBuf,
     /// One line per thing checked, for `--dry-run` and `check --config`.
     pub lines: Vec<String>,
+    /// With `--new-key`: the key id of the month's earlier runs that the key replaces.
+    pub replaces_key: Option<String>,
 }
 
 impl Checked {
@@ -115,6 +117,7 @@ pub(crate) fn check(
     config: &Path,
     month: Option<Month>,
     key_file: Option<&Path>,
+    new_key: bool,
 ) -> Result<Checked> {
     let mut f = Findings {
         problems: Problems::with_limit(200),
@@ -218,6 +221,7 @@ pub(crate) fn check(
     }
 
     // The steps.
+    let mut replaces_key = None;
     let mut names: Vec<(String, String)> = Vec::new();
     for (i, s) in cfg.pseudonymise.iter().enumerate() {
         let step = format!("pseudonymise[{i}]");
@@ -245,21 +249,18 @@ pub(crate) fn check(
                 f.add(&format!("{step}.pipeline"), e.to_string());
             }
             if let Some(k) = &key {
-                let before = key_before(protocol.as_ref(), &name, m, &target);
-                match before {
-                    Some((id, source)) if id != k.id().as_str() => f.add(
-                        key_label,
-                        format!(
-                            "the key (id {}) is not the key that wrote {name} {m} before (id {id}, \
-                             {source}): every pseudonym of the month would change. Give the key \
-                             of that run; a production key is restored from its backup",
-                            k.id()
-                        ),
-                    ),
-                    Some((_, source)) => {
+                match month_key(out, protocol.as_ref(), &name, m, k.id().as_str(), new_key) {
+                    Err(e) => f.absorb(key_label, &e),
+                    Ok((KeyCheck::First, _)) => f.ok(format!("{name} {m}: first run of the month")),
+                    Ok((KeyCheck::Same, source)) => {
                         f.ok(format!("{name} {m}: the same key as before ({source})"));
                     }
-                    None => f.ok(format!("{name} {m}: first run of the month")),
+                    Ok((KeyCheck::Replaces(id), source)) => {
+                        f.ok(format!(
+                            "{name} {m}: --new-key replaces the key id {id} ({source}); every pseudonym of the month changes"
+                        ));
+                        replaces_key = Some(id);
+                    }
                 }
             }
         }
@@ -341,6 +342,7 @@ pub(crate) fn check(
             cfg,
             base,
             lines: f.lines,
+            replaces_key,
         })
     } else {
         Err(fail(f.problems))
@@ -410,16 +412,29 @@ fn input(
     }
 }
 
-/// The key id that wrote `name`'s month before, and where that is known from: the protocol's
-/// last successful pseudonymise of the month, else the published output's manifest.
+/// The key id that wrote `name`'s month before, and where that is known from: the output root's
+/// key register, else the published output's manifest, else the protocol's last successful
+/// pseudonymise of the month.
 fn key_before(
+    out: &Path,
     protocol: Option<&Protocol>,
     name: &str,
     month: Month,
-    target: &Path,
-) -> Option<(String, String)> {
+) -> Result<Option<(String, String)>> {
+    let register = KeyRegister::in_root(out);
+    if let Some(id) = register.get(month)? {
+        return Ok(Some((id, shown(register.path()))));
+    }
+    let manifest = out.join(name).join(month.to_string()).join("manifest.json");
+    let from_manifest = fs::read(&manifest)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|v| Some(v.get("key_id")?.as_str()?.to_owned()));
+    if let Some(id) = from_manifest {
+        return Ok(Some((id, shown(&manifest))));
+    }
     let m = month.to_string();
-    let from_protocol = protocol
+    Ok(protocol
         .filter(|p| p.path().exists())
         .and_then(|p| p.records().ok())
         .and_then(|records| {
@@ -427,7 +442,6 @@ fn key_before(
                 r.entry.command == "pseudonymise"
                     && r.entry.outcome == "ok"
                     && r.entry.month.as_deref() == Some(&m)
-                    && r.entry.subject.as_deref() == Some(name)
                     && r.entry.key_id.is_some()
             })
         })
@@ -436,11 +450,33 @@ fn key_before(
                 r.entry.key_id.unwrap_or_default(),
                 format!("protocol record {}", r.seq),
             )
-        });
-    from_protocol.or_else(|| {
-        let manifest = target.join("manifest.json");
-        let value: serde_json::Value = serde_json::from_slice(&fs::read(&manifest).ok()?).ok()?;
-        Some((value.get("key_id")?.as_str()?.to_owned(), shown(&manifest)))
+        }))
+}
+
+/// Checks that `key_id` is the key that wrote the month before (see [`key_before`]): another key
+/// is refused (exit 2) unless `new_key`. Returns what was found, and where.
+pub(crate) fn month_key(
+    out: &Path,
+    protocol: Option<&Protocol>,
+    name: &str,
+    month: Month,
+    key_id: &str,
+    new_key: bool,
+) -> Result<(KeyCheck, String)> {
+    Ok(match key_before(out, protocol, name, month)? {
+        None => (KeyCheck::First, String::new()),
+        Some((id, source)) if id == key_id => (KeyCheck::Same, source),
+        Some((id, source)) if new_key => (KeyCheck::Replaces(id), source),
+        Some((id, source)) => {
+            return Err(Error::Key(format!(
+                "the key (id {key_id}) is not the key that wrote {name} {month} before (id {id}, \
+                 {source}): every pseudonym of the month would change. Nothing was read or \
+                 written. Give the month's key (a production key is restored from its backup); \
+                 to replace the month's key on purpose (it leaked, say), give --new-key: the \
+                 change is recorded in the protocol"
+            ))
+            .into());
+        }
     })
 }
 

@@ -1,13 +1,16 @@
 //! The rules around the outputs (seeds 000, 001, 003, 004):
 //!
+//! - [`keys`]: the key-id register of an output root, one key per month;
 //! - [`protocol`]: the tamper-evident run protocol, its retention and the monthly control sample;
 //! - [`request`]: a Traeger's request for an aggregated report, complete and admissible or refused;
 //! - [`sample`]: the random review sample of pseudonymised cases per RD.
 
+pub mod keys;
 pub mod protocol;
 pub mod request;
 pub mod sample;
 
+pub use keys::{KEY_REGISTER, KeyCheck, KeyRegister};
 pub use protocol::{
     ChainKey, ChainReport, Entry, FileRef, OutputsReport, Protocol, Record, check_outputs,
     is_expired,

@@ -116,6 +116,8 @@ fn pseudonymise_killed_at_random_leaves_the_old_or_the_new_dataset() {
             key.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
+            // The two keys take turns on purpose, to tell the old dataset from the new one.
+            "--new-key",
         ]
         .map(str::to_owned)
         .to_vec()

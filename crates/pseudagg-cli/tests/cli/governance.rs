@@ -854,6 +854,59 @@ fn the_pre_flight_refuses_another_key_than_the_months_earlier_run() {
     assert!(r.stdout.contains("the same key as before"), "{}", r.stdout);
 }
 
+/// Issue 17 §5: a month run with another key than before changed every pseudonym of the month
+/// without a word. The output root's key register keeps each month's key id; another key is
+/// refused unless --new-key is given, and then the change is recorded.
+#[test]
+fn a_month_keeps_its_key_unless_a_new_key_is_given_and_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let first_dir = dir.path().join("a");
+    let second_dir = dir.path().join("b");
+    fs::create_dir_all(&first_dir).unwrap();
+    fs::create_dir_all(&second_dir).unwrap();
+    let first = key_file(&first_dir, [41; 32]);
+    let second = key_file(&second_dir, [42; 32]);
+    let out = dir.path().join("out");
+    assert_eq!(pseudonymise_into(&out, &first).code, 0);
+    let register: Value =
+        serde_json::from_slice(&fs::read(out.join("key-ids.json")).unwrap()).unwrap();
+    let first_id = register["months"]["2025-03"].as_str().unwrap().to_owned();
+    let manifest = out.join("vkb/2025-03/manifest.json");
+    let before = fs::read(&manifest).unwrap();
+
+    let r = pseudonymise_into(&out, &second);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!(
+            "is not the key that wrote vkb 2025-03 before (id {first_id}"
+        )),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("--new-key"), "{}", r.stderr);
+    assert_eq!(fs::read(&manifest).unwrap(), before, "nothing was replaced");
+
+    let r = crate::common::pseudonymise_vkb(
+        Path::new(SAMPLE_VKB),
+        "2025-03",
+        &second,
+        &out,
+        &["--new-key"],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let register: Value =
+        serde_json::from_slice(&fs::read(out.join("key-ids.json")).unwrap()).unwrap();
+    let second_id = register["months"]["2025-03"].as_str().unwrap();
+    assert_ne!(second_id, first_id);
+    let last = records(&out.join("protocol.jsonl"))
+        .into_iter()
+        .rev()
+        .find(|r| r["command"] == "pseudonymise" && r["outcome"] == "ok")
+        .unwrap();
+    assert_eq!(last["details"]["new_key"]["replaces"], first_id.as_str());
+    assert_eq!(last["key_id"], second_id);
+}
+
 fn pseudonymise_into(out: &Path, key: &Path) -> crate::common::Output {
     crate::common::pseudonymise_vkb(Path::new(SAMPLE_VKB), "2025-03", key, out, &[])
 }
