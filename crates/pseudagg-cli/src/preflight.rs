@@ -234,33 +234,33 @@ pub(crate) fn check(
             continue;
         };
         let name = plan.definition.name.clone();
-        names.push((name.clone(), step.clone()));
-        input(
+        let target = out
+            .as_ref()
+            .zip(month)
+            .map(|(o, m)| o.join(&name).join(m.to_string()));
+        step_checks(
             &mut f,
-            &format!("{step}.input"),
-            at(&s.input),
-            &s.input,
+            &mut names,
+            (&step, "pipeline"),
+            &name,
             &plan.schema,
-            encoding(s.windows_1252),
+            (at(&s.input), &s.input, encoding(s.windows_1252)),
+            target.as_deref(),
         );
-        if let (Some(out), Some(m)) = (&out, month) {
-            let target = out.join(&name).join(m.to_string());
-            if let Err(e) = pseudagg_io::check_replaceable(&target) {
-                f.add(&format!("{step}.pipeline"), e.to_string());
-            }
-            if let Some(k) = &key {
-                match month_key(out, protocol.as_ref(), &name, m, k.id().as_str(), new_key) {
-                    Err(e) => f.absorb(key_label, &e),
-                    Ok((KeyCheck::First, _)) => f.ok(format!("{name} {m}: first run of the month")),
-                    Ok((KeyCheck::Same, source)) => {
-                        f.ok(format!("{name} {m}: the same key as before ({source})"));
-                    }
-                    Ok((KeyCheck::Replaces(id), source)) => {
-                        f.ok(format!(
+        if let (Some(out), Some(m)) = (&out, month)
+            && let Some(k) = &key
+        {
+            match month_key(out, protocol.as_ref(), &name, m, k.id().as_str(), new_key) {
+                Err(e) => f.absorb(key_label, &e),
+                Ok((KeyCheck::First, _)) => f.ok(format!("{name} {m}: first run of the month")),
+                Ok((KeyCheck::Same, source)) => {
+                    f.ok(format!("{name} {m}: the same key as before ({source})"));
+                }
+                Ok((KeyCheck::Replaces(id), source)) => {
+                    f.ok(format!(
                             "{name} {m}: --new-key replaces the key id {id} ({source}); every pseudonym of the month changes"
                         ));
-                        replaces_key = Some(id);
-                    }
+                    replaces_key = Some(id);
                 }
             }
         }
@@ -276,14 +276,18 @@ pub(crate) fn check(
             continue;
         };
         let name = plan.definition.name.clone();
-        names.push((name.clone(), step.clone()));
-        input(
+        let target = out
+            .as_ref()
+            .zip(month)
+            .map(|(o, m)| o.join(&name).join(m.to_string()));
+        step_checks(
             &mut f,
-            &format!("{step}.input"),
-            at(&s.input),
-            &s.input,
+            &mut names,
+            (&step, "definition"),
+            &name,
             &plan.schema,
-            encoding(s.windows_1252),
+            (at(&s.input), &s.input, encoding(s.windows_1252)),
+            target.as_deref(),
         );
         if let Some(register) = &s.ge_register {
             load(
@@ -292,12 +296,6 @@ pub(crate) fn check(
                 at(register),
                 pseudagg_report::read_register,
             );
-        }
-        if let (Some(out), Some(m)) = (&out, month) {
-            let target = out.join(&name).join(m.to_string());
-            if let Err(e) = pseudagg_io::check_replaceable(&target) {
-                f.add(&format!("{step}.definition"), e.to_string());
-            }
         }
     }
     for (i, (name, step)) in names.iter().enumerate() {
@@ -346,6 +344,27 @@ pub(crate) fn check(
         })
     } else {
         Err(fail(f.problems))
+    }
+}
+
+/// A step's checks once its definition is loaded: the output name is one no other step writes
+/// (noted in `names`), the input exists and its header fits `schema`, and the month's target
+/// holds nothing pseudagg did not write.
+fn step_checks(
+    f: &mut Findings,
+    names: &mut Vec<(String, String)>,
+    (step, definition_key): (&str, &str),
+    name: &str,
+    schema: &pseudagg_core::Schema,
+    (path, written, encoding): (Option<PathBuf>, &str, pseudagg_io::Encoding),
+    target: Option<&Path>,
+) {
+    names.push((name.to_owned(), step.to_owned()));
+    input(f, &format!("{step}.input"), path, written, schema, encoding);
+    if let Some(target) = target
+        && let Err(e) = pseudagg_io::check_replaceable(target)
+    {
+        f.add(&format!("{step}.{definition_key}"), e.to_string());
     }
 }
 

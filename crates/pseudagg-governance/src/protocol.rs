@@ -549,6 +549,13 @@ impl Protocol {
     /// sealed `seal` record whose `prev` ties every earlier line to its MAC. Returns how many
     /// records it sealed. Done once, by the protocol's keeper, after `verify` found it intact.
     pub fn seal(&self, operator: &str) -> Result<usize> {
+        self.seal_at(operator, Utc::now())
+    }
+
+    /// [`seal`] with the time the seal is recorded at.
+    ///
+    /// [`seal`]: Protocol::seal
+    pub fn seal_at(&self, operator: &str, now: DateTime<Utc>) -> Result<usize> {
         let Some(key) = &self.key else {
             return Err(Error::Usage(
                 "protocol seal needs the protocol key: give --protocol-key FILE (a key file from \
@@ -597,7 +604,7 @@ impl Protocol {
                 }),
                 ..Entry::default()
             },
-            Utc::now(),
+            now,
             true,
         )?;
         drop(held);
@@ -1415,7 +1422,7 @@ mod tests {
             "seal needs the key"
         );
 
-        assert_eq!(keyed.seal("dpo").unwrap(), 3);
+        assert_eq!(keyed.seal_at("dpo", at(2025, 5, 1)).unwrap(), 3);
         assert!(keyed.seal("dpo").is_err(), "sealed once");
         let r = keyed.verify().unwrap();
         assert!(r.problems.is_empty(), "{r:?}");

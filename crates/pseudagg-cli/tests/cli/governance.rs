@@ -787,35 +787,38 @@ fn the_pre_flight_names_every_problem_at_its_key_before_any_data_is_read() {
 
     // The good configuration passes the pre-flight; a dry run says what a run would do, and
     // writes nothing.
-    let r = pseudagg(&[
-        "check",
-        "--config",
-        good.to_str().unwrap(),
-        "--month",
-        "2025-03",
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
+    let r = check_config(&good, &key, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(
         r.stdout.contains("pre-flight passed for 2025-03"),
         "{}",
         r.stdout
     );
-    let r = pseudagg(&[
-        "run",
-        "--config",
-        good.to_str().unwrap(),
-        "--month",
-        "2025-03",
-        "--key-file",
-        key.to_str().unwrap(),
-        "--dry-run",
-    ]);
+    let r = check_config(&good, &key, &["run", "--dry-run"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("a run would:"), "{}", r.stdout);
     assert!(r.stdout.contains("pseudonymise"), "{}", r.stdout);
     assert!(!dir.path().join("out").exists(), "a dry run writes nothing");
+}
+
+/// `pseudagg check --config CONFIG --month 2025-03 --key-file KEY`; with `["run", extra...]`
+/// as `extra`, the same options to `run` instead, followed by the rest.
+fn check_config(config: &Path, key: &Path, extra: &[&str]) -> crate::common::Output {
+    let (command, rest) = match extra.split_first() {
+        Some((&"run", rest)) => ("run", rest),
+        _ => ("check", extra),
+    };
+    let mut args = vec![
+        command,
+        "--config",
+        config.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    args.extend_from_slice(rest);
+    pseudagg(&args)
 }
 
 /// The pre-flight compares the key with the one that wrote the month before: a run with another
@@ -841,15 +844,7 @@ fn the_pre_flight_refuses_another_key_than_the_months_earlier_run() {
     );
     assert_eq!(published(&out), before, "nothing was touched");
     // The same key passes, and says so.
-    let r = pseudagg(&[
-        "check",
-        "--config",
-        config.to_str().unwrap(),
-        "--month",
-        "2025-03",
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
+    let r = check_config(&config, &key, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("the same key as before"), "{}", r.stdout);
 }
