@@ -22,8 +22,7 @@ use tracing::{error, info, info_span};
 
 use crate::commands::{dataset_refs, pseudonymise, report, report_refs, say};
 use crate::governance::{
-    Announced, Context, file_ref, keys_apart, log, neighbour_month, outcome_of, preflight,
-    staged_findings,
+    Announced, Context, file_ref, log, neighbour_month, outcome_of, preflight, staged_findings,
 };
 use crate::preflight::shown;
 
@@ -134,25 +133,14 @@ pub(crate) fn run(
     info!(checks = checked.lines.len(), "pre-flight passed");
     let resolve = |p: &str| checked.resolve(p, month);
     let cfg = &checked.cfg;
-    let out = resolve(&cfg.out);
+    let out = checked.out.clone();
     fs::create_dir_all(&out).map_err(|e| Error::io("create folder", &out, e))?;
     let _lock = lock_month(&out, month)?;
-    let protocol = ctx.protocol_at(
-        &ctx.protocol
-            .clone()
-            .or_else(|| cfg.protocol.as_deref().map(resolve))
-            .unwrap_or_else(|| out.join("protocol.jsonl")),
-        cfg.protocol_key.as_deref().map(resolve).as_deref(),
-    )?;
-    preflight(&protocol, ctx)?;
-    let key_path = key_file
-        .map(Path::to_owned)
-        .or_else(|| cfg.key_file.as_deref().map(resolve));
-    if protocol.key_id().is_some()
-        && let Some(k) = key_path.as_deref()
-    {
-        keys_apart(&protocol, &MasterKey::load(k)?)?;
-    }
+    // The pre-flight checked the protocol and kept the keys apart; now, under the month's lock,
+    // it is made ready (an interrupted publication settled) for this run's records.
+    let protocol = &checked.protocol;
+    preflight(protocol, ctx)?;
+    let key_path = checked.key_path.clone();
     let _span = info_span!("run", month = %month).entered();
 
     let staging = out.join(format!(".run-{month}.staging"));
@@ -186,7 +174,7 @@ pub(crate) fn run(
         batch.details = serde_json::json!({"new_key": {"replaces": id}});
     }
     let result = result
-        .and_then(|()| Ok(announced.announce(&protocol, &batch, &targets(&done))?))
+        .and_then(|()| Ok(announced.announce(protocol, &batch, &targets(&done))?))
         .and_then(|()| publish(&done, &out))
         .and_then(|()| register_keys(&done, &out, month));
     announced.note(&mut batch);
@@ -194,7 +182,7 @@ pub(crate) fn run(
 
     // The protocol: each step that ran, then the batch.
     for d in &done {
-        log(&protocol, d.entry.clone(), &d.entry.outcome)?;
+        log(protocol, d.entry.clone(), &d.entry.outcome)?;
     }
     let mut details = serde_json::json!({
         "config": config.display().to_string(),
@@ -204,7 +192,7 @@ pub(crate) fn run(
         d.extend(noted.clone());
     }
     batch.details = details;
-    log(&protocol, batch, outcome_of(&result))?;
+    log(protocol, batch, outcome_of(&result))?;
     match result {
         Ok(()) => {
             let mut text = format!(

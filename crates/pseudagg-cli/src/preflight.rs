@@ -30,6 +30,13 @@ pub(crate) struct Checked {
     pub lines: Vec<String>,
     /// With `--new-key`: the key id of the month's earlier runs that the key replaces.
     pub replaces_key: Option<String>,
+    /// The output root.
+    pub out: PathBuf,
+    /// The protocol (the one given, the configuration's, or `protocol.jsonl` in `out`), with
+    /// its key.
+    pub protocol: Protocol,
+    /// The key file (the one given, else the configuration's).
+    pub key_path: Option<PathBuf>,
 }
 
 impl Checked {
@@ -234,10 +241,6 @@ pub(crate) fn check(
             continue;
         };
         let name = plan.definition.name.clone();
-        let target = out
-            .as_ref()
-            .zip(month)
-            .map(|(o, m)| o.join(&name).join(m.to_string()));
         step_checks(
             &mut f,
             &mut names,
@@ -245,7 +248,7 @@ pub(crate) fn check(
             &name,
             &plan.schema,
             (at(&s.input), &s.input, encoding(s.windows_1252)),
-            target.as_deref(),
+            out.as_deref().zip(month),
         );
         if let (Some(out), Some(m)) = (&out, month)
             && let Some(k) = &key
@@ -276,10 +279,6 @@ pub(crate) fn check(
             continue;
         };
         let name = plan.definition.name.clone();
-        let target = out
-            .as_ref()
-            .zip(month)
-            .map(|(o, m)| o.join(&name).join(m.to_string()));
         step_checks(
             &mut f,
             &mut names,
@@ -287,7 +286,7 @@ pub(crate) fn check(
             &name,
             &plan.schema,
             (at(&s.input), &s.input, encoding(s.windows_1252)),
-            target.as_deref(),
+            out.as_deref().zip(month),
         );
         if let Some(register) = &s.ge_register {
             load(
@@ -335,21 +334,23 @@ pub(crate) fn check(
             "not checked without --month: inputs whose path holds {{month}}, targets, the month's key history ({month_text})"
         ));
     }
-    if f.problems.is_empty() {
-        Ok(Checked {
+    match (out, protocol) {
+        (Some(out), Some(protocol)) if f.problems.is_empty() => Ok(Checked {
             cfg,
             base,
             lines: f.lines,
             replaces_key,
-        })
-    } else {
-        Err(fail(f.problems))
+            out,
+            protocol,
+            key_path,
+        }),
+        _ => Err(fail(f.problems)),
     }
 }
 
 /// A step's checks once its definition is loaded: the output name is one no other step writes
-/// (noted in `names`), the input exists and its header fits `schema`, and the month's target
-/// holds nothing pseudagg did not write.
+/// (noted in `names`), the input exists and its header fits `schema`, and the month's target in
+/// the output root holds nothing pseudagg did not write.
 fn step_checks(
     f: &mut Findings,
     names: &mut Vec<(String, String)>,
@@ -357,12 +358,12 @@ fn step_checks(
     name: &str,
     schema: &pseudagg_core::Schema,
     (path, written, encoding): (Option<PathBuf>, &str, pseudagg_io::Encoding),
-    target: Option<&Path>,
+    root_and_month: Option<(&Path, Month)>,
 ) {
     names.push((name.to_owned(), step.to_owned()));
     input(f, &format!("{step}.input"), path, written, schema, encoding);
-    if let Some(target) = target
-        && let Err(e) = pseudagg_io::check_replaceable(target)
+    if let Some((out, month)) = root_and_month
+        && let Err(e) = pseudagg_io::check_replaceable(&out.join(name).join(month.to_string()))
     {
         f.add(&format!("{step}.{definition_key}"), e.to_string());
     }
