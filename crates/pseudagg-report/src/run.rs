@@ -107,6 +107,13 @@ pub struct SuppressionNote {
     pub cells: usize,
     pub primary: usize,
     pub secondary: usize,
+    /// The people the secondary cells count (the sum of their true values): the information
+    /// they cost. For the steward: this manifest never reaches a recipient.
+    pub secondary_mass: u64,
+    /// Secondary cells any safe pattern needs at least: the covering program's bound
+    /// (every relation holding a suppressed cell holds another; under the insider model, one
+    /// that no other single gE knows). `None` when the program did not run.
+    pub secondary_lower_bound: Option<usize>,
     pub rounds: usize,
     /// The month's released reports this one was protected together with.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -374,10 +381,16 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     };
     let primary = pattern.primary.iter().filter(|&&p| p).count();
     let suppressed = pattern.suppressed.iter().filter(|&&p| p).count();
+    let secondary_mass: u64 = (0..rt.table.len())
+        .filter(|&c| pattern.suppressed[c] && !pattern.primary[c])
+        .map(|c| rt.table.values[c])
+        .sum();
     info!(
         cells = rt.table.len(),
         primary,
         secondary = suppressed - primary,
+        secondary_mass,
+        lower_bound = pattern.lower_bound,
         rounds = pattern.rounds,
         "suppressed and audited"
     );
@@ -506,6 +519,8 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             cells: rt.table.len(),
             primary,
             secondary: suppressed - primary,
+            secondary_mass,
+            secondary_lower_bound: pattern.lower_bound,
             rounds: pattern.rounds,
             joint: joint_note,
         },
