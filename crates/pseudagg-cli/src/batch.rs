@@ -7,7 +7,7 @@
 //! per month keeps two runs of the same month apart.
 
 use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -87,31 +87,87 @@ pub(crate) fn encoding(windows_1252: bool) -> Encoding {
     }
 }
 
-/// A finished step: its protocol record, and the staged output to publish.
+/// A finished step: its protocol record, the staged output to publish, and how long it took.
 struct Done {
     name: String,
     entry: Entry,
     publish: Option<(PathBuf, PathBuf)>,
+    seconds: f64,
 }
 
-/// Holds the month's lock file for the run.
-struct MonthLock(#[allow(dead_code)] File);
+/// One line of the run's closing summary, for people (a table) and schedulers (JSON): counts and
+/// times only, never a value from the data.
+#[derive(Debug, serde::Serialize)]
+struct StepSummary {
+    step: String,
+    outcome: String,
+    rows_in: Option<u64>,
+    rows_out: Option<u64>,
+    /// Report steps: the cells of every scope's table, and how many are suppressed.
+    cells: Option<u64>,
+    suppressed: Option<u64>,
+    /// Pseudonymise steps: the quasi-identifier values k-anonymity blanked.
+    values_blanked: Option<u64>,
+    seconds: f64,
+    outputs: usize,
+}
+
+impl StepSummary {
+    fn of(d: &Done) -> Self {
+        let fact = |k: &str| d.entry.details.get(k).and_then(serde_json::Value::as_u64);
+        Self {
+            step: d.name.clone(),
+            outcome: d.entry.outcome.clone(),
+            rows_in: d.entry.rows_in,
+            rows_out: d.entry.rows_out,
+            cells: fact("cells"),
+            suppressed: fact("suppressed"),
+            values_blanked: fact("values_blanked"),
+            seconds: (d.seconds * 10.0).round() / 10.0,
+            outputs: d.entry.outputs.len(),
+        }
+    }
+}
+
+/// The closing summary as a table.
+fn summary_table(steps: &[StepSummary]) -> String {
+    let n = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    let mut text = format!(
+        "  {:<32} {:<12} {:>10} {:>10} {:>8} {:>10} {:>8} {:>7} {:>7}",
+        "step", "outcome", "rows in", "rows out", "cells", "suppressed", "blanked", "outputs", "s"
+    );
+    for s in steps {
+        let _ = write!(
+            text,
+            "\n  {:<32} {:<12} {:>10} {:>10} {:>8} {:>10} {:>8} {:>7} {:>7.1}",
+            s.step,
+            s.outcome,
+            n(s.rows_in),
+            n(s.rows_out),
+            n(s.cells),
+            n(s.suppressed),
+            n(s.values_blanked),
+            s.outputs,
+            s.seconds
+        );
+    }
+    text
+}
+
+/// Holds the month's lock file for the run; the file is removed when the run ends.
+struct MonthLock(#[allow(dead_code)] pseudagg_governance::LockFile);
 
 fn lock_month(out: &Path, month: Month) -> Result<MonthLock> {
     let path = out.join(format!(".pseudagg-run-{month}.lock"));
-    let f = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| Error::io("open", &path, e))?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|_| {
-        Error::Locked(format!(
+    match pseudagg_governance::LockFile::acquire(&path, false) {
+        Ok(Some(l)) => Ok(MonthLock(l)),
+        Ok(None) => Err(Error::Locked(format!(
             "another run of {month} is in progress (it holds {}); this one stopped without touching anything",
             path.display()
         ))
-    })?;
-    Ok(MonthLock(f))
+        .into()),
+        Err(e) => Err(Error::io("lock", &path, e).into()),
+    }
 }
 
 #[allow(clippy::too_many_lines)] // the batch, step by step
@@ -124,6 +180,7 @@ pub(crate) fn run(
     new_key: bool,
 ) -> Result<()> {
     let month = Month::parse_for_run(month)?;
+    let started = std::time::Instant::now();
     // Everything the month needs, before any data row is read or anything is written.
     let checked = crate::preflight::check(ctx, config, Some(month), key_file, new_key)?;
     if dry_run {
@@ -141,7 +198,7 @@ pub(crate) fn run(
     let protocol = &checked.protocol;
     preflight(protocol, ctx)?;
     let key_path = checked.key_path.clone();
-    let _span = info_span!("run", month = %month).entered();
+    let span = info_span!("run", month = %month).entered();
 
     let staging = out.join(format!(".run-{month}.staging"));
     if staging.exists() {
@@ -192,17 +249,48 @@ pub(crate) fn run(
         d.extend(noted.clone());
     }
     batch.details = details;
-    log(protocol, batch, outcome_of(&result))?;
+    let record = log(protocol, batch, outcome_of(&result))?;
+    drop(span);
+    // The closing summary: a table for people; for a scheduler one final JSON event on stderr
+    // and the same summary as JSON on stdout.
+    let steps: Vec<StepSummary> = done.iter().map(StepSummary::of).collect();
+    let head = protocol.head_of(&record);
+    let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    let summary = serde_json::json!({
+        "month": month.to_string(),
+        "outcome": outcome_of(&result),
+        "published": result.is_ok(),
+        "output_root": shown(&out),
+        "protocol": shown(protocol.path()),
+        "protocol_record": record.seq,
+        "protocol_head": head,
+        "seconds": seconds,
+        "steps": steps,
+    });
+    info!(
+        month = %month,
+        outcome = outcome_of(&result),
+        published = result.is_ok(),
+        steps = steps.len(),
+        seconds,
+        protocol_record = record.seq,
+        protocol_head = %head,
+        summary = %summary,
+        "run summary"
+    );
     match result {
         Ok(()) => {
-            let mut text = format!(
-                "run {month}: every step passed, outputs published in {}",
-                out.display()
-            );
-            for d in &done {
-                let _ = write!(text, "\n  ok  {}", d.name);
+            if ctx.json {
+                say(&serde_json::to_string_pretty(&summary).expect("serialises"));
+            } else {
+                say(&format!(
+                    "run {month}: every step passed, outputs published in {} ({seconds:.1} s)\n{}\nprotocol {}: record {}, head {head}",
+                    shown(&out),
+                    summary_table(&steps),
+                    shown(protocol.path()),
+                    record.seq
+                ));
             }
-            say(&text);
             Ok(())
         }
         Err(e) => {
@@ -214,6 +302,9 @@ pub(crate) fn run(
                 Some(d) => d.name.clone(),
             };
             error!(step = %failed, "run failed; nothing was published");
+            if ctx.json {
+                say(&serde_json::to_string_pretty(&summary).expect("serialises"));
+            }
             Err(e.context(format!(
                 "run {month}: step `{failed}` failed, nothing of this run was published"
             )))
@@ -288,17 +379,20 @@ fn steps(
     let mut step = |name: String, entry: Entry, f: &mut StepFn<'_>| -> Result<()> {
         let _s = info_span!("step", step = %name).entered();
         let mut entry = entry;
+        let started = std::time::Instant::now();
         let result = f(&mut entry);
+        let seconds = started.elapsed().as_secs_f64();
         outcome_of(&result).clone_into(&mut entry.outcome);
         let publish = result.as_ref().ok().cloned().flatten();
         done.push(Done {
             name: name.clone(),
             entry,
             publish,
+            seconds,
         });
         match result {
             Ok(_) => {
-                info!(step = %name, "step passed");
+                info!(step = %name, seconds = format!("{seconds:.1}"), "step passed");
                 Ok(())
             }
             Err(e) => Err(e),

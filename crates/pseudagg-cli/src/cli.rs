@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// pseudagg turns extracts that hold personal data into data that people outside the local office
 /// may see: keyed pseudonyms per month, per-RD datasets, and nothing partial on failure.
@@ -11,30 +11,66 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "pseudagg", version, max_term_width = 100)]
 pub(crate) struct Cli {
     /// Log lines on stderr as text for people or as JSON for schedulers.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PSEUDAGG_LOG_FORMAT")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "PSEUDAGG_LOG_FORMAT",
+        help_heading = "Global options"
+    )]
     pub log_format: LogFormat,
 
+    /// The protocol options given before the command (`pseudagg --protocol P run ...`), the old
+    /// place; they are offered in the help of the commands that keep a protocol.
+    #[command(flatten)]
+    pub protocol: LegacyProtocolArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the run protocol is, how it is sealed, and who runs: offered by every command that
+/// reads personal or pseudonymised data or the protocol itself, and by no other.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Protocol options")]
+pub(crate) struct ProtocolArgs {
     /// The run protocol (JSON lines). Default: protocol.jsonl in the output root.
-    #[arg(long, global = true, env = "PSEUDAGG_PROTOCOL")]
+    #[arg(long, value_name = "FILE", env = "PSEUDAGG_PROTOCOL")]
     pub protocol: Option<PathBuf>,
 
     /// The protocol key (a key file from `pseudagg keygen`, kept apart from the pseudonym key):
     /// every record is sealed with an HMAC, and every seal read is checked. Without it a sealed
     /// protocol is refused.
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        env = "PSEUDAGG_PROTOCOL_KEY_FILE"
-    )]
+    #[arg(long, value_name = "FILE", env = "PSEUDAGG_PROTOCOL_KEY_FILE")]
     pub protocol_key: Option<PathBuf>,
 
     /// Who runs the command, for the protocol. Default: the operating-system user.
-    #[arg(long, global = true, env = "PSEUDAGG_OPERATOR")]
+    #[arg(long, value_name = "NAME", env = "PSEUDAGG_OPERATOR")]
     pub operator: Option<String>,
+}
 
-    #[command(subcommand)]
-    pub command: Command,
+/// The same options before the command name, where they stood before: hidden, still accepted.
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct LegacyProtocolArgs {
+    #[arg(long = "protocol", value_name = "FILE", hide = true)]
+    pub protocol: Option<PathBuf>,
+    #[arg(long = "protocol-key", value_name = "FILE", hide = true)]
+    pub protocol_key: Option<PathBuf>,
+    #[arg(long = "operator", value_name = "NAME", hide = true)]
+    pub operator: Option<String>,
+}
+
+impl ProtocolArgs {
+    /// These options, each taken from before the command where it was not given after it.
+    #[must_use]
+    pub fn or(self, before: LegacyProtocolArgs) -> Self {
+        Self {
+            protocol: self.protocol.or(before.protocol),
+            protocol_key: self.protocol_key.or(before.protocol_key),
+            operator: self.operator.or(before.operator),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -46,6 +82,8 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProtocolAction {
     /// Check the hash chain; names the first record that was edited, removed, inserted or moved.
+    ///
+    /// Example: pseudagg protocol verify --protocol /data/biss/protocol.jsonl --head 3f1c... --outputs /data/biss
     Verify {
         /// The head hash noted earlier (printed by this command): detects a cut or edited tail.
         #[arg(long)]
@@ -54,23 +92,38 @@ pub(crate) enum ProtocolAction {
         /// in the protocol, with the same hash (default: the protocol's folder).
         #[arg(long, value_name = "DIR")]
         outputs: Option<PathBuf>,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// Seal a protocol written before it had a key: checks its chain, then appends a `seal`
     /// record with the protocol key's MAC, which ties every earlier record to it. From then on
     /// every command on the protocol needs --protocol-key, and every record is sealed.
-    Seal,
+    ///
+    /// Example: pseudagg protocol seal --protocol /data/biss/protocol.jsonl --protocol-key /secure/protocol.key
+    Seal {
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
+    },
     /// Remove records whose retention has ended (end of the calendar year after their year, and
     /// at least 12 months), leaving a checkpoint that keeps the rest verifiable.
+    ///
+    /// Example: pseudagg protocol purge --protocol /data/biss/protocol.jsonl
     Purge {
         /// The day to purge as of, YYYY-MM-DD (default: today). Never after today, never before
         /// the newest record.
         #[arg(long)]
         today: Option<String>,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
-    /// Draw the monthly data-protection control sample of a month's records.
+    /// Draw the monthly data-protection control sample: a share of the runs recorded in one
+    /// calendar month (seed 004: 5 % of the last month's queries, checked by the team leads).
+    ///
+    /// Example: pseudagg protocol sample --protocol /data/biss/protocol.jsonl --written-in 2025-04 --seed 7
     Sample {
-        /// The month whose records are drawn from, YYYY-MM.
-        #[arg(long)]
+        /// The calendar month in which the drawn records were written, YYYY-MM (not the data
+        /// month the runs were for). (`--month` is its old spelling.)
+        #[arg(long = "written-in", alias = "month", value_name = "YYYY-MM")]
         month: String,
         /// Share of records, at least one.
         #[arg(long, default_value_t = 0.05)]
@@ -78,6 +131,8 @@ pub(crate) enum ProtocolAction {
         /// Seed of the draw.
         #[arg(long)]
         seed: u64,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
 }
 
@@ -118,6 +173,9 @@ pub(crate) enum Command {
     /// generalises the birth date, drops every other personal field, and writes
     /// OUT/<pipeline>/<month>/rd=<RD>/part-*.parquet and manifest.json. The output appears in one
     /// atomic step, replacing an earlier run of the same month; on any problem nothing is written.
+    ///
+    /// Example: pseudagg pseudonymise --pipeline pipelines/vkb.toml --input testdata/verbis-vkb-2025-03.csv
+    /// --month 2025-03 --key-file /secure/vkb.key --out /data/biss
     Pseudonymise {
         /// The pipeline definition, for example pipelines/vkb.toml.
         #[arg(long)]
@@ -142,6 +200,8 @@ pub(crate) enum Command {
         /// (OUT/key-ids.json). Without it, another key than the month's is refused.
         #[arg(long)]
         new_key: bool,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// Build an aggregated opDs report per gE, RD and Bund, with small-cell suppression.
     ///
@@ -150,6 +210,10 @@ pub(crate) enum Command {
     /// with an interval audit (exit code 1 and nothing published if it fails), and writes
     /// OUT/<report>/<month>/{bund,rd=<RD>,ge=<nr>}/ as Parquet, CSV and XLSX, plus manifest.json
     /// with the audit for the data steward.
+    ///
+    /// Example: pseudagg report --definition pipelines/gefluechtete.toml --input
+    /// testdata/opds-person-2025-03.csv --month 2025-03 --ge-register testdata/ge-register.csv
+    /// --out /data/reports
     Report {
         /// The report definition, for example pipelines/gefluechtete.toml.
         #[arg(long)]
@@ -168,13 +232,19 @@ pub(crate) enum Command {
         encoding: EncodingArg,
         /// A Traeger's request (TOML): required for a report to a Traeger. Only the request's gEs
         /// are written, to OUT/<report>/requests/<reference>/<month>/.
-        #[arg(long)]
+        #[arg(long, requires = "traeger_register")]
         request: Option<PathBuf>,
+        /// With --request: the steward's Traeger register (TOML), which gives each Traeger's area;
+        /// a request's gEs outside its requester's registered area are refused.
+        #[arg(long, value_name = "FILE", env = "PSEUDAGG_TRAEGER_REGISTER")]
+        traeger_register: Option<PathBuf>,
         /// The register of gEs (CSV `ge_nr;rd;ge_name`): every gE of it is in the report, with
         /// zeros where nobody is counted; a gE of the extract outside it is an error. Without
         /// it, the gEs are those on any row of the extract.
         #[arg(long)]
         ge_register: Option<PathBuf>,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// Check a definition, or a batch configuration's pre-flight, without reading any data row.
     ///
@@ -209,14 +279,20 @@ pub(crate) enum Command {
         /// With --config: the run will give --new-key.
         #[arg(long, requires = "config")]
         new_key: bool,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// Write a new random key file (mode 0600) and print its key id. Never overwrites a file.
+    ///
+    /// Example: pseudagg keygen --out /secure/vkb.key
     Keygen {
         /// Where to write the key.
         #[arg(long)]
         out: PathBuf,
     },
     /// Generate a synthetic extract: deterministic for the same options, realistic per the contract.
+    ///
+    /// Example: pseudagg gen-testdata --kind opds-person --rows 550000 --month 2025-03 --out opds.parquet
     GenTestdata {
         /// Which extract.
         #[arg(long, value_enum)]
@@ -253,6 +329,9 @@ pub(crate) enum Command {
     /// e-mail, phone, IBAN), pseudonyms, partitions, k-anonymity; for reports the published values,
     /// the interval audit of every scope, one month, and CSV against Parquet. Findings name file,
     /// row, column and rule, never the value.
+    ///
+    /// Example: pseudagg verify /data/biss/vkb/2025-03 --input verbis-2025-03.csv --key-file /secure/vkb.key
+    /// --against /data/biss/vkb/2025-02 --format json
     Verify {
         /// The output folder of one month (or give it as --dataset DIR, as `sample` takes it).
         #[arg(value_name = "DIR", required_unless_present = "dataset")]
@@ -286,10 +365,15 @@ pub(crate) enum Command {
         /// A summary for people, or every finding as JSON for CI.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// Draw the random review sample: at least N cases per RD, reproducible from the seed.
     ///
     /// Writes `rd;pseudonym` (CSV) for the Zentrale's review; all cases of an RD with fewer than N.
+    ///
+    /// Example: pseudagg sample --dataset /data/biss/vkb/2025-03 --per-rd 10 --seed 20250331 --out
+    /// /data/biss/review-2025-03.csv
     Sample {
         /// One month of a pseudonymised dataset, for example OUT/vkb/2025-03. (`--input` is its
         /// old spelling.)
@@ -304,6 +388,8 @@ pub(crate) enum Command {
         /// Where to write the sample (CSV). Never overwrites a file.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// The owner's look-up: the customer behind pseudonyms of one month, logged in the protocol.
     ///
@@ -346,14 +432,21 @@ pub(crate) enum Command {
         /// The CSV's character encoding.
         #[arg(long, value_enum, default_value_t = EncodingArg::Utf8)]
         encoding: EncodingArg,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// The run protocol: check its chain, purge expired records, draw the monthly control sample.
+    ///
+    /// Example: pseudagg protocol verify --protocol /data/biss/protocol.jsonl --protocol-key /secure/protocol.key
     Protocol {
         #[command(subcommand)]
         action: ProtocolAction,
     },
     /// Run a month end to end for a scheduler: pseudonymise, reports, verify, review sample,
     /// protocol. Outputs are published only after every step passed; exit 1 or 2 names the step.
+    ///
+    /// Example: pseudagg run --config pipelines/monthly.toml --month 2025-03 --key-file /secure/vkb.key
+    /// --log-format json
     Run {
         /// The batch configuration, for example pipelines/monthly.toml.
         #[arg(long)]
@@ -372,8 +465,12 @@ pub(crate) enum Command {
         /// pseudonym of the month changes; recorded in the protocol and the key register.
         #[arg(long)]
         new_key: bool,
+        #[command(flatten)]
+        protocol_args: ProtocolArgs,
     },
     /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
+    ///
+    /// Example: pseudagg demo --out demo-output
     Demo {
         /// The output root folder.
         #[arg(long, default_value = "demo-output")]
@@ -390,6 +487,34 @@ pub(crate) enum Command {
     ///
     /// Example: pseudagg man > /usr/local/share/man/man1/pseudagg.1
     Man,
+}
+
+impl Command {
+    /// The protocol options the command was given (none for a command that keeps no protocol).
+    #[must_use]
+    pub fn protocol_args(&self) -> ProtocolArgs {
+        match self {
+            Self::Pseudonymise { protocol_args, .. }
+            | Self::Report { protocol_args, .. }
+            | Self::Check { protocol_args, .. }
+            | Self::Verify { protocol_args, .. }
+            | Self::Sample { protocol_args, .. }
+            | Self::Reidentify { protocol_args, .. }
+            | Self::Run { protocol_args, .. }
+            | Self::Protocol {
+                action:
+                    ProtocolAction::Verify { protocol_args, .. }
+                    | ProtocolAction::Seal { protocol_args }
+                    | ProtocolAction::Purge { protocol_args, .. }
+                    | ProtocolAction::Sample { protocol_args, .. },
+            } => protocol_args.clone(),
+            Self::Keygen { .. }
+            | Self::GenTestdata { .. }
+            | Self::Demo { .. }
+            | Self::Completions { .. }
+            | Self::Man => ProtocolArgs::default(),
+        }
+    }
 }
 
 /// A share from 0 to 1.

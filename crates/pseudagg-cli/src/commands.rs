@@ -35,6 +35,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             out,
             encoding,
             new_key,
+            ..
         } => {
             let plan = Plan::load(&pipeline)?;
             let month = Month::parse_for_run(&month)?;
@@ -98,13 +99,23 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             out,
             encoding,
             request,
+            traeger_register,
             ge_register,
+            ..
         } => {
             let plan = ReportPlan::load(&definition)?;
             let month = Month::parse_for_run(&month)?;
-            let request = request
-                .map(|r| pseudagg_governance::Request::load(&r, month))
+            let register = traeger_register
+                .as_deref()
+                .map(pseudagg_governance::TraegerRegister::load)
                 .transpose()?;
+            let request = match (request, &register) {
+                (Some(r), Some(reg)) => Some(pseudagg_governance::Request::load(&r, month, reg)?),
+                (Some(_), None) => anyhow::bail!(pseudagg_core::Error::Usage(
+                    "--request needs --traeger-register: the requester's area is read from the steward's register".into()
+                )),
+                (None, _) => None,
+            };
             let p = ctx.protocol(&out)?;
             preflight(&p, ctx)?;
             let scope = request.as_ref().map(|r| RequestScope {
@@ -115,6 +126,13 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             entry.subject = Some(plan.definition.name.clone());
             entry.month = Some(month.to_string());
             entry.request = request.as_ref().map(|r| r.reference.clone());
+            if let Some(reg) = register.as_ref().filter(|_| request.is_some()) {
+                // The register that decided the area, by its hash.
+                entry.inputs.push(pseudagg_governance::FileRef {
+                    path: reg.path().display().to_string(),
+                    sha256: reg.sha256().to_owned(),
+                });
+            }
             let announced = Announced::default();
             let intent = entry.clone();
             let hook = manifest_hook(&p, &intent, &announced);
@@ -288,6 +306,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             against,
             max_linkable,
             format,
+            ..
         } => {
             let dir = dir.or(dataset).expect("clap requires DIR or --dataset");
             let options = pseudagg_verify::Options {
@@ -350,6 +369,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             per_rd,
             seed,
             out,
+            ..
         } => sample_command(ctx, &input, per_rd, seed, &out),
         Command::Reidentify {
             pipeline,
@@ -361,6 +381,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             out,
             max,
             encoding,
+            ..
         } => crate::governance::reidentify_command(
             ctx,
             &crate::governance::Lookup {
@@ -382,6 +403,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             key_file,
             dry_run,
             new_key,
+            ..
         } => crate::batch::run(ctx, &config, &month, key_file.as_deref(), dry_run, new_key),
         Command::Demo { out } => demo(&out, json),
         Command::Completions { shell } => {
@@ -430,6 +452,15 @@ pub(crate) fn dataset_refs(entry: &mut pseudagg_governance::Entry, o: &RunOutcom
         }));
     entry.rows_in = Some(m.rows_in);
     entry.rows_out = Some(m.rows_out);
+    if let Some(k) = &m.k_anonymity {
+        let (rows, values) = k.partitions.values().fold((0, 0), |(r, v), p| {
+            (r + p.rows_blanked, v + p.values_blanked)
+        });
+        crate::governance::add_details(
+            entry,
+            serde_json::json!({"rows_blanked": rows, "values_blanked": values}),
+        );
+    }
 }
 
 /// The files of a written report, relative to the output root, for the protocol.
@@ -455,6 +486,16 @@ pub(crate) fn report_refs(entry: &mut pseudagg_governance::Entry, o: &ReportOutc
         }));
     entry.rows_in = Some(m.rows_read);
     entry.rows_out = Some(m.rows_counted);
+    let sup = &m.suppression;
+    crate::governance::add_details(
+        entry,
+        serde_json::json!({
+            "cells": sup.cells,
+            "suppressed": sup.primary + sup.secondary,
+            "primary": sup.primary,
+            "secondary": sup.secondary,
+        }),
+    );
 }
 
 /// A batch configuration given where a definition belongs is named as such, instead of listing
@@ -567,11 +608,32 @@ fn print_outcome(outcome: &RunOutcome) {
         "{} {}: {} rows read, {} rows written (key id {})\n",
         m.pipeline, m.month, m.rows_in, m.rows_out, m.key_id
     );
+    let risk = |rd: &str| m.k_anonymity.as_ref().and_then(|k| k.partitions.get(rd));
     for (rd, c) in &m.partitions {
-        let _ = writeln!(
+        let _ = write!(
             text,
             "  rd={rd:<5} {:>8} read {:>8} written",
             c.rows_in, c.rows_out
+        );
+        if let Some(r) = risk(rd) {
+            let _ = write!(
+                text,
+                " {:>8} values blanked in {:>7} rows, smallest group {}",
+                r.values_blanked, r.rows_blanked, r.smallest_group
+            );
+        }
+        text.push('\n');
+    }
+    if let Some(k) = &m.k_anonymity {
+        let (rows, values) = k.partitions.values().fold((0, 0), |(r, v), p| {
+            (r + p.rows_blanked, v + p.values_blanked)
+        });
+        let _ = writeln!(
+            text,
+            "k-anonymity (min-k {} over {} quasi-identifiers): {values} values blanked in {rows} of {} rows",
+            k.min_k,
+            k.quasi_identifiers.len(),
+            m.rows_out
         );
     }
     let _ = write!(text, "output: {}", outcome.target.display());

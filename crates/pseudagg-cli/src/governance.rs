@@ -249,11 +249,22 @@ pub(crate) fn file_ref(path: &Path, shown_as: &str) -> FileRef {
 }
 
 /// Appends the record of a finished command. A protocol that cannot be written is an error.
-pub(crate) fn log(p: &Protocol, mut entry: Entry, outcome: &str) -> Result<()> {
+pub(crate) fn log(p: &Protocol, mut entry: Entry, outcome: &str) -> Result<Record> {
     outcome.clone_into(&mut entry.outcome);
-    p.append(entry)
+    let record = p
+        .append(entry)
         .with_context(|| format!("the run is not in the protocol {}", p.path().display()))?;
-    Ok(())
+    Ok(record)
+}
+
+/// Adds counts to a record's details (an object), keeping what is there.
+pub(crate) fn add_details(entry: &mut Entry, facts: serde_json::Value) {
+    if !entry.details.is_object() {
+        entry.details = serde_json::json!({});
+    }
+    if let (Some(d), serde_json::Value::Object(new)) = (entry.details.as_object_mut(), facts) {
+        d.extend(new);
+    }
 }
 
 /// `protocol verify`: the chain, the noted head, and every output's publication.
@@ -359,10 +370,10 @@ pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<
         None,
     )?;
     match action {
-        ProtocolAction::Verify { head, outputs } => {
+        ProtocolAction::Verify { head, outputs, .. } => {
             verify_protocol(ctx, &p, head.as_deref(), outputs)
         }
-        ProtocolAction::Seal => {
+        ProtocolAction::Seal { .. } => {
             let sealed = p.seal(&ctx.operator)?;
             say(&format!(
                 "{}: {sealed} record(s) sealed with the protocol key {}; from now on every command \
@@ -372,7 +383,7 @@ pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<
             ));
             Ok(())
         }
-        ProtocolAction::Purge { today } => {
+        ProtocolAction::Purge { today, .. } => {
             let today = match today {
                 Some(t) => chrono::NaiveDate::parse_from_str(&t, "%Y-%m-%d")
                     .map_err(|_| Error::Usage("--today is a date YYYY-MM-DD".into()))?,
@@ -388,6 +399,7 @@ pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<
             month,
             fraction,
             seed,
+            ..
         } => {
             let month = Month::parse_for_run(&month)?;
             let drawn = p.control_sample(month, fraction, seed, &ctx.operator)?;
@@ -395,7 +407,7 @@ pub(crate) fn protocol_command(ctx: &Context, action: ProtocolAction) -> Result<
                 say(&serde_json::to_string_pretty(&drawn).expect("serialises"));
             } else {
                 let mut text = format!(
-                    "control sample of {month} (seed {seed}, {:.0} %): {} record(s)",
+                    "control sample of the runs recorded in {month} (seed {seed}, {:.0} %): {} record(s)",
                     fraction * 100.0,
                     drawn.len()
                 );

@@ -16,12 +16,22 @@ pub(crate) fn init(format: LogFormat) {
     if !named {
         filter = filter.add_directive("microlp=warn".parse().expect("a valid directive"));
     }
+    // A span's close (with its busy and idle times) is a line for whoever debugs; at `info` a
+    // scheduler sees the steps' own lines and the run's summary only.
+    let span_events = if filter
+        .max_level_hint()
+        .is_some_and(|l| l >= tracing_subscriber::filter::LevelFilter::DEBUG)
+    {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_span_events(FmtSpan::CLOSE);
+        .with_span_events(span_events);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder

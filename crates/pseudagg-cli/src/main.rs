@@ -55,7 +55,13 @@ fn main() -> ExitCode {
     };
     let json = cli.log_format == LogFormat::Json;
     logging::init(cli.log_format);
-    let ctx = governance::Context::new(json, cli.protocol, cli.protocol_key, cli.operator);
+    let protocol = cli.command.protocol_args().or(cli.protocol);
+    let ctx = governance::Context::new(
+        json,
+        protocol.protocol,
+        protocol.protocol_key,
+        protocol.operator,
+    );
     let outcome = std::panic::catch_unwind(|| commands::run(cli.command, &ctx));
     let status = match outcome {
         Ok(Ok(())) => ExitStatus::Success,

@@ -251,22 +251,21 @@ fn read_lines(path: &Path) -> Result<Vec<Line>> {
         .collect()
 }
 
-/// A held lock on the protocol (a `.lock` file beside it), so appends never interleave.
-struct Lock(#[allow(dead_code)] File);
+/// A held lock on the protocol (a `.lock` file beside it, removed again), so appends never
+/// interleave.
+struct Lock(#[allow(dead_code)] crate::LockFile);
 
 fn lock(path: &Path) -> Result<Lock> {
     let lock_path = path.with_extension("jsonl.lock");
     if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| Error::io("create folder", parent, e))?;
     }
-    let f = open_regular(
-        &lock_path,
-        OpenOptions::new().create(true).truncate(false).write(true),
-        "open",
-    )?;
-    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|e| Error::io("lock", &lock_path, e.into()))?;
-    Ok(Lock(f))
+    match crate::LockFile::acquire(&lock_path, true) {
+        Ok(Some(l)) => Ok(Lock(l)),
+        Ok(None) => unreachable!("a waiting lock is always taken"),
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(not_regular(&lock_path)),
+        Err(e) => Err(Error::io("lock", &lock_path, e)),
+    }
 }
 
 /// What `verify` found.
@@ -347,6 +346,13 @@ impl Protocol {
     /// Appends one record now.
     pub fn append(&self, entry: Entry) -> Result<Record> {
         self.append_at(entry, Utc::now())
+    }
+
+    /// The head hash the protocol has when `record`, just appended by this handle, is its last
+    /// line: what `protocol verify` prints, to be kept elsewhere (`--head`).
+    #[must_use]
+    pub fn head_of(&self, record: &Record) -> String {
+        sha256_hex(line_of(record.clone(), self.key.as_ref()).as_bytes())
     }
 
     /// Appends one record with the given time (tests and imports; commands use [`append`]).
@@ -769,8 +775,9 @@ impl Protocol {
         Ok(removed)
     }
 
-    /// Draws the monthly control sample: `fraction` of the `run` records of `month` (at least one
-    /// when there is any), reproducibly from `seed`, and logs the draw.
+    /// Draws the monthly control sample: `fraction` of the `run` records written in the calendar
+    /// month `month` (at least one when there is any), reproducibly from `seed`, and logs the
+    /// draw. `month` is when the records were written, not the data month of their runs.
     pub fn control_sample(
         &self,
         month: Month,
@@ -803,9 +810,9 @@ impl Protocol {
             kind: "control-sample".into(),
             operator: operator.to_owned(),
             command: "protocol sample".into(),
-            month: Some(month_text),
             outcome: "ok".into(),
             details: serde_json::json!({
+                "written_in": month_text,
                 "seed": seed,
                 "fraction": fraction,
                 "candidates": n,

@@ -4,7 +4,7 @@
 //! ```toml
 //! reference = "JC-31501-2025-004"
 //! requester = "Stadt Köln, kommunaler Träger des Jobcenters Köln"
-//! requester-ges = ["31501"]          # the gEs the requesting body runs: its area
+//! requester-id = "stadt-koeln"       # its entry in the steward's Traeger register: its area
 //! purpose = "Steuerung der Integrationskurse"
 //! legal-basis = "§ 44b Abs. 3 SGB II i.V.m. § 6 Abs. 1 Nr. 2 SGB II"
 //! use-of-data = "Abstimmung des Kursangebots mit dem BAMF"
@@ -22,6 +22,8 @@
 use std::path::Path;
 
 use pseudagg_core::{Error, Location, Month, Problem, Problems, Result, parse_definition};
+
+use crate::TraegerRegister;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +36,11 @@ pub struct RequestFile {
     pub reference: Option<String>,
     /// Who asks: the body behind the gE.
     pub requester: Option<String>,
-    /// The gEs the requesting body runs: the area it may receive data of.
+    /// The requesting body's id in the steward's Traeger register, which gives its area (the
+    /// gEs it runs, the only ones it may receive data of).
+    pub requester_id: Option<String>,
+    /// The gEs the requesting body says it runs. Optional and never trusted: the area is the
+    /// register's, and a gE listed here outside it refuses the request.
     pub requester_ges: Option<Vec<String>>,
     /// What the data is for.
     pub purpose: Option<String>,
@@ -93,13 +99,20 @@ pub fn is_safe_reference(r: &str) -> bool {
 impl Request {
     /// Reads and checks a request for `month`. An incomplete or inadmissible request is refused
     /// ([`Error::Refused`], exit code 2) with every problem listed.
-    pub fn load(path: &Path, month: Month) -> Result<Self> {
+    /// The requester's area (the gEs it may receive) is the one `register` gives its
+    /// `requester-id`, never what the request says of itself.
+    pub fn load(path: &Path, month: Month, register: &TraegerRegister) -> Result<Self> {
         let content = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;
-        Self::from_toml(&content, path, month)
+        Self::from_toml(&content, path, month, register)
     }
 
     #[allow(clippy::too_many_lines)] // one rule after another, all reported together
-    pub fn from_toml(content: &str, path: &Path, month: Month) -> Result<Self> {
+    pub fn from_toml(
+        content: &str,
+        path: &Path,
+        month: Month,
+        register: &TraegerRegister,
+    ) -> Result<Self> {
         let (file, mut problems) =
             parse_definition::<RequestFile>(content, "the request fields in the README");
         let file = file.unwrap_or_default();
@@ -176,19 +189,48 @@ impl Request {
                 "who reviewed it",
             );
         }
-        let area: Vec<String> = file.requester_ges.clone().unwrap_or_default();
-        if area.iter().all(|g| g.trim().is_empty()) {
-            missing(
-                &mut problems,
-                "requester-ges",
-                "the gEs the requesting body runs (its area)",
-            );
+        // The area comes from the steward's register, never from the request itself.
+        let area: Vec<String> = match text(file.requester_id.as_ref()) {
+            None => {
+                missing(
+                    &mut problems,
+                    "requester-id",
+                    "the requesting body's id in the Traeger register, which gives its area",
+                );
+                Vec::new()
+            }
+            Some(id) => {
+                if let Some(area) = register.area(id) {
+                    area.iter().cloned().collect()
+                } else {
+                    problems.push(Problem::new(
+                        Location::key("requester-id"),
+                        format!(
+                            "is not in the Traeger register {}: the steward registers a Traeger and its gEs before it may ask",
+                            register.path().display()
+                        ),
+                    ));
+                    Vec::new()
+                }
+            }
+        };
+        let claimed: Vec<String> = file.requester_ges.clone().unwrap_or_default();
+        if !area.is_empty() {
+            let beyond = claimed.iter().filter(|g| !area.contains(g)).count();
+            if beyond > 0 {
+                problems.push(Problem::new(
+                    Location::key("requester-ges"),
+                    format!(
+                        "claims {beyond} gE(s) that the Traeger register does not give this requester; the area is the register's"
+                    ),
+                ));
+            }
         }
         let scope: Vec<String> = file.scope.clone().unwrap_or_default();
         if scope.iter().all(|g| g.trim().is_empty()) {
             missing(&mut problems, "scope", "the gEs the report is for");
         }
-        for g in area.iter().chain(&scope) {
+        for g in claimed.iter().chain(&scope) {
             if !(g.len() == 5 && g.bytes().all(|b| b.is_ascii_digit())) {
                 problems.push(Problem::new(
                     Location::key("scope"),
@@ -212,7 +254,7 @@ impl Request {
             problems.push(Problem::new(
                 Location::key("scope"),
                 format!(
-                    "{} gE(s) lie outside the requester's area ({}): a Traeger receives data of its own gEs only",
+                    "{} gE(s) lie outside the requester's area in the Traeger register ({}): a Traeger receives data of its own gEs only",
                     outside.len(),
                     outside.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(", ")
                 ),
@@ -281,7 +323,7 @@ mod tests {
     const GOOD: &str = r#"
 reference = "JC-31501-2025-004"
 requester = "Stadt Köln"
-requester-ges = ["31501", "31502"]
+requester-id = "stadt-koeln"
 purpose = "Steuerung der Integrationskurse"
 legal-basis = "§ 44b Abs. 3 SGB II i.V.m. § 6 Abs. 1 Nr. 2 SGB II"
 use-of-data = "Abstimmung des Kursangebots"
@@ -300,15 +342,24 @@ reviewer = "DSB"
         Month::new(2025, 3).unwrap()
     }
 
+    fn register() -> TraegerRegister {
+        TraegerRegister::from_toml(
+            "[[traeger]]\nid = \"stadt-koeln\"\nges = [\"31501\", \"31502\"]\n\
+             [[traeger]]\nid = \"stadt-bonn\"\nges = [\"05314\"]\n",
+            Path::new("traeger.toml"),
+        )
+        .unwrap()
+    }
+
     fn refused(text: &str) -> String {
-        Request::from_toml(text, Path::new("r.toml"), march())
+        Request::from_toml(text, Path::new("r.toml"), march(), &register())
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn a_complete_request_is_accepted() {
-        let r = Request::from_toml(GOOD, Path::new("r.toml"), march()).unwrap();
+        let r = Request::from_toml(GOOD, Path::new("r.toml"), march(), &register()).unwrap();
         assert_eq!(r.reference, "JC-31501-2025-004");
         assert_eq!(r.scope, ["31501"]);
     }
@@ -366,6 +417,39 @@ reviewer = "DSB"
         assert!(e.contains("13 problems"), "{e}");
     }
 
+    /// Issue 17 §5: the area was taken from the request itself, so a requester could name any gE.
+    #[test]
+    fn the_area_is_the_registers_not_the_requests() {
+        // Claiming another body's gE as its own does not widen the area.
+        let claims = GOOD
+            .replace(
+                "requester-id = \"stadt-koeln\"",
+                "requester-id = \"stadt-koeln\"\nrequester-ges = [\"31501\", \"05314\"]",
+            )
+            .replace("scope = [\"31501\"]", "scope = [\"05314\"]");
+        let e = refused(&claims);
+        assert!(e.contains("`requester-ges`: claims 1 gE(s)"), "{e}");
+        assert!(
+            e.contains("outside the requester's area in the Traeger register (05314)"),
+            "{e}"
+        );
+        // A requester the steward never registered is refused.
+        let e = refused(&GOOD.replace("stadt-koeln", "stadt-x"));
+        assert!(
+            e.contains("`requester-id`: is not in the Traeger register traeger.toml"),
+            "{e}"
+        );
+        // Its own registered gEs are fine, also without `requester-ges`.
+        let r = Request::from_toml(
+            &GOOD.replace("scope = [\"31501\"]", "scope = [\"31501\", \"31502\"]"),
+            Path::new("r.toml"),
+            march(),
+            &register(),
+        )
+        .unwrap();
+        assert_eq!(r.scope, ["31501", "31502"]);
+    }
+
     #[test]
     fn individual_data_several_months_and_other_areas_are_refused() {
         let e = refused(&GOOD.replace("data = \"aggregated\"", "data = \"individual\""));
@@ -375,7 +459,10 @@ reviewer = "DSB"
         let e = refused(&GOOD.replace("month = \"2025-03\"", "month = \"2025-01..2025-03\""));
         assert!(e.contains("one request is one month"), "{e}");
         let e = refused(&GOOD.replace("scope = [\"31501\"]", "scope = [\"31501\", \"05315\"]"));
-        assert!(e.contains("outside the requester's area (05315)"), "{e}");
+        assert!(
+            e.contains("outside the requester's area in the Traeger register (05315)"),
+            "{e}"
+        );
         let e = refused(&GOOD.replace("month = \"2025-03\"", "month = \"2025-04\""));
         assert!(e.contains("but the report is for 2025-03"), "{e}");
         let e = refused(&format!("{GOOD}\nextra = 1\n"));

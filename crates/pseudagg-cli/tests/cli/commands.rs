@@ -267,6 +267,84 @@ fn every_command_has_help() {
     );
 }
 
+/// Issue 17 §2: every command's `--help` ends with an example; the log format stands under
+/// "Global options", and the protocol options are offered, under their own heading, only by the
+/// commands that keep a protocol. Given before the command, where they used to stand, they still
+/// work.
+#[test]
+fn every_help_ends_with_an_example_and_offers_only_its_options() {
+    let commands: &[&[&str]] = &[
+        &["pseudonymise"],
+        &["report"],
+        &["check"],
+        &["keygen"],
+        &["gen-testdata"],
+        &["verify"],
+        &["sample"],
+        &["reidentify"],
+        &["protocol"],
+        &["protocol", "verify"],
+        &["protocol", "seal"],
+        &["protocol", "purge"],
+        &["protocol", "sample"],
+        &["run"],
+        &["demo"],
+        &["completions"],
+        &["man"],
+    ];
+    let keeps_protocol = |c: &[&str]| {
+        !matches!(
+            c,
+            ["keygen" | "gen-testdata" | "demo" | "completions" | "man" | "protocol"]
+        )
+    };
+    for c in commands {
+        let mut args = c.to_vec();
+        args.push("--help");
+        let r = pseudagg(&args);
+        assert_eq!(r.code, 0, "{c:?}: {}", r.stderr);
+        let last_paragraph = r
+            .stdout
+            .trim_end()
+            .rsplit("\n\n")
+            .next()
+            .unwrap_or_default();
+        assert!(
+            r.stdout.contains("Example: pseudagg ") && !last_paragraph.contains("Options:"),
+            "{c:?}: no example, or not at the end:\n{}",
+            r.stdout
+        );
+        assert!(r.stdout.contains("Global options:"), "{c:?}");
+        assert_eq!(
+            r.stdout.contains("Protocol options:") && r.stdout.contains("--protocol <FILE>"),
+            keeps_protocol(c),
+            "{c:?}:\n{}",
+            r.stdout
+        );
+    }
+    // The old place, before the command, still reaches the protocol.
+    let dir = tempfile::tempdir().unwrap();
+    let protocol = dir.path().join("p.jsonl");
+    let r = pseudagg(&[
+        "--protocol",
+        protocol.to_str().unwrap(),
+        "--operator",
+        "steward-7",
+        "protocol",
+        "sample",
+        "--written-in",
+        "2025-04",
+        "--seed",
+        "1",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let text = std::fs::read_to_string(&protocol).unwrap();
+    assert!(text.contains("\"operator\":\"steward-7\""), "{text}");
+    // And not offered where it means nothing.
+    let r = pseudagg(&["keygen", "--out", "x.key", "--protocol", "p.jsonl"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}
+
 /// Issue 17 §2: completions and the man page come from the same clap definition as `--help`.
 #[test]
 fn completions_and_the_man_page_name_every_command() {

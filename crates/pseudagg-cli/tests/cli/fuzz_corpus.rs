@@ -49,7 +49,16 @@ fn definition_expression_and_request_corpora() {
     for p in inputs("expression") {
         let _ = pseudagg_report::expr::parse(&text(&p), &opds);
     }
+    let register = pseudagg_governance::TraegerRegister::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../pipelines/traeger-register.toml"),
+    )
+    .unwrap();
     for p in inputs("request") {
-        let _ = pseudagg_governance::Request::from_toml(&text(&p), "fuzz.toml".as_ref(), month);
+        let _ = pseudagg_governance::Request::from_toml(
+            &text(&p),
+            "fuzz.toml".as_ref(),
+            month,
+            &register,
+        );
     }
 }

@@ -266,19 +266,25 @@ fn every_command_on_data_is_in_the_protocol_without_data_and_tampering_is_found(
     assert_eq!(kinds, ["checkpoint", "purge"]);
     assert_eq!(protocol_verify(&protocol, &[]).code, 0);
 
-    // The control sample of this month's records: at least one, recorded.
-    let r = pseudagg(&[
-        "protocol",
-        "sample",
-        "--protocol",
-        protocol.to_str().unwrap(),
-        "--month",
-        &chrono_month(),
-        "--seed",
-        "3",
-    ]);
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert!(records(&protocol).last().unwrap()["kind"] == "control-sample");
+    // The control sample of the records written this month, recorded; `--month` is the old
+    // spelling of `--written-in` and still works.
+    for spelling in ["--written-in", "--month"] {
+        let r = pseudagg(&[
+            "protocol",
+            "sample",
+            "--protocol",
+            protocol.to_str().unwrap(),
+            spelling,
+            &chrono_month(),
+            "--seed",
+            "3",
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let last = records(&protocol).pop().unwrap();
+        assert_eq!(last["kind"], "control-sample");
+        assert_eq!(last["details"]["written_in"], chrono_month().as_str());
+        assert!(last.get("month").is_none(), "no data month: {last}");
+    }
 }
 
 /// The current month, as the records are stamped with the time they are written.
@@ -294,7 +300,7 @@ fn chrono_month() -> String {
 const REQUEST: &str = r#"
 reference = "SAC-86101-2025-001"
 requester = "Stadt Leipzig, kommunaler Traeger des Jobcenters Leipzig"
-requester-ges = ["86101"]
+requester-id = "stadt-leipzig"
 purpose = "Steuerung der Integrationskurse"
 legal-basis = "§ 44b Abs. 3 SGB II i.V.m. § 6 Abs. 1 Nr. 2 SGB II"
 use-of-data = "Abstimmung des Kursangebots"
@@ -324,6 +330,8 @@ fn report_with_request(dir: &Path, request: &str) -> crate::common::Output {
         dir.join("out").to_str().unwrap(),
         "--request",
         path.to_str().unwrap(),
+        "--traeger-register",
+        &format!("{PIPELINES}/traeger-register.toml"),
     ])
 }
 
@@ -423,10 +431,53 @@ fn incomplete_or_inadmissible_requests_are_refused_with_every_problem() {
     let r = report_with_request(dir.path(), &outside);
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("outside the requester's area (81101)"),
+        r.stderr
+            .contains("outside the requester's area in the Traeger register (81101)"),
         "{}",
         r.stderr
     );
+
+    // Issue 17 §5: a requester that declares another body's gE as its own area gets nothing
+    // (on the old main, `requester-ges = ["86101", "86102"]` with that scope was answered).
+    let self_declared = REQUEST
+        .replace(
+            "requester-id = \"stadt-leipzig\"",
+            "requester-id = \"stadt-leipzig\"\nrequester-ges = [\"86101\", \"86102\"]",
+        )
+        .replace("scope = [\"86101\"]", "scope = [\"86102\"]");
+    let r = report_with_request(dir.path(), &self_declared);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`requester-ges`: claims 1 gE(s)"),
+        "{}",
+        r.stderr
+    );
+    let unknown = REQUEST.replace("stadt-leipzig", "stadt-halle");
+    let r = report_with_request(dir.path(), &unknown);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("is not in the Traeger register"),
+        "{}",
+        r.stderr
+    );
+    // And without the register, no request is answered at all.
+    let path = dir.path().join("request.toml");
+    fs::write(&path, REQUEST).unwrap();
+    let r = pseudagg(&[
+        "report",
+        "--definition",
+        &format!("{PIPELINES}/gefluechtete.toml"),
+        "--input",
+        small_opds().to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--out",
+        dir.path().join("out").to_str().unwrap(),
+        "--request",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("--traeger-register"), "{}", r.stderr);
 
     let individual = REQUEST.replace("data = \"aggregated\"", "data = \"individual\"");
     let r = report_with_request(dir.path(), &individual);
@@ -625,6 +676,44 @@ fn the_monthly_batch_runs_every_step_and_a_rerun_gives_identical_outputs() {
         ]
     );
 
+    // Issue 17 §3: the scheduler gets the run's summary as JSON on stdout and as one final JSON
+    // event, with each step's counts, and the protocol's head as `protocol verify` prints it.
+    let summary: Value = serde_json::from_str(&r.stdout).expect("stdout is the JSON summary");
+    let verified = protocol_verify(&out.join("protocol.jsonl"), &[]);
+    assert!(
+        verified
+            .stdout
+            .contains(summary["protocol_head"].as_str().unwrap()),
+        "{}\n{summary}",
+        verified.stdout
+    );
+    assert_eq!(summary["outcome"], "ok");
+    assert_eq!(summary["protocol_record"], recs.last().unwrap()["seq"]);
+    let summary_steps = summary["steps"].as_array().unwrap();
+    assert_eq!(summary_steps.len(), 5);
+    let pseudonymise = &summary_steps[0];
+    let manifest: Value = serde_json::from_slice(&first["vkb/2025-03/manifest.json"]).unwrap();
+    assert_eq!(pseudonymise["rows_in"], manifest["rows_in"]);
+    let blanked: u64 = manifest["k_anonymity"]["partitions"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|p| p["values_blanked"].as_u64().unwrap())
+        .sum();
+    assert_eq!(pseudonymise["values_blanked"], blanked);
+    let report = &summary_steps[2];
+    let manifest: Value =
+        serde_json::from_slice(&first["gefluechtete/2025-03/manifest.json"]).unwrap();
+    let s = &manifest["suppression"];
+    assert_eq!(report["cells"], s["cells"]);
+    assert_eq!(
+        report["suppressed"].as_u64().unwrap(),
+        s["primary"].as_u64().unwrap() + s["secondary"].as_u64().unwrap()
+    );
+    let last_event: Value = serde_json::from_str(r.stderr.lines().last().unwrap()).unwrap();
+    assert_eq!(last_event["message"], "run summary", "{last_event}");
+    assert_eq!(last_event["protocol_head"], summary["protocol_head"]);
+
     let r = run_batch(&config, &key);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(
@@ -633,6 +722,32 @@ fn the_monthly_batch_runs_every_step_and_a_rerun_gives_identical_outputs() {
         "a rerun of the month gives the same bytes"
     );
     assert_eq!(protocol_verify(&out.join("protocol.jsonl"), &[]).code, 0);
+
+    // For people: a table of the steps; at the default level no span's close line.
+    let r = crate::common::pseudagg_env(
+        &[
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--key-file",
+            key.to_str().unwrap(),
+        ],
+        &[("PSEUDAGG_LOG", "info")],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("close"), "{}", r.stderr);
+    for part in [
+        "rows in",
+        "suppressed",
+        "blanked",
+        "report gefluechtete",
+        "protocol ",
+        "head ",
+    ] {
+        assert!(r.stdout.contains(part), "{part}: {}", r.stdout);
+    }
 }
 
 #[test]
@@ -659,6 +774,13 @@ fn a_second_run_of_the_same_month_is_refused_while_one_runs() {
         0,
         "runs once the lock is free"
     );
+    // Issue 17 §3: a finished run leaves no lock file behind, neither its month's nor the
+    // protocol's.
+    let locks: Vec<String> = crate::common::tree(&out)
+        .into_keys()
+        .filter(|f| Path::new(f).extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert!(locks.is_empty(), "{locks:?}");
 }
 
 #[test]
