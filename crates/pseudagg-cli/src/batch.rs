@@ -28,7 +28,7 @@ use crate::preflight::shown;
 
 /// `pipelines/monthly.toml`. Paths are relative to the configuration file; `{month}` is replaced
 /// by the month being run.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct BatchConfig {
     /// The output root.
@@ -51,7 +51,7 @@ pub(crate) struct BatchConfig {
     pub(crate) review_sample: Option<SampleStep>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct PseudonymiseStep {
     pub(crate) pipeline: String,
@@ -60,7 +60,7 @@ pub(crate) struct PseudonymiseStep {
     pub(crate) windows_1252: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct ReportStep {
     pub(crate) definition: String,
@@ -72,7 +72,7 @@ pub(crate) struct ReportStep {
     pub(crate) windows_1252: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub(crate) struct SampleStep {
     pub(crate) per_rd: usize,

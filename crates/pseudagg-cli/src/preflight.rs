@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use pseudagg_core::{Error, Location, Month, Problem, Problems, parse_definition};
+use pseudagg_core::{Error, Location, Month, Problem, Problems, parse_known};
 use pseudagg_governance::{KeyCheck, KeyRegister, Protocol};
 use pseudagg_keys::MasterKey;
 use pseudagg_pipeline::Plan;
@@ -141,7 +141,7 @@ pub(crate) fn check(
         Ok(t) => t,
         Err(e) => return Err(Error::io("read the batch configuration", config, e).into()),
     };
-    let (cfg, problems) = parse_definition::<BatchConfig>(&text, "pipelines/monthly.toml");
+    let (cfg, problems) = parse_known::<BatchConfig>(&text, "pipelines/monthly.toml");
     for p in problems.items() {
         f.problems.push(p.clone());
     }

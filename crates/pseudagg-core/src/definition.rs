@@ -1,6 +1,9 @@
 //! Reading definition files (pipelines, reports): TOML into a serde struct, with every unknown key
 //! reported as a problem instead of stopping at the first.
 
+use std::collections::BTreeSet;
+
+use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::{Location, Problem, Problems};
@@ -12,6 +15,57 @@ use crate::{Location, Problem, Problems};
 pub fn parse_definition<T: DeserializeOwned>(
     text: &str,
     schema_hint: &str,
+) -> (Option<T>, Problems) {
+    parse_with(text, schema_hint, &BTreeSet::new())
+}
+
+/// [`parse_definition`] for a type with a JSON Schema: an unknown key also names the nearest
+/// known key of the definition when one is close ("did you mean `min-k`?").
+#[must_use]
+pub fn parse_known<T: DeserializeOwned + JsonSchema>(
+    text: &str,
+    schema_hint: &str,
+) -> (Option<T>, Problems) {
+    parse_with(text, schema_hint, &known_keys::<T>())
+}
+
+/// Every key name the type's schema knows, at any depth.
+fn known_keys<T: JsonSchema>() -> BTreeSet<String> {
+    fn walk(v: &serde_json::Value, out: &mut BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(props)) = m.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                m.values().for_each(|x| walk(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let schema = schemars::schema_for!(T);
+    let mut out = BTreeSet::new();
+    walk(schema.as_value(), &mut out);
+    out
+}
+
+/// The known key nearest to the last segment of `path`, when it is close enough to be a typo.
+fn nearest_key<'k>(path: &str, known: &'k BTreeSet<String>) -> Option<&'k str> {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    let last = last.split('[').next().unwrap_or(last);
+    let limit = (last.chars().count() / 4).max(2);
+    known
+        .iter()
+        .map(|k| (strsim::damerau_levenshtein(last, k), k.as_str()))
+        .filter(|&(d, _)| d > 0 && d <= limit)
+        .min()
+        .map(|(_, k)| k)
+}
+
+fn parse_with<T: DeserializeOwned>(
+    text: &str,
+    schema_hint: &str,
+    known: &BTreeSet<String>,
 ) -> (Option<T>, Problems) {
     let mut problems = Problems::default();
     let table: toml::Table = match text.parse() {
@@ -44,10 +98,11 @@ pub fn parse_definition<T: DeserializeOwned>(
         }
     };
     for key in unknown {
-        problems.push(Problem::new(
-            Location::key(key),
-            format!("is not a known key (see {schema_hint})"),
-        ));
+        let message = match nearest_key(&key, known) {
+            Some(near) => format!("is not a known key; did you mean `{near}`? (see {schema_hint})"),
+            None => format!("is not a known key (see {schema_hint})"),
+        };
+        problems.push(Problem::new(Location::key(key), message));
     }
     (value, problems)
 }
@@ -93,6 +148,43 @@ mod toml_error_tests {
         let text = problems.to_string();
         assert!(
             text.contains("at `report[2].inptu`: is not a known key"),
+            "{text}"
+        );
+    }
+
+    /// Issue 17 §2: an unknown key suggests the nearest known one.
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "kebab-case")]
+        #[allow(dead_code)]
+        struct KAnon {
+            min_k: u32,
+        }
+        #[derive(serde::Deserialize, schemars::JsonSchema)]
+        #[serde(rename_all = "kebab-case")]
+        #[allow(dead_code)]
+        struct Def {
+            quasi_identifiers: Option<Vec<String>>,
+            k_anonymity: Option<KAnon>,
+        }
+        let (_, problems): (Option<Def>, _) = super::parse_known(
+            "quasi-identifier = []\n[k-anonymity]\nmin-k = 3\nmink = 2\ncolour = 1\n",
+            "the schema",
+        );
+        let text = problems.to_string();
+        assert!(
+            text.contains(
+                "`quasi-identifier`: is not a known key; did you mean `quasi-identifiers`?"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("`k-anonymity.mink`: is not a known key; did you mean `min-k`?"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`k-anonymity.colour`: is not a known key (see the schema)"),
             "{text}"
         );
     }

@@ -28,7 +28,7 @@ mod month;
 mod problem;
 mod schema;
 
-pub use definition::{check_generated_file, parse_definition};
+pub use definition::{check_generated_file, parse_definition, parse_known};
 pub use error::{Error, Result};
 pub use month::Month;
 pub use problem::{Location, Problem, Problems, key_shown};

@@ -21,7 +21,7 @@
 
 use std::path::Path;
 
-use pseudagg_core::{Error, Location, Month, Problem, Problems, Result, parse_definition};
+use pseudagg_core::{Error, Location, Month, Problem, Problems, Result, parse_known};
 
 use crate::TraegerRegister;
 use schemars::JsonSchema;
@@ -114,7 +114,7 @@ impl Request {
         register: &TraegerRegister,
     ) -> Result<Self> {
         let (file, mut problems) =
-            parse_definition::<RequestFile>(content, "the request fields in the README");
+            parse_known::<RequestFile>(content, "the request fields in the README");
         let file = file.unwrap_or_default();
         let missing = |problems: &mut Problems, key: &str, what: &str| {
             problems.push(Problem::new(

@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pseudagg_core::{Error, Location, Problem, Problems, Result, parse_definition};
+use pseudagg_core::{Error, Location, Problem, Problems, Result, parse_known};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -76,7 +76,7 @@ impl TraegerRegister {
 
     pub fn from_toml(text: &str, path: &Path) -> Result<Self> {
         let (file, mut problems) =
-            parse_definition::<RegisterFile>(text, "the Traeger register in the README");
+            parse_known::<RegisterFile>(text, "the Traeger register in the README");
         let file = file.unwrap_or_default();
         let mut areas: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for (i, t) in file.traeger.iter().enumerate() {

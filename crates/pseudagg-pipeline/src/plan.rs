@@ -5,7 +5,7 @@ use std::sync::Arc;
 use arrow_schema::{DataType, Field, Schema as ArrowSchema};
 use pseudagg_core::{
     ColumnClass, ColumnSpec, ColumnType, Error, Location, Problem, Problems, Result, Schema,
-    is_plain_identifier, parse_definition,
+    is_plain_identifier, parse_known,
 };
 use pseudagg_io::{arrow_field, parse_bool, parse_date, sha256_hex};
 
@@ -54,7 +54,7 @@ impl Plan {
             problems,
         };
         let (definition, problems) =
-            parse_definition::<PipelineDefinition>(text, "schemas/pipeline.schema.json");
+            parse_known::<PipelineDefinition>(text, "schemas/pipeline.schema.json");
         let Some(definition) = definition else {
             return Err(fail(problems));
         };

@@ -351,7 +351,7 @@ pub fn build(
         for ra in &release.areas {
             let Some(&a) = by_key.get(&ra.area) else {
                 return Err(Error::Refused(format!(
-                    "the released report {} shows {}, which this extract does not have; it was counted from another extract",
+                    "the released report {} shows {}, which this report's grid does not have: it was counted with the gE register (--ge-register) or from another extract; give this report the same register and extract",
                     release.label(),
                     ra.area
                 )));

@@ -2,7 +2,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use pseudagg_core::{
-    ColumnClass, ColumnType, Error, Location, Problem, Problems, Result, Schema, parse_definition,
+    ColumnClass, ColumnType, Error, Location, Problem, Problems, Result, Schema, parse_known,
 };
 use pseudagg_io::sha256_hex;
 
@@ -47,7 +47,7 @@ impl ReportPlan {
             problems,
         };
         let (definition, problems) =
-            parse_definition::<ReportDefinition>(text, "schemas/report.schema.json");
+            parse_known::<ReportDefinition>(text, "schemas/report.schema.json");
         let Some(definition) = definition else {
             return Err(fail(problems));
         };

@@ -34,3 +34,6 @@ mod canary;
 
 /// The fuzzers' corpora and found crashes, replayed on stable in every run.
 mod fuzz_corpus;
+
+/// Every command of the README's usage blocks, run as written.
+mod readme;
