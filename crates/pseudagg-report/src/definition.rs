@@ -17,6 +17,11 @@ pub struct ReportDefinition {
     pub input_schema: String,
     /// Which rows are counted at all (an expression; see the README's expression language).
     pub population: String,
+    /// The population in words, for the notes of the workbooks (e.g. "Erwerbsfähige
+    /// Leistungsberechtigte mit ukrainischer Staatsangehörigkeit oder der eines der acht
+    /// Hauptasylherkunftsländer"). Without it the notes show the expression.
+    #[serde(default)]
+    pub population_text: Option<String>,
     /// The org column naming the regional directorate.
     #[serde(default = "default_rd")]
     pub rd_column: String,
@@ -98,6 +103,9 @@ fn default_width() -> u64 {
 pub struct Dimension {
     /// The column name of the dimension in the outputs, for example `herkunft`.
     pub name: String,
+    /// Its heading for people in the workbooks, for example `Herkunft`.
+    #[serde(default)]
+    pub label: Option<String>,
     /// The label of the total over all categories, for example `Insgesamt`.
     pub total: String,
     /// The categories; every row of the population must fall into exactly one.
@@ -109,10 +117,17 @@ pub struct Dimension {
 #[serde(rename_all = "kebab-case")]
 #[schemars(deny_unknown_fields)]
 pub struct Category {
-    /// The label, for example `Ukraine`.
+    /// The machine name in the long outputs (Parquet, CSV), for example `Asylherkunftslaender`.
     pub name: String,
     /// Which rows belong to it (an expression).
     pub when: String,
+    /// The heading for people in the workbooks, for example `Asylherkunftsländer` (default: the
+    /// name).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// What it holds, in words, for the workbooks' notes (e.g. the eight countries).
+    #[serde(default)]
+    pub note: Option<String>,
 }
 
 /// One count.

@@ -102,6 +102,8 @@ pub struct Published<'a> {
     pub title: &'a str,
     pub dimension: Option<&'a str>,
     pub indicator_labels: Vec<String>,
+    /// The definition, for the workbooks' headings for people and their notes sheet.
+    pub definition: &'a crate::definition::ReportDefinition,
     pub month: Month,
     /// SHA-256 of the definition, for the recipients' manifests.
     pub definition_sha256: &'a str,
@@ -382,7 +384,7 @@ impl Published<'_> {
                 ws.write_string_with_format(
                     header_row + 1,
                     first + c,
-                    &self.rt.categories[c as usize],
+                    self.category_label(c as usize),
                     &head,
                 )
                 .map_err(x)?;
@@ -433,7 +435,128 @@ impl Published<'_> {
             ws.set_column_width(col, 14).map_err(x)?;
         }
         ws.set_freeze_panes(header_row + 2, 3).map_err(x)?;
+        // Merged indicator headings wrap: room for three lines.
+        ws.set_row_height(header_row, 45).map_err(x)?;
+        ws.set_row_height(header_row + 1, 30).map_err(x)?;
+        let last_row = header_row + 1 + scope.areas.len() as u32;
+        let last_col = 2 + ni * nc;
+        ws.autofilter(header_row + 1, 0, last_row, last_col)
+            .map_err(x)?;
+        // Printed: landscape, one page wide, the headings on every page.
+        ws.set_landscape();
+        ws.set_paper_size(9); // A4
+        ws.set_print_fit_to_pages(1, 0);
+        ws.set_repeat_rows(header_row, header_row + 1).map_err(x)?;
+        ws.set_print_gridlines(false);
+        ws.set_header(format!(
+            "&L{}&R{}",
+            self.title.replace('&', "&&"),
+            self.month
+        ));
+        ws.set_footer("&LSeite &P von &N");
+        self.write_notes(&mut wb, scope).map_err(x)?;
         wb.save(path).map_err(x)
+    }
+
+    /// The heading of category `c` for people: its label, else its name (the total's name).
+    fn category_label(&self, c: usize) -> &str {
+        let name = &self.rt.categories[c];
+        self.definition
+            .dimension
+            .as_ref()
+            .and_then(|d| d.categories.iter().find(|k| &k.name == name))
+            .and_then(|k| k.label.as_deref())
+            .unwrap_or(name)
+    }
+
+    /// The sheet "Erläuterungen": what a Jobcenter's manager needs to read the table unaided. Text
+    /// only (no number cell), so that it never looks like a value of the table.
+    fn write_notes(
+        &self,
+        wb: &mut Workbook,
+        scope: &Scope,
+    ) -> std::result::Result<(), rust_xlsxwriter::XlsxError> {
+        let d = self.definition;
+        let ws = wb.add_worksheet();
+        ws.set_name("Erläuterungen")?;
+        let bold = Format::new().set_bold();
+        let wrap = Format::new().set_text_wrap().set_align(FormatAlign::Top);
+        let title = Format::new().set_bold().set_font_size(14);
+        let day = self.month.last_day();
+        let stichtag = format!("{:02}.{:02}.{}", day.day(), day.month(), day.year());
+        let threshold = d.suppression.threshold;
+        let small = if threshold <= 2 {
+            "1".to_owned()
+        } else {
+            format!("1 bis {}", threshold - 1)
+        };
+        let mut rows: Vec<(String, String)> = vec![
+            ("Bericht".into(), d.title.clone()),
+            ("Empfänger".into(), scope.title.clone()),
+            (
+                "Datenstand".into(),
+                format!("{} {}", month_name(self.month.month()), self.month.year()),
+            ),
+            (
+                "Stichtag".into(),
+                format!(
+                    "{stichtag} (letzter Tag des Berichtsmonats); Zeiträume wie „in den letzten 6 Wochen“ zählen von diesem Tag zurück"
+                ),
+            ),
+            (
+                "Personenkreis".into(),
+                d.population_text
+                    .clone()
+                    .unwrap_or_else(|| format!("{} (Auswahl: {})", d.description, d.population)),
+            ),
+        ];
+        if let Some(dim) = &d.dimension {
+            let heading = dim.label.clone().unwrap_or_else(|| dim.name.clone());
+            for k in &dim.categories {
+                let label = k.label.as_deref().unwrap_or(&k.name);
+                let what = k.note.clone().unwrap_or_else(|| k.when.clone());
+                rows.push((format!("{heading}: {label}"), what));
+            }
+            rows.push((
+                format!("{heading}: {}", dim.total),
+                "alle Personen des Personenkreises".into(),
+            ));
+        }
+        for i in &d.indicators {
+            let part = i
+                .subset_of
+                .as_ref()
+                .and_then(|p| d.indicators.iter().find(|j| &j.name == p))
+                .map_or_else(String::new, |p| format!(" (Teilmenge von „{}“)", p.label));
+            let what = if i.when.trim() == "true" {
+                "alle Personen des Personenkreises".to_owned()
+            } else {
+                format!("Auswahl: {}", i.when)
+            };
+            rows.push((format!("Merkmal: {}", i.label), format!("{what}{part}")));
+        }
+        rows.push((
+            "Geheimhaltung".into(),
+            format!(
+                "Zahlen von {small} Personen und Werte, aus denen sie errechnet werden könnten, sind gesperrt (*); 0 wird als - gezeigt."
+            ),
+        ));
+        rows.push((
+            "Hinweis".into(),
+            "Operative Daten (opDs), nicht validiert; nicht für Statistik oder Controlling bestimmt. Zeitreihen dürfen aus diesen Daten nicht gebildet werden.".into(),
+        ));
+        ws.write_string_with_format(0, 0, "Erläuterungen", &title)?;
+        for (r, (k, v)) in rows.iter().enumerate() {
+            let r = r as u32 + 2;
+            ws.write_string_with_format(r, 0, k, &bold)?;
+            ws.write_string_with_format(r, 1, v, &wrap)?;
+        }
+        ws.set_column_width(0, 38)?;
+        ws.set_column_width(1, 100)?;
+        ws.set_portrait();
+        ws.set_paper_size(9);
+        ws.set_print_fit_to_pages(1, 0);
+        Ok(())
     }
 }
 

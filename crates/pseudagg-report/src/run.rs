@@ -429,6 +429,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         title: &d.title,
         dimension: d.dimension.as_ref().map(|x| x.name.as_str()),
         indicator_labels: d.indicators.iter().map(|i| i.label.clone()).collect(),
+        definition: d,
         month: options.month,
         definition_sha256: &plan.definition_sha256,
         request: options.request.as_ref().map(|r| r.reference.as_str()),

@@ -204,6 +204,62 @@ fn sample_report_per_recipient() {
     }
     assert!(any_number, "no RD workbook shows a number");
 
+    // Issue 15 §3: a workbook a Jobcenter's manager reads unaided: headings with the display
+    // labels, a notes sheet from the definition, and a print layout.
+    let xlsx = root.join("ge=86101/gefluechtete-2025-03.xlsx");
+    let mut wb: Xlsx<_> = open_workbook(&xlsx).unwrap();
+    assert_eq!(wb.sheet_names(), ["Datenstand 2025-03", "Erläuterungen"]);
+    let table = wb.worksheet_range_at(0).unwrap().unwrap();
+    let has = |r: &calamine::Range<Data>, f: &dyn Fn(&str) -> bool| {
+        r.cells()
+            .any(|(_, _, d)| matches!(d, Data::String(s) if f(s)))
+    };
+    assert!(
+        has(&table, &|s| s == "Asylherkunftsländer"),
+        "display label"
+    );
+    assert!(
+        !has(&table, &|s| s == "Asylherkunftslaender"),
+        "machine name"
+    );
+    let notes = wb.worksheet_range("Erläuterungen").unwrap();
+    for part in [
+        "Erwerbsfähige Leistungsberechtigte (eLb) mit der Staatsangehörigkeit der Ukraine",
+        "Afghanistan, Eritrea, Irak, Iran, Nigeria, Pakistan, Somalia, Syrien",
+        "31.03.2025 (letzter Tag des Berichtsmonats)",
+        "Zahlen von 1 bis 2 Personen",
+        "Zeitreihen dürfen aus diesen Daten nicht gebildet werden",
+        "Merkmal: darunter ohne Beratungsgespräch in den letzten 6 Wochen",
+    ] {
+        assert!(has(&notes, &|s| s.contains(part)), "notes lack {part}");
+    }
+    assert!(
+        notes
+            .used_cells()
+            .all(|(_, _, d)| matches!(d, Data::String(s) if s != "*" && s != "-")),
+        "the notes hold text only, never a value or a mark of the table"
+    );
+    let mut zip = zip::ZipArchive::new(fs::File::open(&xlsx).unwrap()).unwrap();
+    let mut xml = |name: &str| {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut zip.by_name(name).unwrap(), &mut text).unwrap();
+        text
+    };
+    let sheet = xml("xl/worksheets/sheet1.xml");
+    for part in [
+        "orientation=\"landscape\"",
+        "fitToHeight=\"0\"",
+        "fitToPage=\"1\"",
+        "<autoFilter ref=\"A5:",
+    ] {
+        assert!(sheet.contains(part), "{part} not in the sheet's XML");
+    }
+    let workbook = xml("xl/workbook.xml");
+    assert!(
+        workbook.contains("_xlnm.Print_Titles") && workbook.contains("$4:$5"),
+        "the heading rows are not repeated on each page"
+    );
+
     // A rerun of the month gives the same bytes, workbooks included.
     let first = tree(&root);
     let r = report(GEFLUECHTETE, SAMPLE_OPDS, "2025-03", &out);
