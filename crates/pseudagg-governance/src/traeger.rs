@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use pseudagg_core::{Error, Location, Problem, Problems, Result, parse_known};
+use pseudagg_core::{Error, Location, Problem, Result, parse_known};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -110,7 +110,10 @@ impl TraegerRegister {
             ));
         }
         if !problems.is_empty() {
-            return Err(refused(path, &problems));
+            return Err(Error::Definition {
+                file: path.to_owned(),
+                problems,
+            });
         }
         Ok(Self {
             path: path.to_owned(),
@@ -135,15 +138,6 @@ impl TraegerRegister {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
-}
-
-fn refused(path: &Path, problems: &Problems) -> Error {
-    Error::Refused(format!(
-        "the Traeger register {} is not valid ({} problem{}); nothing was written:\n{problems}",
-        path.display(),
-        problems.total(),
-        if problems.total() == 1 { "" } else { "s" }
-    ))
 }
 
 #[cfg(test)]

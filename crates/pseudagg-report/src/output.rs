@@ -431,8 +431,13 @@ impl Published<'_> {
         ws.set_column_width(0, 7).map_err(x)?;
         ws.set_column_width(1, 8).map_err(x)?;
         ws.set_column_width(2, 34).map_err(x)?;
-        for col in 3..3 + ni * nc {
-            ws.set_column_width(col, 14).map_err(x)?;
+        // Wide enough for each category's heading on one line.
+        for k in 0..ni {
+            for c in 0..nc {
+                let heading = self.category_label(c as usize).chars().count();
+                ws.set_column_width(3 + k * nc + c, (heading + 2).max(12) as f64)
+                    .map_err(x)?;
+            }
         }
         ws.set_freeze_panes(header_row + 2, 3).map_err(x)?;
         // Merged indicator headings wrap: room for three lines.
@@ -546,13 +551,20 @@ impl Published<'_> {
             "Operative Daten (opDs), nicht validiert; nicht für Statistik oder Controlling bestimmt. Zeitreihen dürfen aus diesen Daten nicht gebildet werden.".into(),
         ));
         ws.write_string_with_format(0, 0, "Erläuterungen", &title)?;
+        let bold_wrap = bold.clone().set_text_wrap().set_align(FormatAlign::Top);
+        // Spreadsheets do not grow a row for wrapped text they did not write themselves: each
+        // row gets the height of its longer cell's lines.
+        let (key_width, text_width) = (44usize, 90usize);
+        let lines = |text: &str, width: usize| text.chars().count().div_ceil(width - 4).max(1);
         for (r, (k, v)) in rows.iter().enumerate() {
             let r = r as u32 + 2;
-            ws.write_string_with_format(r, 0, k, &bold)?;
+            ws.write_string_with_format(r, 0, k, &bold_wrap)?;
             ws.write_string_with_format(r, 1, v, &wrap)?;
+            let n = lines(k, key_width).max(lines(v, text_width));
+            ws.set_row_height(r, 15.0 * n as f64)?;
         }
-        ws.set_column_width(0, 38)?;
-        ws.set_column_width(1, 100)?;
+        ws.set_column_width(0, key_width as f64)?;
+        ws.set_column_width(1, text_width as f64)?;
         ws.set_portrait();
         ws.set_paper_size(9);
         ws.set_print_fit_to_pages(1, 0);

@@ -316,23 +316,31 @@ reviewer = "DSB"
 "#;
 
 fn report_with_request(dir: &Path, request: &str) -> crate::common::Output {
+    let register = format!("{PIPELINES}/traeger-register.toml");
+    report_with_request_and(dir, request, &["--traeger-register", &register])
+}
+
+/// A report on `request`, with `extra` options.
+fn report_with_request_and(dir: &Path, request: &str, extra: &[&str]) -> crate::common::Output {
     let path = dir.join("request.toml");
     fs::write(&path, request).unwrap();
-    pseudagg(&[
+    let definition = format!("{PIPELINES}/gefluechtete.toml");
+    let (input, out) = (small_opds(), dir.join("out"));
+    let mut args = vec![
         "report",
         "--definition",
-        &format!("{PIPELINES}/gefluechtete.toml"),
+        &definition,
         "--input",
-        small_opds().to_str().unwrap(),
+        input.to_str().unwrap(),
         "--month",
         "2025-03",
         "--out",
-        dir.join("out").to_str().unwrap(),
+        out.to_str().unwrap(),
         "--request",
         path.to_str().unwrap(),
-        "--traeger-register",
-        &format!("{PIPELINES}/traeger-register.toml"),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    pseudagg(&args)
 }
 
 #[test]
@@ -461,21 +469,7 @@ fn incomplete_or_inadmissible_requests_are_refused_with_every_problem() {
         r.stderr
     );
     // And without the register, no request is answered at all.
-    let path = dir.path().join("request.toml");
-    fs::write(&path, REQUEST).unwrap();
-    let r = pseudagg(&[
-        "report",
-        "--definition",
-        &format!("{PIPELINES}/gefluechtete.toml"),
-        "--input",
-        small_opds().to_str().unwrap(),
-        "--month",
-        "2025-03",
-        "--out",
-        dir.path().join("out").to_str().unwrap(),
-        "--request",
-        path.to_str().unwrap(),
-    ]);
+    let r = report_with_request_and(dir.path(), REQUEST, &[]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("--traeger-register"), "{}", r.stderr);
 
