@@ -596,7 +596,17 @@ seed = 7
 }
 
 fn run_batch(config: &Path, key: &Path) -> crate::common::Output {
-    pseudagg(&[
+    run_batch_with(config, key, &["--log-format", "json"], &[])
+}
+
+/// `run` of March with `extra` options and environment.
+fn run_batch_with(
+    config: &Path,
+    key: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> crate::common::Output {
+    let mut args = vec![
         "run",
         "--config",
         config.to_str().unwrap(),
@@ -604,9 +614,9 @@ fn run_batch(config: &Path, key: &Path) -> crate::common::Output {
         "2025-03",
         "--key-file",
         key.to_str().unwrap(),
-        "--log-format",
-        "json",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    crate::common::pseudagg_env(&args, env)
 }
 
 /// The published outputs, without the protocol and lock files.
@@ -718,18 +728,7 @@ fn the_monthly_batch_runs_every_step_and_a_rerun_gives_identical_outputs() {
     assert_eq!(protocol_verify(&out.join("protocol.jsonl"), &[]).code, 0);
 
     // For people: a table of the steps; at the default level no span's close line.
-    let r = crate::common::pseudagg_env(
-        &[
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-            "--month",
-            "2025-03",
-            "--key-file",
-            key.to_str().unwrap(),
-        ],
-        &[("PSEUDAGG_LOG", "info")],
-    );
+    let r = run_batch_with(&config, &key, &[], &[("PSEUDAGG_LOG", "info")]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(!r.stderr.contains("close"), "{}", r.stderr);
     for part in [
