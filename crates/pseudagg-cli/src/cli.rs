@@ -82,8 +82,9 @@ pub(crate) enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub(crate) enum ProtocolAction {
     /// Check the hash chain; names the first record that was edited, removed, inserted or moved.
-    ///
-    /// Example: pseudagg protocol verify --protocol /data/biss/protocol.jsonl --head 3f1c... --outputs /data/biss
+    #[command(
+        after_help = "Example: pseudagg protocol verify --protocol /data/biss/protocol.jsonl --head 3f1c... --outputs /data/biss"
+    )]
     Verify {
         /// The head hash noted earlier (printed by this command): detects a cut or edited tail.
         #[arg(long)]
@@ -98,16 +99,16 @@ pub(crate) enum ProtocolAction {
     /// Seal a protocol written before it had a key: checks its chain, then appends a `seal`
     /// record with the protocol key's MAC, which ties every earlier record to it. From then on
     /// every command on the protocol needs --protocol-key, and every record is sealed.
-    ///
-    /// Example: pseudagg protocol seal --protocol /data/biss/protocol.jsonl --protocol-key /secure/protocol.key
+    #[command(
+        after_help = "Example: pseudagg protocol seal --protocol /data/biss/protocol.jsonl --protocol-key /secure/protocol.key"
+    )]
     Seal {
         #[command(flatten)]
         protocol_args: ProtocolArgs,
     },
     /// Remove records whose retention has ended (end of the calendar year after their year, and
     /// at least 12 months), leaving a checkpoint that keeps the rest verifiable.
-    ///
-    /// Example: pseudagg protocol purge --protocol /data/biss/protocol.jsonl
+    #[command(after_help = "Example: pseudagg protocol purge --protocol /data/biss/protocol.jsonl")]
     Purge {
         /// The day to purge as of, YYYY-MM-DD (default: today). Never after today, never before
         /// the newest record.
@@ -118,8 +119,9 @@ pub(crate) enum ProtocolAction {
     },
     /// Draw the monthly data-protection control sample: a share of the runs recorded in one
     /// calendar month (seed 004: 5 % of the last month's queries, checked by the team leads).
-    ///
-    /// Example: pseudagg protocol sample --protocol /data/biss/protocol.jsonl --written-in 2025-04 --seed 7
+    #[command(
+        after_help = "Example: pseudagg protocol sample --protocol /data/biss/protocol.jsonl --written-in 2025-04 --seed 7"
+    )]
     Sample {
         /// The calendar month in which the drawn records were written, YYYY-MM (not the data
         /// month the runs were for). (`--month` is its old spelling.)
@@ -173,9 +175,9 @@ pub(crate) enum Command {
     /// generalises the birth date, drops every other personal field, and writes
     /// OUT/<pipeline>/<month>/rd=<RD>/part-*.parquet and manifest.json. The output appears in one
     /// atomic step, replacing an earlier run of the same month; on any problem nothing is written.
-    ///
-    /// Example: pseudagg pseudonymise --pipeline pipelines/vkb.toml --input testdata/verbis-vkb-2025-03.csv
-    /// --month 2025-03 --key-file /secure/vkb.key --out /data/biss
+    #[command(
+        after_help = "Example: pseudagg pseudonymise --pipeline pipelines/vkb.toml --input testdata/verbis-vkb-2025-03.csv --month 2025-03 --key-file /secure/vkb.key --out /data/biss"
+    )]
     Pseudonymise {
         /// The pipeline definition, for example pipelines/vkb.toml.
         #[arg(long)]
@@ -210,10 +212,9 @@ pub(crate) enum Command {
     /// with an interval audit (exit code 1 and nothing published if it fails), and writes
     /// OUT/<report>/<month>/{bund,rd=<RD>,ge=<nr>}/ as Parquet, CSV and XLSX, plus manifest.json
     /// with the audit for the data steward.
-    ///
-    /// Example: pseudagg report --definition pipelines/gefluechtete.toml --input
-    /// testdata/opds-person-2025-03.csv --month 2025-03 --ge-register testdata/ge-register.csv
-    /// --out /data/reports
+    #[command(
+        after_help = "Example: pseudagg report --definition pipelines/gefluechtete.toml --input testdata/opds-person-2025-03.csv --month 2025-03 --ge-register testdata/ge-register.csv --out /data/reports"
+    )]
     Report {
         /// The report definition, for example pipelines/gefluechtete.toml.
         #[arg(long)]
@@ -253,8 +254,9 @@ pub(crate) enum Command {
     /// id against the month's earlier runs, the protocol, the writable output root); each problem
     /// names its file and configuration key. Without --month, inputs whose path holds {month}
     /// are not checked.
-    ///
-    /// Example: pseudagg check --config pipelines/monthly.toml --month 2025-03
+    #[command(
+        after_help = "Example: pseudagg check --config pipelines/monthly.toml --month 2025-03"
+    )]
     Check {
         /// A pipeline definition.
         #[arg(long, required_unless_present_any = ["definition", "config"])]
@@ -283,16 +285,16 @@ pub(crate) enum Command {
         protocol_args: ProtocolArgs,
     },
     /// Write a new random key file (mode 0600) and print its key id. Never overwrites a file.
-    ///
-    /// Example: pseudagg keygen --out /secure/vkb.key
+    #[command(after_help = "Example: pseudagg keygen --out /secure/vkb.key")]
     Keygen {
         /// Where to write the key.
         #[arg(long)]
         out: PathBuf,
     },
     /// Generate a synthetic extract: deterministic for the same options, realistic per the contract.
-    ///
-    /// Example: pseudagg gen-testdata --kind opds-person --rows 550000 --month 2025-03 --out opds.parquet
+    #[command(
+        after_help = "Example: pseudagg gen-testdata --kind opds-person --rows 550000 --month 2025-03 --out opds.parquet"
+    )]
     GenTestdata {
         /// Which extract.
         #[arg(long, value_enum)]
@@ -329,9 +331,9 @@ pub(crate) enum Command {
     /// e-mail, phone, IBAN), pseudonyms, partitions, k-anonymity; for reports the published values,
     /// the interval audit of every scope, one month, and CSV against Parquet. Findings name file,
     /// row, column and rule, never the value.
-    ///
-    /// Example: pseudagg verify /data/biss/vkb/2025-03 --input verbis-2025-03.csv --key-file /secure/vkb.key
-    /// --against /data/biss/vkb/2025-02 --format json
+    #[command(
+        after_help = "Example: pseudagg verify /data/biss/vkb/2025-03 --input testdata/verbis-vkb-2025-03.csv --key-file /secure/vkb.key --against /data/biss/vkb/2025-02 --format json"
+    )]
     Verify {
         /// The output folder of one month (or give it as --dataset DIR, as `sample` takes it).
         #[arg(value_name = "DIR", required_unless_present = "dataset")]
@@ -371,9 +373,9 @@ pub(crate) enum Command {
     /// Draw the random review sample: at least N cases per RD, reproducible from the seed.
     ///
     /// Writes `rd;pseudonym` (CSV) for the Zentrale's review; all cases of an RD with fewer than N.
-    ///
-    /// Example: pseudagg sample --dataset /data/biss/vkb/2025-03 --per-rd 10 --seed 20250331 --out
-    /// /data/biss/review-2025-03.csv
+    #[command(
+        after_help = "Example: pseudagg sample --dataset /data/biss/vkb/2025-03 --per-rd 10 --seed 20250331 --out /data/biss/review-2025-03.csv"
+    )]
     Sample {
         /// One month of a pseudonymised dataset, for example OUT/vkb/2025-03. (`--input` is its
         /// old spelling.)
@@ -399,10 +401,9 @@ pub(crate) enum Command {
     /// never over an existing file). The protocol records operator, reason and counts, never a
     /// value. At most --max pseudonyms per call; a pseudonym of another month (a `month` column in
     /// the list) is refused.
-    ///
-    /// Example: pseudagg reidentify --pipeline pipelines/vkb.toml --input verbis-vkb-2025-03.csv
-    /// --month 2025-03 --key-file /secure/vkb.key --pseudonyms befunde.csv --reason "Befund RD NRW
-    /// vom 12.04." --out /secure/fall.csv --protocol /data/biss/protocol.jsonl
+    #[command(
+        after_help = "Example: pseudagg reidentify --pipeline pipelines/vkb.toml --input testdata/verbis-vkb-2025-03.csv --month 2025-03 --key-file /secure/vkb.key --pseudonyms befunde.csv --reason \"Befund RD NRW vom 12.04.\" --out /secure/fall.csv --protocol /data/biss/protocol.jsonl"
+    )]
     Reidentify {
         /// The pipeline that wrote the pseudonyms, for example pipelines/vkb.toml.
         #[arg(long)]
@@ -436,17 +437,18 @@ pub(crate) enum Command {
         protocol_args: ProtocolArgs,
     },
     /// The run protocol: check its chain, purge expired records, draw the monthly control sample.
-    ///
-    /// Example: pseudagg protocol verify --protocol /data/biss/protocol.jsonl --protocol-key /secure/protocol.key
+    #[command(
+        after_help = "Example: pseudagg protocol verify --protocol /data/biss/protocol.jsonl --protocol-key /secure/protocol.key"
+    )]
     Protocol {
         #[command(subcommand)]
         action: ProtocolAction,
     },
     /// Run a month end to end for a scheduler: pseudonymise, reports, verify, review sample,
     /// protocol. Outputs are published only after every step passed; exit 1 or 2 names the step.
-    ///
-    /// Example: pseudagg run --config pipelines/monthly.toml --month 2025-03 --key-file /secure/vkb.key
-    /// --log-format json
+    #[command(
+        after_help = "Example: pseudagg run --config pipelines/monthly.toml --month 2025-03 --key-file /secure/vkb.key --log-format json"
+    )]
     Run {
         /// The batch configuration, for example pipelines/monthly.toml.
         #[arg(long)]
@@ -469,23 +471,20 @@ pub(crate) enum Command {
         protocol_args: ProtocolArgs,
     },
     /// Run the VKB pipeline on the embedded sample with a throw-away key, and summarise.
-    ///
-    /// Example: pseudagg demo --out demo-output
+    #[command(after_help = "Example: pseudagg demo --out demo-output")]
     Demo {
         /// The output root folder.
         #[arg(long, default_value = "demo-output")]
         out: PathBuf,
     },
     /// Print a shell completion script on stdout.
-    ///
-    /// Example: pseudagg completions bash > /etc/bash_completion.d/pseudagg
+    #[command(after_help = "Example: pseudagg completions bash > /etc/bash_completion.d/pseudagg")]
     Completions {
         /// The shell.
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff) on stdout.
-    ///
-    /// Example: pseudagg man > /usr/local/share/man/man1/pseudagg.1
+    #[command(after_help = "Example: pseudagg man > /usr/local/share/man/man1/pseudagg.1")]
     Man,
 }
 
