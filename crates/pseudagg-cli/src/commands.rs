@@ -18,6 +18,7 @@ use crate::governance::{
     Announced, Context, file_ref, keys_apart, log, manifest_hook, neighbour_month, outcome_of,
     preflight, protocol_command, sample_command, verify_before_publish,
 };
+use crate::preflight::shown;
 
 /// The committed VerBIS sample, embedded so that `pseudagg demo` works from anywhere.
 const SAMPLE_VKB: &[u8] = include_bytes!("../../../testdata/verbis-vkb-2025-03.csv");
@@ -172,7 +173,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 m.scopes.len(),
                 m.scopes.iter().filter(|x| x.starts_with("rd=")).count(),
                 m.scopes.iter().filter(|x| x.starts_with("ge=")).count(),
-                outcome.target.display()
+                shown(&outcome.target)
             ));
             Ok(())
         }
@@ -188,7 +189,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 crate::preflight::check(ctx, &config, month, key_file.as_deref(), new_key)?;
             let mut text = format!(
                 "{}: pre-flight passed{}",
-                config.display(),
+                shown(&config),
                 month.map_or_else(String::new, |m| format!(" for {m}"))
             );
             for line in &checked.lines {
@@ -206,7 +207,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let plan = ReportPlan::load(&definition)?;
             say(&format!(
                 "{}: valid. Reads `{}`, counts {} indicators by {} categories per gE, RD and Bund",
-                definition.display(),
+                shown(&definition),
                 plan.schema.name,
                 plan.definition.indicators.len(),
                 plan.category_count()
@@ -230,7 +231,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 .collect();
             say(&format!(
                 "{}: valid. Reads `{}`, writes {} columns: {}",
-                pipeline.display(),
+                shown(&pipeline),
                 plan.schema.name,
                 columns.len(),
                 columns.join(", ")
@@ -241,7 +242,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
             let id = generate_key_file(&out)?;
             say(&format!(
                 "wrote a new key to {} (mode 0600); key id {id}",
-                out.display()
+                shown(&out)
             ));
             Ok(())
         }
@@ -293,7 +294,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 summary.rows,
                 kind.schema_name(),
                 summary.bytes,
-                out.display()
+                shown(&out)
             ));
             Ok(())
         }
@@ -359,7 +360,7 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                     } else {
                         "s"
                     },
-                    dir.display()
+                    shown(&dir)
                 ))
                 .into())
             }
@@ -636,7 +637,7 @@ fn print_outcome(outcome: &RunOutcome) {
             m.rows_out
         );
     }
-    let _ = write!(text, "output: {}", outcome.target.display());
+    let _ = write!(text, "output: {}", shown(&outcome.target));
     say(&text);
 }
 
