@@ -454,9 +454,7 @@ pub(crate) fn dataset_refs(entry: &mut pseudagg_governance::Entry, o: &RunOutcom
     entry.rows_in = Some(m.rows_in);
     entry.rows_out = Some(m.rows_out);
     if let Some(k) = &m.k_anonymity {
-        let (rows, values) = k.partitions.values().fold((0, 0), |(r, v), p| {
-            (r + p.rows_blanked, v + p.values_blanked)
-        });
+        let (rows, values) = k.blanked();
         crate::governance::add_details(
             entry,
             serde_json::json!({"rows_blanked": rows, "values_blanked": values}),
@@ -626,9 +624,7 @@ fn print_outcome(outcome: &RunOutcome) {
         text.push('\n');
     }
     if let Some(k) = &m.k_anonymity {
-        let (rows, values) = k.partitions.values().fold((0, 0), |(r, v), p| {
-            (r + p.rows_blanked, v + p.values_blanked)
-        });
+        let (rows, values) = k.blanked();
         let _ = writeln!(
             text,
             "k-anonymity (min-k {} over {} quasi-identifiers): {values} values blanked in {rows} of {} rows",

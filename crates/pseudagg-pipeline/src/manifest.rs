@@ -39,6 +39,16 @@ pub struct KAnonymityNote {
     pub partitions: BTreeMap<String, PartitionRisk>,
 }
 
+impl KAnonymityNote {
+    /// Rows with a blanked quasi-identifier, and values blanked, over all partitions.
+    #[must_use]
+    pub fn blanked(&self) -> (u64, u64) {
+        self.partitions.values().fold((0, 0), |(r, v), p| {
+            (r + p.rows_blanked, v + p.values_blanked)
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct PartitionRisk {
     /// Rows in the smallest group of equal quasi-identifiers, after blanking (0: no rows).
