@@ -47,19 +47,19 @@ struct Constraint {
 type Relation = (Vec<(usize, f64)>, ComparisonOp, f64);
 
 /// The linear system over the suppressed cells of one connected part.
-struct Component {
-    vars: Vec<usize>,
+pub(crate) struct Component {
+    pub(crate) vars: Vec<usize>,
     constraints: Vec<Constraint>,
 }
 
 impl Component {
     /// The least value of each variable (see [`Table::floor`]).
-    fn floors(&self, table: &Table) -> Vec<f64> {
+    pub(crate) fn floors(&self, table: &Table) -> Vec<f64> {
         self.vars.iter().map(|&c| table.floor(c)).collect()
     }
 
     /// The constraints as rows for the solver.
-    fn rows(&self) -> Vec<RowRef<'_>> {
+    pub(crate) fn rows(&self) -> Vec<RowRef<'_>> {
         self.constraints
             .iter()
             .map(|c| (c.terms.as_slice(), c.op, c.rhs))
@@ -290,7 +290,11 @@ fn local_interval(
 
 /// The linear system over the cells of `free` (variable 0 is the target), every suppressed cell
 /// outside `free` held at its true value.
-fn neighbourhood_system(table: &Table, index: &Index, free: &HashMap<usize, usize>) -> Component {
+pub(crate) fn neighbourhood_system(
+    table: &Table,
+    index: &Index,
+    free: &HashMap<usize, usize>,
+) -> Component {
     let value = |c: usize| table.values[c] as f64;
     let mut comp = Component {
         vars: vec![0; free.len()],
@@ -773,9 +777,13 @@ fn shared_out(
 }
 
 /// The table's parts, and the `targets` grouped by part: (position in `targets`, variable).
-type ByPart = (Vec<Component>, BTreeMap<usize, Vec<(usize, usize)>>);
+pub(crate) type ByPart = (Vec<Component>, BTreeMap<usize, Vec<(usize, usize)>>);
 
-fn by_component(table: &Table, suppressed: &[bool], targets: &[usize]) -> Result<ByPart, String> {
+pub(crate) fn by_component(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+) -> Result<ByPart, String> {
     let (comps, where_) = components(table, suppressed);
     let mut by_comp: BTreeMap<usize, Vec<(usize, usize)>> = BTreeMap::new();
     for (i, cell) in targets.iter().enumerate() {

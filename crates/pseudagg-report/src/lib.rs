@@ -14,6 +14,7 @@
 
 mod aggregate;
 pub mod audit;
+pub mod batch;
 pub mod cover;
 pub mod definition;
 pub mod expr;

@@ -17,7 +17,7 @@ pub(crate) enum Op {
 
 /// Which end of a cell's interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
+pub enum End {
     Lower,
     Upper,
 }
@@ -244,6 +244,169 @@ impl Nearest {
         }
         self.model = Some(model);
         Ok(answer)
+    }
+}
+
+/// Many goals at once: points of a linear system (each variable at least its floor) that move
+/// variables to goals (up to at least a value, or down to at most one), found by one program for
+/// many goals. It maximises the capped moves towards the goals still open, less a small cost per
+/// unit moved (`|x - truth|`), so that its points move few variables; a goal is reached where its
+/// move is whole. Each round drops the goals reached and solves again from the last basis; when a
+/// round reaches none, the goals left are taken one at a time, and a goal not reached on its own
+/// is not reached by any point of the system (its best value is returned).
+pub(crate) struct Reach {
+    model: Option<Model>,
+    up: Vec<highs::Col>,
+    down: Vec<highs::Col>,
+    /// The capped move of each goal towards it.
+    toward: Vec<highs::Col>,
+    goals: Vec<Goal>,
+    truth: Vec<f64>,
+    floors: Vec<f64>,
+}
+
+/// A variable, which end, and the value to reach.
+pub(crate) type Goal = (usize, End, f64);
+
+/// What [`Reach::reach`] found.
+pub(crate) struct Reached {
+    /// For each goal reached, the point that reached it (an index into `points`).
+    pub by_goal: Vec<Option<usize>>,
+    pub points: Vec<Vec<f64>>,
+    /// For a goal taken on its own and not reached, the best value its variable takes.
+    pub best: Vec<Option<f64>>,
+}
+
+/// The cost per unit a point moves a variable, against 1 per unit a goal moves towards its value.
+const MOVE_COST: f64 = 1e-4;
+
+impl Reach {
+    /// `goals` each beyond its variable's true value.
+    pub fn new(rows: &[RowRef<'_>], truth: &[f64], floors: &[f64], goals: &[Goal]) -> Self {
+        let n = truth.len();
+        let mut pb = RowProblem::default();
+        let up: Vec<highs::Col> = (0..n).map(|_| pb.add_column(-MOVE_COST, 0.0..)).collect();
+        let down: Vec<highs::Col> = (0..n)
+            .map(|v| pb.add_column(-MOVE_COST, 0.0..=room(truth[v], floors[v])))
+            .collect();
+        let toward: Vec<highs::Col> = goals
+            .iter()
+            .map(|&(v, end, goal)| {
+                let gap = match end {
+                    End::Upper => goal - truth[v],
+                    End::Lower => truth[v] - goal,
+                };
+                pb.add_column(0.0, ..=gap.max(0.0))
+            })
+            .collect();
+        for &(terms, op, rhs) in rows {
+            let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
+            let row: Vec<(highs::Col, f64)> = terms
+                .iter()
+                .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
+                .collect();
+            add_row(&mut pb, &row, op, rhs - at_truth);
+        }
+        // toward <= up - down (or down - up)
+        for (k, &(v, end, _)) in goals.iter().enumerate() {
+            let sign = if end == End::Upper { 1.0 } else { -1.0 };
+            pb.add_row(..=0.0, [(toward[k], 1.0), (up[v], -sign), (down[v], sign)]);
+        }
+        let mut model = pb.optimise(Sense::Maximise);
+        model.make_quiet();
+        model.set_option("threads", 1);
+        model.set_option("presolve", "off");
+        Self {
+            model: Some(model),
+            up,
+            down,
+            toward,
+            goals: goals.to_vec(),
+            truth: truth.to_vec(),
+            floors: floors.to_vec(),
+        }
+    }
+
+    fn is_reached(&self, k: usize, point: &[f64]) -> bool {
+        let (v, end, goal) = self.goals[k];
+        match end {
+            End::Upper => point[v] + 1e-6 >= goal,
+            End::Lower => point[v] - 1e-6 <= goal,
+        }
+    }
+
+    /// Rounds over the goals `open` (indices into the goals) with the variables `fixed` held at
+    /// their true values.
+    pub fn reach(&mut self, open: &[usize], fixed: &[usize]) -> Result<Reached, String> {
+        let mut model = self
+            .model
+            .take()
+            .ok_or("the linear program failed before")?;
+        for &v in fixed {
+            model.change_column_bounds(self.up[v], 0.0..=0.0);
+            model.change_column_bounds(self.down[v], 0.0..=0.0);
+        }
+        let mut out = Reached {
+            by_goal: vec![None; self.goals.len()],
+            points: Vec::new(),
+            best: vec![None; self.goals.len()],
+        };
+        let mut active: Vec<usize> = open.to_vec();
+        for &k in &active {
+            model.change_column_cost(self.toward[k], 1.0);
+        }
+        let mut single: Option<usize> = None;
+        while !active.is_empty() {
+            let solved = model
+                .try_solve()
+                .map_err(|e| format!("the linear program failed: {e:?}"))?;
+            let point = (solved.status() == HighsModelStatus::Optimal).then(|| {
+                let cols = solved.get_solution().columns().to_vec();
+                let n = self.truth.len();
+                (0..n)
+                    .map(|v| self.truth[v] + cols[v] - cols[n + v])
+                    .collect::<Vec<f64>>()
+            });
+            model = Model::from(solved);
+            let (now, still): (Vec<usize>, Vec<usize>) = active
+                .iter()
+                .partition(|&&k| point.as_ref().is_some_and(|p| self.is_reached(k, p)));
+            if let Some(k) = single
+                && !now.contains(&k)
+            {
+                out.best[k] = point.as_ref().map(|p| p[self.goals[k].0]);
+            }
+            let stalled = now.is_empty() && single.is_none();
+            if let Some(point) = point.filter(|_| !now.is_empty()) {
+                for &k in &now {
+                    out.by_goal[k] = Some(out.points.len());
+                    model.change_column_cost(self.toward[k], 0.0);
+                }
+                out.points.push(point);
+            }
+            active = still;
+            if stalled {
+                // From now on one goal at a time, in order.
+                for &k in &active {
+                    model.change_column_cost(self.toward[k], 0.0);
+                }
+            } else if let Some(k) = single.filter(|k| active.contains(k)) {
+                // Not reached on its own: no point reaches it.
+                model.change_column_cost(self.toward[k], 0.0);
+                active.retain(|&a| a != k);
+            }
+            if stalled || single.is_some() {
+                let Some(&next) = active.first() else { break };
+                model.change_column_cost(self.toward[next], 1.0);
+                single = Some(next);
+            }
+        }
+        for &v in fixed {
+            model.change_column_bounds(self.up[v], 0.0..);
+            model.change_column_bounds(self.down[v], 0.0..=room(self.truth[v], self.floors[v]));
+        }
+        self.model = Some(model);
+        Ok(out)
     }
 }
 

@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use rayon::prelude::*;
+
 use crate::audit::{Index, Interval, certify, certify_exact, insiders_to_check, intervals};
+use crate::batch::{Batched, certify_batch};
 use crate::cover::{Limits, cover};
 use crate::table::{Kind, Table};
 
@@ -116,6 +119,30 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             .copied()
             .filter(|&c| safe[c].is_none())
             .collect();
+        // Most cells are certified together, district by district; the rest one by one.
+        let batched = certify_batch(table, &suppressed, &open, limits, insiders).map_err(fail)?;
+        let mut failing = Vec::new();
+        let mut undecided = Vec::new();
+        for (&c, b) in open.iter().zip(batched) {
+            match b {
+                Batched::Certified(iv, uncovered) => {
+                    safe[c] = Some(iv);
+                    to_check[c] = uncovered;
+                }
+                Batched::Unprotected(iv) => {
+                    failures[c] += 1;
+                    failing.push((c, iv));
+                }
+                Batched::Undecided => undecided.push(c),
+            }
+        }
+        tracing::debug!(
+            round = rounds,
+            certified = open.len() - failing.len() - undecided.len(),
+            unprotected = failing.len(),
+            "suppression: certificates over districts and parts"
+        );
+        let open = undecided;
         let results = certify(
             table,
             &suppressed,
@@ -125,7 +152,6 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             insiders,
         )
         .map_err(fail)?;
-        let mut failing = Vec::new();
         for (&c, (iv, ok, uncovered)) in open.iter().zip(results) {
             if ok {
                 safe[c] = Some(iv);
@@ -325,23 +351,38 @@ fn insider_round(
     }
     let no_hint = vec![false; table.len()];
     let mut failing: Vec<(usize, u32)> = Vec::new();
-    for (&h, targets) in &by_insider {
-        let known = unknown_to(table, suppressed, h);
-        let results = certify(
-            table,
-            &known,
-            targets,
-            &no_hint,
-            (params.threshold, params.min_width),
-            false,
-        )
-        .map_err(fail)?;
-        for (&c, (_, ok, _)) in targets.iter().zip(results) {
-            if ok {
-                insider_safe.insert((c, h));
-            } else {
-                failing.push((c, h));
+    // Each insider on its own: its cells known (published, in effect), the cells it must not
+    // narrow certified together first, the rest one by one.
+    let limits = (params.threshold, params.min_width);
+    let decided: Vec<Vec<(usize, u32, bool)>> = by_insider
+        .par_iter()
+        .map(|(&h, targets)| {
+            let known = unknown_to(table, suppressed, h);
+            let batched = certify_batch(table, &known, targets, limits, false)?;
+            let mut out = Vec::with_capacity(targets.len());
+            let mut rest = Vec::new();
+            for (&c, b) in targets.iter().zip(batched) {
+                match b {
+                    Batched::Certified(..) => out.push((c, h, true)),
+                    Batched::Unprotected(_) => out.push((c, h, false)),
+                    Batched::Undecided => rest.push(c),
+                }
             }
+            if !rest.is_empty() {
+                let results = certify(table, &known, &rest, &no_hint, limits, false)?;
+                for (&c, (_, ok, _)) in rest.iter().zip(results) {
+                    out.push((c, h, ok));
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_, String>>()
+        .map_err(fail)?;
+    for (c, h, ok) in decided.into_iter().flatten() {
+        if ok {
+            insider_safe.insert((c, h));
+        } else {
+            failing.push((c, h));
         }
     }
     tracing::info!(
