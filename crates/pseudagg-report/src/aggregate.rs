@@ -146,7 +146,7 @@ pub fn read_register(path: &std::path::Path) -> pseudagg_core::Result<Vec<GeInfo
 impl<'a> Counter<'a> {
     #[must_use]
     pub fn new(plan: &'a ReportPlan, month_end_days: i32) -> Self {
-        let categories = plan.categories.len().max(1);
+        let categories = plan.combinations();
         Self {
             plan,
             month_end_days,
@@ -194,21 +194,21 @@ impl<'a> Counter<'a> {
         let first_row = self.counts.rows_read + 1;
         self.counts.rows_read += batch.num_rows() as u64;
         let population = eval(&p.population, batch, self.month_end_days);
-        let categories: Vec<Vec<bool>> = p
+        let categories: Vec<Vec<Vec<bool>>> = p
             .categories
             .iter()
-            .map(|c| eval(c, batch, self.month_end_days))
+            .map(|d| {
+                d.iter()
+                    .map(|c| eval(c, batch, self.month_end_days))
+                    .collect()
+            })
             .collect();
         let indicators: Vec<Vec<bool>> = p
             .indicators
             .iter()
             .map(|e| eval(e, batch, self.month_end_days))
             .collect();
-        let dim_name = p
-            .definition
-            .dimension
-            .as_ref()
-            .map_or("", |d| d.name.as_str());
+        let dims = p.definition.dimension.all();
         let gi_of_row = self.ges_of_rows(batch, first_row);
         for row in (0..batch.num_rows()).filter(|&i| population[i]) {
             let row_no = first_row + row as u64;
@@ -216,32 +216,39 @@ impl<'a> Counter<'a> {
             if gi == usize::MAX {
                 continue;
             }
-            let category = if categories.is_empty() {
-                0
-            } else {
-                let mut hits = categories
+            // The combination of the row's categories, the last dimension varying fastest.
+            let mut category = 0;
+            let mut refused = false;
+            for (d, masks) in categories.iter().enumerate() {
+                let mut hits = masks
                     .iter()
                     .enumerate()
                     .filter(|(_, m)| m[row])
                     .map(|(i, _)| i);
+                let dim_name = dims[d].name.as_str();
                 match (hits.next(), hits.next()) {
-                    (Some(c), None) => c,
+                    (Some(c), None) => category = category * masks.len() + c,
                     (None, _) => {
                         self.problems.push(Problem::new(
                             Location { row: Some(row_no), ..Location::default() },
                             format!("is counted, but falls into no category of `{dim_name}`: the categories must cover the population"),
                         ));
-                        continue;
+                        refused = true;
+                        break;
                     }
                     (Some(_), Some(_)) => {
                         self.problems.push(Problem::new(
                             Location { row: Some(row_no), ..Location::default() },
                             format!("falls into more than one category of `{dim_name}`: categories must not overlap"),
                         ));
-                        continue;
+                        refused = true;
+                        break;
                     }
                 }
-            };
+            }
+            if refused {
+                continue;
+            }
             self.counts.rows_counted += 1;
             let cells = &mut self.counts.values[gi];
             let mut bits = 0_u64;

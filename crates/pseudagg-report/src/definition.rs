@@ -34,9 +34,12 @@ pub struct ReportDefinition {
     /// Small-cell suppression.
     #[serde(default)]
     pub suppression: Suppression,
-    /// The breakdown of each indicator, with its total; optional.
+    /// The breakdowns of each indicator, each with its total; optional. One `[dimension]` table,
+    /// or up to two `[[dimension]]` tables, crossed (e.g. origin by sex: every combination of
+    /// their categories, with each dimension's total).
     #[serde(default)]
-    pub dimension: Option<Dimension>,
+    #[schemars(with = "Option<DimensionsSchema>")]
+    pub dimension: Dimensions,
     /// The counts reported, in output order.
     pub indicators: Vec<Indicator>,
 }
@@ -94,6 +97,62 @@ fn default_threshold() -> u64 {
 
 fn default_width() -> u64 {
     2
+}
+
+/// The dimensions of a report, in the order of the definition (none, one or two).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Dimensions(pub Vec<Dimension>);
+
+impl Dimensions {
+    /// The dimensions, in order.
+    #[must_use]
+    pub fn all(&self) -> &[Dimension] {
+        &self.0
+    }
+
+    /// The first dimension, if any.
+    #[must_use]
+    pub fn first(&self) -> Option<&Dimension> {
+        self.0.first()
+    }
+}
+
+/// Reads one `[dimension]` table, or a list of `[[dimension]]` tables.
+impl<'de> Deserialize<'de> for Dimensions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = Dimensions;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a [dimension] table, or up to two [[dimension]] tables")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Dimensions, A::Error> {
+                Dimension::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|d| Dimensions(vec![d]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Dimensions, A::Error> {
+                Vec::<Dimension>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Dimensions)
+            }
+        }
+        d.deserialize_any(OneOrMany)
+    }
+}
+
+/// The shape of `dimension` in the JSON Schema: one table or a list.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+enum DimensionsSchema {
+    One(Dimension),
+    Several(Vec<Dimension>),
 }
 
 /// A breakdown: categories that split the population, and their total.

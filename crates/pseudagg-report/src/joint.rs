@@ -438,15 +438,8 @@ fn set_of(rt: &ReportTable, key: (u16, u64)) -> Vec<u64> {
         return set;
     }
     let n_ind = rt.indicators.len();
-    let has_total = rt.categories.len() > 1;
     for k in (0..n_ind).filter(|&k| key.1 & (1 << k) != 0) {
-        for c in [
-            Some(key.0 as usize),
-            has_total.then(|| rt.categories.len() - 1),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for &c in &rt.positions_of[key.0 as usize] {
             let p = c * n_ind + k;
             set[p / 64] |= 1 << (p % 64);
         }

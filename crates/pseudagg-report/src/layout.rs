@@ -38,8 +38,17 @@ pub struct Area {
 #[derive(Debug, Clone)]
 pub struct ReportTable {
     pub areas: Vec<Area>,
-    /// Category labels, the total last (one empty label without a dimension).
+    /// Position labels: with one dimension its categories, the total last; with two, every
+    /// combination (`Ukraine / weiblich`), the last dimension varying fastest, each total after
+    /// its categories; one empty label without a dimension.
     pub categories: Vec<String>,
+    /// The dimensions' names (the columns of the long outputs).
+    pub dimensions: Vec<String>,
+    /// Per position, its category of each dimension (a total's name for a total).
+    pub coordinates: Vec<Vec<String>>,
+    /// Per combination of categories (as the counters number them), the positions that count
+    /// its people: its own and every total over it.
+    pub positions_of: Vec<Vec<usize>>,
     pub indicators: Vec<String>,
     pub table: Table,
 }
@@ -56,7 +65,45 @@ impl ReportTable {
     #[allow(clippy::too_many_lines)] // areas, values, relations and ranks of one table
     pub fn build(plan: &ReportPlan, counts: &Counts) -> Self {
         let has_dim = !plan.categories.is_empty();
+        let sizes = plan.dimension_sizes();
         let n_cat = plan.category_count();
+        let coordinates = plan.position_coordinates();
+        // A position's index in each dimension (its total: the dimension's size).
+        let coords_of = |pos: usize| -> Vec<usize> {
+            let mut rest = pos;
+            let mut out = vec![0; sizes.len()];
+            for d in (0..sizes.len()).rev() {
+                out[d] = rest % (sizes[d] + 1);
+                rest /= sizes[d] + 1;
+            }
+            out
+        };
+        let position_at = |coords: &[usize]| -> usize {
+            coords
+                .iter()
+                .zip(&sizes)
+                .fold(0, |acc, (&c, &n)| acc * (n + 1) + c)
+        };
+        // The positions counting each combination: each dimension at its category or its total.
+        let positions_of: Vec<Vec<usize>> = (0..plan.combinations())
+            .map(|combo| {
+                let mut rest = combo;
+                let mut own = vec![0; sizes.len()];
+                for d in (0..sizes.len()).rev() {
+                    own[d] = rest % sizes[d];
+                    rest /= sizes[d];
+                }
+                (0..n_cat)
+                    .filter(|&p| {
+                        coords_of(p)
+                            .iter()
+                            .zip(&own)
+                            .zip(&sizes)
+                            .all(|((&c, &o), &n)| c == o || c == n)
+                    })
+                    .collect()
+            })
+            .collect();
         let n_ind = plan.indicators.len();
         let mut order: Vec<usize> = (0..counts.ges.len()).collect();
         order.sort_by(|&a, &b| {
@@ -92,6 +139,15 @@ impl ReportTable {
 
         let mut rt = Self {
             categories: plan.category_labels(),
+            dimensions: plan
+                .definition
+                .dimension
+                .all()
+                .iter()
+                .map(|d| d.name.clone())
+                .collect(),
+            coordinates,
+            positions_of,
             indicators: plan
                 .definition
                 .indicators
@@ -105,17 +161,20 @@ impl ReportTable {
             },
             areas,
         };
-        let real_cats = if has_dim { n_cat - 1 } else { 1 };
+        // A gE's cell of a position counts every combination the position holds.
         for (a, &g) in order.iter().enumerate() {
-            for c in 0..real_cats {
+            for (combo, positions) in rt.positions_of.iter().enumerate() {
                 for k in 0..n_ind {
-                    let cell = rt.cell(a, c, k);
-                    rt.table.values[cell] = counts.values[g][c * n_ind + k];
+                    let v = counts.values[g][combo * n_ind + k];
+                    for &p in positions {
+                        let cell = rt.cell(a, p, k);
+                        rt.table.values[cell] += v;
+                    }
                 }
             }
         }
         let mut sums = Vec::new();
-        // gE -> RD -> Bund, for every category (the total too) and indicator.
+        // gE -> RD -> Bund, for every position (the totals too) and indicator.
         for c in 0..n_cat {
             for k in 0..n_ind {
                 for (r, members) in by_rd.values().enumerate() {
@@ -132,36 +191,30 @@ impl ReportTable {
                 });
             }
         }
-        // Categories -> total, for every area and indicator.
-        if has_dim {
-            for a in 0..rt.areas.len() {
-                for k in 0..n_ind {
-                    sums.push(Sum {
-                        total: rt.cell(a, n_cat - 1, k),
-                        parts: (0..n_cat - 1).map(|c| rt.cell(a, c, k)).collect(),
-                    });
+        // The RD and Bund values, in that order (the Bund sums the RDs).
+        for s in &sums {
+            rt.table.values[s.total] = s.parts.iter().map(|&p| rt.table.values[p]).sum();
+        }
+        // Each dimension's categories -> its total, for every area, indicator and position of
+        // the other dimensions.
+        for (d, &n) in sizes.iter().enumerate() {
+            for p in (0..n_cat).filter(|&p| coords_of(p)[d] == n) {
+                let parts: Vec<usize> = (0..n)
+                    .map(|c| {
+                        let mut at = coords_of(p);
+                        at[d] = c;
+                        position_at(&at)
+                    })
+                    .collect();
+                for a in 0..rt.areas.len() {
+                    for k in 0..n_ind {
+                        sums.push(Sum {
+                            total: rt.cell(a, p, k),
+                            parts: parts.iter().map(|&q| rt.cell(a, q, k)).collect(),
+                        });
+                    }
                 }
             }
-        }
-        // Fill totals bottom-up: category totals of gEs, then RDs and the Bund.
-        let (cat_sums, level_sums): (Vec<&Sum>, Vec<&Sum>) = sums.iter().partition(|s| {
-            let area = s.total / (n_cat * n_ind);
-            has_dim && (s.total / n_ind) % n_cat == n_cat - 1 && rt.areas[area].level == Level::Ge
-        });
-        for s in cat_sums
-            .iter()
-            .chain(
-                level_sums
-                    .iter()
-                    .filter(|s| rt.areas[s.total / (n_cat * n_ind)].level == Level::Rd),
-            )
-            .chain(
-                level_sums
-                    .iter()
-                    .filter(|s| rt.areas[s.total / (n_cat * n_ind)].level == Level::Bund),
-            )
-        {
-            rt.table.values[s.total] = s.parts.iter().map(|&p| rt.table.values[p]).sum();
         }
         let mut subsets = Vec::new();
         for a in 0..rt.areas.len() {
@@ -178,7 +231,9 @@ impl ReportTable {
                         Level::Bund => 4,
                     };
                     let cell = rt.cell(a, c, k);
-                    rt.table.rank[cell] = level_rank + u8::from(has_dim && c == n_cat - 1);
+                    // A total of some dimension ranks above the cells it sums.
+                    let is_total = coords_of(c).iter().zip(&sizes).any(|(&x, &n)| x == n);
+                    rt.table.rank[cell] = level_rank + u8::from(has_dim && is_total);
                 }
             }
         }
@@ -231,14 +286,28 @@ pub(crate) mod tests {
 
     /// A plan with `n_cat` categories (0: no dimension) and a chain of `n_ind` indicators, each a
     /// subset of the one before.
-    #[allow(clippy::format_push_string)] // test text, built for reading
     pub(crate) fn plan_for(n_cat: usize, n_ind: usize) -> ReportPlan {
+        plan_with(&[n_cat], n_ind)
+    }
+
+    /// [`plan_for`] with a dimension of `sizes[d]` categories for each `d` (none where 0): one
+    /// `[dimension]` table, or `[[dimension]]` tables for two.
+    #[allow(clippy::format_push_string)] // test text, built for reading
+    pub(crate) fn plan_with(sizes: &[usize], n_ind: usize) -> ReportPlan {
         let mut text = String::from(
             "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\npopulation = \"elb\"\nge-name-column = \"ge_name\"\n",
         );
-        if n_cat > 0 {
-            text.push_str("[dimension]\nname = \"d\"\ntotal = \"Alle\"\ncategories = [");
-            for c in 0..n_cat {
+        let sizes: Vec<usize> = sizes.iter().copied().filter(|&n| n > 0).collect();
+        for (d, &n) in sizes.iter().enumerate() {
+            let head = if sizes.len() > 1 {
+                "[[dimension]]"
+            } else {
+                "[dimension]"
+            };
+            text.push_str(&format!(
+                "{head}\nname = \"d{d}\"\ntotal = \"Alle\"\ncategories = ["
+            ));
+            for c in 0..n {
                 text.push_str(&format!("{{ name = \"c{c}\", when = \"true\" }},"));
             }
             text.push_str("]\n");
@@ -257,7 +326,7 @@ pub(crate) mod tests {
     /// Counts for a random hierarchy: `ges[i]` is the RD of gE i; values decrease along the
     /// indicator chain so the subset relations hold.
     pub(crate) fn counts_for(plan: &ReportPlan, rds_of_ges: &[usize], raw: &[u64]) -> Counts {
-        let n_cat = plan.categories.len().max(1);
+        let n_cat = plan.combinations();
         let n_ind = plan.indicators.len();
         let mut values = Vec::new();
         let mut it = raw.iter().cycle();
@@ -303,6 +372,31 @@ pub(crate) mod tests {
         assert_eq!(rt.table.values[rt.cell(bund, 2, 0)], total);
     }
 
+    /// Two dimensions crossed: every total of one dimension sums its categories at every
+    /// category of the other and at its total, in every area.
+    #[test]
+    fn two_dimensions_add_up_both_ways() {
+        let plan = plan_with(&[2, 3], 1);
+        assert_eq!(plan.category_count(), 12);
+        let counts = counts_for(&plan, &[0, 1], &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        let rt = ReportTable::build(&plan, &counts);
+        assert!(rt.table.is_consistent());
+        assert_eq!(rt.dimensions, vec!["d0", "d1"]);
+        assert_eq!(rt.coordinates[4], vec!["c1", "c0"]);
+        assert_eq!(rt.categories[11], "Alle / Alle");
+        let v = |a: usize, p: usize| rt.table.values[rt.cell(a, p, 0)];
+        // gE 0 counts 1..6 in (c0, c0), (c0, c1), (c0, c2), (c1, c0), (c1, c1), (c1, c2).
+        assert_eq!(v(0, 3), 1 + 2 + 3, "c0 / Alle");
+        assert_eq!(v(0, 8), 1 + 4, "Alle / c0");
+        assert_eq!(v(0, 11), 21, "Alle / Alle");
+        // 2 x 3 cells, 3 + 4 margins: (2 + 3 + 1) sums of each area, 1 for every total position
+        // of each dimension.
+        let per_area = rt.table.sums.iter().filter(|s| s.total / 12 == 0).count();
+        assert_eq!(per_area, 4 + 3);
+        let bund = rt.areas.len() - 1;
+        assert_eq!(v(bund, 11), 21 + (7..=12).sum::<u64>());
+    }
+
     /// The interval of `cell` from one linear program over the whole table, written here
     /// independently of the audit's per-component systems.
     fn whole_table_interval(t: &Table, suppressed: &[bool], cell: usize) -> (f64, Option<f64>) {
@@ -344,9 +438,9 @@ pub(crate) mod tests {
         )
     }
 
-    fn hierarchy() -> impl Strategy<Value = (usize, usize, Vec<usize>, Vec<u64>)> {
+    fn hierarchy() -> impl Strategy<Value = (Vec<usize>, usize, Vec<usize>, Vec<u64>)> {
         (
-            0usize..=3,
+            prop_oneof![3 => (0usize..=3).prop_map(|n| vec![n]), 1 => (1usize..=2, 1usize..=2).prop_map(|(a, b)| vec![a, b])],
             1usize..=3,
             prop::collection::vec(0usize..3, 1..=7),
             prop::collection::vec(
@@ -363,8 +457,8 @@ pub(crate) mod tests {
         /// categories and small counts; checked with intervals over the whole table at once (not per
         /// component, as the suppression computes them).
         #[test]
-        fn no_primary_cell_is_disclosed((n_cat, n_ind, rds, raw) in hierarchy()) {
-            let plan = plan_for(n_cat, n_ind);
+        fn no_primary_cell_is_disclosed((sizes, n_ind, rds, raw) in hierarchy()) {
+            let plan = plan_with(&sizes, n_ind);
             let rt = ReportTable::build(&plan, &counts_for(&plan, &rds, &raw));
             let params = Params { threshold: 3, min_width: 2, insider: true };
             let pattern = protect(&rt.table, params).unwrap();

@@ -31,6 +31,6 @@ pub use aggregate::{Counter, Counts, GeInfo, RowClass, read_register};
 pub use output::footnotes;
 pub use plan::ReportPlan;
 pub use run::{
-    AuditNote, IndicatorNote, ReportManifest, ReportOptions, ReportOutcome, RequestScope,
-    StructureNote, run,
+    AuditNote, DimensionNote, IndicatorNote, ReportManifest, ReportOptions, ReportOutcome,
+    RequestScope, StructureNote, run,
 };

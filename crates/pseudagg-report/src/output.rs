@@ -100,7 +100,8 @@ pub struct Published<'a> {
     pub suppressed: &'a [bool],
     pub report: &'a str,
     pub title: &'a str,
-    pub dimension: Option<&'a str>,
+    /// The dimension columns of the long tables (none, one or two).
+    pub dimensions: &'a [String],
     pub indicator_labels: Vec<String>,
     /// The definition, for the workbooks' headings for people and their notes sheet.
     pub definition: &'a crate::definition::ReportDefinition,
@@ -230,7 +231,7 @@ impl Published<'_> {
             Field::new("ge_nr", DataType::Utf8, true),
             Field::new("ge_name", DataType::Utf8, true),
         ];
-        if let Some(d) = self.dimension {
+        for d in self.dimensions {
             fields.push(Field::new(d, DataType::Utf8, false));
         }
         fields.extend([
@@ -238,14 +239,18 @@ impl Published<'_> {
             Field::new("value", DataType::Int64, true),
             Field::new("suppressed", DataType::Boolean, false),
         ]);
-        let (mut level, mut rd, mut ge, mut name, mut dim, mut ind) = (
-            StringBuilder::new(),
+        let (mut level, mut rd, mut ge, mut name, mut ind) = (
             StringBuilder::new(),
             StringBuilder::new(),
             StringBuilder::new(),
             StringBuilder::new(),
             StringBuilder::new(),
         );
+        let mut dims: Vec<StringBuilder> = self
+            .dimensions
+            .iter()
+            .map(|_| StringBuilder::new())
+            .collect();
         let mut value = Int64Builder::new();
         let mut suppressed = BooleanBuilder::new();
         for (a, c, k, cell) in self.long_rows(scope) {
@@ -254,7 +259,9 @@ impl Published<'_> {
             rd.append_option(area.rd.as_deref());
             ge.append_option(area.ge.as_ref().map(|g| g.nr.as_str()));
             name.append_option(area.ge.as_ref().map(|g| g.name.as_str()));
-            dim.append_value(&self.rt.categories[c]);
+            for (d, b) in dims.iter_mut().enumerate() {
+                b.append_value(&self.rt.coordinates[c][d]);
+            }
             ind.append_value(&self.rt.indicators[k]);
             value.append_option(self.value(cell).map(|v| v as i64));
             suppressed.append_value(self.suppressed[cell]);
@@ -265,8 +272,8 @@ impl Published<'_> {
             Arc::new(ge.finish()),
             Arc::new(name.finish()),
         ];
-        if self.dimension.is_some() {
-            columns.push(Arc::new(dim.finish()));
+        for mut b in dims {
+            columns.push(Arc::new(b.finish()));
         }
         columns.extend([
             Arc::new(ind.finish()) as ArrayRef,
@@ -292,7 +299,7 @@ impl Published<'_> {
     /// `;`-separated, UTF-8 with byte-order mark (so spreadsheets show umlauts), `*` for suppressed.
     fn write_csv(&self, scope: &Scope, path: &Path) -> Result<()> {
         let mut out = String::from("\u{feff}");
-        let dim = self.dimension.map(|d| format!("{d};")).unwrap_or_default();
+        let dim: String = self.dimensions.iter().map(|d| format!("{d};")).collect();
         out.push_str("level;rd;ge_nr;ge_name;");
         out.push_str(&dim);
         out.push_str("indicator;value;suppressed\r\n");
@@ -305,8 +312,8 @@ impl Published<'_> {
                 area.ge.as_ref().map(|g| g.name.clone()).unwrap_or_default(),
             ];
             let mut line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-            if self.dimension.is_some() {
-                line.push(csv_field(&self.rt.categories[c]));
+            for coordinate in &self.rt.coordinates[c] {
+                line.push(csv_field(coordinate));
             }
             line.push(csv_field(&self.rt.indicators[k]));
             line.push(
@@ -463,15 +470,22 @@ impl Published<'_> {
         wb.save(path).map_err(x)
     }
 
-    /// The heading of category `c` for people: its label, else its name (the total's name).
-    fn category_label(&self, c: usize) -> &str {
-        let name = &self.rt.categories[c];
-        self.definition
-            .dimension
-            .as_ref()
-            .and_then(|d| d.categories.iter().find(|k| &k.name == name))
-            .and_then(|k| k.label.as_deref())
-            .unwrap_or(name)
+    /// The heading of position `c` for people: per dimension the category's label, else its
+    /// name (the total's name), joined by ` / `.
+    fn category_label(&self, c: usize) -> String {
+        let dims = self.definition.dimension.all();
+        self.rt.coordinates[c]
+            .iter()
+            .zip(dims)
+            .map(|(name, d)| {
+                d.categories
+                    .iter()
+                    .find(|k| &k.name == name)
+                    .and_then(|k| k.label.as_deref())
+                    .unwrap_or(name)
+            })
+            .collect::<Vec<&str>>()
+            .join(" / ")
     }
 
     /// The sheet "Erläuterungen": what a Jobcenter's manager needs to read the table unaided. Text
@@ -515,7 +529,7 @@ impl Published<'_> {
                     .unwrap_or_else(|| format!("{} (Auswahl: {})", d.description, d.population)),
             ),
         ];
-        if let Some(dim) = &d.dimension {
+        for dim in d.dimension.all() {
             let heading = dim.label.clone().unwrap_or_else(|| dim.name.clone());
             for k in &dim.categories {
                 let label = k.label.as_deref().unwrap_or(&k.name);

@@ -19,7 +19,8 @@ pub struct ReportPlan {
     pub definition_text: String,
     pub schema: Schema,
     pub(crate) population: Expr,
-    pub(crate) categories: Vec<Expr>,
+    /// Per dimension, its categories.
+    pub(crate) categories: Vec<Vec<Expr>>,
     /// Per indicator: its expression, already combined with those of its supersets.
     pub(crate) indicators: Vec<Expr>,
     /// Per indicator: the index of the indicator it is a subset of.
@@ -164,11 +165,30 @@ impl ReportPlan {
         };
         let population = parse("population".into(), &d.population, &mut problems);
 
-        let mut categories = Vec::new();
-        if let Some(dim) = &d.dimension {
+        let dims = d.dimension.all();
+        // A key of the d-th dimension, as the user wrote it.
+        let dim_key = |i: usize, rest: &str| {
+            if dims.len() > 1 {
+                format!("dimension[{i}].{rest}")
+            } else {
+                format!("dimension.{rest}")
+            }
+        };
+        if dims.len() > 2 {
+            problems.push(Problem::new(
+                Location::key("dimension"),
+                format!(
+                    "declares {} dimensions; a report crosses at most two",
+                    dims.len()
+                ),
+            ));
+        }
+        let mut categories: Vec<Vec<Option<Expr>>> = Vec::new();
+        let mut dim_names = HashSet::new();
+        for (di, dim) in dims.iter().enumerate() {
             if !is_name(&dim.name) {
                 problems.push(Problem::new(
-                    Location::key("dimension.name"),
+                    Location::key(dim_key(di, "name")),
                     "a dimension name is lower-case letters, digits and `_`",
                 ));
             }
@@ -184,30 +204,38 @@ impl ReportPlan {
             .contains(&dim.name.as_str())
             {
                 problems.push(Problem::new(
-                    Location::key("dimension.name"),
+                    Location::key(dim_key(di, "name")),
                     format!("`{}` is an output column already", dim.name),
+                ));
+            }
+            if !dim_names.insert(dim.name.as_str()) {
+                problems.push(Problem::new(
+                    Location::key(dim_key(di, "name")),
+                    format!("`{}` names another dimension already", dim.name),
                 ));
             }
             if dim.categories.is_empty() {
                 problems.push(Problem::new(
-                    Location::key("dimension.categories"),
+                    Location::key(dim_key(di, "categories")),
                     "a dimension needs at least one category",
                 ));
             }
             let mut seen = HashSet::new();
+            let mut exprs = Vec::new();
             for (i, c) in dim.categories.iter().enumerate() {
                 if c.name.is_empty() || c.name == dim.total || !seen.insert(c.name.as_str()) {
                     problems.push(Problem::new(
-                        Location::key(format!("dimension.categories[{i}].name")),
+                        Location::key(dim_key(di, &format!("categories[{i}].name"))),
                         "a category needs a name of its own, other than the total's",
                     ));
                 }
-                categories.push(parse(
-                    format!("dimension.categories[{i}].when"),
+                exprs.push(parse(
+                    dim_key(di, &format!("categories[{i}].when")),
                     &c.when,
                     &mut problems,
                 ));
             }
+            categories.push(exprs);
         }
 
         // Names and labels reach the CSVs and workbooks people open in spreadsheets: one that a
@@ -216,10 +244,19 @@ impl ReportPlan {
             ("title".into(), d.title.as_str()),
             ("description".into(), d.description.as_str()),
         ];
-        if let Some(dim) = &d.dimension {
-            texts.push(("dimension.total".into(), dim.total.as_str()));
+        for (di, dim) in dims.iter().enumerate() {
+            texts.push((dim_key(di, "total"), dim.total.as_str()));
             for (i, c) in dim.categories.iter().enumerate() {
-                texts.push((format!("dimension.categories[{i}].name"), c.name.as_str()));
+                texts.push((
+                    dim_key(di, &format!("categories[{i}].name")),
+                    c.name.as_str(),
+                ));
+                if let Some(label) = &c.label {
+                    texts.push((
+                        dim_key(di, &format!("categories[{i}].label")),
+                        label.as_str(),
+                    ));
+                }
             }
         }
         for (i, ind) in d.indicators.iter().enumerate() {
@@ -322,7 +359,7 @@ impl ReportPlan {
             population: population.expect("checked"),
             categories: categories
                 .into_iter()
-                .map(|e| e.expect("checked"))
+                .map(|d| d.into_iter().map(|e| e.expect("checked")).collect())
                 .collect(),
             indicators,
             subset_of,
@@ -334,27 +371,59 @@ impl ReportPlan {
         })
     }
 
-    /// Number of categories including the total (1 without a dimension).
+    /// The number of categories of each dimension (without its total).
     #[must_use]
-    pub fn category_count(&self) -> usize {
-        if self.categories.is_empty() {
-            1
-        } else {
-            self.categories.len() + 1
-        }
+    pub fn dimension_sizes(&self) -> Vec<usize> {
+        self.categories.iter().map(Vec::len).collect()
     }
 
-    /// Category labels, the total last.
+    /// The number of combinations of categories a row can fall into (1 without a dimension):
+    /// the counters keep one set of counts per combination.
     #[must_use]
-    pub fn category_labels(&self) -> Vec<String> {
-        match &self.definition.dimension {
-            None => vec![String::new()],
-            Some(d) => d
+    pub fn combinations(&self) -> usize {
+        self.categories.iter().map(Vec::len).product()
+    }
+
+    /// The number of positions of the table, every dimension with its total (1 without a
+    /// dimension).
+    #[must_use]
+    pub fn category_count(&self) -> usize {
+        self.categories.iter().map(|c| c.len() + 1).product()
+    }
+
+    /// Each position's category per dimension (the total's name for a total), positions in
+    /// order: the last dimension varies fastest, each dimension's total after its categories.
+    #[must_use]
+    pub fn position_coordinates(&self) -> Vec<Vec<String>> {
+        let mut out: Vec<Vec<String>> = vec![Vec::new()];
+        for d in self.definition.dimension.all() {
+            let names: Vec<&String> = d
                 .categories
                 .iter()
-                .map(|c| c.name.clone())
-                .chain([d.total.clone()])
-                .collect(),
+                .map(|c| &c.name)
+                .chain([&d.total])
+                .collect();
+            out = out
+                .into_iter()
+                .flat_map(|prefix| {
+                    names.iter().map(move |n| {
+                        let mut p = prefix.clone();
+                        p.push((*n).clone());
+                        p
+                    })
+                })
+                .collect();
         }
+        out
+    }
+
+    /// Position labels: the categories of a position joined by ` / ` (one empty label without a
+    /// dimension).
+    #[must_use]
+    pub fn category_labels(&self) -> Vec<String> {
+        self.position_coordinates()
+            .into_iter()
+            .map(|c| c.join(" / "))
+            .collect()
     }
 }

@@ -82,12 +82,26 @@ pub struct ReportManifest {
 /// up to its `RD` row, the RD rows to the `Bund` row. Categories add up to `total`.
 #[derive(Debug, Clone, Serialize)]
 pub struct StructureNote {
-    /// The dimension column of the long tables, when there is one.
+    /// The dimension column of the long tables, when there is exactly one (as before two could
+    /// be declared; see `dimensions`).
     pub dimension: Option<String>,
+    /// The positions of the table: with one dimension its categories and total, with two their
+    /// combinations (`Ukraine / weiblich`).
     pub categories: Vec<String>,
-    /// The category that is the sum of the others.
+    /// The category that is the sum of the others, when there is exactly one dimension.
     pub total: Option<String>,
+    /// Every dimension: its column, its categories and its total, which sums them at every
+    /// position of the other dimension.
+    pub dimensions: Vec<DimensionNote>,
     pub indicators: Vec<IndicatorNote>,
+}
+
+/// One dimension of the published tables.
+#[derive(Debug, Clone, Serialize)]
+pub struct DimensionNote {
+    pub name: String,
+    pub categories: Vec<String>,
+    pub total: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -422,12 +436,16 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         }
     }
     let staging = StagingDir::create(&target)?;
+    let one_dimension = match d.dimension.all() {
+        [one] => Some(one),
+        _ => None,
+    };
     let published = Published {
         rt: &rt,
         suppressed: &pattern.suppressed,
         report: &d.name,
         title: &d.title,
-        dimension: d.dimension.as_ref().map(|x| x.name.as_str()),
+        dimensions: &rt.dimensions,
         indicator_labels: d.indicators.iter().map(|i| i.label.clone()).collect(),
         definition: d,
         month: options.month,
@@ -527,9 +545,19 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         },
         audit,
         structure: StructureNote {
-            dimension: d.dimension.as_ref().map(|x| x.name.clone()),
+            dimension: one_dimension.map(|x| x.name.clone()),
             categories: rt.categories.clone(),
-            total: d.dimension.as_ref().map(|x| x.total.clone()),
+            total: one_dimension.map(|x| x.total.clone()),
+            dimensions: d
+                .dimension
+                .all()
+                .iter()
+                .map(|x| DimensionNote {
+                    name: x.name.clone(),
+                    categories: x.categories.iter().map(|c| c.name.clone()).collect(),
+                    total: x.total.clone(),
+                })
+                .collect(),
             indicators: d
                 .indicators
                 .iter()

@@ -38,9 +38,8 @@ const TIME_WORDS: [&str; 10] = [
 ];
 
 struct Structure {
-    dimension: Option<String>,
-    categories: Vec<String>,
-    total: Option<String>,
+    /// Per dimension: its column, its categories and its total.
+    dims: Vec<(String, Vec<String>, String)>,
     indicators: Vec<(String, Option<String>)>,
     threshold: u64,
     width: u64,
@@ -65,13 +64,41 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
         .raw
         .get("suppression")
         .ok_or_else(|| bad("`suppression`"))?;
+    let dims = match s.get("dimensions").and_then(Value::as_array) {
+        Some(list) => list
+            .iter()
+            .map(|d| {
+                (
+                    d.get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                    strings(d.get("categories")),
+                    d.get("total")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned(),
+                )
+            })
+            .collect(),
+        // A manifest written before two dimensions could be declared: one, or none.
+        None => match (
+            s.get("dimension").and_then(Value::as_str),
+            s.get("total").and_then(Value::as_str),
+        ) {
+            (Some(name), Some(total)) => vec![(
+                name.to_owned(),
+                strings(s.get("categories"))
+                    .into_iter()
+                    .filter(|c| c != total)
+                    .collect(),
+                total.to_owned(),
+            )],
+            _ => Vec::new(),
+        },
+    };
     Ok(Structure {
-        dimension: s
-            .get("dimension")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        categories: strings(s.get("categories")),
-        total: s.get("total").and_then(Value::as_str).map(str::to_owned),
+        dims,
         indicators: s
             .get("indicators")
             .and_then(Value::as_array)
@@ -99,6 +126,9 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
             .ok_or_else(|| bad("`suppression.min_interval_width`"))?,
     })
 }
+
+/// Joins a cell's categories of each dimension into the key's category.
+const POSITION_SEPARATOR: &str = "\u{1f}";
 
 /// (level, rd, ge_nr)
 type Area = (String, String, String);
@@ -138,7 +168,7 @@ pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<(
     verdict.check("interval-audit");
     let mut months: HashSet<String> = HashSet::from([month.clone()]);
     let mut expected = vec!["level", "rd", "ge_nr", "ge_name"];
-    if let Some(d) = &s.dimension {
+    for (d, _, _) in &s.dims {
         expected.push(d);
         if TIME_WORDS.contains(&d.as_str()) {
             verdict.push(Finding::new(
@@ -148,7 +178,11 @@ pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<(
         }
     }
     expected.extend(["indicator", "value", "suppressed"]);
-    for c in s.categories.iter().chain(s.indicators.iter().map(|i| &i.0)) {
+    let categories = s
+        .dims
+        .iter()
+        .flat_map(|(_, cats, total)| cats.iter().chain([total]));
+    for c in categories.chain(s.indicators.iter().map(|i| &i.0)) {
         if looks_like_a_period(c) {
             verdict.push(Finding::new(
                 Rule::TimeSeries,
@@ -383,7 +417,7 @@ fn read_table(file: &TextFile, rel: &str, s: &Structure, verdict: &mut Verdict) 
         col("value"),
         col("suppressed"),
     );
-    let dim = s.dimension.as_deref().and_then(col);
+    let dims: Vec<Option<usize>> = s.dims.iter().map(|(d, _, _)| col(d)).collect();
     let mut t = ScopeTable::default();
     for (row, b, r) in file.row_positions() {
         let get = |c: Option<usize>| c.and_then(|c| file.text(b, c, r)).unwrap_or("");
@@ -447,7 +481,10 @@ fn read_table(file: &TextFile, rel: &str, s: &Structure, verdict: &mut Verdict) 
         }
         let key: CellKey = (
             (lvl, get(rd).to_owned(), get(ge).to_owned()),
-            dim.map_or_else(String::new, |d| get(Some(d)).to_owned()),
+            dims.iter()
+                .map(|&d| get(d))
+                .collect::<Vec<&str>>()
+                .join(POSITION_SEPARATOR),
             get(ind).to_owned(),
         );
         t.index.insert(key.clone(), t.keys.len());
@@ -626,11 +663,21 @@ fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
     let mut areas: Vec<&Area> = t.keys.iter().map(|k| &k.0).collect();
     areas.sort();
     areas.dedup();
-    let cats: Vec<String> = if s.dimension.is_some() {
-        s.categories.clone()
-    } else {
-        vec![String::new()]
-    };
+    // Every position: each dimension at a category or its total, joined as in the cell keys.
+    let mut coords: Vec<Vec<&str>> = vec![Vec::new()];
+    for (_, dcats, total) in &s.dims {
+        coords = coords
+            .into_iter()
+            .flat_map(|prefix| {
+                dcats.iter().chain([total]).map(move |c| {
+                    let mut p = prefix.clone();
+                    p.push(c.as_str());
+                    p
+                })
+            })
+            .collect();
+    }
+    let cats: Vec<String> = coords.iter().map(|c| c.join(POSITION_SEPARATOR)).collect();
     let cell = |a: &Area, c: &str, i: &str| {
         t.index
             .get(&(a.clone(), c.to_owned(), i.to_owned()))
@@ -666,14 +713,19 @@ fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
     }
     for a in &areas {
         for (ind, sup) in &s.indicators {
-            if let Some(total) = &s.total {
-                let parts: Option<Vec<usize>> = cats
-                    .iter()
-                    .filter(|c| *c != total)
-                    .map(|c| cell(a, c, ind))
-                    .collect();
-                if let (Some(t), Some(parts)) = (cell(a, total, ind), parts) {
-                    out.push(Relation::Sum(t, parts));
+            // Each dimension's categories add up to its total, at every position of the others.
+            for (d, (_, dcats, total)) in s.dims.iter().enumerate() {
+                for at in coords.iter().filter(|c| c[d] == total.as_str()) {
+                    let key = |c: &str| {
+                        let mut p = at.clone();
+                        p[d] = c;
+                        p.join(POSITION_SEPARATOR)
+                    };
+                    let parts: Option<Vec<usize>> =
+                        dcats.iter().map(|c| cell(a, &key(c), ind)).collect();
+                    if let (Some(t), Some(parts)) = (cell(a, &key(total), ind), parts) {
+                        out.push(Relation::Sum(t, parts));
+                    }
                 }
             }
             if let Some(sup) = sup {

@@ -739,3 +739,105 @@ fn a_ge_named_two_ways_is_an_input_error_without_the_names() {
     assert!(!r.stderr.contains("Zweitname"), "{}", r.stderr);
     assert!(!out.join("gefluechtete").exists());
 }
+
+/// Issue 14 §2: a definition with two `[[dimension]]` tables crosses them. Every combination of
+/// origin and sex, with each dimension's total, is a row of each area and indicator, in a column
+/// per dimension; every total that is published with all its parts adds them up, both ways; and
+/// `verify` rebuilds the relations of both dimensions and passes.
+#[test]
+fn two_dimensions_are_crossed_with_both_totals() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = Extract::read(SAMPLE_OPDS).only("rd", "SAC");
+    let input = input.write(&dir.path().join("opds.csv"));
+    let out = dir.path().join("out");
+    let definition = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../pipelines/gefluechtete-geschlecht.toml"
+    );
+    let r = report(definition, input.to_str().unwrap(), "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let month = out.join("gefluechtete-geschlecht/2025-03");
+    let b = read_parquet(&month.join("rd=SAC/gefluechtete-geschlecht-2025-03.parquet"));
+    // (level, ge_nr, herkunft, geschlecht, indicator) -> value (None: suppressed)
+    let mut cells: std::collections::BTreeMap<
+        (String, String, String, String, String),
+        Option<i64>,
+    > = std::collections::BTreeMap::new();
+    for batch in &b {
+        let col = |n: &str| strings(batch, n);
+        let (level, ge, h, g, ind) = (
+            col("level"),
+            col("ge_nr"),
+            col("herkunft"),
+            col("geschlecht"),
+            col("indicator"),
+        );
+        let value = batch
+            .column(batch.schema().index_of("value").unwrap())
+            .as_primitive::<Int64Type>()
+            .clone();
+        for i in 0..batch.num_rows() {
+            let key = (
+                level[i].clone().unwrap(),
+                ge[i].clone().unwrap_or_default(),
+                h[i].clone().unwrap(),
+                g[i].clone().unwrap(),
+                ind[i].clone().unwrap(),
+            );
+            let v = (!value.is_null(i)).then(|| value.value(i));
+            assert!(cells.insert(key, v).is_none(), "one row per cell");
+        }
+    }
+    let herkunft = ["Ukraine", "Asylherkunftslaender", "Insgesamt"];
+    let geschlecht = ["weiblich", "maennlich", "divers", "Insgesamt"];
+    let areas: BTreeSet<(String, String)> =
+        cells.keys().map(|k| (k.0.clone(), k.1.clone())).collect();
+    assert!(areas.iter().any(|a| a.0 == "rd") && areas.iter().filter(|a| a.0 == "ge").count() > 5);
+    assert_eq!(
+        cells.len(),
+        areas.len() * herkunft.len() * geschlecht.len() * 7
+    );
+    let mut checked = 0;
+    for (level, ge) in &areas {
+        let at = |h: &str, g: &str| {
+            cells[&(
+                level.clone(),
+                ge.clone(),
+                h.to_owned(),
+                g.to_owned(),
+                "bestand".to_owned(),
+            )]
+        };
+        // Origin's total at each sex, and sex's total at each origin.
+        for g in geschlecht {
+            let parts: Option<i64> = herkunft[..2].iter().map(|h| at(h, g)).sum();
+            if let (Some(t), Some(p)) = (at("Insgesamt", g), parts) {
+                assert_eq!(t, p, "{level} {ge} Insgesamt / {g}");
+                checked += 1;
+            }
+        }
+        for h in herkunft {
+            let parts: Option<i64> = geschlecht[..3].iter().map(|g| at(h, g)).sum();
+            if let (Some(t), Some(p)) = (at(h, "Insgesamt"), parts) {
+                assert_eq!(t, p, "{level} {ge} {h} / Insgesamt");
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked > 0,
+        "some totals are published with all their parts"
+    );
+    // The manifest names both dimensions; verify rebuilds their relations and passes.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(month.join("manifest.json")).unwrap()).unwrap();
+    let dims: Vec<&str> = manifest["structure"]["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(dims, ["herkunft", "geschlecht"]);
+    let v = pseudagg(&["verify", month.to_str().unwrap()]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
