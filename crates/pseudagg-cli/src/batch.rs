@@ -438,6 +438,7 @@ fn steps(
                 Some(key_path),
                 neighbour_month(&target),
                 entry,
+                ctx.json,
             )?;
             Ok(Some((dir.clone(), out.join(&name).join(month.to_string()))))
         })?;
@@ -470,7 +471,7 @@ fn steps(
         entry.subject = Some(name.clone());
         entry.month = Some(month.to_string());
         step(format!("verify {name}"), entry, &mut |entry| {
-            verify_staged(&dir, None, None, None, entry)?;
+            verify_staged(&dir, None, None, None, entry, ctx.json)?;
             Ok(Some((dir.clone(), out.join(&name).join(month.to_string()))))
         })?;
     }
@@ -504,6 +505,7 @@ fn verify_staged(
     key_file: Option<&Path>,
     against: Option<PathBuf>,
     entry: &mut Entry,
+    json: bool,
 ) -> Result<()> {
     let options = pseudagg_verify::Options {
         input: input.map(Path::to_owned),
@@ -512,7 +514,9 @@ fn verify_staged(
         against,
         max_linkable: None,
     };
-    let v = pseudagg_verify::verify(dir, &options)?;
+    let v = crate::commands::with_progress(json, |progress| {
+        pseudagg_verify::verify_watched(dir, &options, Some(progress))
+    })?;
     entry.details = serde_json::json!({"passed": v.passed, "findings_per_rule": v.counts});
     if v.passed {
         Ok(())

@@ -1,11 +1,12 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::Instant;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use pseudagg_core::Month;
+use pseudagg_core::{Month, Progress};
 use pseudagg_governance::KeyCheck;
 use pseudagg_io::{Encoding, ExtractFormat, PublishHook};
 use pseudagg_keys::{MasterKey, generate_key_file};
@@ -335,7 +336,9 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                     .inputs
                     .push(file_ref(input, &input.display().to_string()));
             }
-            let result = pseudagg_verify::verify(&dir, &options);
+            let result = with_progress(json, |progress| {
+                pseudagg_verify::verify_watched(&dir, &options, Some(progress))
+            });
             let outcome = match &result {
                 Ok(v) => {
                     entry.month = Some(v.facts.get("month").cloned().unwrap_or_default())
@@ -547,24 +550,48 @@ pub(crate) fn pseudonymise(
     })
 }
 
-/// Runs `f` with a progress callback that drives a bar on a terminal, and does nothing otherwise
-/// (not on a terminal, or JSON logs for a scheduler).
-fn with_progress<T>(json: bool, f: impl FnOnce(&(dyn Fn(u64, u64) + Sync)) -> T) -> T {
-    let bar = (!json && std::io::stderr().is_terminal()).then(|| {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar
-    });
-    let progress = |done: u64, total: u64| {
-        if let Some(bar) = &bar {
-            bar.set_length(total);
-            bar.set_position(done);
+/// Runs `f` with a progress callback. On a terminal (without JSON logs) it drives a bar per
+/// phase: bytes while reading, then the suppression's units. Otherwise (a scheduler, a pipe) it
+/// logs a line every few seconds with the phase, what is done and what is left, so that a long
+/// step is never silent.
+pub(crate) fn with_progress<T>(json: bool, f: impl FnOnce(Progress<'_>) -> T) -> T {
+    let bar = (!json && std::io::stderr().is_terminal()).then(|| ProgressBar::new(0));
+    // The phase shown, and when the last line was logged.
+    let state: Mutex<(String, Option<Instant>)> = Mutex::new((String::new(), None));
+    let progress = |phase: &str, done: u64, total: u64| {
+        let mut st = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let new_phase = st.0 != phase;
+        if new_phase {
+            phase.clone_into(&mut st.0);
+        }
+        match &bar {
+            Some(bar) => {
+                if new_phase {
+                    let template = if phase == "reading" {
+                        "{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}"
+                    } else {
+                        "{spinner} {msg} {pos}/{len} [{bar:30}] {eta}"
+                    };
+                    bar.set_style(
+                        ProgressStyle::with_template(template)
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                    );
+                    bar.set_message(phase.to_owned());
+                    bar.reset_eta();
+                }
+                bar.set_length(total);
+                bar.set_position(done);
+            }
+            None => {
+                let due = st.1.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY);
+                if due && done < total {
+                    st.1 = Some(Instant::now());
+                    tracing::info!(phase, done, left = total - done, "progress");
+                }
+            }
         }
     };
     let result = f(&progress);
@@ -573,6 +600,9 @@ fn with_progress<T>(json: bool, f: impl FnOnce(&(dyn Fn(u64, u64) + Sync)) -> T)
     }
     result
 }
+
+/// How often a long step logs its progress off a terminal.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 #[allow(clippy::too_many_arguments)] // the command's options, passed on
 pub(crate) fn report(

@@ -26,12 +26,14 @@ mod definition;
 mod error;
 mod month;
 mod problem;
+mod progress;
 mod schema;
 
 pub use definition::{check_generated_file, parse_definition, parse_known};
 pub use error::{Error, Result};
 pub use month::Month;
 pub use problem::{Location, Problem, Problems, key_shown};
+pub use progress::{Progress, Ticker};
 pub use schema::{ColumnClass, ColumnSpec, ColumnType, Schema};
 
 /// The version of pseudagg, written into every manifest.

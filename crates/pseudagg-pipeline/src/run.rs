@@ -25,8 +25,8 @@ pub struct RunOptions<'a> {
     /// The output root: the dataset goes to `{out}/{pipeline}/{month}/`.
     pub out: PathBuf,
     pub key: &'a MasterKey,
-    /// Called with (bytes read, bytes in all) after every batch.
-    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Told ("reading", bytes read, bytes in all) after every batch.
+    pub progress: Option<pseudagg_core::Progress<'a>>,
     /// Runs just before the output goes live (the protocol's announcement); an error publishes
     /// nothing.
     pub before_publish: Option<&'a pseudagg_io::PublishHook<'a>>,
@@ -121,7 +121,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         debug!(rows_in, rows_out, "batch written");
         if let Some(progress) = options.progress {
             let (done, total) = reader.progress();
-            progress(done, total);
+            progress("reading", done, total);
         }
     }
     let input = reader.finish()?;

@@ -881,6 +881,7 @@ pub fn intervals(
     table: &Table,
     suppressed: &[bool],
     targets: &[usize],
+    done: Option<&pseudagg_core::Ticker<'_>>,
 ) -> Result<Vec<Interval>, String> {
     let (comps, by_comp) = by_component(table, suppressed, targets)?;
     tracing::info!(
@@ -923,6 +924,9 @@ pub fn intervals(
                         mark_floors(&mut at_one, &point, &floors);
                         lo
                     };
+                    if let Some(t) = done {
+                        t.add(1);
+                    }
                     Ok((i, Interval { lower, upper }))
                 })
                 .collect::<Result<Vec<_>, String>>()
@@ -959,12 +963,12 @@ mod tests {
             district: vec![],
             ..Table::default()
         };
-        let iv = intervals(&table, &[false, true, false], &[1]).unwrap();
+        let iv = intervals(&table, &[false, true, false], &[1], None).unwrap();
         assert!((iv[0].lower - 1.0).abs() < 1e-9);
         assert!((iv[0].upper.unwrap() - 1.0).abs() < 1e-9);
         assert!(!iv[0].protects(3, 2));
         // With b suppressed too, a lies anywhere in [1, 9].
-        let iv = intervals(&table, &[false, true, true], &[1]).unwrap();
+        let iv = intervals(&table, &[false, true, true], &[1], None).unwrap();
         assert!((iv[0].upper.unwrap() - 9.0).abs() < 1e-9);
         assert!(iv[0].protects(3, 2));
     }
@@ -982,7 +986,7 @@ mod tests {
             district: vec![],
             ..Table::default()
         };
-        let iv = intervals(&table, &[true, false], &[0]).unwrap();
+        let iv = intervals(&table, &[true, false], &[0], None).unwrap();
         assert_eq!(iv[0].upper, Some(2.0));
         assert!(!iv[0].protects(3, 2));
     }

@@ -472,7 +472,7 @@ mod tests {
     /// Is the pattern safe: every primary cell protected, no secondary cell exactly known?
     fn safe(t: &Table, suppressed: &[bool], primary: &[bool]) -> bool {
         let hidden: Vec<usize> = (0..t.len()).filter(|&c| suppressed[c]).collect();
-        let ivs = crate::audit::intervals(t, suppressed, &hidden).unwrap();
+        let ivs = crate::audit::intervals(t, suppressed, &hidden, None).unwrap();
         hidden.iter().zip(ivs).all(|(&c, iv)| {
             if primary[c] {
                 iv.protects(3, 2)

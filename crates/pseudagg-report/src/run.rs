@@ -12,7 +12,7 @@ use crate::joint::{self, AtomCounter, Release, ReleaseHead, Released};
 use crate::layout::{Level, ReportTable};
 use crate::output::{Published, is_folder_code, scopes};
 use crate::plan::ReportPlan;
-use crate::suppress::{Params, protect};
+use crate::suppress::{Params, protect_watched};
 
 /// What a report run reads and where it writes.
 pub struct ReportOptions<'a> {
@@ -21,7 +21,9 @@ pub struct ReportOptions<'a> {
     pub encoding: Encoding,
     /// The output root: the report goes to `{out}/{report}/{month}/`.
     pub out: PathBuf,
-    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+    /// Told where the run is: ("reading", bytes read, bytes in all) after every batch, then the
+    /// suppression's phases and their units.
+    pub progress: Option<pseudagg_core::Progress<'a>>,
     /// A Traeger's request: only its gEs are written, to `{out}/{report}/requests/{reference}/{month}/`.
     pub request: Option<RequestScope>,
     /// A gE register (`ge_nr;rd;ge_name`): its gEs are the report's, and a gE of the extract
@@ -254,7 +256,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             }
             if let Some(progress) = options.progress {
                 let (done, total) = reader.progress();
-                progress(done, total);
+                progress("reading", done, total);
             }
         }
     }
@@ -306,7 +308,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     };
     let (pattern, joint_note) = if fixed.is_empty() {
         let _s = info_span!("suppress", cells = rt.table.len()).entered();
-        let pattern = protect(&rt.table, params).map_err(|u| {
+        let pattern = protect_watched(&rt.table, params, options.progress).map_err(|u| {
             let cells: Vec<String> = u
                 .cells
                 .iter()
@@ -368,7 +370,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 }
             }
         };
-        let mut pattern = protect(&joint.table, params).map_err(|u| {
+        let mut pattern = protect_watched(&joint.table, params, options.progress).map_err(|u| {
             let cells: Vec<String> = u
                 .cells
                 .iter()

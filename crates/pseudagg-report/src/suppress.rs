@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use pseudagg_core::{Progress, Ticker};
 use rayon::prelude::*;
 
 use crate::audit::{Index, Interval, certify, certify_exact, insiders_to_check, intervals};
@@ -51,8 +52,18 @@ pub struct Unprotected {
 const TOP_RANK: u8 = 4;
 
 /// Suppresses until every primary cell is protected, or says which cannot be.
-#[allow(clippy::too_many_lines)] // the rounds of one algorithm, in order
 pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
+    protect_watched(table, params, None)
+}
+
+/// [`protect`], telling `progress` the audit's phases: the primary cells shown safe, the insider
+/// pairs checked, the secondary cells bounded.
+#[allow(clippy::too_many_lines)] // the rounds of one algorithm, in order
+pub fn protect_watched(
+    table: &Table,
+    params: Params,
+    progress: Option<Progress<'_>>,
+) -> Result<Pattern, Unprotected> {
     let primary: Vec<bool> = (0..table.len())
         .map(|c| table.is_primary(c, params.threshold))
         .collect();
@@ -103,6 +114,11 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
     // first for every cell.
     // After the covering program most pass (727 of 1,043 there): the small neighbourhoods first.
     let mut likely_unsafe = vec![lower_bound.is_none(); table.len()];
+    let audited = Ticker::start(
+        progress,
+        "suppression: primary cells shown safe",
+        primaries.len() as u64,
+    );
     let mut rounds = 0;
     loop {
         rounds += 1;
@@ -119,6 +135,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             .copied()
             .filter(|&c| safe[c].is_none())
             .collect();
+        let open_before = open.len();
         // Most cells are certified together, district by district; the rest one by one.
         let batched = certify_batch(table, &suppressed, &open, limits, insiders).map_err(fail)?;
         let mut failing = Vec::new();
@@ -162,6 +179,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 failing.push((c, iv));
             }
         }
+        audited.add((open_before - failing.len()) as u64);
         // A line per phase: off a terminal, the steward sees the seconds-long audit move on.
         tracing::info!(
             round = rounds,
@@ -180,6 +198,7 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
                 &to_check,
                 &mut insider_safe,
                 params,
+                progress,
             )? {
                 InsiderRound::Safe => {}
                 InsiderRound::Added => continue,
@@ -190,7 +209,13 @@ pub fn protect(table: &Table, params: Params) -> Result<Pattern, Unprotected> {
             // A secondary cell's interval is its feasible interval over its whole connected part,
             // never one with its neighbours held at their true values (that would record the
             // true value itself).
-            let feasible = intervals(table, &suppressed, &secondary).map_err(fail)?;
+            let bounded = Ticker::start(
+                progress,
+                "suppression: secondary cells bounded",
+                secondary.len() as u64,
+            );
+            let feasible =
+                intervals(table, &suppressed, &secondary, Some(&bounded)).map_err(fail)?;
             let mut audit: Vec<(usize, Interval)> = secondary.into_iter().zip(feasible).collect();
             for &c in &primaries {
                 audit.push((c, safe[c].expect("every primary cell is safe")));
@@ -329,6 +354,7 @@ fn insider_round(
     to_check: &[Vec<u32>],
     insider_safe: &mut HashSet<(usize, u32)>,
     params: Params,
+    progress: Option<Progress<'_>>,
 ) -> Result<InsiderRound, Unprotected> {
     if table.owner.is_empty() || !params.insider {
         return Ok(InsiderRound::Safe);
@@ -354,6 +380,11 @@ fn insider_round(
     // Each insider on its own: its cells known (published, in effect), the cells it must not
     // narrow certified together first, the rest one by one.
     let limits = (params.threshold, params.min_width);
+    let checked = Ticker::start(
+        progress,
+        "suppression: insider pairs checked",
+        by_insider.values().map(Vec::len).sum::<usize>() as u64,
+    );
     let decided: Vec<Vec<(usize, u32, bool)>> = by_insider
         .par_iter()
         .map(|(&h, targets)| {
@@ -374,6 +405,7 @@ fn insider_round(
                     out.push((c, h, ok));
                 }
             }
+            checked.add(targets.len() as u64);
             Ok(out)
         })
         .collect::<Result<_, String>>()
@@ -503,7 +535,7 @@ mod tests {
     fn primary_suppression_alone_is_disclosed_and_secondary_stops_it() {
         let table = rd_table();
         let primary_only = vec![false, true, false];
-        let iv = intervals(&table, &primary_only, &[1]).unwrap();
+        let iv = intervals(&table, &primary_only, &[1], None).unwrap();
         assert_eq!(
             (iv[0].lower, iv[0].upper),
             (1.0, Some(1.0)),
@@ -586,7 +618,7 @@ mod tests {
         let outsider_only = protect(&table, params).unwrap();
         assert_eq!(outsider_only.suppressed, vec![false, true, true]);
         let known_to_g2 = vec![false, true, false];
-        let iv = intervals(&table, &known_to_g2, &[1]).unwrap()[0];
+        let iv = intervals(&table, &known_to_g2, &[1], None).unwrap()[0];
         assert_eq!(
             (iv.lower, iv.upper),
             (1.0, Some(1.0)),
@@ -613,7 +645,7 @@ mod tests {
                 .map(|(i, &s)| s && table.owner[i] != insider)
                 .collect();
             for c in (1..3).filter(|&c| pattern.primary[c] && table.owner[c] != insider) {
-                let iv = intervals(&table, &known, &[c]).unwrap()[0];
+                let iv = intervals(&table, &known, &[c], None).unwrap()[0];
                 assert!(iv.protects(3, 2), "cell {c} against gE {insider}: {iv:?}");
             }
         }

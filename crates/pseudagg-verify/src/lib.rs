@@ -57,6 +57,15 @@ pub const DEFAULT_MAX_LINKABLE: f64 = 0.05;
 /// `OUT/gefluechtete/2025-03`). Findings are violations (exit 1); `Err` means the check could not
 /// be made (exit 2).
 pub fn verify(dir: &Path, options: &Options) -> Result<Verdict> {
+    verify_watched(dir, options, None)
+}
+
+/// [`verify`], telling `progress` how many of a report's scopes are audited.
+pub fn verify_watched(
+    dir: &Path,
+    options: &Options,
+    progress: Option<pseudagg_core::Progress<'_>>,
+) -> Result<Verdict> {
     if options.key_file.is_some() && options.input.is_none() {
         return Err(Error::Usage(
             "--key-file recomputes pseudonyms from the input rows; give --input too".into(),
@@ -73,7 +82,7 @@ pub fn verify(dir: &Path, options: &Options) -> Result<Verdict> {
     usable.files.retain(|f| !unusable.contains(&f.path));
     match manifest.kind.as_str() {
         "pseudonymised-dataset" => dataset::check(dir, &usable, options, &mut verdict)?,
-        "report" => report::check(dir, &usable, &mut verdict)?,
+        "report" => report::check(dir, &usable, &mut verdict, progress)?,
         other => {
             return Err(Error::Usage(format!(
                 "{}: `kind` is `{other}`; pseudagg verify knows `pseudonymised-dataset` and `report`",

@@ -145,7 +145,12 @@ struct ScopeTable {
 }
 
 #[allow(clippy::too_many_lines)] // the report rules, one after another
-pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<()> {
+pub(crate) fn check(
+    dir: &Path,
+    m: &Manifest,
+    verdict: &mut Verdict,
+    progress: Option<pseudagg_core::Progress<'_>>,
+) -> Result<()> {
     let s = structure(m, &dir.join("manifest.json"))?;
     let month = m.month.clone().unwrap_or_default();
     let report = m.str("report").unwrap_or_default().to_owned();
@@ -253,10 +258,13 @@ pub(crate) fn check(dir: &Path, m: &Manifest, verdict: &mut Verdict) -> Result<(
         }
     }
     tables.push(("all scopes together".to_owned(), union));
+    let audited_scopes =
+        pseudagg_core::Ticker::start(progress, "audit: scopes bounded", tables.len() as u64);
     let results: Vec<(String, Vec<Finding>, usize)> = tables
         .par_iter()
         .map(|(scope, table)| {
             let (findings, suppressed) = audit(scope, table, &s, rd_count);
+            audited_scopes.add(1);
             (scope.clone(), findings, suppressed)
         })
         .collect();
@@ -955,7 +963,7 @@ fn audit_component(
                             Rule::Disclosure,
                             format!(
                                 "the suppressed cell {place} / {}{ind} lies between {lower:.1} and {hi:.1} by the published values: a small count is not hidden",
-                                if cat.is_empty() { String::new() } else { format!("{cat} / ") },
+                                if cat.is_empty() { String::new() } else { format!("{} / ", cat.replace(POSITION_SEPARATOR, " / ")) },
                             ),
                         )
                         .file(format!("{scope}/")),

@@ -49,6 +49,15 @@ fn sample_report_per_recipient() {
     let out = dir.path().join("out");
     let r = report(GEFLUECHTETE, SAMPLE_OPDS, "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
+    // Off a terminal the audit is never silent: a progress line names the phase, what is done and
+    // what is left (then one every few seconds).
+    assert!(
+        r.stderr.lines().any(|l| l.contains("progress")
+            && l.contains("suppression: primary cells shown safe")
+            && l.contains("left=")),
+        "{}",
+        r.stderr
+    );
     let root = out.join("gefluechtete/2025-03");
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(root.join("manifest.json")).unwrap()).unwrap();
