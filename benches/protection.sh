@@ -15,7 +15,7 @@ SIZES="${SIZES:-sample 20000 200000}"
 WORK="${BENCH_DIR:-$(mktemp -d)}"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 cargo build --release --locked -p pseudagg-cli >&2
-BIN=target/release/pseudagg
+BIN="${CARGO_TARGET_DIR:-target}/release/pseudagg"
 BASE_BIN="${BASE_BIN:-}"
 
 run() { # tag binary size -> one line: size wall primary secondary mass bound

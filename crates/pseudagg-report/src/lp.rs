@@ -165,14 +165,7 @@ impl Nearest {
         let down: Vec<highs::Col> = (0..n)
             .map(|v| pb.add_column(weight[v], 0.0..=room(truth[v], floors[v])))
             .collect();
-        for &(terms, op, rhs) in rows {
-            let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
-            let row: Vec<(highs::Col, f64)> = terms
-                .iter()
-                .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
-                .collect();
-            add_row(&mut pb, &row, op, rhs - at_truth);
-        }
+        add_moves(&mut pb, rows, truth, &up, &down);
         Self {
             model: Some(instance(pb, false)),
             up,
@@ -299,14 +292,7 @@ impl Reach {
                 pb.add_column(0.0, ..=gap.max(0.0))
             })
             .collect();
-        for &(terms, op, rhs) in rows {
-            let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
-            let row: Vec<(highs::Col, f64)> = terms
-                .iter()
-                .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
-                .collect();
-            add_row(&mut pb, &row, op, rhs - at_truth);
-        }
+        add_moves(&mut pb, rows, truth, &up, &down);
         // toward <= up - down (or down - up)
         for (k, &(v, end, _)) in goals.iter().enumerate() {
             let sign = if end == End::Upper { 1.0 } else { -1.0 };
@@ -407,6 +393,24 @@ impl Reach {
         }
         self.model = Some(model);
         Ok(out)
+    }
+}
+
+/// The system's rows over the moves from the true values: `x = truth + up - down`.
+fn add_moves(
+    pb: &mut RowProblem,
+    rows: &[RowRef<'_>],
+    truth: &[f64],
+    up: &[highs::Col],
+    down: &[highs::Col],
+) {
+    for &(terms, op, rhs) in rows {
+        let at_truth: f64 = terms.iter().map(|&(v, c)| c * truth[v]).sum();
+        let row: Vec<(highs::Col, f64)> = terms
+            .iter()
+            .flat_map(|&(v, c)| [(up[v], c), (down[v], -c)])
+            .collect();
+        add_row(pb, &row, op, rhs - at_truth);
     }
 }
 

@@ -874,10 +874,29 @@ fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Ve
         );
     }
     let sys = system(table, &rels);
-    let found: Vec<Finding> = (0..sys.comps.len())
-        .into_par_iter()
-        .flat_map_iter(|k| audit_component(scope, table, s, &sys, k))
+    // A large part's cells are shared out over the threads (each keeps its own points), so that
+    // the union of every scope, one large part on thin data, does not run on one thread alone.
+    let threads = rayon::current_num_threads().max(1);
+    let work: Vec<(usize, std::ops::Range<usize>)> = sys
+        .comps
+        .iter()
+        .enumerate()
+        .flat_map(|(k, members)| {
+            let n = members.len();
+            let per = n.div_ceil(threads).max(64);
+            (0..n)
+                .step_by(per)
+                .map(move |start| (k, start..(start + per).min(n)))
+        })
         .collect();
+    let mut found: Vec<Finding> = work
+        .into_par_iter()
+        .flat_map_iter(|(k, targets)| audit_component(scope, table, s, &sys, k, targets))
+        .collect();
+    // One line per part that could not be solved, whichever share found it.
+    found.dedup_by(|a, b| {
+        a.message == b.message && a.file == b.file && a.message.contains("could not be computed")
+    });
     findings.extend(found);
     (findings, sys.vars.len())
 }
@@ -890,6 +909,7 @@ fn audit_component(
     s: &Structure,
     sys: &System,
     k: usize,
+    targets: std::ops::Range<usize>,
 ) -> Vec<Finding> {
     let members = &sys.comps[k];
     let constraints = &sys.constraints;
@@ -905,7 +925,7 @@ fn audit_component(
             // reaches the threshold and is wide enough needs no program of its own.
             let mut seen: Vec<(f64, f64)> = vec![(f64::INFINITY, f64::NEG_INFINITY); n];
             let mut out = Vec::new();
-            for target in 0..n {
+            for target in targets {
                 let protected = |seen: &[(f64, f64)]| {
                     let (lo, hi) = seen[target];
                     hi >= th - EPS && hi - lo >= width - EPS
