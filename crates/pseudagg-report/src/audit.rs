@@ -759,7 +759,7 @@ pub fn inner_intervals(
 
 /// The cells of each part in chunks for the threads, each chunk at least `least` cells (a chunk
 /// builds its own HiGHS instance): (part, its cells as (position in the targets, variable)).
-fn shared_out(
+pub(crate) fn shared_out(
     by_comp: BTreeMap<usize, Vec<(usize, usize)>>,
     least: usize,
 ) -> Vec<(usize, Vec<(usize, usize)>)> {

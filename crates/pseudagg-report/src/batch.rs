@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rayon::prelude::*;
 
-use crate::audit::{Component, Index, Interval, by_component, neighbourhood_system};
+use crate::audit::{Component, Index, Interval, by_component, neighbourhood_system, shared_out};
 use crate::lp::{End, Goal, Reach, Reached};
 use crate::table::{NOBODY, Table};
 
@@ -39,7 +39,7 @@ pub enum Batched {
 }
 
 /// Certifies the `targets` (suppressed primary cells) district by district, then the cells left
-/// over their whole connected part; `None` for a cell not certified this way.
+/// over their whole connected part; [`Batched::Undecided`] for a cell neither decides.
 pub fn certify_batch(
     table: &Table,
     suppressed: &[bool],
@@ -84,17 +84,9 @@ pub fn certify_batch(
     let cells: Vec<usize> = left.iter().map(|&i| targets[i]).collect();
     let (comps, by_comp) = by_component(table, suppressed, &cells)?;
     // A large part's cells are shared over the threads, each with an instance of its own.
-    let threads = rayon::current_num_threads().max(1);
-    let chunks: Vec<(usize, Vec<(usize, usize)>)> = by_comp
+    let chunks: Vec<(usize, Vec<(usize, usize)>)> = shared_out(by_comp, 16)
         .into_iter()
-        .flat_map(|(ci, goals)| {
-            let goals: Vec<(usize, usize)> = goals.into_iter().map(|(j, v)| (left[j], v)).collect();
-            let per = goals.len().div_ceil(threads).max(16);
-            goals
-                .chunks(per)
-                .map(|c| (ci, c.to_vec()))
-                .collect::<Vec<_>>()
-        })
+        .map(|(ci, goals)| (ci, goals.into_iter().map(|(j, v)| (left[j], v)).collect()))
         .collect();
     let found: Vec<Vec<(usize, Batched)>> = chunks
         .into_par_iter()
