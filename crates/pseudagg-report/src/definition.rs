@@ -110,12 +110,6 @@ impl Dimensions {
     pub fn all(&self) -> &[Dimension] {
         &self.0
     }
-
-    /// The first dimension, if any.
-    #[must_use]
-    pub fn first(&self) -> Option<&Dimension> {
-        self.0.first()
-    }
 }
 
 /// Reads one `[dimension]` table, or a list of `[[dimension]]` tables.
