@@ -173,7 +173,7 @@ pub(crate) enum Command {
     /// Reads the extract (CSV or Parquet, by its name), checks every cell against the pipeline's input
     /// schema, keeps the flagged rows, replaces the Kundennummer by its keyed pseudonym for this month,
     /// generalises the birth date, drops every other personal field, and writes
-    /// OUT/<pipeline>/<month>/rd=<RD>/part-*.parquet and manifest.json. The output appears in one
+    /// OUT/<pipeline>/<month>/parquet/rd=<RD>/part-*.parquet and manifest.json. The output appears in one
     /// atomic step, replacing an earlier run of the same month; on any problem nothing is written.
     #[command(
         after_help = "Example: pseudagg pseudonymise --pipeline pipelines/vkb.toml --input testdata/verbis-vkb-2025-03.csv --month 2025-03 --key-file /secure/vkb.key --out /data/biss"
@@ -210,8 +210,8 @@ pub(crate) enum Command {
     /// Counts the population of the definition per Jobcenter, adds RD and federal totals, suppresses
     /// counts of 1 and 2 and every further cell they could be computed from, proves the protection
     /// with an interval audit (exit code 1 and nothing published if it fails), and writes
-    /// OUT/<report>/<month>/{bund,rd=<RD>,ge=<nr>}/ as Parquet, CSV and XLSX, plus manifest.json
-    /// with the audit for the data steward.
+    /// OUT/<report>/<month>/{parquet,csv,xlsx}/recipient=<bund|rd-RD|ge-NR>/ for the recipients,
+    /// all/ with every published cell once and manifest.json with the audit for the data steward.
     #[command(
         after_help = "Example: pseudagg report --definition pipelines/gefluechtete.toml --input testdata/opds-person-2025-03.csv --month 2025-03 --ge-register testdata/ge-register.csv --out /data/reports"
     )]

@@ -172,8 +172,8 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 s.primary,
                 s.secondary,
                 m.scopes.len(),
-                m.scopes.iter().filter(|x| x.starts_with("rd=")).count(),
-                m.scopes.iter().filter(|x| x.starts_with("ge=")).count(),
+                m.scopes.iter().filter(|x| x.starts_with("rd-")).count(),
+                m.scopes.iter().filter(|x| x.starts_with("ge-")).count(),
                 shown(&outcome.target)
             ));
             Ok(())
@@ -716,7 +716,7 @@ fn demo(out: &Path, json: bool) -> Result<()> {
     anyhow::ensure!(verdict.passed, "the demo's own output did not pass verify");
     say(&format!(
         "The demo used a throw-away key (id {key_id}), now deleted: its pseudonyms cannot be recomputed.\n\
-         Each rd=<RD> folder holds only that RD's cases; manifest.json lists every file with its SHA-256."
+         Each parquet/rd=<RD> folder holds only that RD's cases; manifest.json lists every file with its SHA-256."
     ));
     Ok(())
 }

@@ -718,7 +718,11 @@ mod tests {
 
         let bad = dir.path().join("bad");
         let err = pseudonymise(&bad, &|staging: &Path, _: &Path| {
-            std::fs::write(staging.join("rd=BY/notes.csv"), "Meier;0221 1234567\n").unwrap();
+            std::fs::write(
+                staging.join("parquet/rd=BY/notes.csv"),
+                "Meier;0221 1234567\n",
+            )
+            .unwrap();
             verify_before_publish(staging, None)
         })
         .unwrap_err();

@@ -78,7 +78,13 @@ pub fn draw(dir: &Path, per_rd: usize, seed: u64) -> Result<(ReviewSample, Strin
     }
     for f in m["files"].as_array().into_iter().flatten() {
         let rel = f["path"].as_str().unwrap_or_default();
-        let Some((key, value)) = rel.split_once('/').and_then(|(d, _)| d.split_once('=')) else {
+        // The innermost `key=value` folder: `parquet/rd=NRW/part-00000.parquet` (or
+        // `rd=NRW/part-00000.parquet`, the layout before the data folder).
+        let Some((key, value)) = rel
+            .rsplit('/')
+            .skip(1)
+            .find_map(|segment| segment.split_once('='))
+        else {
             continue;
         };
         key.clone_into(&mut partition_key);

@@ -24,5 +24,6 @@ pub use extract::{
 pub use hashing::{sha256_file, sha256_hex};
 pub use output::{OutputLock, PublishHook, StagingDir, check_replaceable};
 pub use parquet_out::{
-    FileInfo, PartitionSpill, PartitionedWriter, writer_properties, writer_properties_with,
+    DATA_FOLDER, FileInfo, PartitionSpill, PartitionedWriter, writer_properties,
+    writer_properties_with,
 };

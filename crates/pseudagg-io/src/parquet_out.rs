@@ -53,6 +53,11 @@ pub fn writer_properties_with(
         .build()
 }
 
+/// The folder of a pseudonymised dataset's Parquet files below its month folder
+/// (`OUT/<pipeline>/<month>/parquet/rd=<RD>/part-*.parquet`): the month folder holds the manifest,
+/// which a folder read of the data must not meet.
+pub const DATA_FOLDER: &str = "parquet";
+
 /// One written file, as the manifest lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FileInfo {
@@ -61,6 +66,10 @@ pub struct FileInfo {
     pub rows: u64,
     pub bytes: u64,
     pub sha256: String,
+    /// A report table's sum of published values, for a reader to check its read against (the
+    /// steward's manifest only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_sum: Option<u64>,
 }
 
 struct Part {
@@ -69,11 +78,18 @@ struct Part {
     rows: u64,
 }
 
-/// Writes batches into `key=value/part-NNNNN.parquet` files below a root folder.
+/// Writes batches into `folder/key=value/part-NNNNN.parquet` files below a root folder, the hive
+/// way: the key is in the folder name only, never a column of the files, so that a reader that
+/// takes it from the path (pyarrow, pandas, polars, DuckDB) meets no second `key` of another type.
 pub struct PartitionedWriter {
     root: PathBuf,
+    /// The data folder below the root (`parquet`), or empty.
+    folder: String,
     key: String,
-    schema: Arc<ArrowSchema>,
+    /// The position of the key column in the batches, when they have it.
+    key_column: Option<usize>,
+    /// The schema of the files: the batches' without the key column.
+    file_schema: Arc<ArrowSchema>,
     properties: WriterProperties,
     max_rows_per_file: u64,
     open: BTreeMap<String, (Part, u32)>,
@@ -101,14 +117,31 @@ impl PartitionedWriter {
     #[must_use]
     pub fn new(
         root: &Path,
+        folder: &str,
         key: &str,
         schema: Arc<ArrowSchema>,
         properties: WriterProperties,
     ) -> Self {
+        let key_column = schema.index_of(key).ok();
+        let file_schema = match key_column {
+            Some(i) => Arc::new(ArrowSchema::new_with_metadata(
+                schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|&(j, _)| j != i)
+                    .map(|(_, f)| f.clone())
+                    .collect::<Vec<_>>(),
+                schema.metadata().clone(),
+            )),
+            None => schema.clone(),
+        };
         Self {
             root: root.to_owned(),
+            folder: folder.to_owned(),
             key: key.to_owned(),
-            schema,
+            key_column,
+            file_schema,
             properties,
             max_rows_per_file: 4_000_000,
             open: BTreeMap::new(),
@@ -138,16 +171,25 @@ impl PartitionedWriter {
     }
 
     fn open_part(&self, value: &str, index: u32) -> Result<Part> {
-        let dir = self.root.join(format!("{}={value}", self.key));
+        let folder = if self.folder.is_empty() {
+            format!("{}={value}", self.key)
+        } else {
+            format!("{}/{}={value}", self.folder, self.key)
+        };
+        let dir = self.root.join(&folder);
         fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         let name = format!("part-{index:05}.parquet");
         let path = dir.join(&name);
         let file = File::create(&path).map_err(|e| Error::io("create", &path, e))?;
-        let writer = ArrowWriter::try_new(file, self.schema.clone(), Some(self.properties.clone()))
-            .map_err(|e| parquet_error(&path, &e))?;
+        let writer = ArrowWriter::try_new(
+            file,
+            self.file_schema.clone(),
+            Some(self.properties.clone()),
+        )
+        .map_err(|e| parquet_error(&path, &e))?;
         Ok(Part {
             writer,
-            rel: format!("{}={value}/{name}", self.key),
+            rel: format!("{folder}/{name}"),
             rows: 0,
         })
     }
@@ -166,6 +208,14 @@ impl PartitionedWriter {
     }
 
     fn write_to(&mut self, value: &str, batch: &RecordBatch) -> Result<()> {
+        let batch = match self.key_column {
+            Some(i) => {
+                let mut b = batch.clone();
+                b.remove_column(i);
+                b
+            }
+            None => batch.clone(),
+        };
         let max = self.max_rows_per_file;
         let mut offset = 0;
         while offset < batch.num_rows() {
@@ -212,6 +262,7 @@ impl PartitionedWriter {
             rows: part.rows,
             bytes,
             sha256: sha256_file(&path)?,
+            value_sum: None,
         })
     }
 
@@ -269,6 +320,7 @@ fn split_by(batch: &RecordBatch, column: usize, key: &str) -> Result<Vec<(String
 /// partition's Parquet files, partitions in parallel. Memory stays bounded by the batch size.
 pub struct PartitionSpill {
     root: PathBuf,
+    folder: String,
     dir: PathBuf,
     key: String,
     schema: Arc<ArrowSchema>,
@@ -285,12 +337,13 @@ impl std::fmt::Debug for PartitionSpill {
 }
 
 impl PartitionSpill {
-    /// Starts spilling below `root` (which must exist).
-    pub fn new(root: &Path, key: &str, schema: Arc<ArrowSchema>) -> Result<Self> {
+    /// Starts spilling below `root` (which must exist), for Parquet files in its `folder`.
+    pub fn new(root: &Path, folder: &str, key: &str, schema: Arc<ArrowSchema>) -> Result<Self> {
         let dir = root.join(".spill");
         fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         Ok(Self {
             root: root.to_owned(),
+            folder: folder.to_owned(),
             dir,
             key: key.to_owned(),
             schema,
@@ -335,7 +388,7 @@ impl PartitionSpill {
         Ok(())
     }
 
-    /// Writes every partition's Parquet files (`key=value/part-NNNNN.parquet`, at most
+    /// Writes every partition's Parquet files (`folder/key=value/part-NNNNN.parquet`, at most
     /// `max_rows_per_file` rows each) from the held rows, each batch passed through `rewrite`
     /// first; removes the spill files and lists the written files, sorted by path.
     pub fn finish<F>(
@@ -358,12 +411,12 @@ impl PartitionSpill {
                 .map_err(|e| Error::io("write", &path, e.into_error()))?;
             spilled.push((value, path));
         }
-        let (root, key, schema) = (&self.root, &self.key, &self.schema);
+        let (root, folder, key, schema) = (&self.root, &self.folder, &self.key, &self.schema);
         let written: Vec<Result<Vec<FileInfo>>> = spilled
             .par_iter()
             .map(|(value, path)| {
                 let mut writer =
-                    PartitionedWriter::new(root, key, schema.clone(), properties.clone())
+                    PartitionedWriter::new(root, folder, key, schema.clone(), properties.clone())
                         .with_max_rows_per_file(max_rows_per_file);
                 writer.ensure_partition(value)?;
                 let file = File::open(path).map_err(|e| Error::io("open", path, e))?;

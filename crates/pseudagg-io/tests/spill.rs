@@ -21,7 +21,17 @@ fn batch(rows: &[(&str, &str)]) -> RecordBatch {
     RecordBatch::try_new(schema(), vec![rd, value]).unwrap()
 }
 
+/// The rows of a part file: the partition value from its `rd=` folder (the file has no `rd`
+/// column, the hive way), the value from the file.
 fn read(path: &std::path::Path) -> Vec<(String, Option<String>)> {
+    let folder = path
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let rd = folder.strip_prefix("rd=").unwrap().to_owned();
     let file = std::fs::File::open(path).unwrap();
     let mut out = Vec::new();
     for batch in ParquetRecordBatchReaderBuilder::try_new(file)
@@ -30,21 +40,22 @@ fn read(path: &std::path::Path) -> Vec<(String, Option<String>)> {
         .unwrap()
     {
         let batch = batch.unwrap();
-        let rd = batch
-            .column(0)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap()
-            .clone();
+        let names: Vec<&str> = batch
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["value"], "the partition key is in the path only");
         let value = batch
-            .column(1)
+            .column(0)
             .as_any()
             .downcast_ref::<StringArray>()
             .unwrap()
             .clone();
         for i in 0..batch.num_rows() {
             out.push((
-                rd.value(i).to_owned(),
+                rd.clone(),
                 value.is_valid(i).then(|| value.value(i).to_owned()),
             ));
         }
@@ -55,7 +66,7 @@ fn read(path: &std::path::Path) -> Vec<(String, Option<String>)> {
 #[test]
 fn spilled_rows_are_written_once_in_order_through_the_rewrite() {
     let dir = tempfile::tempdir().unwrap();
-    let mut spill = PartitionSpill::new(dir.path(), "rd", schema()).unwrap();
+    let mut spill = PartitionSpill::new(dir.path(), "parquet", "rd", schema()).unwrap();
     spill.ensure_partition("EMPTY").unwrap();
     spill
         .write(&batch(&[("A", "a1"), ("B", "b1"), ("A", "a2")]), 0)
@@ -75,6 +86,7 @@ fn spilled_rows_are_written_once_in_order_through_the_rewrite() {
                 return Ok(batch);
             }
             let blank: ArrayRef = Arc::new(StringArray::new_null(batch.num_rows()));
+            // The rewrite still sees the key column; only the files lose it.
             Ok(RecordBatch::try_new(batch.schema(), vec![batch.column(0).clone(), blank]).unwrap())
         })
         .unwrap();
@@ -84,10 +96,10 @@ fn spilled_rows_are_written_once_in_order_through_the_rewrite() {
     assert_eq!(
         paths,
         [
-            "rd=A/part-00000.parquet",
-            "rd=A/part-00001.parquet",
-            "rd=B/part-00000.parquet",
-            "rd=EMPTY/part-00000.parquet",
+            "parquet/rd=A/part-00000.parquet",
+            "parquet/rd=A/part-00001.parquet",
+            "parquet/rd=B/part-00000.parquet",
+            "parquet/rd=EMPTY/part-00000.parquet",
         ]
     );
     let rows: Vec<u64> = files.iter().map(|f| f.rows).collect();
@@ -111,7 +123,7 @@ fn spilled_rows_are_written_once_in_order_through_the_rewrite() {
 #[test]
 fn an_unsafe_partition_value_is_refused_before_any_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut spill = PartitionSpill::new(dir.path(), "rd", schema()).unwrap();
+    let mut spill = PartitionSpill::new(dir.path(), "parquet", "rd", schema()).unwrap();
     let err = spill.write(&batch(&[("../x", "v")]), 0).unwrap_err();
     assert!(err.to_string().contains("folder name"), "{err}");
     assert_eq!(

@@ -77,7 +77,12 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         ],
         &pseudonyms,
     );
-    let mut writer = PartitionSpill::new(staging.path(), &d.partition_by, plan.output_schema())?;
+    let mut writer = PartitionSpill::new(
+        staging.path(),
+        pseudagg_io::DATA_FOLDER,
+        &d.partition_by,
+        plan.output_schema(),
+    )?;
     for value in &plan.partition_values {
         writer.ensure_partition(value)?;
     }
@@ -164,7 +169,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         }
     });
     let manifest = Manifest {
-        manifest_version: 1,
+        manifest_version: 2, // 2: the Parquet files in `parquet/`, the partition key in the folder name only
         kind: "pseudonymised-dataset",
         tool: format!("pseudagg {TOOL_VERSION}"),
         pipeline: d.name.clone(),

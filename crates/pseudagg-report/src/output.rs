@@ -1,5 +1,21 @@
-//! Writing a report for each recipient: `bund/`, `rd=<RD>/`, `ge=<nr>/`, each with Parquet (long
-//! format), CSV (as German spreadsheets read it) and an XLSX workbook laid out for people.
+//! Writing a report for each recipient (the Bund, each RD, each gE) as Parquet (long format), CSV
+//! (as German spreadsheets read it) and an XLSX workbook laid out for people, and the steward's
+//! file of every published cell once.
+//!
+//! The layout below the month folder keeps each format in a folder of its own, with one
+//! `recipient=<name>` folder per recipient below it, so that a folder or glob read by pyarrow,
+//! pandas, polars or DuckDB meets only files of one format, and a hive key that no column of the
+//! tables repeats:
+//!
+//! ```text
+//! manifest.json, release.json                    the steward's
+//! all/<report>-<month>.{parquet,csv}             every published cell once (the steward's)
+//! parquet/recipient=bund/<report>-<month>.parquet
+//! parquet/recipient=rd-NRW/...   parquet/recipient=ge-31501/...
+//! csv/recipient=<name>/<report>-<month>.csv
+//! xlsx/recipient=<name>/<report>-<month>.xlsx
+//! manifests/<name>.json                          each recipient's own manifest
+//! ```
 
 use std::fs;
 use std::path::Path;
@@ -19,8 +35,8 @@ use crate::layout::{Level, ReportTable};
 /// Who receives a part of the report, and which rows it holds.
 #[derive(Debug, Clone)]
 pub struct Scope {
-    /// The folder name: `bund`, `rd=NRW`, `ge=31501`.
-    pub dir: String,
+    /// The recipient's name, the value of its `recipient=` folders: `bund`, `rd-NRW`, `ge-31501`.
+    pub name: String,
     /// For people: "Bund", "Regionaldirektion NRW", "Jobcenter Köln (31501)".
     pub title: String,
     pub areas: Vec<usize>,
@@ -47,7 +63,7 @@ pub fn scopes(rt: &ReportTable) -> Vec<Scope> {
         .position(|a| a.level == Level::Bund)
         .expect("a Bund row");
     let mut out = vec![Scope {
-        dir: "bund".into(),
+        name: "bund".into(),
         title: "Bund".into(),
         areas: vec![bund],
     }];
@@ -67,7 +83,7 @@ pub fn scopes(rt: &ReportTable) -> Vec<Scope> {
             .collect();
         areas.extend([i, bund]);
         out.push(Scope {
-            dir: format!("rd={rd}"),
+            name: format!("rd-{rd}"),
             title: format!("Regionaldirektion {rd}"),
             areas,
         });
@@ -85,7 +101,7 @@ pub fn scopes(rt: &ReportTable) -> Vec<Scope> {
             format!("{} ({})", ge.name, ge.nr)
         };
         out.push(Scope {
-            dir: format!("ge={}", ge.nr),
+            name: format!("ge-{}", ge.nr),
             title,
             areas: vec![i],
         });
@@ -112,13 +128,36 @@ pub struct Published<'a> {
     pub request: Option<&'a str>,
 }
 
-/// The name of a recipient folder's own manifest. The leading `_` makes Parquet readers (pyarrow,
-/// pandas, polars, DuckDB) skip it when they read the folder.
-pub const SCOPE_MANIFEST: &str = "_manifest.json";
+/// The folder of the recipients' own manifests, `manifests/<name>.json`: outside the data
+/// folders, which a folder read (polars reads every file of a folder) must find holding one
+/// format only.
+pub const RECIPIENT_MANIFESTS: &str = "manifests";
 
-/// The manifest inside a recipient folder: what the recipient may know of its files and nothing
-/// more. It holds no audit, no interval, no count of rows read and no suppression detail: a
-/// recipient folder is handed on as it is, so it carries only its cells and their hashes.
+/// The folder of the steward's file with every published cell once.
+pub const ALL_CELLS: &str = "all";
+
+/// The layout version the report's manifest records (`manifest_version`): 2 is the layout of this
+/// module; 1 was one folder per recipient (`bund/`, `rd=NRW/`, `ge=31501/`) with all three
+/// formats and a `_manifest.json` in it.
+pub const LAYOUT_VERSION: u32 = 2;
+
+impl Scope {
+    /// The scope's table in `format` (`parquet`, `csv`, `xlsx`), relative to the month folder.
+    #[must_use]
+    pub fn table_path(&self, stem: &str, format: &str) -> String {
+        format!("{format}/recipient={}/{stem}.{format}", self.name)
+    }
+
+    /// The recipient's own manifest, relative to the month folder.
+    #[must_use]
+    pub fn manifest_path(&self) -> String {
+        format!("{RECIPIENT_MANIFESTS}/{}.json", self.name)
+    }
+}
+
+/// The manifest of a recipient: what the recipient may know of its files and nothing more. It
+/// holds no audit, no interval, no count of rows read and no suppression detail: it is handed on
+/// with the recipient's three tables, so it carries only their hashes, month, definition and scope.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ScopeManifest {
     pub manifest_version: u32,
@@ -130,7 +169,7 @@ pub struct ScopeManifest {
     pub scope: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request: Option<String>,
-    /// The scope's tables, relative to the recipient folder.
+    /// The scope's tables, relative to the month folder.
     pub files: Vec<FileInfo>,
 }
 
@@ -155,13 +194,12 @@ impl Published<'_> {
         }
     }
 
-    /// Writes the three files of a scope into `dir` and lists them relative to `root`.
+    /// Writes the three tables of a scope and its manifest below the month folder `root`, and
+    /// lists them relative to it.
     pub fn write_scope(&self, scope: &Scope, root: &Path) -> Result<Vec<FileInfo>> {
-        let dir = root.join(&scope.dir);
-        fs::create_dir_all(&dir).map_err(|e| Error::io("create folder", &dir, e))?;
         let stem = format!("{}-{}", self.report, self.month);
         let mut files = Vec::new();
-        for (ext, write) in [
+        for (format, write) in [
             (
                 "parquet",
                 Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>,
@@ -169,48 +207,85 @@ impl Published<'_> {
             ("csv", Self::write_csv),
             ("xlsx", Self::write_xlsx),
         ] {
-            let name = format!("{stem}.{ext}");
-            let path = dir.join(&name);
-            write(self, scope, &path)?;
-            let bytes = fs::metadata(&path)
-                .map_err(|e| Error::io("inspect", &path, e))?
-                .len();
-            files.push(FileInfo {
-                path: format!("{}/{name}", scope.dir),
-                rows: self.long_rows(scope).count() as u64,
-                bytes,
-                sha256: sha256_file(&path)?,
-            });
+            let rel = scope.table_path(&stem, format);
+            files.push(self.write_file(scope, root, &rel, write)?);
         }
-        // The recipient's manifest lists its files relative to its own folder.
         let own = ScopeManifest {
-            manifest_version: 1,
+            manifest_version: LAYOUT_VERSION,
             kind: "report-scope",
             tool: format!("pseudagg {}", pseudagg_core::TOOL_VERSION),
             report: self.report.to_owned(),
             report_sha256: self.definition_sha256.to_owned(),
             month: self.month.to_string(),
-            scope: scope.dir.clone(),
+            scope: scope.name.clone(),
             request: self.request.map(str::to_owned),
+            // The recipient's manifest: hashes only.
             files: files
                 .iter()
                 .map(|f| FileInfo {
-                    path: f.path[scope.dir.len() + 1..].to_owned(),
+                    value_sum: None,
                     ..f.clone()
                 })
                 .collect(),
         };
         let mut json = serde_json::to_string_pretty(&own).expect("a scope manifest serialises");
         json.push('\n');
-        let path = dir.join(SCOPE_MANIFEST);
+        let rel = scope.manifest_path();
+        let path = root.join(&rel);
+        create_parent(&path)?;
         fs::write(&path, &json).map_err(|e| Error::io("write", &path, e))?;
         files.push(FileInfo {
-            path: format!("{}/{SCOPE_MANIFEST}", scope.dir),
+            path: rel,
             rows: 0,
             bytes: json.len() as u64,
             sha256: sha256_file(&path)?,
+            value_sum: None,
         });
         Ok(files)
+    }
+
+    /// Writes the steward's tables of every published cell once, `all/<report>-<month>.parquet`
+    /// and `.csv`: the areas of `scope` (the union of the recipients' areas) in the long form.
+    pub fn write_all(&self, scope: &Scope, root: &Path) -> Result<Vec<FileInfo>> {
+        let stem = format!("{}-{}", self.report, self.month);
+        let mut files = Vec::new();
+        for (format, write) in [
+            (
+                "parquet",
+                Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>,
+            ),
+            ("csv", Self::write_csv),
+        ] {
+            let rel = format!("{ALL_CELLS}/{stem}.{format}");
+            files.push(self.write_file(scope, root, &rel, write)?);
+        }
+        Ok(files)
+    }
+
+    fn write_file(
+        &self,
+        scope: &Scope,
+        root: &Path,
+        rel: &str,
+        write: fn(&Self, &Scope, &Path) -> Result<()>,
+    ) -> Result<FileInfo> {
+        let path = root.join(rel);
+        create_parent(&path)?;
+        write(self, scope, &path)?;
+        let bytes = fs::metadata(&path)
+            .map_err(|e| Error::io("inspect", &path, e))?
+            .len();
+        Ok(FileInfo {
+            path: rel.to_owned(),
+            rows: self.long_rows(scope).count() as u64,
+            bytes,
+            sha256: sha256_file(&path)?,
+            value_sum: Some(
+                self.long_rows(scope)
+                    .filter_map(|(_, _, _, cell)| self.value(cell))
+                    .sum(),
+            ),
+        })
     }
 
     /// The long rows of a scope: (area, category, indicator, cell).
@@ -286,7 +361,7 @@ impl Published<'_> {
         let props = writer_properties(&[
             ("pseudagg.report", self.report.to_owned()),
             ("pseudagg.month", self.month.to_string()),
-            ("pseudagg.scope", scope.dir.clone()),
+            ("pseudagg.scope", scope.name.clone()),
         ]);
         let file = fs::File::create(path).map_err(|e| Error::io("create", path, e))?;
         let mut w =
@@ -634,6 +709,11 @@ fn csv_field(s: &str) -> String {
     } else {
         s
     }
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    let dir = path.parent().expect("a file below the month folder");
+    fs::create_dir_all(dir).map_err(|e| Error::io("create folder", dir, e))
 }
 
 fn format_error(path: &Path, e: &dyn std::fmt::Display) -> Error {

@@ -427,14 +427,17 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     }
     if let Some(request) = &options.request {
         {
-            let wanted: Vec<String> = request.ges.iter().map(|g| format!("ge={g}")).collect();
-            if let Some(missing) = wanted.iter().find(|w| !scopes.iter().any(|s| &s.dir == *w)) {
+            let wanted: Vec<String> = request.ges.iter().map(|g| format!("ge-{g}")).collect();
+            if let Some(missing) = wanted
+                .iter()
+                .find(|w| !scopes.iter().any(|s| &s.name == *w))
+            {
                 return Err(Error::Refused(format!(
                     "the request {} asks for {missing}, which has no row in this month's extract; check the request's scope",
                     request.reference
                 )));
             }
-            scopes.retain(|s| wanted.contains(&s.dir));
+            scopes.retain(|s| wanted.contains(&s.name));
         }
     }
     let staging = StagingDir::create(&target)?;
@@ -462,10 +465,19 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         }
     }
     // A requester's manifest describes only the cells it received.
-    let shown: std::collections::HashSet<usize> = scopes
+    let shown: std::collections::BTreeSet<usize> = scopes
         .iter()
         .flat_map(|s| s.areas.iter().copied())
         .collect();
+    // The steward's file: every cell that some recipient sees, once.
+    files.extend(published.write_all(
+        &crate::output::Scope {
+            name: crate::output::ALL_CELLS.to_owned(),
+            title: "alle Empfänger".to_owned(),
+            areas: shown.iter().copied().collect(),
+        },
+        staging.path(),
+    )?);
     // The release record: what this output shows, for the month's later reports.
     let release = Release::of(
         &rt,
@@ -491,6 +503,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         rows: release.areas.len() as u64,
         bytes: json.len() as u64,
         sha256: pseudagg_io::sha256_hex(json.as_bytes()),
+        value_sum: None,
     });
     files.sort_by(|a, b| a.path.cmp(&b.path));
     let audit = pattern
@@ -518,7 +531,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         })
         .collect();
     let manifest = ReportManifest {
-        manifest_version: 1,
+        manifest_version: crate::output::LAYOUT_VERSION,
         kind: "report",
         tool: format!("pseudagg {TOOL_VERSION}"),
         report: d.name.clone(),
@@ -569,7 +582,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 })
                 .collect(),
         },
-        scopes: scopes.iter().map(|s| s.dir.clone()).collect(),
+        scopes: scopes.iter().map(|s| s.name.clone()).collect(),
         files,
     };
     let mut json = serde_json::to_string_pretty(&manifest).expect("manifest serialises");

@@ -14,7 +14,7 @@ use crate::key;
 use crate::linking;
 use crate::manifest::{self, Manifest};
 use crate::patterns::{name_like_words, shapes_of};
-use crate::read::{TextFile, read_parquet};
+use crate::read::{TextFile, hive_keys, read_parquet_hive};
 
 /// A column as the manifest declares it.
 struct Declared {
@@ -91,11 +91,10 @@ impl Contract {
     }
 }
 
-/// `rd=NRW/part-00000.parquet` -> (`rd`, `NRW`).
+/// `parquet/rd=NRW/part-00000.parquet` (or `rd=NRW/part-00000.parquet`, the layout before the
+/// data folder) -> (`rd`, `NRW`): the innermost `key=value` folder.
 fn partition_of(path: &str) -> Option<(String, String)> {
-    let (dir, _) = path.split_once('/')?;
-    let (k, v) = dir.split_once('=')?;
-    Some((k.to_owned(), v.to_owned()))
+    hive_keys(path).pop()
 }
 
 fn is_pseudonym(v: &str) -> bool {
@@ -281,7 +280,7 @@ pub(crate) fn check(
         if !path.is_file() {
             continue; // reported by the manifest check
         }
-        let file = read_parquet(&path)?;
+        let file = read_parquet_hive(&path, rel)?;
         let partition = partition_of(rel);
         if partition.is_none() {
             verdict.push(
@@ -585,7 +584,7 @@ fn against(
     let mut shared = 0u64;
     let mut their_rows = linking::Buckets::new();
     for entry in &m.files {
-        let file = read_parquet(&other.join(&entry.path))?;
+        let file = read_parquet_hive(&other.join(&entry.path), &entry.path)?;
         linking::add_rows(&file, columns, &mut their_rows);
         let cols: Vec<usize> = names.iter().filter_map(|n| file.index(n)).collect();
         for (_, b, r) in file.row_positions() {

@@ -16,8 +16,13 @@ use crate::finding::{Finding, Rule, Verdict};
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct FileEntry {
     pub path: String,
+    #[serde(default)]
+    pub rows: Option<u64>,
     pub bytes: u64,
     pub sha256: String,
+    /// A report table's sum of published values (the steward's manifest, layout 2).
+    #[serde(default)]
+    pub value_sum: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

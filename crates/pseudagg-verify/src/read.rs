@@ -9,6 +9,53 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use pseudagg_core::{Error, Result};
 
+/// The `key=value` folders of a path relative to an output (`parquet/rd=NRW/part-00000.parquet`
+/// -> `[(rd, NRW)]`), outermost first.
+pub(crate) fn hive_keys(rel: &str) -> Vec<(String, String)> {
+    let mut segments: Vec<&str> = rel.split('/').collect();
+    segments.pop();
+    segments
+        .into_iter()
+        .filter_map(|s| s.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// Reads a Parquet file of a dataset as every client reads it with hive partitioning: a
+/// `key=value` folder of its path that the file has no column for becomes a text column of that
+/// value. (A column that the file has is left as it is, to be checked against its folder.)
+pub(crate) fn read_parquet_hive(path: &Path, rel: &str) -> Result<TextFile> {
+    let mut file = read_parquet(path)?;
+    for (key, value) in hive_keys(rel) {
+        if file.index(&key).is_some() {
+            continue;
+        }
+        file.columns.push(key.clone());
+        for (text, raw) in file.batches.iter_mut().zip(file.raw.iter_mut()) {
+            let column = StringArray::from(vec![value.as_str(); raw.num_rows()]);
+            text.push(column.clone());
+            let mut fields: Vec<arrow_schema::FieldRef> =
+                raw.schema().fields().iter().cloned().collect();
+            fields.push(std::sync::Arc::new(arrow_schema::Field::new(
+                &key,
+                DataType::Utf8,
+                false,
+            )));
+            let mut columns = raw.columns().to_vec();
+            columns.push(std::sync::Arc::new(column));
+            *raw = RecordBatch::try_new(
+                std::sync::Arc::new(arrow_schema::Schema::new(fields)),
+                columns,
+            )
+            .map_err(|e| Error::Format {
+                path: path.to_owned(),
+                reason: format!("cannot add its folder's `{key}`: {e}"),
+            })?;
+        }
+    }
+    Ok(file)
+}
+
 /// A file's column names, its key-value metadata, and its batches as text.
 pub(crate) struct TextFile {
     pub columns: Vec<String>,

@@ -164,7 +164,13 @@ pub(crate) fn check(
                 .collect()
         })
         .unwrap_or_default();
-    let rd_count = scopes.iter().filter(|x| x.starts_with("rd=")).count();
+    // Layout 1: a folder per recipient (`rd=NRW/`) with all formats and its `_manifest.json`;
+    // layout 2: a folder per format with `recipient=rd-NRW/` below it (pseudagg-report's output).
+    let layout = Layout::of(m);
+    let rd_count = scopes
+        .iter()
+        .filter(|x| x.starts_with("rd=") || x.starts_with("rd-"))
+        .count();
     verdict.fact("scopes", &scopes.len());
     verdict.check("columns");
     verdict.check("values");
@@ -198,11 +204,17 @@ pub(crate) fn check(
     let listed: HashSet<&str> = m.files.iter().map(|f| f.path.as_str()).collect();
 
     verdict.check("recipient-folder");
+    let stem = format!("{report}-{month}");
+    if layout == Layout::Formats {
+        check_format_folders(dir, &scopes, verdict)?;
+    }
     let mut tables = Vec::new();
     for scope in &scopes {
-        check_recipient_folder(dir, scope, &report, &month, m, verdict)?;
-        let stem = format!("{scope}/{report}-{month}");
-        let pq = format!("{stem}.parquet");
+        match layout {
+            Layout::Folders => check_recipient_folder(dir, scope, &report, &month, m, verdict)?,
+            Layout::Formats => check_recipient(dir, scope, &report, &month, m, verdict)?,
+        }
+        let pq = layout.table(scope, &stem, "parquet");
         if !listed.contains(pq.as_str()) || !dir.join(&pq).is_file() {
             verdict.push(Finding::new(Rule::Manifest, "the scope has no Parquet table").file(&pq));
             continue;
@@ -226,15 +238,16 @@ pub(crate) fn check(
             }
         }
         let table = read_table(&file, &pq, &s, verdict);
-        let csv = format!("{stem}.csv");
+        check_counts(m, &pq, &table, verdict);
+        let csv = layout.table(scope, &stem, "csv");
         if listed.contains(csv.as_str()) && dir.join(&csv).is_file() {
             compare_csv(&dir.join(&csv), &csv, &file, verdict)?;
         }
-        let xlsx = format!("{stem}.xlsx");
+        let xlsx = layout.table(scope, &stem, "xlsx");
         if listed.contains(xlsx.as_str()) && dir.join(&xlsx).is_file() {
             compare_xlsx(&dir.join(&xlsx), &xlsx, &table, verdict);
         }
-        tables.push((scope.clone(), table));
+        tables.push((layout.label(scope), table));
     }
     if months.len() > 1 {
         verdict.push(Finding::new(
@@ -256,6 +269,9 @@ pub(crate) fn check(
                 union.values.push(*v);
             }
         }
+    }
+    if layout == Layout::Formats {
+        check_all_cells(dir, m, &stem, &listed, &union, &s, verdict)?;
     }
     tables.push(("all scopes together".to_owned(), union));
     let audited_scopes =
@@ -279,7 +295,206 @@ pub(crate) fn check(
     Ok(())
 }
 
-/// The name of a recipient folder's own manifest.
+/// Where a report's files are, by the manifest's `manifest_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Version 1: `<scope>/<report>-<month>.{parquet,csv,xlsx}` and `<scope>/_manifest.json`.
+    Folders,
+    /// Version 2: `<format>/recipient=<scope>/<report>-<month>.<format>`,
+    /// `manifests/<scope>.json`, and `all/<report>-<month>.{parquet,csv}`.
+    Formats,
+}
+
+impl Layout {
+    fn of(m: &Manifest) -> Self {
+        match m.raw.get("manifest_version").and_then(Value::as_u64) {
+            Some(1) => Self::Folders,
+            _ => Self::Formats,
+        }
+    }
+
+    /// How findings name a scope: its folder (`rd=NRW`, `recipient=rd-NRW`).
+    fn label(self, scope: &str) -> String {
+        match self {
+            Self::Folders => scope.to_owned(),
+            Self::Formats => format!("recipient={scope}"),
+        }
+    }
+
+    fn table(self, scope: &str, stem: &str, format: &str) -> String {
+        match self {
+            Self::Folders => format!("{scope}/{stem}.{format}"),
+            Self::Formats => format!("{format}/recipient={scope}/{stem}.{format}"),
+        }
+    }
+}
+
+/// The formats of the recipients' tables, each a folder of its own in layout 2.
+const FORMATS: [&str; 3] = ["parquet", "csv", "xlsx"];
+
+/// Layout 2: each format's folder holds a `recipient=<scope>` folder for each scope of the
+/// manifest and nothing else, and each of those only the scope's table in that format: a folder
+/// read by a client meets one format, and every recipient's files are what it may see.
+fn check_format_folders(dir: &Path, scopes: &[String], verdict: &mut Verdict) -> Result<()> {
+    let finding = |what: &str| Finding::new(Rule::RecipientFolder, what.to_owned());
+    for format in FORMATS {
+        let folder = dir.join(format);
+        let Ok(entries) = std::fs::read_dir(&folder) else {
+            verdict.push(finding("the report has no folder for this format").file(format));
+            continue;
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io("list", &folder, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let known = name
+                .strip_prefix("recipient=")
+                .is_some_and(|scope| scopes.iter().any(|x| x == scope));
+            if !(is_dir && known) {
+                verdict.push(
+                    finding("a format's folder may hold only the `recipient=` folders of the manifest's scopes; this is none of them")
+                        .file(format!("{format}/{name}")),
+                );
+                continue;
+            }
+            let scope_dir = entry.path();
+            let entries =
+                std::fs::read_dir(&scope_dir).map_err(|e| Error::io("list", &scope_dir, e))?;
+            for inner in entries {
+                let inner = inner.map_err(|e| Error::io("list", &scope_dir, e))?;
+                let file = inner.file_name().to_string_lossy().into_owned();
+                let ok = inner.file_type().is_ok_and(|t| t.is_file())
+                    && Path::new(&file).extension().is_some_and(|e| e == format);
+                if !ok {
+                    verdict.push(
+                        finding(&format!(
+                            "a recipient's {format} folder may hold only its {format} table"
+                        ))
+                        .file(format!("{format}/{name}/{file}")),
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rows and the sum of published values that the steward's manifest gives a table, for a
+/// reader to check its read against, are the table's.
+fn check_counts(m: &Manifest, rel: &str, table: &ScopeTable, verdict: &mut Verdict) {
+    let Some(entry) = m.files.iter().find(|f| f.path == rel) else {
+        return;
+    };
+    let sum: u64 = table.values.iter().flatten().sum();
+    let rows = table.keys.len() as u64;
+    if entry.rows.is_some_and(|r| r != rows) || entry.value_sum.is_some_and(|v| v != sum) {
+        verdict.push(
+            Finding::new(
+                Rule::Inconsistent,
+                "the manifest's rows or sum of published values differ from the table's",
+            )
+            .file(rel),
+        );
+    }
+}
+
+/// Layout 2: the steward's file holds every cell that some recipient sees, once, with the value
+/// the recipients see; its CSV says the same.
+fn check_all_cells(
+    dir: &Path,
+    m: &Manifest,
+    stem: &str,
+    listed: &HashSet<&str>,
+    union: &ScopeTable,
+    s: &Structure,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    verdict.check("all-cells");
+    let pq = format!("all/{stem}.parquet");
+    if !listed.contains(pq.as_str()) || !dir.join(&pq).is_file() {
+        verdict.push(
+            Finding::new(
+                Rule::Inconsistent,
+                "the report has no file of every published cell",
+            )
+            .file(&pq),
+        );
+        return Ok(());
+    }
+    let file = read_parquet(&dir.join(&pq))?;
+    let all = read_table(&file, &pq, s, verdict);
+    check_counts(m, &pq, &all, verdict);
+    if all.index.len() != all.keys.len() {
+        verdict.push(
+            Finding::new(
+                Rule::Inconsistent,
+                format!(
+                    "{} cells appear more than once; the file holds each published cell once",
+                    all.keys.len() - all.index.len()
+                ),
+            )
+            .file(&pq),
+        );
+    }
+    let differ = union
+        .keys
+        .iter()
+        .zip(&union.values)
+        .filter(|(k, v)| all.index.get(*k).is_none_or(|&i| all.values[i] != **v))
+        .count();
+    let extra = all
+        .keys
+        .iter()
+        .filter(|k| !union.index.contains_key(*k))
+        .count();
+    if differ > 0 || extra > 0 {
+        verdict.push(
+            Finding::new(
+                Rule::Inconsistent,
+                format!(
+                    "differs from the recipients' tables: {differ} of their cells missing or with another value, {extra} cells no recipient sees"
+                ),
+            )
+            .file(&pq),
+        );
+    }
+    let csv = format!("all/{stem}.csv");
+    if listed.contains(csv.as_str()) && dir.join(&csv).is_file() {
+        compare_csv(&dir.join(&csv), &csv, &file, verdict)?;
+    }
+    Ok(())
+}
+
+/// Layout 2: the recipient's own manifest, `manifests/<scope>.json`, holds only hashes, month,
+/// definition and scope, and lists the scope's tables with the hashes of the report's manifest.
+fn check_recipient(
+    dir: &Path,
+    scope: &str,
+    report: &str,
+    month: &str,
+    m: &Manifest,
+    verdict: &mut Verdict,
+) -> Result<()> {
+    let stem = format!("{report}-{month}");
+    let tables: Vec<String> = FORMATS
+        .iter()
+        .map(|f| Layout::Formats.table(scope, &stem, f))
+        .collect();
+    let rel = format!("manifests/{scope}.json");
+    check_scope_manifest(
+        dir,
+        scope,
+        &rel,
+        &tables,
+        report,
+        month,
+        m,
+        verdict,
+        |name| name.to_owned(),
+    )
+}
+
+/// The name of a recipient folder's own manifest (layout 1).
 const SCOPE_MANIFEST: &str = "_manifest.json";
 
 /// The only keys a recipient's manifest may hold: hashes, month, definition and scope.
@@ -333,17 +548,46 @@ fn check_recipient_folder(
         }
     }
     let rel = format!("{scope}/{SCOPE_MANIFEST}");
-    let path = folder.join(SCOPE_MANIFEST);
+    check_scope_manifest(
+        dir,
+        scope,
+        &rel,
+        &tables,
+        report,
+        month,
+        m,
+        verdict,
+        |name| format!("{scope}/{name}"),
+    )
+}
+
+/// A recipient's own manifest at `rel`: only the allowed keys, the report's scope, month and
+/// definition, and `tables` (as its `files` name them) with the hashes that the report's manifest
+/// gives their full paths (`full`).
+#[allow(clippy::too_many_arguments)] // the manifest's facts, each checked
+fn check_scope_manifest(
+    dir: &Path,
+    scope: &str,
+    rel: &str,
+    tables: &[String],
+    report: &str,
+    month: &str,
+    m: &Manifest,
+    verdict: &mut Verdict,
+    full: impl Fn(&str) -> String,
+) -> Result<()> {
+    let finding = |what: &str| Finding::new(Rule::RecipientFolder, what.to_owned());
+    let path = dir.join(rel);
     let Ok(bytes) = std::fs::read(&path) else {
-        verdict.push(finding("the recipient folder has no manifest of its own").file(&rel));
+        verdict.push(finding("the recipient folder has no manifest of its own").file(rel));
         return Ok(());
     };
     let Ok(own) = serde_json::from_slice::<Value>(&bytes) else {
-        verdict.push(finding("the recipient's manifest is not JSON").file(&rel));
+        verdict.push(finding("the recipient's manifest is not JSON").file(rel));
         return Ok(());
     };
     let Some(obj) = own.as_object() else {
-        verdict.push(finding("the recipient's manifest is not a JSON object").file(&rel));
+        verdict.push(finding("the recipient's manifest is not a JSON object").file(rel));
         return Ok(());
     };
     for key in obj.keys() {
@@ -352,7 +596,7 @@ fn check_recipient_folder(
                 finding(&format!(
                     "the recipient's manifest holds `{key}`: a recipient may see only hashes, month, definition and scope"
                 ))
-                .file(&rel),
+                .file(rel),
             );
         }
     }
@@ -362,7 +606,7 @@ fn check_recipient_folder(
                 finding(&format!(
                     "the recipient's manifest has no `{key}` or one that differs from the report's"
                 ))
-                .file(&rel),
+                .file(rel),
             );
         }
     };
@@ -385,13 +629,13 @@ fn check_recipient_folder(
         if extra != Some(false) || !tables.iter().any(|t| t == name) {
             verdict.push(
                 finding("the recipient's manifest lists an entry that is not one of its tables")
-                    .file(&rel),
+                    .file(rel),
             );
             continue;
         }
         listed += 1;
         // The scope's files are listed in the report's manifest too, with the same hash.
-        let full = format!("{scope}/{name}");
+        let full = full(name);
         if !m.files.iter().any(|e| e.path == full && e.sha256 == sha) {
             verdict.push(
                 finding(
@@ -402,7 +646,7 @@ fn check_recipient_folder(
         }
     }
     if listed == 0 {
-        verdict.push(finding("the recipient's manifest lists none of its tables").file(&rel));
+        verdict.push(finding("the recipient's manifest lists none of its tables").file(rel));
     }
     Ok(())
 }

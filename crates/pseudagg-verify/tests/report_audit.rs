@@ -101,8 +101,9 @@ fn write_report(dir: &Path, scopes: &[(&str, Vec<Row>)], subset: bool) {
     } else {
         serde_json::json!([{"name": "bestand", "subset_of": null}])
     };
+    // Layout 1 (a folder per recipient), which verify still reads.
     let manifest = serde_json::json!({
-        "kind": "report", "report": "r", "report_sha256": "", "month": "2025-03",
+        "manifest_version": 1, "kind": "report", "report": "r", "report_sha256": "", "month": "2025-03",
         "suppression": {"threshold": 3, "min_interval_width": 2},
         "structure": {"dimension": null, "categories": [], "total": null, "indicators": indicators},
         "scopes": scopes.iter().map(|s| s.0).collect::<Vec<_>>(),

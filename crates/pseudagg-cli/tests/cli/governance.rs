@@ -353,14 +353,17 @@ fn a_complete_request_gets_only_its_ge_and_is_recorded() {
         .join("out/gefluechtete/requests/SAC-86101-2025-001/2025-03");
     let files: Vec<String> = tree(&target).into_keys().collect();
     assert!(
-        files
-            .iter()
-            .all(|f| f == "manifest.json" || f == "release.json" || f.starts_with("ge=86101/")),
+        files.iter().all(
+            |f| ["manifest.json", "release.json", "manifests/ge-86101.json"].contains(&f.as_str())
+                || f.contains("/recipient=ge-86101/")
+                || f.starts_with("all/")
+        ),
         "{files:?}"
     );
-    // What the Traeger receives, `ge=86101/`: its three tables and a manifest of hashes, month,
-    // definition and scope. No audit (issue 18: the intervals gave true values away).
-    assert_eq!(files.len(), 6, "{files:?}");
+    // What the Traeger receives: its three tables and a manifest of hashes, month, definition
+    // and scope. No audit (issue 18: the intervals gave true values away). Beside them the
+    // steward's manifest, release record and file of all cells (here the gE's two tables again).
+    assert_eq!(files.len(), 8, "{files:?}");
     // The steward's release record beside it names only what the Traeger received.
     let release: Value =
         serde_json::from_slice(&fs::read(target.join("release.json")).unwrap()).unwrap();
@@ -373,7 +376,7 @@ fn a_complete_request_gets_only_its_ge_and_is_recorded() {
     assert_eq!(areas, [&Value::from("ge=86101")]);
     assert_eq!(release["request"], "SAC-86101-2025-001");
     let own: Value =
-        serde_json::from_slice(&fs::read(target.join("ge=86101/_manifest.json")).unwrap()).unwrap();
+        serde_json::from_slice(&fs::read(target.join("manifests/ge-86101.json")).unwrap()).unwrap();
     let keys: Vec<&String> = own.as_object().unwrap().keys().collect();
     assert_eq!(
         keys,
@@ -389,12 +392,12 @@ fn a_complete_request_gets_only_its_ge_and_is_recorded() {
             "tool"
         ]
     );
-    assert_eq!(own["scope"], "ge=86101");
+    assert_eq!(own["scope"], "ge-86101");
     assert_eq!(own["files"].as_array().unwrap().len(), 3);
     let m: Value =
         serde_json::from_slice(&fs::read(target.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["request"], "SAC-86101-2025-001");
-    assert_eq!(m["scopes"], serde_json::json!(["ge=86101"]));
+    assert_eq!(m["scopes"], serde_json::json!(["ge-86101"]));
     assert!(
         m["audit"]
             .as_array()

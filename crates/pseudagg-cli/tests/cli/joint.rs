@@ -78,7 +78,9 @@ fn variant(dir: &Path, name: &str, population: &str) -> PathBuf {
 
 /// The published cells of the RD's table: (level, gE, category, indicator) -> value.
 fn published(out: &Path, report: &str) -> BTreeMap<(String, String, String, String), i64> {
-    let path = out.join(format!("{report}/2025-03/rd=SAC/{report}-2025-03.parquet"));
+    let path = out.join(format!(
+        "{report}/2025-03/parquet/recipient=rd-SAC/{report}-2025-03.parquet"
+    ));
     let mut cells = BTreeMap::new();
     for b in read_parquet(&path) {
         let text = |name: &str, i: usize| {

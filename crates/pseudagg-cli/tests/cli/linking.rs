@@ -17,15 +17,21 @@ use crate::common::{
     read_parquet,
 };
 
-/// One month's output as rows of (column -> text), every RD's dataset together.
+/// One month's output as rows of (column -> text), every RD's dataset together, the RD from its
+/// `rd=` folder as a hive reader takes it.
 fn rows_of(out: &Path, month: &str) -> Vec<HashMap<String, Option<String>>> {
-    let root = out.join("vkb").join(month);
+    let root = out.join("vkb").join(month).join("parquet");
     let mut rows = Vec::new();
     for rd in fs::read_dir(&root).unwrap() {
         let rd = rd.unwrap().path();
-        if !rd.is_dir() {
-            continue;
-        }
+        let value = rd
+            .file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .strip_prefix("rd=")
+            .unwrap()
+            .to_owned();
         for part in fs::read_dir(&rd).unwrap() {
             let batches: Vec<RecordBatch> = read_parquet(&part.unwrap().path());
             for b in &batches {
@@ -43,6 +49,7 @@ fn rows_of(out: &Path, month: &str) -> Vec<HashMap<String, Option<String>>> {
                         });
                         row.insert(f.name().clone(), v);
                     }
+                    row.insert("rd".to_owned(), Some(value.clone()));
                     rows.push(row);
                 }
             }

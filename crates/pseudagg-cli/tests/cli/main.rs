@@ -5,6 +5,9 @@ mod common;
 /// The good path: output layout, readability by other tools, no leak, reruns, months.
 mod pseudonymise;
 
+/// pyarrow, pandas, polars and DuckDB read every output in one call.
+mod clients;
+
 /// A person's records of two months do not link through the attributes they keep.
 mod linking;
 

@@ -160,7 +160,7 @@ fn every_usage_command_of_the_readme_runs_as_written() {
         "data/biss/vkb/2025-03/manifest.json",
         "data/biss/vkb/2025-02/manifest.json",
         "data/reports/gefluechtete/2025-03/manifest.json",
-        "data/reports/gefluechtete/requests/SAC-86101-2025-001/2025-03/ge=86101/_manifest.json",
+        "data/reports/gefluechtete/requests/SAC-86101-2025-001/2025-03/manifests/ge-86101.json",
         "monthly-output/vkb/2025-03/manifest.json",
         "etc/bash_completion.d/pseudagg",
         "man1/pseudagg.1",

@@ -7,7 +7,7 @@ use arrow_array::types::Int64Type;
 use arrow_array::{Array, RecordBatch};
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
-use crate::common::{Extract, Output, SAMPLE_OPDS, pseudagg, read_parquet, tree};
+use crate::common::{Extract, Output, SAMPLE_OPDS, pseudagg, read_parquet, recipient_table, tree};
 
 const GEFLUECHTETE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -76,14 +76,40 @@ fn sample_report_per_recipient() {
         .collect();
     assert_eq!(scopes[0], "bund");
     assert_eq!(
-        scopes.iter().filter(|s| s.starts_with("rd=")).count(),
+        scopes.iter().filter(|s| s.starts_with("rd-")).count(),
         rds.len()
     );
 
+    // (level, rd, gE, category, indicator, value) of every cell some recipient sees.
+    let cell_rows = |b: &RecordBatch| {
+        let cols: Vec<Vec<Option<String>>> = ["level", "rd", "ge_nr", "herkunft", "indicator"]
+            .iter()
+            .map(|c| strings(b, c))
+            .collect();
+        let value = b
+            .column(b.schema().index_of("value").unwrap())
+            .as_primitive::<Int64Type>()
+            .clone();
+        (0..b.num_rows())
+            .map(|i| {
+                (
+                    cols.iter().map(|c| c[i].clone()).collect::<Vec<_>>(),
+                    value.is_valid(i).then(|| value.value(i)),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut seen = BTreeSet::new();
     let mut suppressed_cells = 0;
     for scope in &scopes {
-        let batches = read_parquet(&root.join(scope).join("gefluechtete-2025-03.parquet"));
+        let batches = read_parquet(&recipient_table(
+            &root,
+            scope,
+            "gefluechtete-2025-03",
+            "parquet",
+        ));
         for b in &batches {
+            seen.extend(cell_rows(b));
             let level = strings(b, "level");
             let rd = strings(b, "rd");
             let ge = strings(b, "ge_nr");
@@ -95,7 +121,7 @@ fn sample_report_per_recipient() {
                 .as_boolean();
             for i in 0..b.num_rows() {
                 let level = level[i].as_deref().unwrap();
-                if let Some(x) = scope.strip_prefix("rd=") {
+                if let Some(x) = scope.strip_prefix("rd-") {
                     match level {
                         "ge" | "rd" => {
                             assert_eq!(rd[i].as_deref(), Some(x), "another RD's row in {scope}");
@@ -103,7 +129,7 @@ fn sample_report_per_recipient() {
                         "bund" => assert_eq!(rd[i], None),
                         other => panic!("level {other}"),
                     }
-                } else if let Some(x) = scope.strip_prefix("ge=") {
+                } else if let Some(x) = scope.strip_prefix("ge-") {
                     assert_eq!(
                         (level, ge[i].as_deref()),
                         ("ge", Some(x)),
@@ -114,7 +140,7 @@ fn sample_report_per_recipient() {
                 }
                 if suppressed.value(i) {
                     assert!(value.is_null(i));
-                    if scope == "bund" || scope.starts_with("ge=") {
+                    if scope == "bund" || scope.starts_with("ge-") {
                         suppressed_cells += 1;
                     }
                 } else {
@@ -124,14 +150,19 @@ fn sample_report_per_recipient() {
             }
         }
         for ext in ["csv", "xlsx"] {
-            assert!(
-                root.join(scope)
-                    .join(format!("gefluechtete-2025-03.{ext}"))
-                    .exists()
-            );
+            assert!(recipient_table(&root, scope, "gefluechtete-2025-03", ext).exists());
         }
+        // The recipient's own manifest, outside the data folders.
+        assert!(root.join(format!("manifests/{scope}.json")).is_file());
     }
     assert!(suppressed_cells > 0, "the sample has small cells");
+    // The steward's file: every cell that some recipient sees, once, with the same value.
+    let all: Vec<_> = read_parquet(&root.join("all/gefluechtete-2025-03.parquet"))
+        .iter()
+        .flat_map(cell_rows)
+        .collect();
+    assert_eq!(all.len(), seen.len(), "a cell twice or missing in all/");
+    assert_eq!(all.into_iter().collect::<BTreeSet<_>>(), seen);
 
     // The audit: one entry per suppressed cell, each primary cell protected.
     let s = &manifest["suppression"];
@@ -160,7 +191,7 @@ fn sample_report_per_recipient() {
     assert_eq!(files, on_disk);
 
     // CSV as German spreadsheets read it.
-    let csv = fs::read_to_string(root.join("bund/gefluechtete-2025-03.csv")).unwrap();
+    let csv = fs::read_to_string(root.join("csv/recipient=bund/gefluechtete-2025-03.csv")).unwrap();
     assert!(
         csv.starts_with("\u{feff}level;rd;ge_nr;ge_name;herkunft;indicator;value;suppressed\r\n"),
         "{csv}"
@@ -168,9 +199,14 @@ fn sample_report_per_recipient() {
 
     // The RD workbooks: marks, title, Datenstand, footnotes; numbers only where published.
     let mut any_number = false;
-    for rd_scope in scopes.iter().filter(|s| s.starts_with("rd=")) {
-        let mut wb: Xlsx<_> =
-            open_workbook(root.join(rd_scope).join("gefluechtete-2025-03.xlsx")).unwrap();
+    for rd_scope in scopes.iter().filter(|s| s.starts_with("rd-")) {
+        let mut wb: Xlsx<_> = open_workbook(recipient_table(
+            &root,
+            rd_scope,
+            "gefluechtete-2025-03",
+            "xlsx",
+        ))
+        .unwrap();
         let sheet = wb.worksheet_range_at(0).unwrap().unwrap();
         let texts: Vec<String> = sheet
             .cells()
@@ -215,7 +251,7 @@ fn sample_report_per_recipient() {
 
     // Issue 15 §3: a workbook a Jobcenter's manager reads unaided: headings with the display
     // labels, a notes sheet from the definition, and a print layout.
-    let xlsx = root.join("ge=86101/gefluechtete-2025-03.xlsx");
+    let xlsx = root.join("xlsx/recipient=ge-86101/gefluechtete-2025-03.xlsx");
     let mut wb: Xlsx<_> = open_workbook(&xlsx).unwrap();
     assert_eq!(wb.sheet_names(), ["Datenstand 2025-03", "Erläuterungen"]);
     let table = wb.worksheet_range_at(0).unwrap().unwrap();
@@ -326,7 +362,7 @@ fn a_second_definition_uses_the_same_mechanism() {
     let r = report(BERATUNG, SAMPLE_OPDS, "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let b = read_parquet(
-        &out.join("beratung-sprachniveau/2025-03/bund/beratung-sprachniveau-2025-03.parquet"),
+        &out.join("beratung-sprachniveau/2025-03/parquet/recipient=bund/beratung-sprachniveau-2025-03.parquet"),
     );
     let cats: BTreeSet<String> = strings(&b[0], "sprachniveau")
         .into_iter()
@@ -508,7 +544,8 @@ fn csv_text_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
     let r = report(GEFLUECHTETE, path.to_str().unwrap(), "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let root = out.join("gefluechtete/2025-03");
-    let csv = fs::read_to_string(root.join("rd=SAC/gefluechtete-2025-03.csv")).unwrap();
+    let csv =
+        fs::read_to_string(root.join("csv/recipient=rd-SAC/gefluechtete-2025-03.csv")).unwrap();
     let mut reader = ::csv::ReaderBuilder::new()
         .delimiter(b';')
         .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
@@ -523,11 +560,12 @@ fn csv_text_cells_that_a_spreadsheet_would_evaluate_are_neutralised() {
     for n in &names {
         assert!(!n.starts_with(['=', '+', '-', '@', '\t', '\r']), "{n:?}");
     }
-    let parquet: BTreeSet<String> = read_parquet(&root.join("rd=SAC/gefluechtete-2025-03.parquet"))
-        .iter()
-        .flat_map(|b| strings(b, "ge_name"))
-        .flatten()
-        .collect();
+    let parquet: BTreeSet<String> =
+        read_parquet(&root.join("parquet/recipient=rd-SAC/gefluechtete-2025-03.parquet"))
+            .iter()
+            .flat_map(|b| strings(b, "ge_name"))
+            .flatten()
+            .collect();
     for p in payloads {
         assert!(parquet.contains(p), "Parquet keeps {p:?} exactly");
     }
@@ -620,7 +658,7 @@ fn a_ge_with_an_empty_population_has_zeros_and_its_own_scope() {
     let r = report(GEFLUECHTETE, input.to_str().unwrap(), "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let root = out.join("gefluechtete/2025-03");
-    let table = per_ge(&root.join("rd=SAC/gefluechtete-2025-03.parquet"));
+    let table = per_ge(&root.join("parquet/recipient=rd-SAC/gefluechtete-2025-03.parquet"));
     let extract = Extract::read(input.to_str().unwrap());
     let ge = extract.col("ge_nr");
     let ges: BTreeSet<String> = extract.rows.iter().map(|r| r[ge].clone()).collect();
@@ -635,11 +673,16 @@ fn a_ge_with_an_empty_population_has_zeros_and_its_own_scope() {
         "{rows} rows, sum {sum}, {suppressed} suppressed"
     );
     assert!(
-        root.join(format!("ge={empty}/gefluechtete-2025-03.parquet"))
-            .is_file()
+        root.join(format!(
+            "parquet/recipient=ge-{empty}/gefluechtete-2025-03.parquet"
+        ))
+        .is_file()
     );
     assert_eq!(
-        per_ge(&root.join(format!("ge={empty}/gefluechtete-2025-03.parquet")))[&empty].1,
+        per_ge(&root.join(format!(
+            "parquet/recipient=ge-{empty}/gefluechtete-2025-03.parquet"
+        )))[&empty]
+            .1,
         0
     );
     let v = pseudagg(&["verify", root.to_str().unwrap()]);
@@ -678,10 +721,13 @@ fn the_ge_register_decides_the_grid() {
         .map(|l| l.split(';').next().unwrap().to_owned())
         .collect();
     let root = out.join("gefluechtete/2025-03");
-    let table = per_ge(&root.join("rd=SAC/gefluechtete-2025-03.parquet"));
+    let table = per_ge(&root.join("parquet/recipient=rd-SAC/gefluechtete-2025-03.parquet"));
     assert_eq!(table.keys().cloned().collect::<BTreeSet<_>>(), sac);
     for g in &sac {
-        assert!(root.join(format!("ge={g}")).is_dir(), "ge={g}");
+        assert!(
+            root.join(format!("parquet/recipient=ge-{g}")).is_dir(),
+            "ge-{g}"
+        );
     }
     assert_eq!(pseudagg(&["verify", root.to_str().unwrap()]).code, 0);
 
@@ -766,7 +812,9 @@ fn two_dimensions_are_crossed_with_both_totals() {
     let r = report(definition, input.to_str().unwrap(), "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let month = out.join("gefluechtete-geschlecht/2025-03");
-    let b = read_parquet(&month.join("rd=SAC/gefluechtete-geschlecht-2025-03.parquet"));
+    let b = read_parquet(
+        &month.join("parquet/recipient=rd-SAC/gefluechtete-geschlecht-2025-03.parquet"),
+    );
     // (level, ge_nr, herkunft, geschlecht, indicator) -> value (None: suppressed)
     let mut cells: std::collections::BTreeMap<
         (String, String, String, String, String),

@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::common::{
     Extract, SAMPLE_OPDS, SAMPLE_VKB, key_file, pseudagg, pseudonymise_vkb, read_parquet,
+    recipient_table,
 };
 
 /// Runs `verify --format json` and returns the exit code and the verdict.
@@ -51,13 +52,18 @@ fn copy_tree(from: &Path, to: &Path) {
 /// Recomputes the size and SHA-256 of every listed file, as a forger who also edits the manifest
 /// would: then only the content rules can find the change.
 fn refresh_manifest(dir: &Path) {
-    // The recipients' own manifests first: the report's manifest lists them too.
-    for entry in fs::read_dir(dir).unwrap().flatten() {
-        let own = entry.path().join("_manifest.json");
+    // The recipients' own manifests first (`manifests/<scope>.json`, their files relative to the
+    // month folder): the report's manifest lists them too.
+    for entry in fs::read_dir(dir.join("manifests"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let own = entry.path();
         if own.is_file() {
             let mut m: Value = serde_json::from_slice(&fs::read(&own).unwrap()).unwrap();
             for f in m["files"].as_array_mut().unwrap() {
-                let bytes = fs::read(entry.path().join(f["path"].as_str().unwrap())).unwrap();
+                let bytes = fs::read(dir.join(f["path"].as_str().unwrap())).unwrap();
                 f["bytes"] = bytes.len().into();
                 f["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
             }
@@ -251,12 +257,12 @@ fn good_datasets_pass_every_check_and_the_months_are_unlinkable() {
 fn a_tampered_file_and_an_unlisted_file_are_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    let part = d.join("rd=BY/part-00000.parquet");
+    let part = d.join("parquet/rd=BY/part-00000.parquet");
     let mut bytes = fs::read(&part).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x01;
     fs::write(&part, bytes).unwrap();
-    fs::write(d.join("rd=BY/notes.csv"), "anything\n").unwrap();
+    fs::write(d.join("parquet/rd=BY/notes.csv"), "anything\n").unwrap();
     let (code, v) = verify(&d, &[]);
     assert_eq!(code, 1);
     let r = rules(&v);
@@ -265,7 +271,7 @@ fn a_tampered_file_and_an_unlisted_file_are_found() {
     let f = &v["findings"].as_array().unwrap();
     assert!(
         f.iter()
-            .any(|f| f["rule"] == "unlisted-file" && f["file"] == "rd=BY/notes.csv")
+            .any(|f| f["rule"] == "unlisted-file" && f["file"] == "parquet/rd=BY/notes.csv")
     );
 }
 
@@ -277,7 +283,7 @@ fn a_leaked_name_in_a_renamed_column_is_found_with_the_input() {
     let input = Extract::sample_vkb();
     let surname = input.get(0, "nachname").to_owned();
     // `profillage` is a declared, publishable column: only the value gives the leak away.
-    rewrite_parquet(&d.join("rd=NRW/part-00000.parquet"), |c| {
+    rewrite_parquet(&d.join("parquet/rd=NRW/part-00000.parquet"), |c| {
         set_string(c, "profillage", 2, &surname);
     });
     refresh_manifest(&d);
@@ -298,7 +304,7 @@ fn a_leaked_name_in_a_renamed_column_is_found_with_the_input() {
         .iter()
         .find(|f| f["rule"] == "input-value")
         .unwrap();
-    assert_eq!(f["file"], "rd=NRW/part-00000.parquet");
+    assert_eq!(f["file"], "parquet/rd=NRW/part-00000.parquet");
     assert_eq!(f["row"], 3);
     assert_eq!(f["column"], "profillage");
     // The finding names where, never what.
@@ -309,7 +315,7 @@ fn a_leaked_name_in_a_renamed_column_is_found_with_the_input() {
 fn a_kundennummer_inside_a_text_column_is_found_without_the_input() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    rewrite_parquet(&d.join("rd=BW/part-00000.parquet"), |c| {
+    rewrite_parquet(&d.join("parquet/rd=BW/part-00000.parquet"), |c| {
         set_string(c, "massnahme", 0, "Rueckruf wegen 325D123456 am Montag");
     });
     refresh_manifest(&d);
@@ -335,7 +341,7 @@ fn a_kundennummer_inside_a_text_column_is_found_without_the_input() {
 fn values_outside_their_columns_contract_are_found_without_the_input() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    rewrite_parquet(&d.join("rd=BY/part-00000.parquet"), |c| {
+    rewrite_parquet(&d.join("parquet/rd=BY/part-00000.parquet"), |c| {
         set_string(c, "altersgruppe", 1, "Anna, geb. 1990");
         set_string(c, "dauer_seit_zugang", 2, "seit Montag");
         set_string(c, "kundenprozess", 3, "Herr Meier");
@@ -379,20 +385,23 @@ fn values_outside_their_columns_contract_are_found_without_the_input() {
 fn a_dataset_file_without_its_month_metadata_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    rewrite_parquet_with(&d.join("rd=HES/part-00000.parquet"), None, |_| {});
+    rewrite_parquet_with(&d.join("parquet/rd=HES/part-00000.parquet"), None, |_| {});
     refresh_manifest(&d);
     let (code, v) = verify(&d, &[]);
     assert_eq!(code, 1);
     assert_eq!(rules(&v), BTreeSet::from(["manifest".to_owned()]), "{v:#}");
-    assert_eq!(v["findings"][0]["file"], "rd=HES/part-00000.parquet");
+    assert_eq!(
+        v["findings"][0]["file"],
+        "parquet/rd=HES/part-00000.parquet"
+    );
 }
 
 #[test]
 fn an_undeclared_column_named_like_personal_data_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    rewrite_parquet(&d.join("rd=BB/part-00000.parquet"), |c| {
-        let n = c["rd"].len();
+    rewrite_parquet(&d.join("parquet/rd=BB/part-00000.parquet"), |c| {
+        let n = c["pseudonym"].len();
         c.insert(
             "vorname".into(),
             Arc::new(StringArray::from(vec![Some("x"); n])),
@@ -412,8 +421,13 @@ fn a_row_in_the_wrong_rd_folder_is_found() {
     let g = good();
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    rewrite_parquet(&d.join("rd=BY/part-00000.parquet"), |c| {
-        set_string(c, "rd", 1, "NRW");
+    // The files carry the RD in their folder only; a forged `rd` column names another RD for
+    // one row.
+    rewrite_parquet(&d.join("parquet/rd=BY/part-00000.parquet"), |c| {
+        let rows = c["pseudonym"].len();
+        let mut rd = vec!["BY"; rows];
+        rd[1] = "NRW";
+        c.insert("rd".into(), Arc::new(arrow_array::StringArray::from(rd)));
     });
     refresh_manifest(&d);
     let (code, v) = verify(&d, &[]);
@@ -425,14 +439,14 @@ fn a_row_in_the_wrong_rd_folder_is_found() {
     // it recomputes from belongs to another RD.
     let d2 = tmp.path().join("moved");
     copy_tree(&good().dir.join("out/vkb/2025-03"), &d2);
-    let by = read_parquet(&d2.join("rd=BY/part-00000.parquet"));
+    let by = read_parquet(&d2.join("parquet/rd=BY/part-00000.parquet"));
     let stolen = by[0]
         .column_by_name("pseudonym")
         .unwrap()
         .as_string::<i32>()
         .value(0)
         .to_owned();
-    rewrite_parquet(&d2.join("rd=NRW/part-00000.parquet"), |c| {
+    rewrite_parquet(&d2.join("parquet/rd=NRW/part-00000.parquet"), |c| {
         set_string(c, "pseudonym", 0, &stolen);
     });
     refresh_manifest(&d2);
@@ -450,7 +464,7 @@ fn a_pseudonym_made_with_another_key_is_found() {
     let d = march_copy(tmp.path());
     let foreign = read_parquet(
         &g.dir
-            .join("other-out/vkb/2025-03/rd=HES/part-00000.parquet"),
+            .join("other-out/vkb/2025-03/parquet/rd=HES/part-00000.parquet"),
     );
     let p = foreign[0]
         .column_by_name("pseudonym")
@@ -458,7 +472,7 @@ fn a_pseudonym_made_with_another_key_is_found() {
         .as_string::<i32>()
         .value(0)
         .to_owned();
-    rewrite_parquet(&d.join("rd=HES/part-00000.parquet"), |c| {
+    rewrite_parquet(&d.join("parquet/rd=HES/part-00000.parquet"), |c| {
         set_string(c, "pseudonym", 0, &p);
     });
     refresh_manifest(&d);
@@ -506,14 +520,17 @@ fn the_same_pseudonym_in_two_months_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let april = tmp.path().join("vkb-2025-04");
     copy_tree(&g.dir.join("out/vkb/2025-04"), &april);
-    let march = read_parquet(&g.dir.join("out/vkb/2025-03/rd=SAC/part-00000.parquet"));
+    let march = read_parquet(
+        &g.dir
+            .join("out/vkb/2025-03/parquet/rd=SAC/part-00000.parquet"),
+    );
     let p = march[0]
         .column_by_name("pseudonym")
         .unwrap()
         .as_string::<i32>()
         .value(0)
         .to_owned();
-    rewrite_parquet(&april.join("rd=SAC/part-00000.parquet"), |c| {
+    rewrite_parquet(&april.join("parquet/rd=SAC/part-00000.parquet"), |c| {
         set_string(c, "pseudonym", 0, &p);
     });
     refresh_manifest(&april);
@@ -528,7 +545,7 @@ fn the_same_pseudonym_in_two_months_is_found() {
 fn a_second_month_in_a_dataset_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    rewrite_parquet(&d.join("rd=SAT/part-00000.parquet"), |c| {
+    rewrite_parquet(&d.join("parquet/rd=SAT/part-00000.parquet"), |c| {
         set_string(c, "datenstand", 0, "2025-02");
     });
     refresh_manifest(&d);
@@ -546,7 +563,7 @@ fn a_group_below_k_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
     // Give one row a nationality nobody else in its RD has.
-    rewrite_parquet(&d.join("rd=NSB/part-00000.parquet"), |c| {
+    rewrite_parquet(&d.join("parquet/rd=NSB/part-00000.parquet"), |c| {
         set_string(c, "staatsangehoerigkeit", 0, "ISL");
         set_string(c, "altersgruppe", 0, "30-34");
     });
@@ -564,7 +581,7 @@ fn a_group_below_k_is_found() {
 fn a_jobcenter_beside_a_blanked_agency_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = march_copy(tmp.path());
-    let path = d.join("rd=NRW/part-00000.parquet");
+    let path = d.join("parquet/rd=NRW/part-00000.parquet");
     // Put a Jobcenter back into a row whose agency k-anonymity blanked: its number gives the
     // agency away.
     let mut planted = false;
@@ -640,7 +657,7 @@ fn good_report() -> &'static (PathBuf, Extract) {
 
 /// Rewrites a scope's Parquet table with `change` and its CSV to match, as a careful forger would.
 fn edit_scope(dir: &Path, scope: &str, change: impl FnOnce(&mut HashMap<String, ArrayRef>)) {
-    let pq = dir.join(format!("{scope}/gefluechtete-2025-03.parquet"));
+    let pq = recipient_table(dir, scope, "gefluechtete-2025-03", "parquet");
     rewrite_parquet(&pq, change);
     let batches = read_parquet(&pq);
     let b = &batches[0];
@@ -688,7 +705,11 @@ fn edit_scope(dir: &Path, scope: &str, change: impl FnOnce(&mut HashMap<String, 
         csv.push_str(&line.join(";"));
         csv.push_str("\r\n");
     }
-    fs::write(dir.join(format!("{scope}/gefluechtete-2025-03.csv")), csv).unwrap();
+    fs::write(
+        recipient_table(dir, scope, "gefluechtete-2025-03", "csv"),
+        csv,
+    )
+    .unwrap();
     refresh_manifest(dir);
 }
 
@@ -807,7 +828,7 @@ fn a_suppressed_cell_that_the_totals_reveal_is_found() {
     // two partners (Asylherkunftslaender and Insgesamt) with their true values: then
     // Ukraine = Insgesamt - Asylherkunftslaender.
     let mut planted = None;
-    edit_scope(&d, "rd=SAC", |c| {
+    edit_scope(&d, "rd-SAC", |c| {
         let rows = row_index(c);
         let sup: Vec<bool> = c["suppressed"]
             .as_boolean()
@@ -851,7 +872,7 @@ fn a_suppressed_cell_that_the_totals_reveal_is_found() {
             .unwrap()
             .iter()
             .any(|f| f["rule"] == "disclosure"
-                && f["file"] == "rd=SAC/"
+                && f["file"] == "recipient=rd-SAC/"
                 && f["message"]
                     .as_str()
                     .unwrap()
@@ -864,7 +885,7 @@ fn a_suppressed_cell_that_the_totals_reveal_is_found() {
 fn a_csv_that_disagrees_with_its_table_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = report_copy(tmp.path());
-    let csv = d.join("bund/gefluechtete-2025-03.csv");
+    let csv = d.join("csv/recipient=bund/gefluechtete-2025-03.csv");
     let text = fs::read_to_string(&csv).unwrap();
     let changed = text.replacen("bestand;", "bestand;9", 1);
     assert_ne!(text, changed);
@@ -884,7 +905,7 @@ fn a_recipient_folder_with_audit_data_or_another_file_fails() {
         serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
     assert!(steward["audit"].as_array().is_some_and(|a| !a.is_empty()));
     // The audit planted in one recipient's manifest.
-    let own_path = d.join("rd=SAC/_manifest.json");
+    let own_path = d.join("manifests/rd-SAC.json");
     let mut own: Value = serde_json::from_slice(&fs::read(&own_path).unwrap()).unwrap();
     own["audit"] = steward["audit"].clone();
     fs::write(&own_path, serde_json::to_vec_pretty(&own).unwrap()).unwrap();
@@ -901,10 +922,14 @@ fn a_recipient_folder_with_audit_data_or_another_file_fails() {
     // The steward's manifest copied into a recipient folder, listed as if it belonged there.
     let d = tmp.path().join("second");
     copy_tree(&good_report().0, &d);
-    fs::copy(d.join("manifest.json"), d.join("bund/steward.json")).unwrap();
+    fs::copy(
+        d.join("manifest.json"),
+        d.join("parquet/recipient=bund/steward.json"),
+    )
+    .unwrap();
     let mut m: Value = serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
     m["files"].as_array_mut().unwrap().push(serde_json::json!({
-        "path": "bund/steward.json", "rows": 0, "bytes": 0, "sha256": ""
+        "path": "parquet/recipient=bund/steward.json", "rows": 0, "bytes": 0, "sha256": ""
     }));
     fs::write(
         d.join("manifest.json"),
@@ -917,6 +942,71 @@ fn a_recipient_folder_with_audit_data_or_another_file_fails() {
     assert!(rules(&v).contains("recipient-folder"), "{v:#}");
 }
 
+/// The steward's file of every published cell once (`all/`) must say what the recipients'
+/// tables say: a changed value, or a cell twice, is found, even with the manifest's hashes and
+/// sums made to fit.
+#[test]
+fn the_stewards_file_of_all_cells_agrees_with_the_recipients_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let all = "all/gefluechtete-2025-03.parquet";
+    let fix_sum = |d: &Path| {
+        let sum: i64 = read_parquet(&d.join(all))
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("value")
+                    .unwrap()
+                    .as_primitive::<arrow_array::types::Int64Type>()
+                    .iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+            })
+            .sum();
+        let path = d.join("manifest.json");
+        let mut m: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        for f in m["files"].as_array_mut().unwrap() {
+            if f["path"] == all {
+                f["value_sum"] = sum.into();
+            }
+        }
+        fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        refresh_manifest(d);
+    };
+    let d = report_copy(tmp.path());
+    rewrite_parquet(&d.join(all), |c| {
+        let v = c["value"].as_primitive::<arrow_array::types::Int64Type>();
+        let row = (0..v.len()).find(|&i| v.is_valid(i)).unwrap();
+        let planted = v.value(row) + 5;
+        set_cell(c, row, Some(planted));
+    });
+    fix_sum(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        rules(&v),
+        BTreeSet::from(["inconsistent".to_owned()]),
+        "{v:#}"
+    );
+    assert!(
+        v.to_string()
+            .contains("differs from the recipients' tables"),
+        "{v:#}"
+    );
+
+    // The first row again at the end: one cell twice.
+    let d = tmp.path().join("twice");
+    copy_tree(&good_report().0, &d);
+    rewrite_parquet(&d.join(all), |c| {
+        for col in c.values_mut() {
+            let first = col.slice(0, 1);
+            *col = arrow_select::concat::concat(&[col.as_ref(), first.as_ref()]).unwrap();
+        }
+    });
+    fix_sum(&d);
+    let (code, v) = verify(&d, &[]);
+    assert_eq!(code, 1);
+    assert!(v.to_string().contains("appear more than once"), "{v:#}");
+}
+
 /// The workbook is checked against the Parquet table too: another scope's workbook in its place
 /// shows other values and another number of `*`.
 #[test]
@@ -924,8 +1014,8 @@ fn a_workbook_that_shows_other_values_fails() {
     let tmp = tempfile::tempdir().unwrap();
     let d = report_copy(tmp.path());
     fs::copy(
-        d.join("rd=SAC/gefluechtete-2025-03.xlsx"),
-        d.join("bund/gefluechtete-2025-03.xlsx"),
+        d.join("xlsx/recipient=rd-SAC/gefluechtete-2025-03.xlsx"),
+        d.join("xlsx/recipient=bund/gefluechtete-2025-03.xlsx"),
     )
     .unwrap();
     refresh_manifest(&d);
@@ -963,7 +1053,7 @@ fn a_second_month_in_a_report_is_found() {
     let tmp = tempfile::tempdir().unwrap();
     let d = report_copy(tmp.path());
     // A scope table carrying another month in its metadata, as if copied from another report.
-    let pq = d.join("bund/gefluechtete-2025-03.parquet");
+    let pq = d.join("parquet/recipient=bund/gefluechtete-2025-03.parquet");
     let batches = read_parquet(&pq);
     let props = parquet::file::properties::WriterProperties::builder()
         .set_key_value_metadata(Some(vec![parquet::file::metadata::KeyValue::new(

@@ -253,3 +253,9 @@ pub fn cells(batches: &[RecordBatch]) -> Vec<(String, String)> {
     }
     out
 }
+
+/// A recipient's table in a report's month folder:
+/// `<format>/recipient=<scope>/<stem>.<format>`.
+pub fn recipient_table(month: &Path, scope: &str, stem: &str, format: &str) -> PathBuf {
+    month.join(format!("{format}/recipient={scope}/{stem}.{format}"))
+}

@@ -1,0 +1,152 @@
+//! pyarrow, pandas, polars and DuckDB read every output with the README's one-call recipe, and
+//! get exactly the rows, the sums and the keys that the manifests give: nothing twice, nothing
+//! missing, no column that clashes with a folder key.
+//!
+//! The readers are real Python clients at pinned versions (`tests/clients/requirements.txt`).
+//! `.ci/run` installs them into a throwaway venv and names its interpreter in `PSEUDAGG_PYTHON`;
+//! without it, the first test makes such a venv below the cargo target folder (once; it needs
+//! `python3` and PyPI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::common::{Extract, SAMPLE_OPDS, SAMPLE_VKB, VKB_PIPELINE, key_file, pseudagg};
+
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
+
+/// The interpreter with the pinned clients.
+fn python() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        if let Some(p) = std::env::var_os("PSEUDAGG_PYTHON") {
+            return PathBuf::from(p);
+        }
+        let requirements = Path::new(CLIENTS).join("requirements.txt");
+        let pins = std::fs::read_to_string(&requirements).unwrap();
+        let tag = pseudagg_io::sha256_hex(pins.as_bytes());
+        let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("client-venv-{}", &tag[..12]));
+        let python = venv.join("bin/python");
+        if !venv.join("ready").exists() {
+            let _ = std::fs::remove_dir_all(&venv);
+            let run = |cmd: &mut Command| {
+                let out = cmd.output().expect(
+                    "python3 runs (or set PSEUDAGG_PYTHON to a Python with tests/clients/requirements.txt installed)",
+                );
+                assert!(
+                    out.status.success(),
+                    "setting up the client venv failed (set PSEUDAGG_PYTHON to a Python with tests/clients/requirements.txt installed):\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+            run(Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r"])
+                .arg(&requirements));
+            std::fs::write(venv.join("ready"), "").unwrap();
+        }
+        python
+    })
+}
+
+/// The sample's VKB month and a report of three RDs (all gEs of the register), written once.
+fn outputs() -> &'static (PathBuf, PathBuf) {
+    static OUT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("clients-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let key = key_file(&dir, [7; 32]);
+        let r = pseudagg(&[
+            "pseudonymise",
+            "--pipeline",
+            VKB_PIPELINE,
+            "--input",
+            SAMPLE_VKB,
+            "--month",
+            "2025-03",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        let mut input = Extract::read(SAMPLE_OPDS);
+        let rd = input.col("rd");
+        input
+            .rows
+            .retain(|r| ["SAC", "SAT", "BB"].contains(&r[rd].as_str()));
+        let opds = input.write(&dir.join("opds.csv"));
+        let r = pseudagg(&[
+            "report",
+            "--definition",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../pipelines/gefluechtete.toml"
+            ),
+            "--input",
+            opds.to_str().unwrap(),
+            "--month",
+            "2025-03",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        (out.join("vkb/2025-03"), out.join("gefluechtete/2025-03"))
+    })
+}
+
+fn reads_every_output(client: &str) {
+    let (vkb, report) = outputs();
+    let out = Command::new(python())
+        .arg(Path::new(CLIENTS).join("read_outputs.py"))
+        .arg(client)
+        .arg(vkb)
+        .arg(report)
+        .output()
+        .expect("the client script runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{client} read the outputs wrongly:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every check of the script ran: 5 on the dataset, 6 on the steward's files, 2 on the
+    // recipients and the Bund, 3 per recipient (the report has the Bund, 3 RDs and their gEs),
+    // 2 on one RD's folder alone.
+    let passed: usize = stdout
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    let scopes = serde_json::from_slice::<serde_json::Value>(
+        &std::fs::read(report.join("manifest.json")).unwrap(),
+    )
+    .unwrap()["scopes"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(passed, 5 + 6 + 2 + 3 * scopes + 2, "{stdout}");
+}
+
+#[test]
+fn pyarrow_reads_every_output() {
+    reads_every_output("pyarrow");
+}
+
+#[test]
+fn pandas_reads_every_output() {
+    reads_every_output("pandas");
+}
+
+#[test]
+fn polars_reads_every_output() {
+    reads_every_output("polars");
+}
+
+#[test]
+fn duckdb_reads_every_output() {
+    reads_every_output("duckdb");
+}
