@@ -1,4 +1,5 @@
-//! pyarrow, pandas, polars and DuckDB read every output with the README's one-call recipe, and
+//! pyarrow, pandas, polars and DuckDB read every output with the README's one-call recipes (the
+//! ```python blocks of *Reading the outputs*, run as written), and
 //! get exactly the rows, the sums and the keys that the manifests give: nothing twice, nothing
 //! missing, no column that clashes with a folder key.
 //!
@@ -49,9 +50,9 @@ fn python() -> &'static Path {
     })
 }
 
-/// The sample's VKB month and a report of three RDs (all gEs of the register), written once.
-fn outputs() -> &'static (PathBuf, PathBuf) {
-    static OUT: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+/// An output root with the sample's VKB month and a report of three RDs, written once.
+fn outputs() -> &'static Path {
+    static OUT: OnceLock<PathBuf> = OnceLock::new();
     OUT.get_or_init(|| {
         let dir =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("clients-{}", std::process::id()));
@@ -94,40 +95,38 @@ fn outputs() -> &'static (PathBuf, PathBuf) {
             out.to_str().unwrap(),
         ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        (out.join("vkb/2025-03"), out.join("gefluechtete/2025-03"))
+        out
     })
 }
 
 fn reads_every_output(client: &str) {
-    let (vkb, report) = outputs();
-    let out = Command::new(python())
+    let out = outputs();
+    let result = Command::new(python())
         .arg(Path::new(CLIENTS).join("read_outputs.py"))
         .arg(client)
-        .arg(vkb)
-        .arg(report)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        .arg(out)
         .output()
         .expect("the client script runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&result.stdout);
     assert!(
-        out.status.success(),
-        "{client} read the outputs wrongly:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        result.status.success(),
+        "{client} read the outputs wrongly with the README's recipe:\n{stdout}{}",
+        String::from_utf8_lossy(&result.stderr)
     );
     // Every check of the script ran: 5 on the dataset, 6 on the steward's files, 2 on the
-    // recipients and the Bund, 3 per recipient (the report has the Bund, 3 RDs and their gEs),
-    // 2 on one RD's folder alone.
+    // recipients and the Bund, 3 per recipient (the Bund, 3 RDs and their gEs), 2 on one RD's
+    // folder alone.
     let passed: usize = stdout
         .split_whitespace()
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
-    let scopes = serde_json::from_slice::<serde_json::Value>(
-        &std::fs::read(report.join("manifest.json")).unwrap(),
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("gefluechtete/2025-03/manifest.json")).unwrap(),
     )
-    .unwrap()["scopes"]
-        .as_array()
-        .unwrap()
-        .len();
+    .unwrap();
+    let scopes = manifest["scopes"].as_array().unwrap().len();
     assert_eq!(passed, 5 + 6 + 2 + 3 * scopes + 2, "{stdout}");
 }
 

@@ -1,11 +1,14 @@
 """Reads pseudagg's outputs with one client, by the README's recipe, and checks what it got.
 
-    python read_outputs.py CLIENT VKB_MONTH_DIR REPORT_MONTH_DIR
+    python read_outputs.py CLIENT README OUT
 
-CLIENT is pyarrow, pandas, polars or duckdb. The read calls below are the README's recipes, one
-call each; everything after a read only turns the client's result into Python rows to check them
-against the steward's manifests: row counts, the sums of the published values, every key once.
-Exit 0 when every check holds, 1 with the failed checks otherwise.
+CLIENT is pyarrow, pandas, polars or duckdb. The README has a ```python block for each client,
+whose first line is `# <client>`: that block is run as written, with `OUT/` standing for the
+output root OUT (which holds vkb/2025-03 and gefluechtete/2025-03). It reads every output in one
+call each into `vkb`, `cells`, `cells_csv`, `recipients` and `sac`. Everything after that only
+turns the client's results into Python rows, to check them against the steward's manifests: row
+counts, the sums of the published values, every key once. Exit 0 when every check holds, 1 with
+the failed checks otherwise.
 """
 
 import json
@@ -15,61 +18,45 @@ from collections import Counter
 from pathlib import Path
 
 PSEUDONYM = re.compile(r"^[0-9a-f]{64}$")
+NAMES = ["vkb", "cells", "cells_csv", "recipients", "sac"]
 
 
-# --- the recipes: one call per output -------------------------------------------------------
+def recipe(readme, client):
+    """The README's ```python block that starts with `# <client>`."""
+    blocks = re.findall(r"^```python\n(.*?)^```", readme.read_text(), flags=re.M | re.S)
+    for block in blocks:
+        first = block.splitlines()[0].strip()
+        if first == f"# {client}" or first.startswith(f"# {client} "):
+            return block
+    raise SystemExit(f"the README has no ```python block starting with `# {client}`")
 
 
-def read_pyarrow(kind, path):
-    import pyarrow.csv as pc
-    import pyarrow.parquet as pq
-
-    if kind == "csv":
-        table = pc.read_csv(
-            path,
-            parse_options=pc.ParseOptions(delimiter=";"),
-            convert_options=pc.ConvertOptions(column_types={"value": "string", "rd": "string", "ge_nr": "string"}),
-        )
-    else:
-        table = pq.read_table(path)
-    return table.to_pylist()
+def run_recipe(readme, client, out):
+    code = recipe(readme, client).replace("OUT/", f"{out}/")
+    scope = {}
+    exec(compile(code, f"README ({client})", "exec"), scope)  # noqa: S102 - the README's own code
+    missing = [n for n in NAMES if n not in scope]
+    if missing:
+        raise SystemExit(f"the {client} recipe does not set {missing}")
+    return {n: rows_of(scope[n]) for n in NAMES}
 
 
-def read_pandas(kind, path):
-    import pandas as pd
-
-    if kind == "csv":
-        frame = pd.read_csv(path, sep=";", encoding="utf-8-sig", dtype=str, keep_default_na=False)
-    else:
-        frame = pd.read_parquet(path)
-    # The hive key comes back as a categorical; its values are what count here.
-    return [
-        {k: (None if _is_na(v) else v) for k, v in row.items()}
-        for row in frame.astype(object).to_dict("records")
-    ]
-
-
-def read_polars(kind, path):
-    import polars as pl
-
-    if kind == "csv":
-        frame = pl.read_csv(path, separator=";", infer_schema=False)
-    else:
-        frame = pl.read_parquet(path)
-    return frame.to_dicts()
-
-
-def read_duckdb(kind, path):
-    import duckdb
-
-    if kind == "csv":
-        rel = duckdb.sql(f"select * from read_csv('{path}', delim=';', header=true, all_varchar=true)")
-    elif kind == "parquet-tree":
-        rel = duckdb.sql(f"select * from read_parquet('{path}/**/*.parquet', hive_partitioning=true)")
-    else:
-        rel = duckdb.sql(f"select * from read_parquet('{path}')")
-    names = rel.columns
-    return [dict(zip(names, row)) for row in rel.fetchall()]
+def rows_of(result):
+    """A client's result as a list of dicts, None for a missing value."""
+    kind = type(result).__module__.split(".")[0]
+    if kind == "pyarrow":
+        return result.to_pylist()
+    if kind == "pandas":
+        return [
+            {k: (None if _is_na(v) else v) for k, v in row.items()}
+            for row in result.astype(object).to_dict("records")
+        ]
+    if kind == "polars":
+        return result.to_dicts()
+    if kind in ("duckdb", "_duckdb"):
+        names = result.columns
+        return [dict(zip(names, row)) for row in result.fetchall()]
+    raise SystemExit(f"cannot turn a {type(result)} into rows")
 
 
 def _is_na(v):
@@ -77,22 +64,6 @@ def _is_na(v):
         return v != v  # NaN
     except Exception:  # noqa: BLE001
         return False
-
-
-READERS = {
-    "pyarrow": read_pyarrow,
-    "pandas": read_pandas,
-    "polars": read_polars,
-    "duckdb": read_duckdb,
-}
-
-
-def read(client, kind, path):
-    """kind: parquet-tree (a hive folder), parquet (one file), csv (one file)."""
-    reader = READERS[client]
-    if client == "duckdb" or kind != "parquet-tree":
-        return reader(kind, str(path))
-    return reader("parquet", str(path))
 
 
 # --- the checks ---------------------------------------------------------------------------------
@@ -114,9 +85,9 @@ def text(v):
     return None if v is None or v == "" else str(v)
 
 
-def check_vkb(client, month_dir, checks):
+def check_vkb(got, month_dir, checks):
     manifest = json.loads((month_dir / "manifest.json").read_text())
-    rows = read(client, "parquet-tree", month_dir / "parquet")
+    rows = got["vkb"]
     key = manifest["partitions"] and "rd"
     checks.equal("vkb rows", len(rows), manifest["rows_out"])
     per_rd = Counter(str(r[key]) for r in rows)
@@ -149,7 +120,7 @@ def published_sum(rows):
     return total
 
 
-def check_report(client, month_dir, checks):
+def check_report(got, month_dir, checks):
     manifest = json.loads((month_dir / "manifest.json").read_text())
     files = {f["path"]: f for f in manifest["files"]}
     dims = [d["name"] for d in manifest["structure"]["dimensions"]]
@@ -157,7 +128,7 @@ def check_report(client, month_dir, checks):
 
     # The steward's file: every published cell once.
     all_pq = f"all/{stem}.parquet"
-    rows = read(client, "parquet", month_dir / all_pq)
+    rows = got["cells"]
     checks.equal("all rows", len(rows), files[all_pq]["rows"])
     checks.equal("all sum", published_sum(rows), files[all_pq]["value_sum"])
     keys = Counter(cell_key(r, dims) for r in rows)
@@ -165,40 +136,41 @@ def check_report(client, month_dir, checks):
     suppressed = sum(1 for r in rows if r["value"] is None)
 
     all_csv = f"all/{stem}.csv"
-    rows = read(client, "csv", month_dir / all_csv)
+    rows = got["cells_csv"]
     checks.equal("all csv rows", len(rows), files[all_csv]["rows"])
     checks.equal("all csv sum", published_sum(rows), files[all_csv]["value_sum"])
     checks.equal("all csv suppressed", sum(1 for r in rows if r["value"] == "*"), suppressed)
 
     # Every recipient's table, with the recipient from its folder.
-    rows = read(client, "parquet-tree", month_dir / "parquet")
+    rows = got["recipients"]
     by = {}
     for r in rows:
         by.setdefault(str(r["recipient"]), []).append(r)
     checks.equal("recipients", sorted(by), sorted(manifest["scopes"]))
     for scope in manifest["scopes"]:
         entry = files[f"parquet/recipient={scope}/{stem}.parquet"]
-        got = by.get(scope, [])
-        checks.equal(f"rows of {scope}", len(got), entry["rows"])
-        checks.equal(f"sum of {scope}", published_sum(got), entry["value_sum"])
-        keys = Counter(cell_key(r, dims) for r in got)
+        mine = by.get(scope, [])
+        checks.equal(f"rows of {scope}", len(mine), entry["rows"])
+        checks.equal(f"sum of {scope}", published_sum(mine), entry["value_sum"])
+        keys = Counter(cell_key(r, dims) for r in mine)
         checks.equal(f"cells of {scope} once", max(keys.values()), 1)
     bund = by.get("bund", [])
     checks.equal("the Bund's table holds only Bund rows", {text(r["level"]) for r in bund}, {"bund"})
 
     # One recipient's folder alone.
-    rd = next(s for s in manifest["scopes"] if s.startswith("rd-"))
-    rows = read(client, "parquet-tree", month_dir / "parquet" / f"recipient={rd}")
+    rd = "rd-SAC"
+    rows = got["sac"]
     entry = files[f"parquet/recipient={rd}/{stem}.parquet"]
     checks.equal(f"{rd} alone: rows", len(rows), entry["rows"])
     checks.equal(f"{rd} alone: sum", published_sum(rows), entry["value_sum"])
 
 
 def main():
-    client, vkb, report = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    client, readme, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+    got = run_recipe(readme, client, out)
     checks = Checks()
-    check_vkb(client, vkb, checks)
-    check_report(client, report, checks)
+    check_vkb(got, out / "vkb/2025-03", checks)
+    check_report(got, out / "gefluechtete/2025-03", checks)
     if checks.failed:
         print(f"{client}: {len(checks.failed)} checks failed", file=sys.stderr)
         for f in checks.failed:
