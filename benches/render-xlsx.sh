@@ -19,8 +19,8 @@ rm -rf "$OUT/reports"
 PSEUDAGG_LOG=warn "$BIN" report --definition pipelines/gefluechtete.toml \
   --input testdata/opds-person-2025-03.csv --month 2025-03 \
   --ge-register testdata/ge-register.csv --out "$OUT/reports" >&2
-for scope in ge=86101 rd=SAC; do
-  xlsx="$OUT/reports/gefluechtete/2025-03/$scope/gefluechtete-2025-03.xlsx"
+for scope in ge-86101 rd-SAC; do
+  xlsx="$OUT/reports/gefluechtete/2025-03/xlsx/recipient=$scope/gefluechtete-2025-03.xlsx"
   rm -rf "$OUT/$scope"
   mkdir -p "$OUT/$scope"
   soffice --headless --convert-to pdf --outdir "$OUT/$scope" "$xlsx" >&2

@@ -1,4 +1,5 @@
-//! Checks of a pseudonymised dataset (`OUT/<pipeline>/<month>/<key>=<value>/part-*.parquet`).
+//! Checks of a pseudonymised dataset (`OUT/<pipeline>/<month>/parquet/<key>=<value>/part-*.parquet`, or
+//! `OUT/<pipeline>/<month>/<key>=<value>/part-*.parquet` as layout 1 wrote it).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

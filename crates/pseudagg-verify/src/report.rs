@@ -1,4 +1,5 @@
-//! Checks of a report (`OUT/<report>/<month>/{bund,rd=X,ge=N}/`), from the published files only.
+//! Checks of a report (layout 2: `OUT/<report>/<month>/{parquet,csv,xlsx}/recipient=<scope>/`, `all/`,
+//! `manifests/`; layout 1: `{bund,rd=X,ge=N}/`), from the published files only.
 //!
 //! The interval audit is recomputed here from what each recipient sees: the cells of its scope and
 //! the relations an attacker knows (gEs add up to their RD, RDs to the Bund when all are shown,
