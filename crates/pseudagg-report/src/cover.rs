@@ -88,13 +88,6 @@ pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Option<Cover> {
     if conditions.is_empty() {
         return None;
     }
-    let mut vars: Vec<Var> = conditions
-        .iter()
-        .flat_map(|c| c.terms.iter().map(|t| t.0))
-        .collect();
-    vars.sort_unstable();
-    vars.dedup();
-    debug_assert!(vars.iter().filter(|v| matches!(v, Var::Helper(_))).count() <= helpers);
     // Cheap cells first: small ones (many small cells before one large one), inner before totals.
     let weight = |v: Var| match v {
         Var::Cell(c) => {
@@ -106,22 +99,29 @@ pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Option<Cover> {
         Var::Cell(_) => 1.0,
         Var::Helper(_) => 0.0,
     };
-    let (pattern, _) = solve(&vars, &conditions, weight)?;
-    let (_, bound) = solve(&vars, &conditions, count)?;
-    let chosen: Vec<usize> = vars
+    // Most conditions hold with nothing chosen (a free cell needs a partner only once it is
+    // chosen): they join the program only when a solution breaks them.
+    let active: Vec<bool> = conditions.iter().map(|c| c.rhs > 0.0).collect();
+    let (pattern, active, rounds) = solve_lazily(&conditions, active, weight)?;
+    let (bound_point, _, bound_rounds) = solve_lazily(&conditions, active, count)?;
+    let mut chosen: Vec<usize> = pattern
         .iter()
-        .zip(&pattern)
         .filter_map(|(&v, &x)| match v {
             Var::Cell(c) if x > 0.5 => Some(c),
             _ => None,
         })
         .collect();
+    chosen.sort_unstable();
+    let bound = bound_point.bound;
+    debug_assert!(helpers >= pattern.keys().filter(|v| matches!(v, Var::Helper(_))).count());
     let lower_bound = (bound - 1e-6).ceil().max(0.0) as usize;
     tracing::info!(
-        variables = vars.len(),
+        variables = pattern.len(),
         conditions = conditions.len(),
         chosen = chosen.len(),
         lower_bound,
+        rounds,
+        bound_rounds,
         "suppression: covering program solved"
     );
     Some(Cover {
@@ -287,10 +287,76 @@ impl Program<'_> {
     }
 }
 
+/// A solution of the covering program: each variable's value (a variable of no condition in the
+/// program is 0) and the solver's dual bound.
+struct Solution {
+    values: HashMap<Var, f64>,
+    bound: f64,
+}
+
+impl std::ops::Deref for Solution {
+    type Target = HashMap<Var, f64>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.values
+    }
+}
+
+/// Minimises `sum(weight * x)` under the `active` conditions, and adds every other condition
+/// that the solution breaks until it breaks none: then the solution is one of the whole program
+/// (it meets every condition and no cheaper one meets even the active ones), and each round's
+/// dual bound a lower bound of the whole program's optimum (fewer conditions can only lower it).
+/// Returns the solution, the conditions it ended with, and the number of rounds.
+fn solve_lazily(
+    conditions: &[Condition],
+    mut active: Vec<bool>,
+    weight: impl Fn(Var) -> f64 + Copy,
+) -> Option<(Solution, Vec<bool>, usize)> {
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        let program: Vec<&Condition> = conditions
+            .iter()
+            .zip(&active)
+            .filter_map(|(c, &a)| a.then_some(c))
+            .collect();
+        let mut vars: Vec<Var> = program
+            .iter()
+            .flat_map(|c| c.terms.iter().map(|t| t.0))
+            .collect();
+        vars.sort_unstable();
+        vars.dedup();
+        let (point, bound) = if program.is_empty() {
+            (Vec::new(), 0.0)
+        } else {
+            solve(&vars, &program, weight)?
+        };
+        let values: HashMap<Var, f64> = vars.into_iter().zip(point).collect();
+        let mut broken = false;
+        for (c, a) in conditions.iter().zip(active.iter_mut()) {
+            if *a {
+                continue;
+            }
+            let lhs: f64 = c
+                .terms
+                .iter()
+                .map(|(v, k)| k * values.get(v).copied().unwrap_or(0.0))
+                .sum();
+            if lhs < c.rhs - 1e-6 {
+                *a = true;
+                broken = true;
+            }
+        }
+        if !broken {
+            return Some((Solution { values, bound }, active, rounds));
+        }
+    }
+}
+
 /// Minimises `sum(weight * x)` over 0/1 `x` under the conditions: the point and the dual bound.
 fn solve(
     vars: &[Var],
-    conditions: &[Condition],
+    conditions: &[&Condition],
     weight: impl Fn(Var) -> f64,
 ) -> Option<(Vec<f64>, f64)> {
     let mut pb = RowProblem::default();
