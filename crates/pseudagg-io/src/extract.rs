@@ -78,6 +78,12 @@ pub struct ReadOptions {
     pub batch_rows: usize,
     /// How many problems are listed before the rest are only counted.
     pub max_problems: usize,
+    /// The schema columns (by index) the caller needs; `None`: all. A Parquet extract is then
+    /// read only in these columns and the month and uniqueness columns, each checked cell by cell
+    /// as always; the other columns are checked by name and type in the file's schema only, and
+    /// come as null columns of type `Null` (see [`ExtractReader::arrow_schema`]). A CSV extract is
+    /// read whole.
+    pub columns: Option<Vec<usize>>,
 }
 
 impl ReadOptions {
@@ -88,6 +94,7 @@ impl ReadOptions {
             encoding: Encoding::Utf8,
             batch_rows: 64 * 1024,
             max_problems: Problems::DEFAULT_LIMIT,
+            columns: None,
         }
     }
 }
@@ -207,6 +214,21 @@ impl ExtractReader {
         let format = ExtractFormat::from_path(path)?;
         let checks: Arc<Vec<ColumnCheck>> =
             Arc::new(schema.columns.iter().map(ColumnCheck::new).collect());
+        let month_column = schema
+            .columns
+            .iter()
+            .position(|c| c.class == ColumnClass::Meta && c.name == "datenstand");
+        // The columns read: the caller's, and those the month and uniqueness checks need.
+        let read: Vec<bool> = match (&options.columns, format) {
+            (Some(wanted), ExtractFormat::Parquet) => schema
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| wanted.contains(&i) || c.unique || Some(i) == month_column)
+                .collect(),
+            _ => vec![true; schema.columns.len()],
+        };
+        let arrow = projected_schema(&arrow_schema(schema), &read);
         let source = match format {
             ExtractFormat::Csv => Source::Csv(Box::new(CsvSource::open(
                 path,
@@ -221,15 +243,12 @@ impl ExtractReader {
                 path,
                 schema,
                 checks.clone(),
-                arrow_schema(schema),
+                arrow.clone(),
+                &read,
                 options.batch_rows,
                 options.max_problems,
             )?)),
         };
-        let month_column = schema
-            .columns
-            .iter()
-            .position(|c| c.class == ColumnClass::Meta && c.name == "datenstand");
         let unique = schema
             .columns
             .iter()
@@ -237,10 +256,19 @@ impl ExtractReader {
             .filter(|(_, c)| c.unique)
             .map(|(i, _)| (i, FingerprintSet::default()))
             .collect();
+        let mut unique: Vec<(usize, FingerprintSet)> = unique;
+        if let Source::Parquet(p) = &source {
+            // The footer gives the row count: the sets are made once at their size, instead of
+            // growing (and briefly doubling) a dozen times on a national extract.
+            let rows = usize::try_from(p.total_rows()).unwrap_or(0).min(50_000_000);
+            for (_, seen) in &mut unique {
+                seen.reserve(rows);
+            }
+        }
         Ok(Self {
             path: path.to_owned(),
             schema_name: schema.name.clone(),
-            arrow: arrow_schema(schema),
+            arrow,
             checks,
             source,
             problems: Problems::with_limit(options.max_problems),
@@ -253,7 +281,8 @@ impl ExtractReader {
         })
     }
 
-    /// The Arrow schema of the batches: the input schema's columns, in its order.
+    /// The Arrow schema of the batches: the input schema's columns, in its order; a column not
+    /// read (see [`ReadOptions::columns`]) has the type `Null`.
     #[must_use]
     pub fn arrow_schema(&self) -> Arc<ArrowSchema> {
         self.arrow.clone()
@@ -439,6 +468,27 @@ impl ExtractReader {
             }
         }
     }
+}
+
+/// The batches' schema when only the `read` columns are read: the others are `Null` columns.
+fn projected_schema(arrow: &Arc<ArrowSchema>, read: &[bool]) -> Arc<ArrowSchema> {
+    if read.iter().all(|&r| r) {
+        return arrow.clone();
+    }
+    Arc::new(ArrowSchema::new(
+        arrow
+            .fields()
+            .iter()
+            .zip(read)
+            .map(|(f, &r)| {
+                if r {
+                    f.as_ref().clone()
+                } else {
+                    arrow_schema::Field::new(f.name(), arrow_schema::DataType::Null, true)
+                }
+            })
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Assembles a chunk's batch. A chunk with problems may hold nulls in non-nullable columns (where

@@ -7,20 +7,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_array::{Array, ArrayRef, NullArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema as ArrowSchema};
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
 use pseudagg_core::{ColumnType, Error, Location, Problem, Problems, Result, Schema};
 
 use crate::cell::ColumnCheck;
 use crate::extract::{Chunk, batch_of, match_columns, unique_fingerprints};
 use crate::hashing::sha256_file;
 
-/// Reads in a thread of its own, one batch ahead of the caller at most [`IN_FLIGHT`]; each batch is
-/// checked on the rayon pool. The caller gets the batches in file order.
+/// Reads the file's row groups on the rayon pool, at most [`IN_FLIGHT`] ahead of the caller, each
+/// decoded in the columns wanted only and checked there; the caller gets the batches in file order.
 pub(crate) struct ParquetSource {
     path: PathBuf,
     pending: Receiver<Pending>,
+    /// The batches of the row group being handed out.
+    ready: std::collections::VecDeque<Chunk>,
     sha256: String,
     size: u64,
     total_rows: u64,
@@ -32,18 +37,20 @@ struct CheckContext {
     path: PathBuf,
     checks: Arc<Vec<ColumnCheck>>,
     arrow: Arc<ArrowSchema>,
-    mapping: Vec<usize>,
+    /// For each schema column: its position in the decoded (projected) batches, or `None` when
+    /// it is not read.
+    position: Vec<Option<usize>>,
     max_problems: usize,
     /// Schema columns whose values must be unique.
     unique: Vec<usize>,
 }
 
-/// Checked batches that may wait for the caller.
-const IN_FLIGHT: usize = 3;
+/// Row groups decoded or being decoded ahead of the caller: one per core of a small machine.
+const IN_FLIGHT: usize = 2;
 
 enum Pending {
-    Chunk(Receiver<Result<Chunk>>),
-    Failed(Error),
+    /// A row group's checked batches, in order.
+    Group(Receiver<Result<Vec<Chunk>>>),
 }
 
 fn accepts(ty: ColumnType, data_type: &DataType) -> bool {
@@ -131,25 +138,40 @@ impl ParquetSource {
         schema: &Schema,
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
+        read: &[bool],
         batch_rows: usize,
         max_problems: usize,
     ) -> Result<Self> {
-        let format_error = |reason: String| Error::Format {
-            path: path.to_owned(),
-            reason,
-        };
         let (builder, size, mapping) = Self::header(path, schema, max_problems)?;
-        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-        let reader = builder
-            .with_batch_size(batch_rows)
-            .build()
-            .map_err(|e| format_error(sanitise(&e.to_string())))?;
+        let metadata = builder.metadata().clone();
+        let total_rows = metadata.file_metadata().num_rows().max(0) as u64;
+        // The file's columns to decode, in file order, and where each schema column lands.
+        let mut wanted: Vec<usize> = mapping
+            .iter()
+            .zip(read)
+            .filter_map(|(&fi, &r)| r.then_some(fi))
+            .collect();
+        wanted.sort_unstable();
+        let position = mapping
+            .iter()
+            .zip(read)
+            .map(|(fi, &r)| r.then(|| wanted.binary_search(fi).expect("a wanted column")))
+            .collect();
+        let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
+        let reader_metadata =
+            ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new()).map_err(
+                |e| Error::Format {
+                    path: path.to_owned(),
+                    reason: sanitise(&e.to_string()),
+                },
+            )?;
+        drop(builder);
         let sha256 = sha256_file(path)?;
         let context = Arc::new(CheckContext {
             path: path.to_owned(),
             checks,
             arrow,
-            mapping,
+            position,
             max_problems,
             unique: schema
                 .columns
@@ -159,21 +181,43 @@ impl ParquetSource {
                 .map(|(i, _)| i)
                 .collect(),
         });
+        let groups: Vec<(usize, u64)> = metadata
+            .row_groups()
+            .iter()
+            .enumerate()
+            .scan(1u64, |first, (i, g)| {
+                let at = *first;
+                *first += g.num_rows().max(0) as u64;
+                Some((i, at))
+            })
+            .collect();
         let rows_read = Arc::new(AtomicU64::new(0));
         let (sender, pending) = sync_channel(IN_FLIGHT);
         let counter = rows_read.clone();
+        let decode = Decode {
+            path: path.to_owned(),
+            metadata: reader_metadata,
+            mask,
+            batch_rows,
+        };
         std::thread::Builder::new()
             .name("pseudagg-parquet".to_owned())
-            .spawn(move || read_ahead(reader, &context, &sender, &counter))
+            .spawn(move || read_ahead(&decode, &groups, &context, &sender, &counter))
             .map_err(|e| Error::io("start a reading thread for", path, e))?;
         Ok(Self {
             path: path.to_owned(),
             pending,
+            ready: std::collections::VecDeque::new(),
             sha256,
             size,
             total_rows,
             rows_read,
         })
+    }
+
+    /// The rows the footer promises.
+    pub(crate) fn total_rows(&self) -> u64 {
+        self.total_rows
     }
 
     pub(crate) fn progress(&self) -> (u64, u64) {
@@ -184,26 +228,28 @@ impl ParquetSource {
     }
 
     pub(crate) fn next_chunk(&mut self, first_row: u64) -> Result<Option<Chunk>> {
-        let Ok(next) = self.pending.recv() else {
-            if first_row == 1 {
-                return Err(Error::Format {
-                    path: self.path.clone(),
-                    reason: "the file holds no rows".to_owned(),
-                });
+        loop {
+            if let Some(chunk) = self.ready.pop_front() {
+                return Ok(Some(chunk));
             }
-            return Ok(None);
-        };
-        match next {
-            Pending::Failed(e) => Err(e),
-            Pending::Chunk(chunk) => chunk.recv().unwrap_or_else(|_| {
+            let Ok(Pending::Group(group)) = self.pending.recv() else {
+                if first_row == 1 {
+                    return Err(Error::Format {
+                        path: self.path.clone(),
+                        reason: "the file holds no rows".to_owned(),
+                    });
+                }
+                return Ok(None);
+            };
+            let chunks = group.recv().unwrap_or_else(|_| {
                 Err(Error::Format {
                     path: self.path.clone(),
                     reason: "checking a batch of rows failed unexpectedly (a bug in pseudagg)"
                         .to_owned(),
                 })
-            }),
+            })?;
+            self.ready.extend(chunks);
         }
-        .map(Some)
     }
 
     pub(crate) fn finish(self) -> (String, u64) {
@@ -211,39 +257,72 @@ impl ParquetSource {
     }
 }
 
-/// The reading thread: decodes batches and hands each to the pool to be checked.
+/// What a row group's task needs to decode it: the file, its parsed footer and the columns.
+struct Decode {
+    path: PathBuf,
+    metadata: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    batch_rows: usize,
+}
+
+impl Decode {
+    /// Decodes row group `group` (whose first row is `first_row`) and checks its batches.
+    fn group(&self, context: &CheckContext, group: usize, first_row: u64) -> Result<Vec<Chunk>> {
+        let damaged = |e: &dyn std::fmt::Display| Error::Format {
+            path: self.path.clone(),
+            reason: format!(
+                "a data page cannot be decoded (damaged file?): {}",
+                sanitise(&e.to_string())
+            ),
+        };
+        let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
+                .with_projection(self.mask.clone())
+                .with_row_groups(vec![group])
+                .with_batch_size(self.batch_rows)
+                .build()
+                .map_err(|e| damaged(&e))?;
+        let mut chunks = Vec::new();
+        let mut first = first_row;
+        for batch in reader {
+            let batch = batch.map_err(|e| damaged(&e))?;
+            let rows = batch.num_rows() as u64;
+            chunks.push(check_batch(context, &batch, first)?);
+            first += rows;
+        }
+        Ok(chunks)
+    }
+}
+
+/// The reading thread: hands each row group to the pool, in order, at most [`IN_FLIGHT`] ahead.
 fn read_ahead(
-    reader: ParquetRecordBatchReader,
+    decode: &Decode,
+    groups: &[(usize, u64)],
     context: &Arc<CheckContext>,
     pending: &SyncSender<Pending>,
-    rows_read: &AtomicU64,
+    rows_read: &Arc<AtomicU64>,
 ) {
-    let mut first_row = 1u64;
-    for batch in reader {
-        let batch = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                let _ = pending.send(Pending::Failed(Error::Format {
-                    path: context.path.clone(),
-                    reason: format!(
-                        "a data page cannot be decoded (damaged file?): {}",
-                        sanitise(&e.to_string())
-                    ),
-                }));
-                return;
-            }
-        };
-        let rows = batch.num_rows() as u64;
+    let decode = Arc::new(Decode {
+        path: decode.path.clone(),
+        metadata: decode.metadata.clone(),
+        mask: decode.mask.clone(),
+        batch_rows: decode.batch_rows,
+    });
+    for &(group, first_row) in groups {
         let (sender, receiver) = sync_channel(1);
-        if pending.send(Pending::Chunk(receiver)).is_err() {
+        if pending.send(Pending::Group(receiver)).is_err() {
             return;
         }
-        rows_read.fetch_add(rows, Ordering::Relaxed);
-        let context = Arc::clone(context);
+        let (decode, context, counter) = (decode.clone(), Arc::clone(context), rows_read.clone());
         rayon::spawn(move || {
-            let _ = sender.send(check_batch(&context, &batch, first_row));
+            let chunks = decode.group(&context, group, first_row);
+            if let Ok(chunks) = &chunks {
+                let rows: usize = chunks.iter().map(|c| c.batch.num_rows()).sum();
+                counter.fetch_add(rows as u64, Ordering::Relaxed);
+            }
+            let _ = sender.send(chunks);
         });
-        first_row += rows;
     }
 }
 
@@ -253,8 +332,13 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
     let mut problems = Vec::new();
     let mut hidden = 0;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(checks.len());
-    for (check, &fi) in checks.iter().zip(&context.mapping) {
-        let mut column = batch.column(fi).clone();
+    for (check, &at) in checks.iter().zip(&context.position) {
+        let Some(at) = at else {
+            // Not read: checked by name and type in the file's schema only.
+            arrays.push(Arc::new(NullArray::new(batch.num_rows())) as ArrayRef);
+            continue;
+        };
+        let mut column = batch.column(at).clone();
         if check.spec.ty == ColumnType::Str && column.data_type() != &DataType::Utf8 {
             column = arrow_cast::cast(&column, &DataType::Utf8).map_err(|_| Error::Format {
                 path: context.path.clone(),

@@ -113,7 +113,13 @@ pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Option<Cover> {
         .collect();
     chosen.sort_unstable();
     let bound = bound_point.bound;
-    debug_assert!(helpers >= pattern.keys().filter(|v| matches!(v, Var::Helper(_))).count());
+    debug_assert!(
+        helpers
+            >= pattern
+                .keys()
+                .filter(|v| matches!(v, Var::Helper(_)))
+                .count()
+    );
     let lower_bound = (bound - 1e-6).ceil().max(0.0) as usize;
     tracing::info!(
         variables = pattern.len(),

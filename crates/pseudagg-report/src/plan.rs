@@ -35,6 +35,21 @@ fn is_name(s: &str) -> bool {
 }
 
 impl ReportPlan {
+    /// The schema columns the report reads: the gE, RD and gE name columns and every column of
+    /// its expressions, sorted.
+    #[must_use]
+    pub fn columns_read(&self) -> Vec<usize> {
+        let mut out = vec![self.rd_column, self.ge_column];
+        out.extend(self.ge_name_column);
+        self.population.columns(&mut out);
+        for e in self.categories.iter().flatten().chain(&self.indicators) {
+            e.columns(&mut out);
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Reads and checks a definition file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;

@@ -1,0 +1,147 @@
+//! A Parquet extract is read row group by row group on the pool, in the columns the caller needs
+//! (and the month and uniqueness columns) only. The rows still come in file order with their row
+//! numbers; the columns read are checked cell by cell as always; the others by name and type only,
+//! and come as `Null` columns.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
+use arrow_cast::display::array_value_to_string;
+use arrow_schema::DataType;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+use pseudagg_core::{Error, Month, Schema};
+use pseudagg_io::{ExtractReader, ReadOptions};
+
+const SAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../testdata/opds-person-2025-03.csv"
+);
+
+fn schema() -> Schema {
+    Schema::builtin("opds-person").unwrap()
+}
+
+fn options(columns: Option<Vec<usize>>) -> ReadOptions {
+    let mut o = ReadOptions::new("2025-03".parse::<Month>().unwrap());
+    o.batch_rows = 150;
+    o.columns = columns;
+    o
+}
+
+fn read(path: &Path, columns: Option<Vec<usize>>) -> pseudagg_core::Result<Vec<RecordBatch>> {
+    let mut reader = ExtractReader::open(path, &schema(), options(columns))?;
+    let mut out = Vec::new();
+    while let Some(b) = reader.next_batch()? {
+        out.push(b);
+    }
+    reader.finish()?;
+    Ok(out)
+}
+
+/// The sample as Parquet in row groups of 300 rows (7 of them), with `change` applied to the
+/// rows first.
+fn sample_parquet(dir: &Path, change: impl Fn(usize, &str, &str) -> Option<String>) -> PathBuf {
+    let batches = read(Path::new(SAMPLE), None).unwrap();
+    let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let schema = batch.schema();
+    let columns: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| {
+            if f.data_type() != &DataType::Utf8 {
+                return c.clone();
+            }
+            let s = c.as_any().downcast_ref::<StringArray>().unwrap();
+            Arc::new(StringArray::from_iter((0..s.len()).map(|i| {
+                let v = s.is_valid(i).then(|| s.value(i));
+                change(i, f.name(), v.unwrap_or("")).or(v.map(str::to_owned))
+            }))) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let path = dir.join("opds.parquet");
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(300))
+        .build();
+    let mut w =
+        ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    path
+}
+
+fn cells(batches: &[RecordBatch], column: usize) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column(column).clone();
+            (0..b.num_rows()).map(move |r| array_value_to_string(&c, r).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn row_groups_read_in_parallel_come_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sample_parquet(dir.path(), |_, _, _| None);
+    let csv = read(Path::new(SAMPLE), None).unwrap();
+    let parquet = read(&path, None).unwrap();
+    let s = schema();
+    for column in [
+        "kundennummer",
+        "ge_nr",
+        "nachname",
+        "letztes_beratungsgespraech",
+    ] {
+        let i = s.columns.iter().position(|c| c.name == column).unwrap();
+        assert_eq!(cells(&csv, i), cells(&parquet, i), "{column}");
+    }
+}
+
+#[test]
+fn only_the_columns_asked_for_are_read_and_checked_cell_by_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = schema();
+    let at = |name: &str| s.columns.iter().position(|c| c.name == name).unwrap();
+    // Row 1,500 (the fifth row group): a `plz` that breaks its pattern, and an unknown
+    // `beschaeftigung`.
+    let path = sample_parquet(dir.path(), |row, column, _| {
+        (row == 1_499 && ["plz", "beschaeftigung"].contains(&column)).then(|| "x?".to_owned())
+    });
+    let wanted = vec![at("rd"), at("ge_nr"), at("beschaeftigung")];
+
+    // Asked for: the bad cell stops the read, named by row and column, never by value.
+    let err = read(&path, Some(wanted.clone())).unwrap_err();
+    let Error::Input { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let listed: Vec<String> = problems.items().iter().map(ToString::to_string).collect();
+    assert_eq!(problems.total(), 1, "{listed:?}");
+    assert!(
+        listed[0].contains("row 1500") && listed[0].contains("beschaeftigung"),
+        "{listed:?}"
+    );
+    assert!(!err.to_string().contains("x?"));
+
+    // Not asked for: `plz` is checked by name and type only, and comes as nulls.
+    let path = sample_parquet(dir.path(), |row, column, _| {
+        (row == 1_499 && column == "plz").then(|| "x?".to_owned())
+    });
+    let batches = read(&path, Some(wanted)).unwrap();
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        2000
+    );
+    let b = &batches[0];
+    assert_eq!(b.column(at("plz")).data_type(), &DataType::Null);
+    assert_eq!(b.column(at("nachname")).data_type(), &DataType::Null);
+    // The month and uniqueness columns are read whatever the caller asks.
+    assert_eq!(b.column(at("datenstand")).data_type(), &DataType::Utf8);
+    assert_eq!(b.column(at("kundennummer")).data_type(), &DataType::Utf8);
+    assert_eq!(b.column(at("beschaeftigung")).data_type(), &DataType::Utf8);
+    // Read whole, the same file fails at the `plz` cell.
+    assert!(read(&path, None).is_err());
+}
