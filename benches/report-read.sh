@@ -39,17 +39,17 @@ measure() { # tag n command... -> "tag n seconds kilobytes"
   echo "$tag $n $(cat "$WORK/time")"
 }
 
-report() { # binary n
-  PSEUDAGG_LOG=warn "$1" report --protocol "$WORK/protocol.jsonl" \
-    --definition pipelines/gefluechtete.toml --input "$WORK/opds-$2.parquet" --month 2025-03 \
+report() { # tag binary n: one run of `pseudagg report`, measured
+  measure "$1" "$3" env PSEUDAGG_LOG=warn "$2" report --protocol "$WORK/protocol.jsonl" \
+    --definition pipelines/gefluechtete.toml --input "$WORK/opds-$3.parquet" --month 2025-03 \
     --out "$WORK/out"
 }
 
 : >"$WORK/runs"
 for _ in $(seq "$RUNS"); do
   for n in 500000 5500000; do
-    measure pseudagg "$n" report "$BIN" "$n" >>"$WORK/runs"
-    [ -n "$BASE_BIN" ] && measure base "$n" report "$BASE_BIN" "$n" >>"$WORK/runs"
+    report pseudagg "$BIN" "$n" >>"$WORK/runs"
+    if [ -n "$BASE_BIN" ]; then report base "$BASE_BIN" "$n" >>"$WORK/runs"; fi
     measure polars "$n" "$PYTHON" benches/peers/polars_report.py "$WORK/opds-$n.parquet" 2025-03 \
       "$WORK/peer.parquet" >>"$WORK/runs"
   done
