@@ -119,7 +119,7 @@ impl PartitionedWriter {
         root: &Path,
         folder: &str,
         key: &str,
-        schema: Arc<ArrowSchema>,
+        schema: &ArrowSchema,
         properties: WriterProperties,
     ) -> Self {
         let key_column = schema.index_of(key).ok();
@@ -134,7 +134,7 @@ impl PartitionedWriter {
                     .collect::<Vec<_>>(),
                 schema.metadata().clone(),
             )),
-            None => schema.clone(),
+            None => Arc::new(schema.clone()),
         };
         Self {
             root: root.to_owned(),
@@ -416,7 +416,7 @@ impl PartitionSpill {
             .par_iter()
             .map(|(value, path)| {
                 let mut writer =
-                    PartitionedWriter::new(root, folder, key, schema.clone(), properties.clone())
+                    PartitionedWriter::new(root, folder, key, schema, properties.clone())
                         .with_max_rows_per_file(max_rows_per_file);
                 writer.ensure_partition(value)?;
                 let file = File::open(path).map_err(|e| Error::io("open", path, e))?;

@@ -55,10 +55,14 @@ fn sample_parquet(dir: &Path, change: impl Fn(usize, &str, &str) -> Option<Strin
                 return c.clone();
             }
             let s = c.as_any().downcast_ref::<StringArray>().unwrap();
-            Arc::new(StringArray::from_iter((0..s.len()).map(|i| {
-                let v = s.is_valid(i).then(|| s.value(i));
-                change(i, f.name(), v.unwrap_or("")).or(v.map(str::to_owned))
-            }))) as ArrayRef
+            Arc::new(
+                (0..s.len())
+                    .map(|i| {
+                        let v = s.is_valid(i).then(|| s.value(i));
+                        change(i, f.name(), v.unwrap_or("")).or(v.map(str::to_owned))
+                    })
+                    .collect::<StringArray>(),
+            ) as ArrayRef
         })
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();

@@ -107,7 +107,7 @@ pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Option<Cover> {
     // whole program is solved at once (see `solve_lazily`).
     let mut active: Vec<bool> = conditions.iter().map(|c| c.rhs > 0.0).collect();
     if active.iter().filter(|&&a| a).count() * LAZY_START_SHARE > conditions.len() {
-        active.iter_mut().for_each(|a| *a = true);
+        active.fill(true);
     }
     let (pattern, active, rounds) = solve_lazily(&conditions, active, weight)?;
     let (bound_point, _, bound_rounds) = solve_lazily(&conditions, active, count)?;
@@ -373,7 +373,7 @@ fn solve_lazily(
             return Some((Solution { values, bound }, active, rounds));
         }
         if values.len() > LAZY_MAX_VARIABLES {
-            active.iter_mut().for_each(|a| *a = true);
+            active.fill(true);
         }
     }
 }

@@ -374,9 +374,11 @@ impl Published<'_> {
     /// `;`-separated, UTF-8 with byte-order mark (so spreadsheets show umlauts), `*` for suppressed.
     fn write_csv(&self, scope: &Scope, path: &Path) -> Result<()> {
         let mut out = String::from("\u{feff}");
-        let dim: String = self.dimensions.iter().map(|d| format!("{d};")).collect();
         out.push_str("level;rd;ge_nr;ge_name;");
-        out.push_str(&dim);
+        for d in self.dimensions {
+            out.push_str(d);
+            out.push(';');
+        }
         out.push_str("indicator;value;suppressed\r\n");
         for (a, c, k, cell) in self.long_rows(scope) {
             let area = &self.rt.areas[a];

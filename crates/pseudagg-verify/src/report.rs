@@ -213,7 +213,7 @@ pub(crate) fn check(
     for scope in &scopes {
         match layout {
             Layout::Folders => check_recipient_folder(dir, scope, &report, &month, m, verdict)?,
-            Layout::Formats => check_recipient(dir, scope, &report, &month, m, verdict)?,
+            Layout::Formats => check_recipient(dir, scope, &report, &month, m, verdict),
         }
         let pq = layout.table(scope, &stem, "parquet");
         if !listed.contains(pq.as_str()) || !dir.join(&pq).is_file() {
@@ -475,7 +475,7 @@ fn check_recipient(
     month: &str,
     m: &Manifest,
     verdict: &mut Verdict,
-) -> Result<()> {
+) {
     let stem = format!("{report}-{month}");
     let tables: Vec<String> = FORMATS
         .iter()
@@ -491,8 +491,8 @@ fn check_recipient(
         month,
         m,
         verdict,
-        |name| name.to_owned(),
-    )
+        ToOwned::to_owned,
+    );
 }
 
 /// The name of a recipient folder's own manifest (layout 1).
@@ -559,7 +559,8 @@ fn check_recipient_folder(
         m,
         verdict,
         |name| format!("{scope}/{name}"),
-    )
+    );
+    Ok(())
 }
 
 /// A recipient's own manifest at `rel`: only the allowed keys, the report's scope, month and
@@ -576,20 +577,20 @@ fn check_scope_manifest(
     m: &Manifest,
     verdict: &mut Verdict,
     full: impl Fn(&str) -> String,
-) -> Result<()> {
+) {
     let finding = |what: &str| Finding::new(Rule::RecipientFolder, what.to_owned());
     let path = dir.join(rel);
     let Ok(bytes) = std::fs::read(&path) else {
         verdict.push(finding("the recipient folder has no manifest of its own").file(rel));
-        return Ok(());
+        return;
     };
     let Ok(own) = serde_json::from_slice::<Value>(&bytes) else {
         verdict.push(finding("the recipient's manifest is not JSON").file(rel));
-        return Ok(());
+        return;
     };
     let Some(obj) = own.as_object() else {
         verdict.push(finding("the recipient's manifest is not a JSON object").file(rel));
-        return Ok(());
+        return;
     };
     for key in obj.keys() {
         if !SCOPE_MANIFEST_KEYS.contains(&key.as_str()) {
@@ -649,7 +650,6 @@ fn check_scope_manifest(
     if listed == 0 {
         verdict.push(finding("the recipient's manifest lists none of its tables").file(rel));
     }
-    Ok(())
 }
 
 fn looks_like_a_period(name: &str) -> bool {
