@@ -194,19 +194,21 @@ impl Published<'_> {
         }
     }
 
+    /// Each format and its writer: the long tables first, then the workbook.
+    fn writers() -> [(&'static str, fn(&Self, &Scope, &Path) -> Result<()>); 3] {
+        [
+            ("parquet", Self::write_parquet),
+            ("csv", Self::write_csv),
+            ("xlsx", Self::write_xlsx),
+        ]
+    }
+
     /// Writes the three tables of a scope and its manifest below the month folder `root`, and
     /// lists them relative to it.
     pub fn write_scope(&self, scope: &Scope, root: &Path) -> Result<Vec<FileInfo>> {
         let stem = format!("{}-{}", self.report, self.month);
         let mut files = Vec::new();
-        for (format, write) in [
-            (
-                "parquet",
-                Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>,
-            ),
-            ("csv", Self::write_csv),
-            ("xlsx", Self::write_xlsx),
-        ] {
+        for (format, write) in Self::writers() {
             let rel = scope.table_path(&stem, format);
             files.push(self.write_file(scope, root, &rel, write)?);
         }
@@ -248,18 +250,13 @@ impl Published<'_> {
     /// and `.csv`: the areas of `scope` (the union of the recipients' areas) in the long form.
     pub fn write_all(&self, scope: &Scope, root: &Path) -> Result<Vec<FileInfo>> {
         let stem = format!("{}-{}", self.report, self.month);
-        let mut files = Vec::new();
-        for (format, write) in [
-            (
-                "parquet",
-                Self::write_parquet as fn(&Self, &Scope, &Path) -> Result<()>,
-            ),
-            ("csv", Self::write_csv),
-        ] {
-            let rel = format!("{ALL_CELLS}/{stem}.{format}");
-            files.push(self.write_file(scope, root, &rel, write)?);
-        }
-        Ok(files)
+        // The long tables only: a workbook of every gE is no table for people.
+        Self::writers()[..2]
+            .iter()
+            .map(|&(format, write)| {
+                self.write_file(scope, root, &format!("{ALL_CELLS}/{stem}.{format}"), write)
+            })
+            .collect()
     }
 
     fn write_file(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::common::{Extract, SAMPLE_OPDS, SAMPLE_VKB, VKB_PIPELINE, key_file, pseudagg};
+use crate::common::{SAMPLE_VKB, VKB_PIPELINE, key_file, pseudagg, report_of_three_rds};
 
 const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
 
@@ -74,27 +74,7 @@ fn outputs() -> &'static Path {
             out.to_str().unwrap(),
         ]);
         assert_eq!(r.code, 0, "{}", r.stderr);
-        let mut input = Extract::read(SAMPLE_OPDS);
-        let rd = input.col("rd");
-        input
-            .rows
-            .retain(|r| ["SAC", "SAT", "BB"].contains(&r[rd].as_str()));
-        let opds = input.write(&dir.join("opds.csv"));
-        let r = pseudagg(&[
-            "report",
-            "--definition",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../pipelines/gefluechtete.toml"
-            ),
-            "--input",
-            opds.to_str().unwrap(),
-            "--month",
-            "2025-03",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        report_of_three_rds(&dir, &out);
         out
     })
 }

@@ -15,8 +15,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::common::{
-    Extract, SAMPLE_OPDS, SAMPLE_VKB, key_file, pseudagg, pseudonymise_vkb, read_parquet,
-    recipient_table,
+    Extract, SAMPLE_VKB, key_file, pseudagg, pseudonymise_vkb, read_parquet, recipient_table,
+    report_of_three_rds,
 };
 
 /// Runs `verify --format json` and returns the exit code and the verdict.
@@ -630,27 +630,7 @@ fn good_report() -> &'static (PathBuf, Extract) {
             .join(format!("verify-report-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        let mut input = Extract::read(SAMPLE_OPDS);
-        let rd = input.col("rd");
-        input
-            .rows
-            .retain(|r| ["SAC", "SAT", "BB"].contains(&r[rd].as_str()));
-        let path = input.write(&dir.join("opds.csv"));
-        let r = pseudagg(&[
-            "report",
-            "--definition",
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../pipelines/gefluechtete.toml"
-            ),
-            "--input",
-            path.to_str().unwrap(),
-            "--month",
-            "2025-03",
-            "--out",
-            dir.join("out").to_str().unwrap(),
-        ]);
-        assert_eq!(r.code, 0, "{}", r.stderr);
+        let input = report_of_three_rds(&dir, &dir.join("out"));
         (dir.join("out/gefluechtete/2025-03"), input)
     })
 }

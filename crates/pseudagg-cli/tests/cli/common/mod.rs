@@ -259,3 +259,30 @@ pub fn cells(batches: &[RecordBatch]) -> Vec<(String, String)> {
 pub fn recipient_table(month: &Path, scope: &str, stem: &str, format: &str) -> PathBuf {
     month.join(format!("{format}/recipient={scope}/{stem}.{format}"))
 }
+
+/// The refugee report of the sample's RDs SAC, SAT and BB (all their gEs) into `out`; returns the
+/// extract it read (written into `dir`).
+pub fn report_of_three_rds(dir: &Path, out: &Path) -> Extract {
+    let mut input = Extract::read(SAMPLE_OPDS);
+    let rd = input.col("rd");
+    input
+        .rows
+        .retain(|r| ["SAC", "SAT", "BB"].contains(&r[rd].as_str()));
+    let path = input.write(&dir.join("opds.csv"));
+    let r = pseudagg(&[
+        "report",
+        "--definition",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../pipelines/gefluechtete.toml"
+        ),
+        "--input",
+        path.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    input
+}
