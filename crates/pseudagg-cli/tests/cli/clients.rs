@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use crate::common::{SAMPLE_VKB, VKB_PIPELINE, key_file, pseudagg, report_of_three_rds};
+use crate::common::{SAMPLE_VKB, key_file, pseudonymise_vkb, report_of_three_rds};
 
 const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients");
 
@@ -60,19 +60,7 @@ fn outputs() -> &'static Path {
         std::fs::create_dir_all(&dir).unwrap();
         let out = dir.join("out");
         let key = key_file(&dir, [7; 32]);
-        let r = pseudagg(&[
-            "pseudonymise",
-            "--pipeline",
-            VKB_PIPELINE,
-            "--input",
-            SAMPLE_VKB,
-            "--month",
-            "2025-03",
-            "--key-file",
-            key.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let r = pseudonymise_vkb(Path::new(SAMPLE_VKB), "2025-03", &key, &out, &[]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         report_of_three_rds(&dir, &out);
         out
