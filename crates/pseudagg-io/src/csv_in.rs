@@ -50,6 +50,9 @@ struct DecodeContext {
     encoding: Encoding,
     /// For each schema column, its field index in the file.
     mapping: Vec<usize>,
+    /// For each schema column: is it read (decoded, checked and kept)? The others are only
+    /// counted as fields of their record.
+    read: Vec<bool>,
     n_fields: usize,
     max_problems: usize,
     /// Schema columns whose values must be unique.
@@ -300,6 +303,7 @@ impl CsvSource {
         schema: &Schema,
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
+        read: &[bool],
         encoding: Encoding,
         batch_rows: usize,
         max_problems: usize,
@@ -317,6 +321,7 @@ impl CsvSource {
             arrow,
             encoding,
             mapping,
+            read: read.to_vec(),
             n_fields,
             max_problems,
             unique,
@@ -413,9 +418,10 @@ fn tokenize(
 fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
     let n = raw.len();
     let checks: Vec<ColumnCheck> = context.checks.iter().cloned().collect();
-    let mut columns: Vec<TextColumn> = checks
+    let mut columns: Vec<Option<TextColumn>> = checks
         .iter()
-        .map(|c| TextColumn::new(c.spec.ty, n))
+        .zip(&context.read)
+        .map(|(c, &read)| read.then(|| TextColumn::new(c.spec.ty, n)))
         .collect();
     let mut problems = Vec::new();
     let mut hidden = 0;
@@ -444,12 +450,13 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
                     context.n_fields
                 )),
             );
-            for column in &mut columns {
+            for column in columns.iter_mut().flatten() {
                 column.append_null();
             }
             continue;
         }
         for ((column, check), &fi) in columns.iter_mut().zip(checks.iter()).zip(&context.mapping) {
+            let Some(column) = column else { continue };
             let begin = if fi == 0 { start } else { ends[fi - 1] };
             let field = &raw.data[begin..ends[fi]];
             let result = match decode(field, context.encoding) {
@@ -465,7 +472,13 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             }
         }
     }
-    let arrays: Vec<_> = columns.into_iter().map(TextColumn::finish).collect();
+    let arrays: Vec<_> = columns
+        .into_iter()
+        .map(|c| match c {
+            Some(c) => c.finish(),
+            None => Arc::new(arrow_array::NullArray::new(n)) as arrow_array::ArrayRef,
+        })
+        .collect();
     let fingerprints = unique_fingerprints(&arrays, &context.unique);
     let batch = batch_of(&context.arrow, arrays, !problems.is_empty());
     Chunk {

@@ -81,8 +81,8 @@ pub struct ReadOptions {
     /// The schema columns (by index) the caller needs; `None`: all. A Parquet extract is then
     /// read only in these columns and the month and uniqueness columns, each checked cell by cell
     /// as always; the other columns are checked by name and type in the file's schema only, and
-    /// come as null columns of type `Null` (see [`ExtractReader::arrow_schema`]). A CSV extract is
-    /// read whole.
+    /// come as null columns of type `Null` (see [`ExtractReader::arrow_schema`]). A CSV extract's
+    /// other columns are checked by name in its header, and each record's number of fields.
     pub columns: Option<Vec<usize>>,
 }
 
@@ -219,8 +219,8 @@ impl ExtractReader {
             .iter()
             .position(|c| c.class == ColumnClass::Meta && c.name == "datenstand");
         // The columns read: the caller's, and those the month and uniqueness checks need.
-        let read: Vec<bool> = match (&options.columns, format) {
-            (Some(wanted), ExtractFormat::Parquet) => schema
+        let read: Vec<bool> = match &options.columns {
+            Some(wanted) => schema
                 .columns
                 .iter()
                 .enumerate()
@@ -234,7 +234,8 @@ impl ExtractReader {
                 path,
                 schema,
                 checks.clone(),
-                arrow_schema(schema),
+                arrow.clone(),
+                &read,
                 options.encoding,
                 options.batch_rows,
                 options.max_problems,

@@ -149,3 +149,46 @@ fn only_the_columns_asked_for_are_read_and_checked_cell_by_cell() {
     // Read whole, the same file fails at the `plz` cell.
     assert!(read(&path, None).is_err());
 }
+
+/// A CSV extract the same way: the columns asked for are decoded and checked, the others only
+/// counted as fields of their record.
+#[test]
+fn a_csv_extract_is_checked_in_the_columns_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = schema();
+    let at = |name: &str| s.columns.iter().position(|c| c.name == name).unwrap();
+    let text = std::fs::read_to_string(SAMPLE).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(';').collect();
+    let plant = |column: &str| {
+        let i = header.iter().position(|h| *h == column).unwrap();
+        let lines: Vec<String> = text
+            .lines()
+            .enumerate()
+            .map(|(n, l)| {
+                if n != 1_500 {
+                    return l.to_owned();
+                }
+                let mut f: Vec<&str> = l.split(';').collect();
+                f[i] = "x?";
+                f.join(";")
+            })
+            .collect();
+        let path = dir.path().join(format!("{column}.csv"));
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let wanted = vec![at("rd"), at("ge_nr"), at("beschaeftigung")];
+    let bad = read(&plant("beschaeftigung"), Some(wanted.clone())).unwrap_err();
+    assert!(bad.to_string().contains("beschaeftigung"), "{bad}");
+    let path = plant("plz");
+    let batches = read(&path, Some(wanted)).unwrap();
+    assert_eq!(
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>(),
+        2000
+    );
+    assert_eq!(batches[0].column(at("plz")).data_type(), &DataType::Null);
+    assert!(
+        read(&path, None).is_err(),
+        "read whole, the `plz` cell is found"
+    );
+}

@@ -790,7 +790,7 @@ fn a_failing_step_is_named_and_publishes_nothing() {
     // The opDs extract of this month has the right columns but a broken row: the pre-flight
     // passes, and the report step fails after pseudonymise passed.
     let mut input = Extract::read(small_opds().to_str().unwrap());
-    input.set(3, "sprachniveau", "Z9");
+    input.set(3, "beschaeftigung", "Z9");
     let broken = input.write(&dir.path().join("broken.csv"));
     let config = batch_config(dir.path(), &broken);
     let r = run_batch(&config, &key);
