@@ -182,14 +182,24 @@ impl<'a> Counter<'a> {
 
     /// Counts one batch of validated rows.
     pub fn add(&mut self, batch: &RecordBatch) {
-        self.add_classified(batch);
+        self.count(batch, false);
     }
 
     /// Counts one batch and says, for each row, where it was counted: its gE (index in the
     /// counts), its category and its indicators (bit `k` for indicator `k`); `None` for a row
     /// outside the population or refused. Reports protected together build their atoms from it.
     pub fn add_classified(&mut self, batch: &RecordBatch) -> Vec<Option<RowClass>> {
-        let mut classes = vec![None; batch.num_rows()];
+        self.count(batch, true)
+    }
+
+    /// Counts one batch; with `classify`, also says where each row was counted (else the list is
+    /// empty: a national extract's 5.5 M rows need no classes when one report is counted).
+    fn count(&mut self, batch: &RecordBatch, classify: bool) -> Vec<Option<RowClass>> {
+        let mut classes = if classify {
+            vec![None; batch.num_rows()]
+        } else {
+            Vec::new()
+        };
         let p = self.plan;
         let first_row = self.counts.rows_read + 1;
         self.counts.rows_read += batch.num_rows() as u64;
@@ -258,11 +268,13 @@ impl<'a> Counter<'a> {
                     bits |= 1 << (k % 64);
                 }
             }
-            classes[row] = Some(RowClass {
-                ge: gi as u32,
-                category: category as u16,
-                indicators: bits,
-            });
+            if classify {
+                classes[row] = Some(RowClass {
+                    ge: gi as u32,
+                    category: category as u16,
+                    indicators: bits,
+                });
+            }
         }
         classes
     }
