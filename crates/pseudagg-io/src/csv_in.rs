@@ -298,6 +298,7 @@ impl CsvSource {
         Ok((tokenizer, size, names.len(), mapping, consumed))
     }
 
+    #[allow(clippy::too_many_arguments)] // the reader's settings, each passed on as it is
     pub(crate) fn open(
         path: &Path,
         schema: &Schema,

@@ -202,7 +202,7 @@ impl ParquetSource {
         };
         std::thread::Builder::new()
             .name("pseudagg-parquet".to_owned())
-            .spawn(move || read_ahead(&decode, &groups, &context, &sender, &counter))
+            .spawn(move || read_ahead(&Arc::new(decode), &groups, &context, &sender, &counter))
             .map_err(|e| Error::io("start a reading thread for", path, e))?;
         Ok(Self {
             path: path.to_owned(),
@@ -297,24 +297,19 @@ impl Decode {
 
 /// The reading thread: hands each row group to the pool, in order, at most [`IN_FLIGHT`] ahead.
 fn read_ahead(
-    decode: &Decode,
+    decode: &Arc<Decode>,
     groups: &[(usize, u64)],
     context: &Arc<CheckContext>,
     pending: &SyncSender<Pending>,
     rows_read: &Arc<AtomicU64>,
 ) {
-    let decode = Arc::new(Decode {
-        path: decode.path.clone(),
-        metadata: decode.metadata.clone(),
-        mask: decode.mask.clone(),
-        batch_rows: decode.batch_rows,
-    });
     for &(group, first_row) in groups {
         let (sender, receiver) = sync_channel(1);
         if pending.send(Pending::Group(receiver)).is_err() {
             return;
         }
-        let (decode, context, counter) = (decode.clone(), Arc::clone(context), rows_read.clone());
+        let (decode, context, counter) =
+            (Arc::clone(decode), Arc::clone(context), rows_read.clone());
         rayon::spawn(move || {
             let chunks = decode.group(&context, group, first_row);
             if let Ok(chunks) = &chunks {
