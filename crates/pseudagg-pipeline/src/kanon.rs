@@ -17,6 +17,9 @@ use crate::manifest::PartitionRisk;
 /// A combination of quasi-identifier values, `None` for an empty cell.
 type Tuple = Vec<Option<String>>;
 
+/// A combination with each value as its number in the column's sorted values, 0 for a blank.
+type Ids = Box<[u32]>;
+
 /// Counts the combinations per partition. Keys are length-prefixed, so no value can fake a boundary.
 #[derive(Debug, Default)]
 pub(crate) struct GroupCounter {
@@ -180,21 +183,47 @@ fn decide_partition(
     if total < k {
         return Err(total);
     }
-    let mut current: HashMap<&str, Tuple> = counts
+    // Each column's values as numbers in value order (0 for a blank), so that a combination is a
+    // short row of numbers that hashes and compares cheaply, and orders as its texts do.
+    let decoded: Vec<(&str, Tuple)> = counts
         .keys()
         .map(|key| (key.as_str(), decode(key)))
         .collect();
-    let mut groups: BTreeMap<Tuple, u64> = BTreeMap::new();
+    let mut values: Vec<Vec<&str>> = vec![Vec::new(); n_qi];
+    for (_, t) in &decoded {
+        for (q, v) in t.iter().enumerate() {
+            if let Some(v) = v {
+                values[q].push(v.as_str());
+            }
+        }
+    }
+    for v in &mut values {
+        v.sort_unstable();
+        v.dedup();
+    }
+    let ids = |t: &Tuple| -> Ids {
+        t.iter()
+            .enumerate()
+            .map(|(q, v)| {
+                v.as_deref().map_or(0, |v| {
+                    1 + values[q].binary_search(&v).expect("a value of the column") as u32
+                })
+            })
+            .collect()
+    };
+    let before: HashMap<&str, Ids> = decoded.iter().map(|(key, t)| (*key, ids(t))).collect();
+    let mut current = before.clone();
+    let mut groups: HashMap<Ids, u64> = HashMap::new();
     for (key, n) in counts {
         *groups.entry(current[key.as_str()].clone()).or_default() += n;
     }
     for q in 0..n_qi {
-        let moved: HashMap<Tuple, Tuple> = groups
+        let moved: HashMap<Ids, Ids> = groups
             .iter()
-            .filter(|(t, n)| **n < k && t[q].is_some())
+            .filter(|(t, n)| **n < k && t[q] != 0)
             .map(|(t, _)| {
                 let mut t2 = t.clone();
-                t2[q] = None;
+                t2[q] = 0;
                 (t.clone(), t2)
             })
             .collect();
@@ -209,22 +238,22 @@ fn decide_partition(
         }
     }
     // Only the all-blank group can still be too small: let whole smallest groups join it.
-    let blank: Tuple = vec![None; n_qi];
+    let blank: Ids = vec![0; n_qi].into();
     let mut blank_rows = groups.get(&blank).copied().unwrap_or(0);
     if blank_rows > 0 && blank_rows < k {
-        let mut others: Vec<(u64, Tuple)> = groups
+        let mut others: Vec<(u64, Ids)> = groups
             .iter()
             .filter(|(t, _)| **t != blank)
             .map(|(t, n)| (*n, t.clone()))
             .collect();
         others.sort();
-        let mut joined = Vec::new();
+        let mut joined = std::collections::HashSet::new();
         for (n, t) in others {
             if blank_rows >= k {
                 break;
             }
             blank_rows += n;
-            joined.push(t);
+            joined.insert(t);
         }
         for t in current.values_mut() {
             if joined.contains(t) {
@@ -243,9 +272,9 @@ fn decide_partition(
         ..PartitionRisk::default()
     };
     for (key, now) in &current {
-        let before = decode(key);
+        let was = &before[key];
         let mask = (0..n_qi)
-            .filter(|&q| before[q].is_some() && now[q].is_none())
+            .filter(|&q| was[q] != 0 && now[q] == 0)
             .fold(0u32, |m, q| m | (1 << q));
         if mask != 0 {
             let n = counts[*key];
