@@ -250,22 +250,25 @@ impl ExtractReader {
                 options.max_problems,
             )?)),
         };
+        // A Parquet footer gives the row count: the sets are made once at their size, instead of
+        // growing (and briefly doubling) a dozen times on a national extract. (A CSV's are sized
+        // from its first chunk, in `check_unique`.)
+        let rows = match &source {
+            Source::Parquet(p) => usize::try_from(p.total_rows()).unwrap_or(0).min(50_000_000),
+            Source::Csv(_) => 0,
+        };
         let unique = schema
             .columns
             .iter()
             .enumerate()
             .filter(|(_, c)| c.unique)
-            .map(|(i, _)| (i, FingerprintSet::default()))
+            .map(|(i, _)| {
+                (
+                    i,
+                    FingerprintSet::with_capacity_and_hasher(rows, BuildHasherDefault::default()),
+                )
+            })
             .collect();
-        let mut unique: Vec<(usize, FingerprintSet)> = unique;
-        if let Source::Parquet(p) = &source {
-            // The footer gives the row count: the sets are made once at their size, instead of
-            // growing (and briefly doubling) a dozen times on a national extract.
-            let rows = usize::try_from(p.total_rows()).unwrap_or(0).min(50_000_000);
-            for (_, seen) in &mut unique {
-                seen.reserve(rows);
-            }
-        }
         Ok(Self {
             path: path.to_owned(),
             schema_name: schema.name.clone(),
