@@ -211,6 +211,16 @@ impl Index {
         }
     }
 
+    /// The sums the cell takes part in (as part or total).
+    pub(crate) fn sums_of(&self, cell: usize) -> &[usize] {
+        &self.sums[cell]
+    }
+
+    /// The subset relations the cell takes part in.
+    pub(crate) fn subsets_of(&self, cell: usize) -> &[usize] {
+        &self.subsets[cell]
+    }
+
     pub(crate) fn neighbours(&self, table: &Table, cell: usize, out: &mut Vec<usize>) {
         for &s in &self.sums[cell] {
             out.extend(

@@ -16,6 +16,7 @@ mod aggregate;
 pub mod audit;
 pub mod batch;
 pub mod cover;
+mod cuts;
 pub mod definition;
 pub mod expr;
 pub mod joint;

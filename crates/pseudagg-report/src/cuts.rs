@@ -1,0 +1,485 @@
+//! Cuts for the covering program, read from the duals of the audit's linear programs.
+//!
+//! When the audit finds a primary cell that a pattern does not protect (its largest feasible value
+//! stays below the threshold, or its least one above what the width needs), the linear program
+//! that showed it has a dual solution. The dual is feasible for the program of *every* pattern:
+//! only the cells' bounds change with the pattern, a published cell held at its true value and a
+//! suppressed one free above its floor. Its objective at a pattern `x` is therefore an upper bound
+//! on what the cell can reach under `x`, and it is linear in `x`:
+//!
+//! `reach(x) <= const + sum over suppressible cells j of w_j * x_j`
+//!
+//! with `w_j` infinite where the cell's reduced cost says that raising it helps, and
+//! `(a_j - floor_j) * beta_j` where lowering it does. So every safe pattern satisfies
+//! `sum min(w_j, rhs) * x_j >= rhs` with `rhs = goal - const`, and the current pattern does not.
+//! These are the capacity inequalities of Fischetti and Salazar's exact model of cell suppression
+//! (Math. Programming 84, 1999): added to the covering program, they lead it towards a pattern the
+//! audit accepts, and its bound stays a lower bound on any safe pattern.
+
+use std::collections::{BTreeMap, HashMap};
+
+use highs::{HighsModelStatus, Model, RowProblem, Sense};
+use rayon::prelude::*;
+
+use crate::audit::Index;
+use crate::lp::End;
+use crate::table::Table;
+
+/// A primary cell to protect, with the gE that knows its own counts (none from outside).
+pub(crate) type Pair = (usize, Option<u32>);
+
+/// `sum coef * x_cell >= rhs` over suppressible cells, met by every safe pattern.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Cut {
+    pub terms: Vec<(usize, f64)>,
+    pub rhs: f64,
+}
+
+/// Reduced costs below this are zero.
+const TOL: f64 = 1e-9;
+
+/// The goals a primary cell with true value `v` and least value `floor` must reach: its largest
+/// value at least `up = max(threshold, floor + width)`, and its least at most `up - width`.
+pub(crate) fn goals(v: f64, floor: f64, (threshold, width): (u64, u64)) -> Vec<(End, f64)> {
+    let up = (threshold as f64).max(floor + width as f64);
+    let low = up - width as f64;
+    let mut goals = vec![(End::Upper, up)];
+    if v > low {
+        goals.push((End::Lower, low));
+    }
+    goals
+}
+
+/// Cells per program: a part's targets are taken in chunks of this many, each chunk with a
+/// program of its own, so that the threads share a large part. Fixed, so that the cuts (which
+/// follow the basis each solve starts from) do not depend on the number of threads.
+const CHUNK: usize = 24;
+
+/// One cut per goal that `targets` (suppressed primary cells, each with the gE that knows its own
+/// counts, if any) miss under the pattern `suppressed`, with the target it is for; `free` are the
+/// cells the covering program chooses. A target without a cut is protected under the pattern.
+pub(crate) fn cuts(
+    table: &Table,
+    suppressed: &[bool],
+    free: &[bool],
+    targets: &[Pair],
+    limits: (u64, u64),
+) -> Result<Vec<(Pair, Cut)>, String> {
+    let index = Index::new(table);
+    let mut pairs: Vec<Pair> = targets.to_vec();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let cells: Vec<usize> = pairs.iter().map(|p| p.0).collect();
+    // Each part's pairs, by insider: one program per chunk, the insider changed by bounds.
+    let mut chunks: Vec<(std::sync::Arc<Vec<usize>>, Vec<Pair>)> = Vec::new();
+    for (members, mut in_part) in parts_of(table, &index, suppressed, &cells) {
+        in_part.sort_unstable();
+        in_part.dedup();
+        let mut mine: Vec<Pair> = pairs
+            .iter()
+            .copied()
+            .filter(|p| in_part.binary_search(&p.0).is_ok())
+            .collect();
+        mine.sort_unstable_by_key(|&(c, h)| (h, c));
+        let members = std::sync::Arc::new(members);
+        for chunk in mine.chunks(CHUNK) {
+            chunks.push((members.clone(), chunk.to_vec()));
+        }
+    }
+    let found: Vec<Vec<(Pair, Cut)>> = chunks
+        .into_par_iter()
+        .map(|(members, chunk)| {
+            let mut system = System::new(table, &index, &|c| suppressed[c], &members);
+            let mut out = Vec::new();
+            for (t, h) in chunk {
+                system.know(table, suppressed, h);
+                // The insider's own cells are known to it: published, in effect, and no help
+                // to the target, chosen or not.
+                let knows = |c: usize| h.is_some() && table.owner_of(c) == h;
+                let hidden = |c: usize| suppressed[c] && !knows(c);
+                let free = |c: usize| free[c] && !knows(c);
+                let v = table.values[t] as f64;
+                for (end, goal) in goals(v, table.floor(t), limits) {
+                    if let Some(cut) = system.cut(table, &hidden, &free, t, end, goal)? {
+                        out.push(((t, h), cut));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(found.into_iter().flatten().collect())
+}
+
+/// The connected parts of the suppressed cells that hold a target: (the part's suppressed cells,
+/// its targets), in the order of their first cell.
+fn parts_of(
+    table: &Table,
+    index: &Index,
+    suppressed: &[bool],
+    targets: &[usize],
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let mut part: HashMap<usize, usize> = HashMap::new();
+    let mut parts: Vec<(Vec<usize>, Vec<usize>)> = Vec::new();
+    let mut around = Vec::new();
+    for &t in targets {
+        if !suppressed[t] {
+            continue;
+        }
+        if let Some(&p) = part.get(&t) {
+            parts[p].1.push(t);
+            continue;
+        }
+        let p = parts.len();
+        let mut members = vec![t];
+        part.insert(t, p);
+        let mut next = 0;
+        while next < members.len() {
+            around.clear();
+            index.neighbours(table, members[next], &mut around);
+            for &c in &around {
+                if suppressed[c] && !part.contains_key(&c) {
+                    part.insert(c, p);
+                    members.push(c);
+                }
+            }
+            next += 1;
+        }
+        members.sort_unstable();
+        parts.push((members, vec![t]));
+    }
+    parts
+}
+
+/// The audit's program over one part: every relation that holds one of its suppressed cells,
+/// with every cell of those relations as a column (a published one held at its true value) and a
+/// slack column per subset relation.
+struct System {
+    model: Option<Model>,
+    /// Column of each cell.
+    col: BTreeMap<usize, usize>,
+    cols: Vec<highs::Col>,
+    /// The column whose cost is not 0 now.
+    objective: Option<usize>,
+    /// The insider whose cells are held at their true values now.
+    insider: Option<u32>,
+}
+
+impl System {
+    fn new(
+        table: &Table,
+        index: &Index,
+        suppressed: &impl Fn(usize) -> bool,
+        members: &[usize],
+    ) -> Self {
+        let mut sums: Vec<usize> = Vec::new();
+        let mut subsets: Vec<usize> = Vec::new();
+        for &c in members {
+            sums.extend(index.sums_of(c));
+            subsets.extend(index.subsets_of(c));
+        }
+        sums.sort_unstable();
+        sums.dedup();
+        subsets.sort_unstable();
+        subsets.dedup();
+        let mut cells: Vec<usize> = members.to_vec();
+        for &s in &sums {
+            cells.extend(table.sums[s].parts.iter().copied());
+            cells.push(table.sums[s].total);
+        }
+        for &r in &subsets {
+            let (a, b) = table.subsets[r];
+            cells.extend([a, b]);
+        }
+        cells.sort_unstable();
+        cells.dedup();
+        let mut pb = RowProblem::default();
+        let mut col = BTreeMap::new();
+        let mut cols = Vec::with_capacity(cells.len() + subsets.len());
+        for &c in &cells {
+            col.insert(c, cols.len());
+            let a = table.values[c] as f64;
+            cols.push(if suppressed(c) {
+                pb.add_column(0.0, table.floor(c)..)
+            } else {
+                pb.add_column(0.0, a..=a)
+            });
+        }
+        for &s in &sums {
+            let sum = &table.sums[s];
+            let mut terms: Vec<(highs::Col, f64)> =
+                sum.parts.iter().map(|p| (cols[col[p]], 1.0)).collect();
+            terms.push((cols[col[&sum.total]], -1.0));
+            pb.add_row(0.0..=0.0, terms);
+        }
+        for &r in &subsets {
+            // part - whole + slack = 0, the slack at least 0.
+            let (a, b) = table.subsets[r];
+            let slack = pb.add_column(0.0, 0.0..);
+            pb.add_row(
+                0.0..=0.0,
+                [(cols[col[&a]], 1.0), (cols[col[&b]], -1.0), (slack, 1.0)],
+            );
+            cols.push(slack);
+        }
+        let mut model = pb.optimise(Sense::Maximise);
+        model.make_quiet();
+        model.set_option("threads", 1);
+        model.set_option("presolve", "off");
+        // A new objective over the last optimal basis: primal simplex goes on from it.
+        model.set_option("simplex_strategy", 4);
+        Self {
+            model: Some(model),
+            col,
+            cols,
+            objective: None,
+            insider: None,
+        }
+    }
+
+    /// Holds the suppressed cells of gE `h` at their true values (it knows them), and frees
+    /// those of the gE held before.
+    fn know(&mut self, table: &Table, suppressed: &[bool], h: Option<u32>) {
+        if self.insider == h {
+            return;
+        }
+        let Some(model) = self.model.as_mut() else {
+            return;
+        };
+        for (&c, &j) in &self.col {
+            let owner = table.owner_of(c);
+            if !suppressed[c] || owner.is_none() {
+                continue;
+            }
+            if owner == self.insider {
+                model.change_column_bounds(self.cols[j], table.floor(c)..);
+            }
+            if owner == h {
+                let a = table.values[c] as f64;
+                model.change_column_bounds(self.cols[j], a..=a);
+            }
+        }
+        self.insider = h;
+    }
+
+    /// The cut that target `t` missing `goal` at `end` gives, or `None` when it reaches it (or the
+    /// duals do not give a sound cut, which only leaves the cell to the rounds after).
+    fn cut(
+        &mut self,
+        table: &Table,
+        suppressed: &impl Fn(usize) -> bool,
+        free: &impl Fn(usize) -> bool,
+        t: usize,
+        end: End,
+        goal: f64,
+    ) -> Result<Option<Cut>, String> {
+        let mut model = self
+            .model
+            .take()
+            .ok_or("the audit's program failed before")?;
+        let target = self.col[&t];
+        if let Some(old) = self.objective {
+            model.change_column_cost(self.cols[old], 0.0);
+        }
+        // Always maximised: the largest value, or the least as the largest of its negative.
+        let (sign, need) = match end {
+            End::Upper => (1.0, goal),
+            End::Lower => (-1.0, -goal),
+        };
+        model.change_column_cost(self.cols[target], sign);
+        self.objective = Some(target);
+        let solved = model
+            .try_solve()
+            .map_err(|e| format!("the audit's program failed: {e:?}"))?;
+        let status = solved.status();
+        tracing::trace!(
+            target = t,
+            ?end,
+            goal,
+            ?status,
+            reached = solved.objective_value(),
+            "cut program"
+        );
+        let answer = if status == HighsModelStatus::Optimal {
+            let reached = solved.objective_value();
+            if reached >= need - 1e-7 {
+                None
+            } else {
+                let solution = solved.get_solution();
+                self.read_cut(
+                    table,
+                    suppressed,
+                    free,
+                    solution.dual_columns(),
+                    reached,
+                    need,
+                )
+            }
+        } else {
+            // Unbounded: the goal is reached. Anything else: no cut, the rounds decide.
+            None
+        };
+        self.model = Some(Model::from(solved));
+        Ok(answer)
+    }
+
+    /// The cut from the reduced costs `dual` of an optimum `reached` below `need`.
+    fn read_cut(
+        &self,
+        table: &Table,
+        suppressed: &impl Fn(usize) -> bool,
+        free: &impl Fn(usize) -> bool,
+        dual: &[f64],
+        reached: f64,
+        need: f64,
+    ) -> Option<Cut> {
+        // A slack (and a suppressed cell) has no upper bound: the dual is sound only if raising
+        // it would not help, a reduced cost of at most 0.
+        if dual[self.col.len()..].iter().any(|&d| d > TOL) {
+            tracing::trace!("a slack's reduced cost is positive");
+            return None;
+        }
+        let mut constant = 0.0;
+        let mut now = 0.0;
+        let mut weights: Vec<(usize, f64)> = Vec::new();
+        for (&c, &j) in &self.col {
+            let d = if dual[j].abs() < TOL { 0.0 } else { dual[j] };
+            let a = table.values[c] as f64;
+            let floor = table.floor(c);
+            if free(c) {
+                constant += a * d;
+                let w = if d > 0.0 {
+                    f64::INFINITY
+                } else {
+                    (a - floor) * -d
+                };
+                if w > TOL {
+                    weights.push((c, w));
+                    if suppressed(c) {
+                        now += w;
+                    }
+                }
+            } else if suppressed(c) {
+                if d > 0.0 {
+                    tracing::trace!(
+                        cell = c,
+                        d,
+                        "a fixed hidden cell's reduced cost is positive"
+                    );
+                    return None;
+                }
+                constant += floor * d;
+            } else {
+                constant += a * d;
+            }
+        }
+        // The dual's objective at this pattern is the optimum: else the signs were misread.
+        if (constant + now - reached).abs() > 1e-6 * (1.0 + reached.abs()) {
+            tracing::debug!(
+                constant,
+                now,
+                reached,
+                "a cut's duals do not match its optimum"
+            );
+            return None;
+        }
+        let rhs = need - constant - 1e-7;
+        if rhs <= 0.0 || weights.is_empty() {
+            tracing::trace!(rhs, weights = weights.len(), "no cut: nothing to choose");
+            return None;
+        }
+        Some(Cut {
+            terms: weights.into_iter().map(|(c, w)| (c, w.min(rhs))).collect(),
+            rhs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::Sum;
+
+    #[allow(clippy::many_single_char_names)] // the four cells of the grid
+    /// A 2 x 2 table with row, column and grand totals: cells 0..4 inner (row-major), 4, 5 row
+    /// totals, 6, 7 column totals, 8 the grand total.
+    fn two_by_two(values: [u64; 4]) -> Table {
+        let [a, b, c, d] = values;
+        let mut t = Table {
+            values: vec![a, b, c, d, a + b, c + d, a + c, b + d, a + b + c + d],
+            rank: vec![0, 0, 0, 0, 1, 1, 1, 1, 2],
+            ..Table::default()
+        };
+        t.sums = vec![
+            Sum {
+                total: 4,
+                parts: vec![0, 1],
+            },
+            Sum {
+                total: 5,
+                parts: vec![2, 3],
+            },
+            Sum {
+                total: 6,
+                parts: vec![0, 2],
+            },
+            Sum {
+                total: 7,
+                parts: vec![1, 3],
+            },
+            Sum {
+                total: 8,
+                parts: vec![4, 5],
+            },
+            Sum {
+                total: 8,
+                parts: vec![6, 7],
+            },
+        ];
+        t
+    }
+
+    #[test]
+    fn a_cell_hidden_with_its_row_partner_only_gets_a_cut_the_rectangle_meets() {
+        // Cell 0 (value 1) and its row partner 1 suppressed: the published columns hold both.
+        let t = two_by_two([1, 10, 10, 10]);
+        let mut suppressed = vec![false; t.len()];
+        suppressed[0] = true;
+        suppressed[1] = true;
+        let free: Vec<bool> = (0..t.len()).map(|c| c != 0).collect();
+        let cuts = cuts(&t, &suppressed, &free, &[(0, None)], (3, 2)).unwrap();
+        assert_eq!(cuts.len(), 1, "{cuts:?}");
+        let ((target, insider), cut) = &cuts[0];
+        assert_eq!((*target, *insider), (0, None));
+        let cells: Vec<usize> = cut.terms.iter().map(|t| t.0).collect();
+        assert!(!cells.contains(&0) && !cells.contains(&1), "{cut:?}");
+        let lhs = |x: &[usize]| -> f64 {
+            cut.terms
+                .iter()
+                .filter(|t| x.contains(&t.0))
+                .map(|t| t.1)
+                .sum()
+        };
+        // The current pattern breaks it; the 2 x 2 rectangle, the smallest safe pattern, meets it.
+        assert!(lhs(&[1]) < cut.rhs);
+        assert!(lhs(&[1, 2, 3]) >= cut.rhs);
+        // Each single cell of the other row or a column total is not safe, and none is asked as
+        // more than it can give: every coefficient at most the right-hand side.
+        assert!(cut.terms.iter().all(|t| t.1 <= cut.rhs));
+    }
+
+    #[test]
+    fn a_protected_cell_gives_no_cut() {
+        let t = two_by_two([1, 10, 10, 10]);
+        let mut suppressed = vec![false; t.len()];
+        for c in [0, 1, 2, 3] {
+            suppressed[c] = true;
+        }
+        let free: Vec<bool> = (0..t.len()).map(|c| c != 0).collect();
+        assert!(
+            cuts(&t, &suppressed, &free, &[(0, None)], (3, 2))
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
