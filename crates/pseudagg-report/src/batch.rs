@@ -129,20 +129,6 @@ fn district_system(
     (neighbourhood_system(table, index, &free), free)
 }
 
-/// The goals that certify a cell with true value `v` and least value `floor`: a feasible table
-/// in which it reaches `up = max(threshold, floor + width)`, and, unless its true value is at
-/// most `up - width` already, one in which it falls to that. Together they show an interval that
-/// reaches the threshold and is `width` wide.
-fn goals_for(v: f64, floor: f64, (threshold, width): (u64, u64)) -> Vec<(End, f64)> {
-    let up = (threshold as f64).max(floor + width as f64);
-    let low = up - width as f64;
-    let mut goals = vec![(End::Upper, up)];
-    if v > low {
-        goals.push((End::Lower, low));
-    }
-    goals
-}
-
 /// Certificates within the system `comp` for `cells` (position in the targets, variable). With
 /// `whole`, `comp` is the cells' whole connected part, and a cell whose upper goal is not reached
 /// is unprotected.
@@ -161,7 +147,7 @@ fn reach_in(
     let mut of_cell: Vec<Vec<usize>> = Vec::new();
     for &(_, v) in cells {
         let mut mine = Vec::new();
-        for (end, value) in goals_for(truth[v], floors[v], limits) {
+        for (end, value) in crate::cuts::goals(truth[v], floors[v], limits) {
             mine.push(goals.len());
             goals.push((v, end, value));
         }

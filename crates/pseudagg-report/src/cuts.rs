@@ -38,8 +38,11 @@ pub(crate) struct Cut {
 /// Reduced costs below this are zero.
 const TOL: f64 = 1e-9;
 
-/// The goals a primary cell with true value `v` and least value `floor` must reach: its largest
-/// value at least `up = max(threshold, floor + width)`, and its least at most `up - width`.
+/// The goals that certify a primary cell with true value `v` and least value `floor` (the batch
+/// certificates and the cuts share them): a feasible table in which it reaches
+/// `up = max(threshold, floor + width)`, and, unless its true value is at most `up - width`
+/// already, one in which it falls to that. Together they show an interval that reaches the
+/// threshold and is `width` wide.
 pub(crate) fn goals(v: f64, floor: f64, (threshold, width): (u64, u64)) -> Vec<(End, f64)> {
     let up = (threshold as f64).max(floor + width as f64);
     let low = up - width as f64;
