@@ -146,8 +146,9 @@ pub fn cover_audited(
     let (mut pattern, mut active, mut rounds) = solve_lazily(&conditions, active, weight, false)?;
     let mut cut_rounds = 0;
     let mut cuts_added = 0;
-    // Attacker model (a) first, each round auditing the whole pattern: its cuts are few and cheap
-    // to find. Then the insiders, whose pairs are many: from there the program only adds cells
+    // Attacker model (a) first, its cuts fewer and cheaper to find; then the insiders, every pair
+    // once. In the first FREE_ROUNDS rounds the program may drop cells it chose, so the whole
+    // pattern is audited; after them (and from the insiders' first round) it only adds cells
     // (each chosen cell stays chosen), so a pair once protected stays protected and each round
     // looks again only at the pairs that failed the last.
     let mut with_insiders = false;
