@@ -204,20 +204,24 @@ pub fn cover_audited(
             continue;
         }
         if with_insiders || cut_rounds > FREE_ROUNDS {
-            // From here on the program only adds cells.
-            for (&v, &x) in pattern.iter() {
-                if let Var::Cell(c) = v
-                    && x > 0.5
-                    && !kept[c]
-                {
-                    kept[c] = true;
-                    conditions.push(Condition {
-                        terms: vec![(v, 1.0)],
-                        rhs: 1.0,
-                    });
-                    active.push(true);
-                    keeps.push(true);
-                }
+            // From here on the program only adds cells. (In cell order: the order of the rows
+            // decides between equally cheap patterns, and the solution's map has none.)
+            let mut chosen: Vec<usize> = pattern
+                .iter()
+                .filter_map(|(&v, &x)| match v {
+                    Var::Cell(c) if x > 0.5 && !kept[c] => Some(c),
+                    _ => None,
+                })
+                .collect();
+            chosen.sort_unstable();
+            for c in chosen {
+                kept[c] = true;
+                conditions.push(Condition {
+                    terms: vec![(Var::Cell(c), 1.0)],
+                    rhs: 1.0,
+                });
+                active.push(true);
+                keeps.push(true);
             }
             let mut pairs: Vec<(usize, Option<u32>)> = cuts.iter().map(|c| c.0).collect();
             pairs.dedup();
