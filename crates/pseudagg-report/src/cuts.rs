@@ -402,32 +402,22 @@ mod tests {
             rank: vec![0, 0, 0, 0, 1, 1, 1, 1, 2],
             ..Table::default()
         };
-        t.sums = vec![
-            Sum {
-                total: 4,
-                parts: vec![0, 1],
-            },
-            Sum {
-                total: 5,
-                parts: vec![2, 3],
-            },
-            Sum {
-                total: 6,
-                parts: vec![0, 2],
-            },
-            Sum {
-                total: 7,
-                parts: vec![1, 3],
-            },
-            Sum {
-                total: 8,
-                parts: vec![4, 5],
-            },
-            Sum {
-                total: 8,
-                parts: vec![6, 7],
-            },
+        // Rows, columns, and the grand total both ways.
+        let sums = [
+            (4, [0, 1]),
+            (5, [2, 3]),
+            (6, [0, 2]),
+            (7, [1, 3]),
+            (8, [4, 5]),
+            (8, [6, 7]),
         ];
+        t.sums = sums
+            .into_iter()
+            .map(|(total, parts)| Sum {
+                total,
+                parts: parts.to_vec(),
+            })
+            .collect();
         t
     }
 
