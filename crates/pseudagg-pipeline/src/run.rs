@@ -137,6 +137,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         (Some(g), Some((qi, k))) => {
             let decision = kanon::decide(g, u64::from(*k), partitions.keys().cloned())
                 .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, *k, &small))?;
+            debug!("quasi-identifier blanks decided");
             Some((qi, *k, decision))
         }
         _ => None,
@@ -144,14 +145,15 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     let files = writer.finish(
         &properties,
         MAX_ROWS_PER_FILE,
-        |partition, batch| match &k_anonymity {
-            Some((qi, _, decision)) => match decision.blank.get(partition) {
-                Some(masks) => kanon::blank(&batch, qi, masks),
+        |partition, batch| match (&k_anonymity, &groups) {
+            (Some((_, _, decision)), Some(counter)) => match decision.blank.get(partition) {
+                Some(masks) => kanon::blank(&batch, counter, partition, masks),
                 None => Ok(batch),
             },
-            None => Ok(batch),
+            _ => Ok(batch),
         },
     )?;
+    debug!("parquet files written");
     let k_anonymity = k_anonymity.map(|(qi, k, decision)| {
         let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();
         info!(

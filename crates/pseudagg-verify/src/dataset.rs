@@ -1,11 +1,13 @@
 //! Checks of a pseudonymised dataset (`OUT/<pipeline>/<month>/parquet/<key>=<value>/part-*.parquet`, or
 //! `OUT/<pipeline>/<month>/<key>=<value>/part-*.parquet` as layout 1 wrote it).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use pseudagg_core::{ColumnClass, ColumnType, Error, Month, Result, Schema};
+use rayon::prelude::*;
 use regex::Regex;
+use rustc_hash::{FxHashMap, FxHashSet};
 use serde_json::Value;
 
 use crate::Options;
@@ -271,83 +273,59 @@ pub(crate) fn check(
         verdict.check("pseudonym-recompute");
     }
     verdict.check("partitions");
-    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    // Each file is read and checked on its own, on every core; what spans files (pseudonyms seen
+    // twice, months, groups of a partition, the rows to link) is merged in the manifest's order, so
+    // the verdict is the same as one file after the other.
+    let context = FileContext {
+        dir,
+        allowed: &allowed,
+        schema: &schema,
+        contracts: &contracts,
+        pseudonym_columns: &pseudonym_columns,
+        facts: facts.as_ref(),
+        recompute: period_key.is_some(),
+        qi: k_decl.as_ref().map(|(qi, _)| qi.as_slice()),
+        linking: other.as_ref().map(|(_, _, columns)| columns.as_slice()),
+    };
+    let checked: Vec<Result<Option<FileChecked>>> = m
+        .files
+        .par_iter()
+        .map(|entry| check_file(&context, &entry.path))
+        .collect();
+    let mut seen: FxHashSet<[u8; 32]> = FxHashSet::default();
     let mut rows_total = 0u64;
     let mut months: HashSet<String> = HashSet::new();
-    let mut groups: HashMap<String, HashMap<Vec<Option<String>>, u64>> = HashMap::new();
-    for entry in &m.files {
-        let rel = entry.path.as_str();
-        let path = dir.join(rel);
-        if !path.is_file() {
-            continue; // reported by the manifest check
-        }
-        let file = read_parquet_hive(&path, rel)?;
-        let partition = partition_of(rel);
-        if partition.is_none() {
-            verdict.push(
-                Finding::new(
-                    Rule::Partition,
-                    "not inside a `key=value` partition folder: whose rows are these?",
-                )
-                .file(rel),
-            );
-        }
-        if let Some(fm) = file.metadata.get("pseudagg.month") {
-            months.insert(fm.clone());
-        }
-        for name in &file.columns {
-            if !allowed.contains(name.as_str()) {
+    let mut groups: BTreeMap<String, FxHashMap<Vec<u8>, u64>> = BTreeMap::new();
+    for (entry, file) in m.files.iter().zip(checked) {
+        let Some(file) = file? else {
+            continue; // missing: reported by the manifest check
+        };
+        verdict.absorb(file.verdict);
+        seen.reserve(file.pseudonyms.len());
+        for (raw, row, c) in file.pseudonyms {
+            if !seen.insert(raw) {
                 verdict.push(
                     Finding::new(
-                        Rule::ColumnNotAllowed,
-                        "a column the manifest does not declare",
+                        Rule::PseudonymFormat,
+                        "the same pseudonym is in an earlier row: one row per person",
                     )
-                    .file(rel)
-                    .column(name),
-                );
-            }
-            if let Some(spec) = schema.column(name)
-                && spec.class.is_sensitive()
-            {
-                verdict.push(
-                    Finding::new(
-                        Rule::SensitiveColumn,
-                        format!("named like the input's {} column", spec.class),
-                    )
-                    .file(rel)
-                    .column(name),
+                    .file(&entry.path)
+                    .row(row)
+                    .column(&pseudonym_columns[c]),
                 );
             }
         }
-        if !file.metadata.contains_key("pseudagg.month") {
-            verdict.push(
-                Finding::new(
-                    Rule::Manifest,
-                    "the Parquet file does not name its month (metadata `pseudagg.month`): stripped or not written by pseudagg",
-                )
-                .file(rel),
-            );
+        months.extend(file.months);
+        if let Some((value, counted)) = file.groups {
+            let into = groups.entry(value).or_default();
+            for (key, n) in counted {
+                *into.entry(key).or_default() += n;
+            }
         }
-        check_rows(
-            &file,
-            rel,
-            partition.as_ref(),
-            &contracts,
-            &pseudonym_columns,
-            facts.as_ref(),
-            period_key.is_some(),
-            &mut seen,
-            &mut months,
-            verdict,
-        );
-        if let (Some((qi, _)), Some((_, value))) = (&k_decl, &partition) {
-            count_groups(&file, qi, groups.entry(value.clone()).or_default());
-            check_revealed(&file, rel, &schema, qi, verdict);
+        for (key, mut rows) in file.linking {
+            these_rows.entry(key).or_default().append(&mut rows);
         }
-        if let Some((_, _, columns)) = &other {
-            linking::add_rows(&file, columns, &mut these_rows);
-        }
-        rows_total += file.rows() as u64;
+        rows_total += file.rows;
     }
     verdict.fact("rows", &rows_total);
     verdict.fact("pseudonyms", &seen.len());
@@ -409,65 +387,188 @@ pub(crate) fn check(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)] // one pass over the rows serves every row rule
+/// What every file's check needs.
+struct FileContext<'a> {
+    dir: &'a Path,
+    allowed: &'a HashSet<&'a str>,
+    schema: &'a Schema,
+    contracts: &'a HashMap<String, Contract>,
+    pseudonym_columns: &'a [String],
+    facts: Option<&'a InputFacts>,
+    recompute: bool,
+    /// The declared quasi-identifiers.
+    qi: Option<&'a [String]>,
+    /// The columns to link with another month.
+    linking: Option<&'a [(String, linking::Kind)]>,
+}
+
+/// What one file gives: its own findings, and what is merged across files.
+struct FileChecked {
+    verdict: Verdict,
+    /// (raw pseudonym, 1-based row, index into the pseudonym columns), in row order.
+    pseudonyms: Vec<([u8; 32], u64, usize)>,
+    months: HashSet<String>,
+    /// The partition's value and its groups of quasi-identifiers (see [`group_key`]).
+    groups: Option<(String, FxHashMap<Vec<u8>, u64>)>,
+    linking: linking::Buckets,
+    rows: u64,
+}
+
+/// Reads and checks one file of the dataset; `None` when it is missing.
+fn check_file(context: &FileContext<'_>, rel: &str) -> Result<Option<FileChecked>> {
+    let path = context.dir.join(rel);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let file = read_parquet_hive(&path, rel)?;
+    let mut out = FileChecked {
+        verdict: Verdict::new(context.dir, "pseudonymised-dataset"),
+        pseudonyms: Vec::new(),
+        months: HashSet::new(),
+        groups: None,
+        linking: linking::Buckets::new(),
+        rows: file.rows() as u64,
+    };
+    let verdict = &mut out.verdict;
+    let partition = partition_of(rel);
+    if partition.is_none() {
+        verdict.push(
+            Finding::new(
+                Rule::Partition,
+                "not inside a `key=value` partition folder: whose rows are these?",
+            )
+            .file(rel),
+        );
+    }
+    if let Some(fm) = file.metadata.get("pseudagg.month") {
+        out.months.insert(fm.clone());
+    }
+    for name in &file.columns {
+        if !context.allowed.contains(name.as_str()) {
+            verdict.push(
+                Finding::new(Rule::ColumnNotAllowed, "a column the manifest does not declare")
+                    .file(rel)
+                    .column(name),
+            );
+        }
+        if let Some(spec) = context.schema.column(name)
+            && spec.class.is_sensitive()
+        {
+            verdict.push(
+                Finding::new(
+                    Rule::SensitiveColumn,
+                    format!("named like the input's {} column", spec.class),
+                )
+                .file(rel)
+                .column(name),
+            );
+        }
+    }
+    if !file.metadata.contains_key("pseudagg.month") {
+        verdict.push(
+            Finding::new(
+                Rule::Manifest,
+                "the Parquet file does not name its month (metadata `pseudagg.month`): stripped or not written by pseudagg",
+            )
+            .file(rel),
+        );
+    }
+    check_rows(&file, rel, partition.as_ref(), context, &mut out);
+    if let (Some(qi), Some((_, value))) = (context.qi, &partition) {
+        out.groups = Some((value.clone(), count_groups(&file, qi)));
+        check_revealed(&file, rel, context.schema, qi, &mut out.verdict);
+    }
+    if let Some(columns) = context.linking {
+        linking::add_rows(&file, columns, &mut out.linking);
+    }
+    Ok(Some(out))
+}
+
+/// What the value rules say about one value; the rules depend on the value and its column only,
+/// so each distinct value of a column is judged once per file.
+#[derive(Default)]
+struct ValueJudgement {
+    not_allowed: bool,
+    shapes: Vec<(Rule, &'static str)>,
+    input_value: bool,
+}
+
+fn judge(value: &str, contract: Option<&Contract>, facts: Option<&InputFacts>) -> ValueJudgement {
+    ValueJudgement {
+        not_allowed: contract.is_some_and(|c| !c.allows(value)),
+        shapes: shapes_of(value).collect(),
+        input_value: facts.is_some_and(|f| {
+            let trimmed = value.trim();
+            (trimmed.chars().count() >= 3 && f.sensitive.contains(&value_hash(trimmed)))
+                || name_like_words(trimmed).any(|w| f.sensitive.contains(&value_hash(w)))
+        }),
+    }
+}
+
+/// The row rules, in one pass over the rows: findings in row order, then column order.
 fn check_rows(
     file: &TextFile,
     rel: &str,
     partition: Option<&(String, String)>,
-    contracts: &HashMap<String, Contract>,
-    pseudonym_columns: &[String],
-    facts: Option<&InputFacts>,
-    recompute: bool,
-    seen: &mut HashSet<[u8; 32]>,
-    months: &mut HashSet<String>,
-    verdict: &mut Verdict,
+    context: &FileContext<'_>,
+    out: &mut FileChecked,
 ) {
     let part_col = partition.and_then(|(k, _)| file.index(k));
     let datenstand = file.index("datenstand");
-    let contract: Vec<Option<&Contract>> = file.columns.iter().map(|c| contracts.get(c)).collect();
+    let contract: Vec<Option<&Contract>> = file
+        .columns
+        .iter()
+        .map(|c| context.contracts.get(c))
+        .collect();
+    let pseudonym_column: Vec<Option<usize>> = file
+        .columns
+        .iter()
+        .map(|c| context.pseudonym_columns.iter().position(|p| p == c))
+        .collect();
+    let mut judged: Vec<FxHashMap<&str, ValueJudgement>> = file
+        .columns
+        .iter()
+        .map(|_| FxHashMap::default())
+        .collect();
+    out.pseudonyms.reserve(file.rows());
+    let verdict = &mut out.verdict;
     for (row, b, r) in file.row_positions() {
         for (c, name) in file.columns.iter().enumerate() {
             let value = file.text(b, c, r);
-            let at = || {
-                Finding::new(Rule::Manifest, "")
+            let at = |rule: Rule, message: String| Finding {
+                rule,
+                message,
+                ..Finding::new(Rule::Manifest, "")
                     .file(rel)
                     .row(row)
                     .column(name)
             };
-            if pseudonym_columns.contains(name) {
+            if let Some(p) = pseudonym_column[c] {
                 let Some(v) = value.filter(|v| is_pseudonym(v)) else {
-                    verdict.push(Finding {
-                        rule: Rule::PseudonymFormat,
-                        message: "not a pseudonym (64 lower-case hex characters)".into(),
-                        ..at()
-                    });
+                    verdict.push(at(
+                        Rule::PseudonymFormat,
+                        "not a pseudonym (64 lower-case hex characters)".into(),
+                    ));
                     continue;
                 };
                 let raw = raw_pseudonym(v);
-                if !seen.insert(raw) {
-                    verdict.push(Finding {
-                        rule: Rule::PseudonymFormat,
-                        message: "the same pseudonym is in an earlier row: one row per person"
-                            .into(),
-                        ..at()
-                    });
-                }
-                if recompute && let Some(f) = facts {
+                out.pseudonyms.push((raw, row, p));
+                if context.recompute
+                    && let Some(f) = context.facts
+                {
                     match f.pseudonyms.get(&raw) {
-                        None => verdict.push(Finding {
-                            rule: Rule::PseudonymRecompute,
-                            message: "recomputes from no input row with this key and month".into(),
-                            ..at()
-                        }),
+                        None => verdict.push(at(
+                            Rule::PseudonymRecompute,
+                            "recomputes from no input row with this key and month".into(),
+                        )),
                         Some(&p) => {
                             if let Some((_, value)) = partition
                                 && f.partitions[p as usize] != *value
                             {
-                                verdict.push(Finding {
-                                    rule: Rule::Partition,
-                                    message: "its input row belongs to another partition".into(),
-                                    ..at()
-                                });
+                                verdict.push(at(
+                                    Rule::Partition,
+                                    "its input row belongs to another partition".into(),
+                                ));
                             }
                         }
                     }
@@ -479,59 +580,65 @@ fn check_rows(
                 && let Some((key, expected)) = partition
                 && v != expected
             {
-                verdict.push(Finding {
-                    rule: Rule::Partition,
-                    message: format!("a row of another {key} in the folder {key}={expected}"),
-                    ..at()
-                });
+                verdict.push(at(
+                    Rule::Partition,
+                    format!("a row of another {key} in the folder {key}={expected}"),
+                ));
             }
-            if Some(c) == datenstand {
-                months.insert(v.to_owned());
+            if Some(c) == datenstand && !out.months.contains(v) {
+                out.months.insert(v.to_owned());
             }
-            if let Some(contract) = contract[c]
-                && !contract.allows(v)
-            {
-                verdict.push(Finding {
-                    rule: Rule::ColumnValue,
-                    message: "not a value its column may hold (the schema's allowed values or pattern, or a band label)".into(),
-                    ..at()
-                });
+            let judgement = judged[c]
+                .entry(v)
+                .or_insert_with(|| judge(v, contract[c], context.facts));
+            if judgement.not_allowed {
+                verdict.push(at(
+                    Rule::ColumnValue,
+                    "not a value its column may hold (the schema's allowed values or pattern, or a band label)".into(),
+                ));
             }
-            for (rule, what) in shapes_of(v) {
-                verdict.push(Finding {
-                    rule,
-                    message: format!("holds {what}"),
-                    ..at()
-                });
+            for (rule, what) in &judgement.shapes {
+                verdict.push(at(*rule, format!("holds {what}")));
             }
-            if let Some(f) = facts {
-                let trimmed = v.trim();
-                let hit = (trimmed.chars().count() >= 3
-                    && f.sensitive.contains(&value_hash(trimmed)))
-                    || name_like_words(trimmed).any(|w| f.sensitive.contains(&value_hash(w)));
-                if hit {
-                    verdict.push(Finding {
-                        rule: Rule::InputValue,
-                        message:
-                            "holds a value of an identifier, personal, staff or free-text column of the input"
-                                .into(),
-                        ..at()
-                    });
-                }
+            if judgement.input_value {
+                verdict.push(at(
+                    Rule::InputValue,
+                    "holds a value of an identifier, personal, staff or free-text column of the input".into(),
+                ));
             }
         }
     }
 }
 
-fn count_groups(file: &TextFile, qi: &[String], groups: &mut HashMap<Vec<Option<String>>, u64>) {
-    let idx: Vec<Option<usize>> = qi.iter().map(|q| file.index(q)).collect();
-    for (_, b, r) in file.row_positions() {
-        let t: Vec<Option<String>> = idx
-            .iter()
-            .map(|i| i.and_then(|i| file.text(b, i, r)).map(str::to_owned))
-            .collect();
-        *groups.entry(t).or_default() += 1;
+/// A row's quasi-identifiers as one key: per column a 0 byte for a blank, or a 1 byte, the
+/// value's length (4 bytes) and the value, so that no value can fake a boundary.
+fn group_key(file: &TextFile, idx: &[Option<usize>], b: usize, r: usize, key: &mut Vec<u8>) {
+    key.clear();
+    for i in idx {
+        match i.and_then(|i| file.text(b, i, r)) {
+            None => key.push(0),
+            Some(v) => {
+                key.push(1);
+                key.extend_from_slice(&u32::try_from(v.len()).unwrap_or(u32::MAX).to_le_bytes());
+                key.extend_from_slice(v.as_bytes());
+            }
+        }
     }
+}
+
+fn count_groups(file: &TextFile, qi: &[String]) -> FxHashMap<Vec<u8>, u64> {
+    let idx: Vec<Option<usize>> = qi.iter().map(|q| file.index(q)).collect();
+    let mut groups: FxHashMap<Vec<u8>, u64> = FxHashMap::default();
+    let mut key = Vec::new();
+    for (_, b, r) in file.row_positions() {
+        group_key(file, &idx, b, r, &mut key);
+        if let Some(n) = groups.get_mut(key.as_slice()) {
+            *n += 1;
+        } else {
+            groups.insert(key.clone(), 1);
+        }
+    }
+    groups
 }
 
 /// A blanked quasi-identifier must not be given away by a column the schema says reveals it
@@ -573,7 +680,7 @@ fn check_revealed(
 fn against(
     (other, m, columns): (&Path, &Manifest, &[(String, linking::Kind)]),
     (these_rows, dir, month): (&linking::Buckets, &Path, &str),
-    seen: &HashSet<[u8; 32]>,
+    seen: &FxHashSet<[u8; 32]>,
     options: &Options,
     verdict: &mut Verdict,
 ) -> Result<()> {

@@ -206,6 +206,23 @@ impl Verdict {
         }
     }
 
+    /// Takes in the findings of a part checked on its own (one file), as if they had been pushed
+    /// here one by one: the first of each rule are kept, all are counted.
+    pub(crate) fn absorb(&mut self, part: Verdict) {
+        let mut kept: BTreeMap<Rule, u64> = BTreeMap::new();
+        for finding in part.findings {
+            *kept.entry(finding.rule).or_default() += 1;
+            self.push(finding);
+        }
+        for (rule, n) in part.counts {
+            let beyond = n - kept.get(&rule).copied().unwrap_or(0);
+            if beyond > 0 {
+                *self.counts.entry(rule).or_default() += beyond;
+            }
+        }
+        self.facts.extend(part.facts);
+    }
+
     #[must_use]
     pub fn has(&self, rule: Rule) -> bool {
         self.counts.contains_key(&rule)
