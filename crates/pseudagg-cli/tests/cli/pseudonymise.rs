@@ -588,3 +588,70 @@ fn a_month_folder_with_a_foreign_file_is_not_replaced() {
     fs::remove_file(month.join("parquet/rd=BY/notes.txt")).unwrap();
     run_vkb(&input, "2025-03", &key, &out, &[]);
 }
+
+/// The stored SHA-256 of every Parquet file, per input, from `testdata/vectors/vkb-2025-03.sha256`.
+fn stored_hashes() -> Vec<(String, Vec<(String, String)>)> {
+    let text = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/vectors/vkb-2025-03.sha256"
+    ))
+    .unwrap();
+    let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            sections.push((name.to_owned(), Vec::new()));
+        } else {
+            let (hash, path) = line.split_once("  ").unwrap();
+            sections
+                .last_mut()
+                .unwrap()
+                .1
+                .push((path.to_owned(), hash.to_owned()));
+        }
+    }
+    sections
+}
+
+/// Speed work must not change a byte of the output: the committed sample, and a generated
+/// extract where every case is flagged (so that k-anonymity blanks a lot), give exactly the files
+/// that an earlier release build wrote.
+#[test]
+fn the_output_bytes_match_the_stored_hashes() {
+    use sha2::Digest as _;
+    let dir = tempfile::tempdir().unwrap();
+    let key = key_file(dir.path(), std::array::from_fn(|i| i as u8));
+    let sections = stored_hashes();
+    assert_eq!(sections.len(), 2);
+    for (source, expected) in sections {
+        let input = if source.starts_with("testdata/") {
+            Path::new(crate::common::SAMPLE_VKB).to_owned()
+        } else {
+            let args: Vec<&str> = source.split(' ').collect();
+            assert_eq!(args[0], "gen-testdata");
+            let path = dir.path().join("generated.csv");
+            let mut full = args.clone();
+            full.extend(["--out", path.to_str().unwrap()]);
+            let r = pseudagg(&full);
+            assert_eq!(r.code, 0, "{}", r.stderr);
+            path
+        };
+        let out = dir.path().join("out");
+        let _ = fs::remove_dir_all(&out);
+        run_vkb(&input, "2025-03", &key, &out, &[]);
+        let root = out.join("vkb/2025-03");
+        let m = manifest(&out, "2025-03");
+        let listed: Vec<(String, String)> = m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let path = f["path"].as_str().unwrap().to_owned();
+                let bytes = fs::read(root.join(&path)).unwrap();
+                let actual = hex::encode(sha2::Sha256::digest(&bytes));
+                assert_eq!(actual, f["sha256"].as_str().unwrap(), "{path}: manifest hash");
+                (path, actual)
+            })
+            .collect();
+        assert_eq!(listed, expected, "{source}: the output bytes changed");
+    }
+}
