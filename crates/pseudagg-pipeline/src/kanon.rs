@@ -7,30 +7,104 @@
 //! logged or put in the manifest: the manifest gets counts only.
 //!
 //! Each column's values are numbered once per partition, as they are first met, so a combination is
-//! a short row of numbers. [`decide`] renumbers them in value order first: comparisons, and so the
-//! tie order of the last step, are those of the texts. The maps use a fixed-seed fast hash (`FxHash`):
-//! the keys are numbers and the extract's own short values, and the hash is never seen outside.
+//! a short row of numbers, kept back to back in one flat arena and found through a hash table of
+//! indices (no allocation per combination). [`decide`] renumbers the values in value order first:
+//! comparisons, and so the tie order of the last step, are those of the texts. The hash is a
+//! fixed-seed fast one (`FxHash`): the keys are numbers and the extract's own short values, and
+//! the hash is never seen outside.
 
 use std::collections::BTreeMap;
-use std::collections::hash_map::Entry;
+use std::hash::BuildHasher;
 
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use hashbrown::HashTable;
 use pseudagg_core::{Error, Result};
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::manifest::PartitionRisk;
 
-/// A combination: each value as a number, 0 for a blank.
-type Ids = Box<[u32]>;
+/// Rows of `width` numbers, back to back, found by content through a hash table of row indices.
+#[derive(Debug, Default, Clone)]
+struct Arena {
+    width: usize,
+    numbers: Vec<u32>,
+    table: HashTable<u32>,
+}
+
+fn hash_of(row: &[u32]) -> u64 {
+    FxBuildHasher.hash_one(row)
+}
+
+impl Arena {
+    fn new(width: usize) -> Self {
+        Self {
+            width,
+            ..Self::default()
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.numbers.len() / self.width.max(1)
+    }
+
+    fn row(&self, i: u32) -> &[u32] {
+        let start = i as usize * self.width;
+        &self.numbers[start..start + self.width]
+    }
+
+    fn find(&self, row: &[u32]) -> Option<u32> {
+        let numbers = &self.numbers;
+        let width = self.width;
+        self.table
+            .find(hash_of(row), |&i| {
+                &numbers[i as usize * width..(i as usize + 1) * width] == row
+            })
+            .copied()
+    }
+
+    /// Indexes row `i` (already in `numbers`) under its content.
+    fn index(&mut self, i: u32) {
+        let (numbers, width) = (&self.numbers, self.width);
+        let slice = |i: u32| &numbers[i as usize * width..(i as usize + 1) * width];
+        self.table
+            .insert_unique(hash_of(slice(i)), i, |&j| hash_of(slice(j)));
+    }
+
+    /// Appends a row that is not there yet; returns its index.
+    fn push(&mut self, row: &[u32]) -> u32 {
+        let i = u32::try_from(self.len()).expect("fewer than 2^32 combinations");
+        self.numbers.extend_from_slice(row);
+        self.index(i);
+        i
+    }
+
+    /// Takes row `i` out of the index (its numbers stay).
+    fn unindex(&mut self, i: u32) {
+        let (numbers, width) = (&self.numbers, self.width);
+        let hash = hash_of(&numbers[i as usize * width..(i as usize + 1) * width]);
+        if let Ok(entry) = self.table.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+    }
+
+    /// Re-indexes every row, after their numbers changed.
+    fn reindex(&mut self) {
+        self.table.clear();
+        self.table.reserve(self.len(), |_| 0);
+        for i in 0..self.len() as u32 {
+            self.index(i);
+        }
+    }
+}
 
 /// One partition's combinations.
 #[derive(Debug, Default)]
 struct Groups {
-    /// Per quasi-identifier: value -> number from 1, in the order first met.
+    /// Per quasi-identifier: value -> number from 1 (0 is a blank).
     values: Vec<FxHashMap<Box<str>, u32>>,
-    /// Combination (numbers as met) -> its index.
-    index: FxHashMap<Ids, u32>,
+    /// The distinct combinations; a combination's index is its place here.
+    combos: Arena,
     /// Rows per combination, by index.
     rows: Vec<u64>,
 }
@@ -39,7 +113,8 @@ impl Groups {
     fn new(n_qi: usize) -> Self {
         Self {
             values: vec![FxHashMap::default(); n_qi],
-            ..Self::default()
+            combos: Arena::new(n_qi),
+            rows: Vec::new(),
         }
     }
 
@@ -58,11 +133,10 @@ impl Groups {
                 }
             }));
         }
-        if let Some(&i) = self.index.get(ids.as_slice()) {
+        if let Some(i) = self.combos.find(ids) {
             self.rows[i as usize] += 1;
         } else {
-            let i = u32::try_from(self.rows.len()).expect("fewer than 2^32 combinations");
-            self.index.insert(ids.as_slice().into(), i);
+            self.combos.push(ids);
             self.rows.push(1);
         }
     }
@@ -76,14 +150,15 @@ impl Groups {
                 Some(v) => *self.values[q].get(v)?,
             });
         }
-        self.index.get(ids.as_slice()).copied()
+        self.combos.find(ids)
     }
 
-    /// The combinations by index, each value renumbered in value order (0 still a blank).
-    fn in_value_order(&self) -> Vec<Ids> {
+    /// Renumbers every column's values in value order (0 stays a blank), in the dictionaries and
+    /// the combinations alike; indices of combinations do not change.
+    fn renumber_in_value_order(&mut self) {
         let ranks: Vec<Vec<u32>> = self
             .values
-            .iter()
+            .iter_mut()
             .map(|map| {
                 let mut sorted: Vec<(&str, u32)> = map.iter().map(|(v, &id)| (&**v, id)).collect();
                 sorted.sort_unstable();
@@ -91,18 +166,17 @@ impl Groups {
                 for (r, (_, id)) in sorted.iter().enumerate() {
                     rank[*id as usize] = r as u32 + 1;
                 }
+                for id in map.values_mut() {
+                    *id = rank[*id as usize];
+                }
                 rank
             })
             .collect();
-        let mut out: Vec<Ids> = vec![Ids::default(); self.rows.len()];
-        for (ids, &i) in &self.index {
-            out[i as usize] = ids
-                .iter()
-                .zip(&ranks)
-                .map(|(&id, rank)| rank[id as usize])
-                .collect();
+        let width = self.combos.width;
+        for (i, id) in self.combos.numbers.iter_mut().enumerate() {
+            *id = ranks[i % width][*id as usize];
         }
-        out
+        self.combos.reindex();
     }
 }
 
@@ -180,8 +254,10 @@ pub(crate) struct Decision {
 #[derive(Debug)]
 pub(crate) struct TooSmall(pub Vec<(String, u64)>);
 
+/// Decides the blanks of every partition. The counter's values are renumbered in value order on
+/// the way (see [`Groups::renumber_in_value_order`]); [`blank`] works with either numbering.
 pub(crate) fn decide(
-    counter: &GroupCounter,
+    counter: &mut GroupCounter,
     k: u64,
     partitions: impl IntoIterator<Item = String>,
 ) -> std::result::Result<Decision, TooSmall> {
@@ -193,8 +269,11 @@ pub(crate) fn decide(
     // Partitions are independent; the largest ones hold most of the combinations.
     let decided: Vec<_> = counter
         .groups
-        .par_iter()
-        .map(|(part, groups)| (part, decide_partition(groups, k)))
+        .par_iter_mut()
+        .map(|(part, groups)| {
+            groups.renumber_in_value_order();
+            (part, decide_partition(groups, k))
+        })
         .collect();
     for (part, result) in decided {
         match result {
@@ -215,11 +294,11 @@ pub(crate) fn decide(
 }
 
 /// One partition's decision: the mask of each combination and the resulting risk figures, or the
-/// partition's row count if it is smaller than `k` in all.
+/// partition's row count if it is smaller than `k` in all. The values must be in value order.
 ///
 /// Round `q` blanks the `q`-th value of every group still smaller than `k`, and the group joins
-/// the one it now equals. Each combination starts as a group of its own (a slot); a group that
-/// joins another points to it, so a combination's final group is found by following the pointers.
+/// the one it now equals. Each combination starts as a group of its own; a group that joins
+/// another points to it, so a combination's final group is found by following the pointers.
 fn decide_partition(
     counted: &Groups,
     k: u64,
@@ -229,87 +308,81 @@ fn decide_partition(
         return Err(total);
     }
     let n_qi = counted.values.len();
-    let before = counted.in_value_order();
-    // Group -> (rows, slot); a slot's pointer leads to the slot of the group it joined.
-    let mut groups: FxHashMap<Ids, (u64, u32)> = before
-        .iter()
-        .zip(&counted.rows)
-        .enumerate()
-        .map(|(c, (ids, &n))| (ids.clone(), (n, c as u32)))
-        .collect();
-    let mut joined: Vec<u32> = (0..before.len() as u32).collect();
+    let before = &counted.combos;
+    // The groups: their numbers (changed in place as values are blanked), rows, and pointers.
+    let mut groups = before.clone();
+    let mut rows = counted.rows.clone();
+    let mut joined: Vec<u32> = (0..rows.len() as u32).collect();
+    let mut moving = Vec::new();
     for q in 0..n_qi {
-        let moving: Vec<Ids> = groups
-            .iter()
-            .filter(|(t, (n, _))| *n < k && t[q] != 0)
-            .map(|(t, _)| t.clone())
-            .collect();
+        moving.clear();
+        moving.extend((0..rows.len() as u32).filter(|&g| {
+            joined[g as usize] == g && rows[g as usize] < k && groups.row(g)[q] != 0
+        }));
         // A group that moves has its `q`-th value, a group it moves to has none: the moves of a
         // round never meet each other's sources, so their order does not matter.
-        for from in moving {
-            let (n, slot) = groups.remove(&from).expect("group exists");
-            let mut to = from;
-            to[q] = 0;
-            match groups.entry(to) {
-                Entry::Occupied(mut e) => {
-                    e.get_mut().0 += n;
-                    joined[slot as usize] = e.get().1;
+        for &g in &moving {
+            groups.unindex(g);
+            groups.numbers[g as usize * n_qi + q] = 0;
+            match groups.find(groups.row(g)) {
+                Some(to) => {
+                    rows[to as usize] += rows[g as usize];
+                    rows[g as usize] = 0;
+                    joined[g as usize] = to;
                 }
-                Entry::Vacant(e) => {
-                    e.insert((n, slot));
-                }
+                None => groups.index(g),
             }
         }
     }
-    // Only the all-blank group can still be too small: let whole smallest groups join it.
-    let blank: Ids = vec![0; n_qi].into();
-    if let Some(&(blank_rows, blank_slot)) = groups.get(&blank)
-        && blank_rows < k
+    let alive = |joined: &[u32], g: u32| joined[g as usize] == g;
+    // Only the all-blank group can still be too small: let whole smallest groups join it, the
+    // smallest first, ties in value order. At most `k` of them are needed (each holds a row).
+    let blank = vec![0; n_qi];
+    if let Some(b) = groups.find(&blank)
+        && rows[b as usize] < k
     {
-        let mut others: Vec<(u64, &Ids, u32)> = groups
-            .iter()
-            .filter(|(t, _)| **t != blank)
-            .map(|(t, (n, slot))| (*n, t, *slot))
+        let mut others: Vec<u32> = (0..rows.len() as u32)
+            .filter(|&g| alive(&joined, g) && g != b)
             .collect();
-        others.sort_unstable();
-        let mut rows = blank_rows;
-        let mut taken = Vec::new();
-        for (n, t, slot) in others {
-            if rows >= k {
+        let order = |x: &u32, y: &u32| {
+            (rows[*x as usize], groups.row(*x)).cmp(&(rows[*y as usize], groups.row(*y)))
+        };
+        let needed = usize::try_from(k).unwrap_or(usize::MAX).min(others.len());
+        if needed > 0 && needed < others.len() {
+            others.select_nth_unstable_by(needed - 1, order);
+            others.truncate(needed);
+        }
+        others.sort_unstable_by(order);
+        for g in others {
+            if rows[b as usize] >= k {
                 break;
             }
-            rows += n;
-            joined[slot as usize] = blank_slot;
-            taken.push(t.clone());
+            rows[b as usize] += rows[g as usize];
+            rows[g as usize] = 0;
+            joined[g as usize] = b;
         }
-        for t in &taken {
-            groups.remove(t);
-        }
-        groups.insert(blank.clone(), (rows, blank_slot));
     }
 
-    let mut now: Vec<Option<&Ids>> = vec![None; before.len()];
-    for (t, (_, slot)) in &groups {
-        now[*slot as usize] = Some(t);
-    }
     let mut risk = PartitionRisk {
-        smallest_group: groups.values().map(|(n, _)| *n).min().unwrap_or(0),
+        smallest_group: (0..rows.len() as u32)
+            .filter(|&g| alive(&joined, g))
+            .map(|g| rows[g as usize])
+            .min()
+            .unwrap_or(0),
         ..PartitionRisk::default()
     };
-    let masks: Vec<u32> = before
-        .iter()
-        .enumerate()
-        .map(|(c, was)| {
-            let mut slot = c as u32;
-            while joined[slot as usize] != slot {
-                slot = joined[slot as usize];
+    let masks: Vec<u32> = (0..rows.len() as u32)
+        .map(|c| {
+            let mut g = c;
+            while !alive(&joined, g) {
+                g = joined[g as usize];
             }
-            let now = now[slot as usize].expect("a final group has a slot");
+            let (was, now) = (before.row(c), groups.row(g));
             let mask = (0..n_qi)
                 .filter(|&q| was[q] != 0 && now[q] == 0)
                 .fold(0u32, |m, q| m | (1 << q));
             if mask != 0 {
-                let n = counted.rows[c];
+                let n = counted.rows[c as usize];
                 risk.rows_blanked += n;
                 risk.values_blanked += n * u64::from(mask.count_ones());
             }
@@ -396,7 +469,8 @@ mod tests {
             g.add([Some(v)].into_iter(), &mut ids);
         }
         g.add([None].into_iter(), &mut ids);
-        let order: Vec<u32> = g.in_value_order().iter().map(|t| t[0]).collect();
+        g.renumber_in_value_order();
+        let order: Vec<u32> = (0..4).map(|c| g.combos.row(c)[0]).collect();
         // Met as UKR, DEU, SYR, blank; sorted DEU < SYR < UKR.
         assert_eq!(order, vec![3, 1, 2, 0]);
     }
@@ -424,7 +498,7 @@ mod tests {
         .unwrap();
         let mut c = GroupCounter::new(vec![0, 1], 2);
         c.add(&batch).unwrap();
-        let d = decide(&c, 3, ["A".to_owned()]).unwrap();
+        let d = decide(&mut c, 3, ["A".to_owned()]).unwrap();
         let out = blank(&batch, &c, "A", &d.blank["A"]).unwrap();
         let nat_out = out.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         let blanked: Vec<bool> = (0..7).map(|r| nat_out.is_null(r)).collect();
@@ -443,7 +517,7 @@ mod tests {
         rows.push(("A", &[Some("ERI"), Some("30-34")]));
         rows.push(("A", &[Some("SOM"), Some("30-34")]));
         rows.push(("A", &[Some("PAK"), Some("30-34")]));
-        let d = decide(&counter(&rows), 3, ["A".to_owned()]).unwrap();
+        let d = decide(&mut counter(&rows), 3, ["A".to_owned()]).unwrap();
         let risk = d.risk["A"];
         // The three rare nationalities become one group of three with the same age band.
         assert_eq!(risk.rows_blanked, 3);
@@ -465,7 +539,7 @@ mod tests {
             3,
         ));
         rows.push(("A", &[Some("ERI"), Some("20-24")]));
-        let d = decide(&counter(&rows), 3, ["A".to_owned()]).unwrap();
+        let d = decide(&mut counter(&rows), 3, ["A".to_owned()]).unwrap();
         let risk = d.risk["A"];
         // The lone row is blanked entirely and the smallest group (3 rows) joins it.
         assert_eq!(risk.rows_blanked, 4);
@@ -485,7 +559,7 @@ mod tests {
             2,
         ));
         let TooSmall(small) =
-            decide(&counter(&rows), 3, ["A".to_owned(), "B".to_owned()]).unwrap_err();
+            decide(&mut counter(&rows), 3, ["A".to_owned(), "B".to_owned()]).unwrap_err();
         assert_eq!(small, vec![("B".to_owned(), 2)]);
     }
 
@@ -500,7 +574,7 @@ mod tests {
             ("A", &[Some("UKR"), Some("30-34")][..]),
             3,
         ));
-        let d = decide(&counter(&rows), 3, ["A".to_owned()]).unwrap();
+        let d = decide(&mut counter(&rows), 3, ["A".to_owned()]).unwrap();
         assert!(d.blank.is_empty());
         assert_eq!(d.risk["A"].smallest_group, 3);
     }

@@ -133,7 +133,7 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     info!(rows_in, rows_out, input_sha256 = %input.sha256, "extract read and pseudonymised");
 
     let _write = info_span!("write", files = tracing::field::Empty).entered();
-    let k_anonymity = match (&groups, &plan.k_anonymity) {
+    let k_anonymity = match (&mut groups, &plan.k_anonymity) {
         (Some(g), Some((qi, k))) => {
             let decision = kanon::decide(g, u64::from(*k), partitions.keys().cloned())
                 .map_err(|kanon::TooSmall(small)| too_small(&d.partition_by, *k, &small))?;
@@ -204,7 +204,7 @@ fn project(
     plan: &Plan,
     p: &Pseudonymiser,
     reference_day: chrono::NaiveDate,
-    batch: &RecordBatch,
+    batch: &transform::Kept,
 ) -> Result<RecordBatch> {
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(plan.output_schema.fields().len());
     for (input, _) in &plan.pseudonymise {

@@ -19,9 +19,19 @@ use crate::plan::{FilterValue, Plan};
 /// Rows per parallel task when pseudonymising.
 const PAR_CHUNK: usize = 4096;
 
-pub(crate) fn filter(plan: &Plan, batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+/// The rows the pipeline keeps (its `[filter]`, or every row), in the columns it publishes from.
+pub(crate) fn filter(plan: &Plan, batch: &RecordBatch) -> Result<Kept, ArrowError> {
+    let used = |i: usize| {
+        plan.pseudonymise.iter().any(|(c, _)| *c == i)
+            || plan.keep.contains(&i)
+            || plan.generalise.iter().any(|(c, _, _)| *c == i)
+    };
     let Some((column, value)) = &plan.filter else {
-        return Ok(batch.clone());
+        return Ok(Kept {
+            columns: (0..batch.num_columns())
+                .map(|i| used(i).then(|| batch.column(i).clone()))
+                .collect(),
+        });
     };
     let array = batch.column(*column);
     let mask: BooleanArray = match value {
@@ -47,10 +57,36 @@ pub(crate) fn filter(plan: &Plan, batch: &RecordBatch) -> Result<RecordBatch, Ar
             .map(|v| Some(v == Some(*want)))
             .collect(),
     };
-    arrow_select::filter::filter_record_batch(batch, &mask)
+    // Only the columns the output is made of are filtered: the dropped ones (names, addresses,
+    // notes) are never copied.
+    let predicate = arrow_select::filter::FilterBuilder::new(&mask)
+        .optimize()
+        .build();
+    let columns = (0..batch.num_columns())
+        .map(|i| {
+            used(i)
+                .then(|| predicate.filter(batch.column(i)))
+                .transpose()
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Kept { columns })
 }
 
-/// Pseudonymises a text column on all cores; the result has no nulls where the input has none.
+/// The columns of a batch's kept rows that the output is made of (`None` for the others).
+#[derive(Debug)]
+pub(crate) struct Kept {
+    columns: Vec<Option<ArrayRef>>,
+}
+
+impl Kept {
+    /// A column the plan uses.
+    pub(crate) fn column(&self, i: usize) -> &ArrayRef {
+        self.columns[i]
+            .as_ref()
+            .expect("the plan uses this column, so it was kept")
+    }
+}
+
 pub(crate) fn pseudonymise(p: &Pseudonymiser, column: &ArrayRef) -> ArrayRef {
     let values = column
         .as_any()
