@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rayon::prelude::*;
 
 use crate::audit::{Component, Index, Interval, by_component, neighbourhood_system, shared_out};
-use crate::lp::{End, Goal, Reach, Reached};
+use crate::lp::{Goal, Reach, Reached};
 use crate::table::{NOBODY, Table};
 
 /// What [`certify_batch`] found for a cell.

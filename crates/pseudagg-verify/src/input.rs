@@ -2,11 +2,13 @@
 //! an output with its input: no sensitive value may reappear, and every pseudonym must recompute.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::Path;
 
 use pseudagg_core::{ColumnClass, ColumnType, Error, Result, Schema};
+use rayon::prelude::*;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::key::PeriodKey;
 use crate::patterns::name_like_words;
@@ -28,9 +30,9 @@ const MIN_LEN: usize = 3;
 pub(crate) struct InputFacts {
     /// Hashes of identifier, personal, staff and free-text values, and of name-like words of
     /// free text, that never occur in a publishable column.
-    pub sensitive: HashSet<u64>,
+    pub sensitive: FxHashSet<u64>,
     /// Pseudonym (raw bytes) -> index into `partitions`, when a key was given.
-    pub pseudonyms: HashMap<[u8; 32], u16>,
+    pub pseudonyms: FxHashMap<[u8; 32], u16>,
     pub partitions: Vec<String>,
     pub rows: u64,
 }
@@ -51,7 +53,7 @@ pub(crate) fn read(
 ) -> Result<InputFacts> {
     let mut c = Collector {
         facts: InputFacts::default(),
-        publishable: HashSet::new(),
+        publishable: FxHashSet::default(),
         header: Vec::new(),
         id_col: None,
         part_col: None,
@@ -64,11 +66,23 @@ pub(crate) fn read(
     if is_parquet {
         let file = read_parquet(path)?;
         c.header(path, schema, &file.columns)?;
-        for (_, b, r) in file.row_positions() {
-            c.row((0..file.columns.len()).map(|i| file.text(b, i, r)));
+        let rows: Vec<(usize, usize)> = file.row_positions().map(|(_, b, r)| (b, r)).collect();
+        let seen: Vec<Seen> = rows
+            .par_chunks(CHUNK_ROWS)
+            .map(|chunk| {
+                let mut seen = Seen::default();
+                for &(b, r) in chunk {
+                    c.see(&mut seen, (0..file.columns.len()).map(|i| file.text(b, i, r)));
+                }
+                seen
+            })
+            .collect();
+        for s in seen {
+            c.take(s);
         }
     } else {
-        // Streamed record by record: the input may be larger than the memory verify may use.
+        // Streamed in chunks of records: one chunk is looked at on the pool while the next is
+        // read, so memory stays bounded whatever the size of the input.
         let file = std::fs::File::open(path).map_err(|e| Error::io("open", path, e))?;
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(b';')
@@ -76,34 +90,45 @@ pub(crate) fn read(
             .flexible(true)
             .buffer_capacity(1 << 20)
             .from_reader(file);
-        let mut record = csv::ByteRecord::new();
-        let mut first = true;
-        while reader
-            .read_byte_record(&mut record)
+        let mut header = csv::ByteRecord::new();
+        if reader
+            .read_byte_record(&mut header)
             .map_err(|e| csv_error(path, &e))?
         {
-            let line = record.position().map_or(0, csv::Position::line);
-            let fields = record
+            let names = header
                 .iter()
-                .map(|raw| {
-                    if windows_1252 {
-                        Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(raw).0)
-                    } else {
-                        std::str::from_utf8(raw).map(Cow::Borrowed).map_err(|_| Error::Format {
-                            path: path.to_owned(),
-                            reason: format!(
-                                "is not UTF-8 near line {line}; pass --input-encoding windows-1252 if it is"
-                            ),
-                        })
-                    }
-                })
-                .collect::<Result<Vec<Cow<'_, str>>>>()?;
-            if first {
-                first = false;
-                let names: Vec<String> = fields.iter().map(|f| f.clone().into_owned()).collect();
-                c.header(path, schema, &names)?;
-            } else {
-                c.row(fields.iter().map(|v| (!v.is_empty()).then_some(v.as_ref())));
+                .map(|raw| decode(path, raw, windows_1252, 1).map(Cow::into_owned))
+                .collect::<Result<Vec<String>>>()?;
+            c.header(path, schema, &names)?;
+            let mut chunk = read_chunk(&mut reader, path)?;
+            while !chunk.is_empty() {
+                let (next, seen) = rayon::join(
+                    || read_chunk(&mut reader, path),
+                    || {
+                        chunk
+                            .par_chunks(CHUNK_ROWS / 8)
+                            .map(|records| {
+                                let mut seen = Seen::default();
+                                for record in records {
+                                    let line = record.position().map_or(0, csv::Position::line);
+                                    let fields = record
+                                        .iter()
+                                        .map(|raw| decode(path, raw, windows_1252, line))
+                                        .collect::<Result<Vec<Cow<'_, str>>>>()?;
+                                    c.see(
+                                        &mut seen,
+                                        fields.iter().map(|v| (!v.is_empty()).then_some(v.as_ref())),
+                                    );
+                                }
+                                Ok(seen)
+                            })
+                            .collect::<Result<Vec<Seen>>>()
+                    },
+                );
+                for s in seen? {
+                    c.take(s);
+                }
+                chunk = next?;
             }
         }
     }
@@ -116,9 +141,53 @@ pub(crate) fn read(
     Ok(facts)
 }
 
+/// Records looked at together.
+const CHUNK_ROWS: usize = 65_536;
+
+fn read_chunk(
+    reader: &mut csv::Reader<std::fs::File>,
+    path: &Path,
+) -> Result<Vec<csv::ByteRecord>> {
+    let mut records = Vec::with_capacity(CHUNK_ROWS);
+    let mut record = csv::ByteRecord::new();
+    while records.len() < CHUNK_ROWS
+        && reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(path, &e))?
+    {
+        records.push(std::mem::take(&mut record));
+    }
+    Ok(records)
+}
+
+fn decode<'r>(path: &Path, raw: &'r [u8], windows_1252: bool, line: u64) -> Result<Cow<'r, str>> {
+    if windows_1252 {
+        Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(raw).0)
+    } else {
+        std::str::from_utf8(raw)
+            .map(Cow::Borrowed)
+            .map_err(|_| Error::Format {
+                path: path.to_owned(),
+                reason: format!(
+                    "is not UTF-8 near line {line}; pass --input-encoding windows-1252 if it is"
+                ),
+            })
+    }
+}
+
+/// What some rows of the input hold, before it is merged into the facts (in file order).
+#[derive(Default)]
+struct Seen {
+    rows: u64,
+    sensitive: Vec<u64>,
+    publishable: Vec<u64>,
+    /// (raw pseudonym, the row's partition value), when pseudonyms are recomputed.
+    pseudonyms: Vec<([u8; 32], String)>,
+}
+
 struct Collector<'a> {
     facts: InputFacts,
-    publishable: HashSet<u64>,
+    publishable: FxHashSet<u64>,
     header: Vec<(Option<ColumnClass>, Option<ColumnType>)>,
     id_col: Option<usize>,
     part_col: Option<usize>,
@@ -150,9 +219,9 @@ impl Collector<'_> {
         Ok(())
     }
 
-    fn row<'v>(&mut self, values: impl Iterator<Item = Option<&'v str>>) {
-        let facts = &mut self.facts;
-        facts.rows += 1;
+    /// Looks at one row (on any thread).
+    fn see<'v>(&self, seen: &mut Seen, values: impl Iterator<Item = Option<&'v str>>) {
+        seen.rows += 1;
         let (mut id, mut part) = (None, None);
         for (i, v) in values.enumerate() {
             let Some(v) = v else { continue };
@@ -167,31 +236,39 @@ impl Collector<'_> {
             // An unknown column counts as sensitive: fail closed.
             if class.is_none_or(ColumnClass::is_sensitive) {
                 if ty.is_none_or(|t| t == ColumnType::Str) && v.chars().count() >= MIN_LEN {
-                    facts.sensitive.insert(value_hash(v));
+                    seen.sensitive.push(value_hash(v));
                 }
                 if class.is_none_or(|c| c == ColumnClass::FreeText) {
                     for w in name_like_words(v) {
-                        facts.sensitive.insert(value_hash(w));
+                        seen.sensitive.push(value_hash(w));
                     }
                 }
             } else {
-                self.publishable.insert(value_hash(v));
+                seen.publishable.push(value_hash(v));
                 for w in name_like_words(v) {
-                    self.publishable.insert(value_hash(w));
+                    seen.publishable.push(value_hash(w));
                 }
             }
         }
         if let (Some(r), Some(id), Some(part)) = (self.recompute, id, part) {
+            seen.pseudonyms
+                .push((r.key.raw_pseudonym(id), part.to_owned()));
+        }
+    }
+
+    /// Merges what some rows hold, in file order.
+    fn take(&mut self, seen: Seen) {
+        let facts = &mut self.facts;
+        facts.rows += seen.rows;
+        facts.sensitive.extend(seen.sensitive);
+        self.publishable.extend(seen.publishable);
+        facts.pseudonyms.reserve(seen.pseudonyms.len());
+        for (raw, part) in seen.pseudonyms {
             let next = self.partition_index.len() as u16;
-            let p = *self
-                .partition_index
-                .entry(part.to_owned())
-                .or_insert_with(|| {
-                    facts.partitions.push(part.to_owned());
-                    next
-                });
-            let mut raw = [0u8; 32];
-            hex::decode_to_slice(r.key.pseudonym(id), &mut raw).expect("hex of 32 bytes");
+            let p = *self.partition_index.entry(part).or_insert_with_key(|part| {
+                facts.partitions.push(part.clone());
+                next
+            });
             facts.pseudonyms.insert(raw, p);
         }
     }

@@ -53,11 +53,12 @@ pub(crate) fn load(path: &Path, purpose: &str, month: &str) -> Result<(String, P
 }
 
 impl PeriodKey {
-    pub fn pseudonym(&self, identifier: &str) -> String {
+    /// The pseudonym's 32 bytes, before hex.
+    pub fn raw_pseudonym(&self, identifier: &str) -> [u8; 32] {
         let mut mac =
             hmac::Hmac::<Sha256>::new_from_slice(self.0.as_slice()).expect("any key length");
         mac.update(identifier.trim().to_uppercase().as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 }
 
@@ -80,7 +81,7 @@ mod tests {
         let (id, key) = load(&path, "vkb", "2025-03").unwrap();
         assert_eq!(id, "630dcd2966c43366");
         assert_eq!(
-            key.pseudonym(" 325d123456 "),
+            hex::encode(key.raw_pseudonym(" 325d123456 ")),
             "78f0399c47c50cb7fe24900a9391b415a79563dd14e7aa7d46e30e178974358e"
         );
     }
