@@ -93,6 +93,9 @@ impl AllowedValues {
     }
 }
 
+const NOT_A_DATE: &str = "is not a date: write TT.MM.JJJJ or JJJJ-MM-TT, and the day must exist";
+const NOT_A_BOOL: &str = "is neither J nor N";
+
 impl ColumnCheck {
     pub(crate) fn new(spec: &ColumnSpec) -> Self {
         Self {
@@ -139,6 +142,27 @@ impl ColumnCheck {
             return Err(format!("is not one of the allowed values: {allowed}"));
         }
         Ok(())
+    }
+
+    /// Checks a cell as [`TextColumn::append`] does, without keeping it: for the columns a run
+    /// drops, which must be as valid as the ones it keeps.
+    pub(crate) fn check_cell(&self, text: Option<&str>) -> Result<(), String> {
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            return if self.spec.nullable {
+                Ok(())
+            } else {
+                Err(self.null_message())
+            };
+        };
+        match self.spec.ty {
+            ColumnType::Str => self.check_str(text),
+            ColumnType::Date => parse_date(text.trim())
+                .map(drop)
+                .ok_or_else(|| NOT_A_DATE.to_owned()),
+            ColumnType::Bool => parse_bool(text.trim())
+                .map(drop)
+                .ok_or_else(|| NOT_A_BOOL.to_owned()),
+        }
     }
 
     pub(crate) fn null_message(&self) -> String {
@@ -192,10 +216,7 @@ impl TextColumn {
                     Ok(())
                 } else {
                     b.append_null();
-                    Err(
-                        "is not a date: write TT.MM.JJJJ or JJJJ-MM-TT, and the day must exist"
-                            .to_owned(),
-                    )
+                    Err(NOT_A_DATE.to_owned())
                 }
             }
             Self::Bool(b) => {
@@ -204,7 +225,7 @@ impl TextColumn {
                     Ok(())
                 } else {
                     b.append_null();
-                    Err("is neither J nor N".to_owned())
+                    Err(NOT_A_BOOL.to_owned())
                 }
             }
         }

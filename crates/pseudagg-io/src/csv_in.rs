@@ -51,8 +51,9 @@ struct DecodeContext {
     /// For each schema column, its field index in the file.
     mapping: Vec<usize>,
     /// For each schema column: is it read (decoded, checked and kept)? The others are only
-    /// counted as fields of their record.
+    /// counted as fields of their record, or checked without being kept (`check_unread`).
     read: Vec<bool>,
+    check_unread: bool,
     n_fields: usize,
     max_problems: usize,
     /// Schema columns whose values must be unique.
@@ -305,6 +306,7 @@ impl CsvSource {
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
         read: &[bool],
+        check_unread: bool,
         encoding: Encoding,
         batch_rows: usize,
         max_problems: usize,
@@ -323,6 +325,7 @@ impl CsvSource {
             encoding,
             mapping,
             read: read.to_vec(),
+            check_unread,
             n_fields,
             max_problems,
             unique,
@@ -457,13 +460,18 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             continue;
         }
         for ((column, check), &fi) in columns.iter_mut().zip(checks.iter()).zip(&context.mapping) {
-            let Some(column) = column else { continue };
+            if column.is_none() && !context.check_unread {
+                continue;
+            }
             let begin = if fi == 0 { start } else { ends[fi - 1] };
             let field = &raw.data[begin..ends[fi]];
-            let result = match decode(field, context.encoding) {
-                Ok(text) => column.append(check, Some(&text)).map_err(Cow::Owned),
-                Err(message) => {
-                    column.append_null();
+            let result = match (decode(field, context.encoding), column) {
+                (Ok(text), Some(column)) => column.append(check, Some(&text)).map_err(Cow::Owned),
+                (Ok(text), None) => check.check_cell(Some(&text)).map_err(Cow::Owned),
+                (Err(message), column) => {
+                    if let Some(column) = column {
+                        column.append_null();
+                    }
                     Err(message)
                 }
             };

@@ -84,6 +84,10 @@ pub struct ReadOptions {
     /// come as null columns of type `Null` (see [`ExtractReader::arrow_schema`]). A CSV extract's
     /// other columns are checked by name in its header, and each record's number of fields.
     pub columns: Option<Vec<usize>>,
+    /// With `columns`: check the other columns cell by cell all the same, as strictly as the
+    /// read ones, but do not keep them (they still come as `Null` columns). A CSV's cells are
+    /// checked as they are split; a Parquet extract is then read in every column.
+    pub check_unread: bool,
 }
 
 impl ReadOptions {
@@ -95,6 +99,7 @@ impl ReadOptions {
             batch_rows: 64 * 1024,
             max_problems: Problems::DEFAULT_LIMIT,
             columns: None,
+            check_unread: false,
         }
     }
 }
@@ -220,6 +225,9 @@ impl ExtractReader {
             .position(|c| c.class == ColumnClass::Meta && c.name == "datenstand");
         // The columns read: the caller's, and those the month and uniqueness checks need.
         let read: Vec<bool> = match &options.columns {
+            Some(_) if options.check_unread && format == ExtractFormat::Parquet => {
+                vec![true; schema.columns.len()]
+            }
             Some(wanted) => schema
                 .columns
                 .iter()
@@ -236,6 +244,7 @@ impl ExtractReader {
                 checks.clone(),
                 arrow.clone(),
                 &read,
+                options.check_unread,
                 options.encoding,
                 options.batch_rows,
                 options.max_problems,

@@ -41,6 +41,24 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The input columns (by index) a run reads: the filter's, the partition's, and those the
+    /// output is made of.
+    #[must_use]
+    pub fn read_columns(&self) -> Vec<usize> {
+        let mut columns: Vec<usize> = self
+            .filter
+            .iter()
+            .map(|(c, _)| *c)
+            .chain(self.pseudonymise.iter().map(|(c, _)| *c))
+            .chain(self.keep.iter().copied())
+            .chain(self.generalise.iter().map(|(c, _, _)| *c))
+            .chain(self.schema.index_of(&self.definition.partition_by))
+            .collect();
+        columns.sort_unstable();
+        columns.dedup();
+        columns
+    }
+
     /// Reads and checks a definition file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("read", path, e))?;

@@ -60,6 +60,10 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
 
     let mut read_options = ReadOptions::new(options.month);
     read_options.encoding = options.encoding;
+    // Only the columns the output is made of are kept in memory; the dropped ones (names,
+    // addresses, notes) are checked cell by cell as strictly, and never copied.
+    read_options.columns = Some(plan.read_columns());
+    read_options.check_unread = true;
     let mut reader = {
         let _s = info_span!("read_header").entered();
         ExtractReader::open(&options.input, &plan.schema, read_options)?

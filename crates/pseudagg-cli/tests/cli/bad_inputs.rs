@@ -166,6 +166,32 @@ fn malformed_kundennummer() {
     assert_no_values(&r, &x, &[6], &["325d12345"]);
 }
 
+/// pseudonymise keeps only the columns it publishes from; the ones it drops are checked cell by
+/// cell all the same (a pattern, a date, an empty required cell), in the CSV and in Parquet.
+#[test]
+fn a_dropped_column_is_checked_as_strictly_as_a_kept_one() {
+    let case = Case::new();
+    let mut x = Extract::sample_vkb().head(20);
+    x.set(3, "plz", "5O667")
+        .set(11, "vorname", "")
+        .set(14, "fachkraft_name", "x\u{0}y");
+    let r = case.refuse_extract(&x);
+    expect(
+        &r,
+        &[
+            "(3 problems)",
+            "row 4",
+            "column `plz`: does not match the pattern ^[0-9]{5}$",
+            "row 12",
+            "column `vorname`: is empty",
+            "row 15",
+            "column `fachkraft_name`",
+            "NUL",
+        ],
+    );
+    assert_no_values(&r, &x, &[3, 11, 14], &["5O667"]);
+}
+
 #[test]
 fn null_where_none_is_allowed() {
     let case = Case::new();
