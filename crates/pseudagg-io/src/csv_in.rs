@@ -436,6 +436,13 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             hidden += 1;
         }
     };
+    // The chunk's bytes checked once: when the whole chunk is UTF-8 without a NUL byte, a field
+    // is its slice of the chunk's text, taken at char boundaries, so no field is checked again.
+    // Otherwise each field is checked on its own, so that the problem names its cell.
+    let whole = match context.encoding {
+        Encoding::Utf8 if !raw.data.contains(&0) => std::str::from_utf8(&raw.data).ok(),
+        _ => None,
+    };
     for r in 0..n {
         let (start, ends) = raw.record(r);
         let row = raw.first_row + r as u64;
@@ -465,7 +472,11 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             }
             let begin = if fi == 0 { start } else { ends[fi - 1] };
             let field = &raw.data[begin..ends[fi]];
-            let result = match (decode(field, context.encoding), column) {
+            let text = match whole.and_then(|w| w.get(begin..ends[fi])) {
+                Some(text) if field.len() <= MAX_FIELD_BYTES => Ok(Cow::Borrowed(text)),
+                _ => decode(field, context.encoding),
+            };
+            let result = match (text, column) {
                 (Ok(text), Some(column)) => column.append(check, Some(&text)).map_err(Cow::Owned),
                 (Ok(text), None) => check.check_cell(Some(&text)).map_err(Cow::Owned),
                 (Err(message), column) => {

@@ -218,3 +218,61 @@ fn an_unclosed_quote_is_refused_before_the_rest_of_the_file_is_held() {
     assert!(reason.contains("line 2"), "{reason}");
     assert!(reason.contains("unclosed double quote"), "{reason}");
 }
+
+/// A chunk's text is checked once; a field is then its slice of that text. Two neighbouring
+/// fields that each hold half of a two-byte character make a chunk that is valid UTF-8 as a
+/// whole, but neither field is: both must be refused, each in its own cell.
+#[test]
+fn a_character_split_over_two_fields_is_refused_in_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .has_headers(false)
+        .from_path(sample())
+        .unwrap();
+    let path = dir.path().join("split.csv");
+    let mut writer = csv::WriterBuilder::new()
+        .delimiter(b';')
+        .from_path(&path)
+        .unwrap();
+    let mut names = Vec::new();
+    for (i, record) in reader.byte_records().enumerate() {
+        let record = record.unwrap();
+        if i == 0 {
+            names = record.iter().map(<[u8]>::to_vec).collect();
+        }
+        let mut fields: Vec<Vec<u8>> = record.iter().map(<[u8]>::to_vec).collect();
+        if i == 3 {
+            let first = names.iter().position(|n| n == b"vorname").unwrap();
+            let last = names.iter().position(|n| n == b"nachname").unwrap();
+            assert_eq!(last, first + 1, "the two name columns are neighbours");
+            fields[first] = b"Ann\xC3".to_vec();
+            fields[last] = b"\xA4rger".to_vec();
+        }
+        writer.write_byte_record(&csv::ByteRecord::from(fields)).unwrap();
+    }
+    writer.flush().unwrap();
+    let schema = Schema::builtin("verbis-vkb").unwrap();
+    let mut reader = ExtractReader::open(&path, &schema, options(1 << 16)).unwrap();
+    let err = loop {
+        match reader.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the split character was not found"),
+            Err(e) => break e,
+        }
+    };
+    let Error::Input { problems, .. } = err else {
+        panic!("not an input error: {err}");
+    };
+    let cells: Vec<(Option<u64>, Option<&str>, &str)> = problems
+        .items()
+        .iter()
+        .map(|p| (p.location.row, p.location.column.as_deref(), p.message.as_str()))
+        .collect();
+    assert_eq!(cells.len(), 2, "{cells:?}");
+    for (cell, column) in cells.iter().zip(["vorname", "nachname"]) {
+        assert_eq!(cell.0, Some(3));
+        assert_eq!(cell.1, Some(column));
+        assert!(cell.2.contains("UTF-8"), "{cell:?}");
+    }
+}
