@@ -287,16 +287,19 @@ pub(crate) fn check(
         qi: k_decl.as_ref().map(|(qi, _)| qi.as_slice()),
         linking: other.as_ref().map(|(_, _, columns)| columns.as_slice()),
     };
-    let checked: Vec<Result<Option<FileChecked>>> = m
-        .files
-        .par_iter()
-        .map(|entry| check_file(&context, &entry.path))
-        .collect();
+    // As many files at a time as there are threads, so that only their results wait to be merged.
+    let checked = m.files.chunks(rayon::current_num_threads().max(1)).flat_map(|files| {
+        let checked: Vec<Result<Option<FileChecked>>> = files
+            .par_iter()
+            .map(|entry| check_file(&context, &entry.path))
+            .collect();
+        files.iter().zip(checked)
+    });
     let mut seen: FxHashSet<[u8; 32]> = FxHashSet::default();
     let mut rows_total = 0u64;
     let mut months: HashSet<String> = HashSet::new();
     let mut groups: BTreeMap<String, FxHashMap<Vec<u8>, u64>> = BTreeMap::new();
-    for (entry, file) in m.files.iter().zip(checked) {
+    for (entry, file) in checked {
         let Some(file) = file? else {
             continue; // missing: reported by the manifest check
         };
