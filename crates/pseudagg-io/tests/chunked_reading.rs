@@ -249,7 +249,9 @@ fn a_character_split_over_two_fields_is_refused_in_both() {
             fields[first] = b"Ann\xC3".to_vec();
             fields[last] = b"\xA4rger".to_vec();
         }
-        writer.write_byte_record(&csv::ByteRecord::from(fields)).unwrap();
+        writer
+            .write_byte_record(&csv::ByteRecord::from(fields))
+            .unwrap();
     }
     writer.flush().unwrap();
     let schema = Schema::builtin("verbis-vkb").unwrap();
@@ -267,7 +269,13 @@ fn a_character_split_over_two_fields_is_refused_in_both() {
     let cells: Vec<(Option<u64>, Option<&str>, &str)> = problems
         .items()
         .iter()
-        .map(|p| (p.location.row, p.location.column.as_deref(), p.message.as_str()))
+        .map(|p| {
+            (
+                p.location.row,
+                p.location.column.as_deref(),
+                p.message.as_str(),
+            )
+        })
         .collect();
     assert_eq!(cells.len(), 2, "{cells:?}");
     for (cell, column) in cells.iter().zip(["vorname", "nachname"]) {

@@ -142,7 +142,11 @@ impl Groups {
     }
 
     /// The index of a row's combination, if the row was counted.
-    fn find<'a>(&self, row: impl Iterator<Item = Option<&'a str>>, ids: &mut Vec<u32>) -> Option<u32> {
+    fn find<'a>(
+        &self,
+        row: impl Iterator<Item = Option<&'a str>>,
+        ids: &mut Vec<u32>,
+    ) -> Option<u32> {
         ids.clear();
         for (q, v) in row.enumerate() {
             ids.push(match v {
@@ -316,9 +320,11 @@ fn decide_partition(
     let mut moving = Vec::new();
     for q in 0..n_qi {
         moving.clear();
-        moving.extend((0..rows.len() as u32).filter(|&g| {
-            joined[g as usize] == g && rows[g as usize] < k && groups.row(g)[q] != 0
-        }));
+        moving.extend(
+            (0..rows.len() as u32).filter(|&g| {
+                joined[g as usize] == g && rows[g as usize] < k && groups.row(g)[q] != 0
+            }),
+        );
         // A group that moves has its `q`-th value, a group it moves to has none: the moves of a
         // round never meet each other's sources, so their order does not matter.
         for &g in &moving {
@@ -481,7 +487,9 @@ mod tests {
 
         use arrow_schema::{DataType, Field, Schema};
         let nat = ["DEU", "DEU", "DEU", "ERI", "SOM", "PAK", "DEU"];
-        let age = ["30-34", "30-34", "30-34", "30-34", "30-34", "30-34", "30-34"];
+        let age = [
+            "30-34", "30-34", "30-34", "30-34", "30-34", "30-34", "30-34",
+        ];
         let schema = Arc::new(Schema::new(vec![
             Field::new("nat", DataType::Utf8, true),
             Field::new("age", DataType::Utf8, true),
@@ -500,7 +508,11 @@ mod tests {
         c.add(&batch).unwrap();
         let d = decide(&mut c, 3, ["A".to_owned()]).unwrap();
         let out = blank(&batch, &c, "A", &d.blank["A"]).unwrap();
-        let nat_out = out.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+        let nat_out = out
+            .column(0)
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
         let blanked: Vec<bool> = (0..7).map(|r| nat_out.is_null(r)).collect();
         assert_eq!(blanked, [false, false, false, true, true, true, false]);
         assert_eq!(out.column(1).null_count(), 0);

@@ -146,17 +146,15 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         }
         _ => None,
     };
-    let files = writer.finish(
-        &properties,
-        MAX_ROWS_PER_FILE,
-        |partition, batch| match (&k_anonymity, &groups) {
+    let files = writer.finish(&properties, MAX_ROWS_PER_FILE, |partition, batch| {
+        match (&k_anonymity, &groups) {
             (Some((_, _, decision)), Some(counter)) => match decision.blank.get(partition) {
                 Some(masks) => kanon::blank(&batch, counter, partition, masks),
                 None => Ok(batch),
             },
             _ => Ok(batch),
-        },
-    )?;
+        }
+    })?;
     debug!("parquet files written");
     let k_anonymity = k_anonymity.map(|(qi, k, decision)| {
         let blanked: u64 = decision.risk.values().map(|r| r.values_blanked).sum();

@@ -288,13 +288,16 @@ pub(crate) fn check(
         linking: other.as_ref().map(|(_, _, columns)| columns.as_slice()),
     };
     // As many files at a time as there are threads, so that only their results wait to be merged.
-    let checked = m.files.chunks(rayon::current_num_threads().max(1)).flat_map(|files| {
-        let checked: Vec<Result<Option<FileChecked>>> = files
-            .par_iter()
-            .map(|entry| check_file(&context, &entry.path))
-            .collect();
-        files.iter().zip(checked)
-    });
+    let checked = m
+        .files
+        .chunks(rayon::current_num_threads().max(1))
+        .flat_map(|files| {
+            let checked: Vec<Result<Option<FileChecked>>> = files
+                .par_iter()
+                .map(|entry| check_file(&context, &entry.path))
+                .collect();
+            files.iter().zip(checked)
+        });
     let mut seen: FxHashSet<[u8; 32]> = FxHashSet::default();
     let mut rows_total = 0u64;
     let mut months: HashSet<String> = HashSet::new();
@@ -449,9 +452,12 @@ fn check_file(context: &FileContext<'_>, rel: &str) -> Result<Option<FileChecked
     for name in &file.columns {
         if !context.allowed.contains(name.as_str()) {
             verdict.push(
-                Finding::new(Rule::ColumnNotAllowed, "a column the manifest does not declare")
-                    .file(rel)
-                    .column(name),
+                Finding::new(
+                    Rule::ColumnNotAllowed,
+                    "a column the manifest does not declare",
+                )
+                .file(rel)
+                .column(name),
             );
         }
         if let Some(spec) = context.schema.column(name)
@@ -528,11 +534,8 @@ fn check_rows(
         .iter()
         .map(|c| context.pseudonym_columns.iter().position(|p| p == c))
         .collect();
-    let mut judged: Vec<FxHashMap<&str, ValueJudgement>> = file
-        .columns
-        .iter()
-        .map(|_| FxHashMap::default())
-        .collect();
+    let mut judged: Vec<FxHashMap<&str, ValueJudgement>> =
+        file.columns.iter().map(|_| FxHashMap::default()).collect();
     out.pseudonyms.reserve(file.rows());
     let verdict = &mut out.verdict;
     for (row, b, r) in file.row_positions() {

@@ -72,7 +72,10 @@ pub(crate) fn read(
             .map(|chunk| {
                 let mut seen = Seen::default();
                 for &(b, r) in chunk {
-                    c.see(&mut seen, (0..file.columns.len()).map(|i| file.text(b, i, r)));
+                    c.see(
+                        &mut seen,
+                        (0..file.columns.len()).map(|i| file.text(b, i, r)),
+                    );
                 }
                 seen
             })
@@ -117,7 +120,9 @@ pub(crate) fn read(
                                         .collect::<Result<Vec<Cow<'_, str>>>>()?;
                                     c.see(
                                         &mut seen,
-                                        fields.iter().map(|v| (!v.is_empty()).then_some(v.as_ref())),
+                                        fields
+                                            .iter()
+                                            .map(|v| (!v.is_empty()).then_some(v.as_ref())),
                                     );
                                 }
                                 Ok(seen)

@@ -597,7 +597,10 @@ fn stored_hashes() -> Vec<(String, Vec<(String, String)>)> {
     ))
     .unwrap();
     let mut sections: Vec<(String, Vec<(String, String)>)> = Vec::new();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             sections.push((name.to_owned(), Vec::new()));
         } else {
@@ -648,7 +651,11 @@ fn the_output_bytes_match_the_stored_hashes() {
                 let path = f["path"].as_str().unwrap().to_owned();
                 let bytes = fs::read(root.join(&path)).unwrap();
                 let actual = hex::encode(sha2::Sha256::digest(&bytes));
-                assert_eq!(actual, f["sha256"].as_str().unwrap(), "{path}: manifest hash");
+                assert_eq!(
+                    actual,
+                    f["sha256"].as_str().unwrap(),
+                    "{path}: manifest hash"
+                );
                 (path, actual)
             })
             .collect();
