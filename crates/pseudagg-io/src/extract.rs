@@ -86,7 +86,8 @@ pub struct ReadOptions {
     pub columns: Option<Vec<usize>>,
     /// With `columns`: check the other columns cell by cell all the same, as strictly as the
     /// read ones, but do not keep them (they still come as `Null` columns). A CSV's cells are
-    /// checked as they are split; a Parquet extract is then read in every column.
+    /// checked as they are split; a Parquet extract is then decoded in every column, and the
+    /// others are dropped as soon as their cells are checked.
     pub check_unread: bool,
 }
 
@@ -223,11 +224,10 @@ impl ExtractReader {
             .columns
             .iter()
             .position(|c| c.class == ColumnClass::Meta && c.name == "datenstand");
-        // The columns read: the caller's, and those the month and uniqueness checks need.
-        let read: Vec<bool> = match &options.columns {
-            Some(_) if options.check_unread && format == ExtractFormat::Parquet => {
-                vec![true; schema.columns.len()]
-            }
+        // The columns kept: the caller's, and those the month and uniqueness checks need. A
+        // Parquet extract is decoded in the others too when they are to be checked
+        // (`check_unread`); they are dropped once checked.
+        let keep: Vec<bool> = match &options.columns {
             Some(wanted) => schema
                 .columns
                 .iter()
@@ -236,14 +236,19 @@ impl ExtractReader {
                 .collect(),
             _ => vec![true; schema.columns.len()],
         };
-        let arrow = projected_schema(&arrow_schema(schema), &read);
+        let decoded = if options.check_unread {
+            vec![true; schema.columns.len()]
+        } else {
+            keep.clone()
+        };
+        let arrow = projected_schema(&arrow_schema(schema), &keep);
         let source = match format {
             ExtractFormat::Csv => Source::Csv(Box::new(CsvSource::open(
                 path,
                 schema,
                 checks.clone(),
                 arrow.clone(),
-                &read,
+                &keep,
                 options.check_unread,
                 options.encoding,
                 options.batch_rows,
@@ -254,7 +259,7 @@ impl ExtractReader {
                 schema,
                 checks.clone(),
                 arrow.clone(),
-                &read,
+                (&decoded, &keep),
                 options.batch_rows,
                 options.max_problems,
             )?)),

@@ -40,6 +40,8 @@ struct CheckContext {
     /// For each schema column: its position in the decoded (projected) batches, or `None` when
     /// it is not read.
     position: Vec<Option<usize>>,
+    /// For each schema column: is it handed on once checked, or dropped (a `Null` column)?
+    keep: Vec<bool>,
     max_problems: usize,
     /// Schema columns whose values must be unique.
     unique: Vec<usize>,
@@ -138,7 +140,7 @@ impl ParquetSource {
         schema: &Schema,
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
-        read: &[bool],
+        (read, keep): (&[bool], &[bool]),
         batch_rows: usize,
         max_problems: usize,
     ) -> Result<Self> {
@@ -172,6 +174,7 @@ impl ParquetSource {
             checks,
             arrow,
             position,
+            keep: keep.to_vec(),
             max_problems,
             unique: schema
                 .columns
@@ -327,7 +330,7 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
     let mut problems = Vec::new();
     let mut hidden = 0;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(checks.len());
-    for (check, &at) in checks.iter().zip(&context.position) {
+    for ((check, &at), &keep) in checks.iter().zip(&context.position).zip(&context.keep) {
         let Some(at) = at else {
             // Not read: checked by name and type in the file's schema only.
             arrays.push(Arc::new(NullArray::new(batch.num_rows())) as ArrayRef);
@@ -368,7 +371,11 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
                 }
             }
         }
-        arrays.push(column);
+        arrays.push(if keep {
+            column
+        } else {
+            Arc::new(NullArray::new(batch.num_rows())) as ArrayRef
+        });
     }
     problems.sort_by_key(|p| p.location.row);
     let fingerprints = unique_fingerprints(&arrays, &context.unique);
