@@ -124,6 +124,22 @@ fn with_bad_row(dir: &Path, row: usize) -> (PathBuf, u64) {
     (path, line)
 }
 
+/// Reads `path` until the reader refuses it, and returns the problems it names.
+fn input_problems(path: &Path, schema: &Schema, batch_rows: usize) -> pseudagg_core::Problems {
+    let mut reader = ExtractReader::open(path, schema, options(batch_rows)).unwrap();
+    let err = loop {
+        match reader.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the file was read without a problem"),
+            Err(e) => break e,
+        }
+    };
+    let Error::Input { problems, .. } = err else {
+        panic!("not an input error: {err}");
+    };
+    problems
+}
+
 #[test]
 fn problems_keep_their_row_and_line_wherever_the_cut() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,17 +147,7 @@ fn problems_keep_their_row_and_line_wherever_the_cut() {
     assert!(line > 1501, "notes with line breaks come before row 1500");
     let schema = Schema::builtin("verbis-vkb").unwrap();
     for batch_rows in [1, 7, 1 << 16] {
-        let mut reader = ExtractReader::open(&path, &schema, options(batch_rows)).unwrap();
-        let err = loop {
-            match reader.next_batch() {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the broken row was not found"),
-                Err(e) => break e,
-            }
-        };
-        let Error::Input { problems, .. } = err else {
-            panic!("not an input error: {err}");
-        };
+        let problems = input_problems(&path, &schema, batch_rows);
         assert_eq!(problems.total(), 1, "batch_rows = {batch_rows}");
         let at = &problems.items()[0].location;
         assert_eq!(at.row, Some(1500));
@@ -255,17 +261,7 @@ fn a_character_split_over_two_fields_is_refused_in_both() {
     }
     writer.flush().unwrap();
     let schema = Schema::builtin("verbis-vkb").unwrap();
-    let mut reader = ExtractReader::open(&path, &schema, options(1 << 16)).unwrap();
-    let err = loop {
-        match reader.next_batch() {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the split character was not found"),
-            Err(e) => break e,
-        }
-    };
-    let Error::Input { problems, .. } = err else {
-        panic!("not an input error: {err}");
-    };
+    let problems = input_problems(&path, &schema, 1 << 16);
     let cells: Vec<(Option<u64>, Option<&str>, &str)> = problems
         .items()
         .iter()

@@ -41,6 +41,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The input columns (by index) the output is made of: pseudonymised, kept and generalised.
+    pub(crate) fn output_inputs(&self) -> impl Iterator<Item = usize> + '_ {
+        self.pseudonymise
+            .iter()
+            .map(|(c, _)| *c)
+            .chain(self.keep.iter().copied())
+            .chain(self.generalise.iter().map(|(c, _, _)| *c))
+    }
+
     /// The input columns (by index) a run reads: the filter's, the partition's, and those the
     /// output is made of.
     #[must_use]
@@ -49,9 +58,7 @@ impl Plan {
             .filter
             .iter()
             .map(|(c, _)| *c)
-            .chain(self.pseudonymise.iter().map(|(c, _)| *c))
-            .chain(self.keep.iter().copied())
-            .chain(self.generalise.iter().map(|(c, _, _)| *c))
+            .chain(self.output_inputs())
             .chain(self.schema.index_of(&self.definition.partition_by))
             .collect();
         columns.sort_unstable();

@@ -21,11 +21,11 @@ const PAR_CHUNK: usize = 4096;
 
 /// The rows the pipeline keeps (its `[filter]`, or every row), in the columns it publishes from.
 pub(crate) fn filter(plan: &Plan, batch: &RecordBatch) -> Result<Kept, ArrowError> {
-    let used = |i: usize| {
-        plan.pseudonymise.iter().any(|(c, _)| *c == i)
-            || plan.keep.contains(&i)
-            || plan.generalise.iter().any(|(c, _, _)| *c == i)
-    };
+    let mut used = vec![false; batch.num_columns()];
+    for c in plan.output_inputs() {
+        used[c] = true;
+    }
+    let used = |i: usize| used[i];
     let Some((column, value)) = &plan.filter else {
         return Ok(Kept {
             columns: (0..batch.num_columns())
