@@ -329,15 +329,21 @@ pub(crate) enum Command {
     /// DIR is one month of a dataset (OUT/vkb/2025-03) or of a report (OUT/gefluechtete/2025-03).
     /// Checks the manifest (hashes, unlisted files), columns, values (Kundennummer, BG-Nummer,
     /// e-mail, phone, IBAN), pseudonyms, partitions, k-anonymity; for reports the published values,
-    /// the interval audit of every scope, one month, and CSV against Parquet. Findings name file,
-    /// row, column and rule, never the value.
+    /// the interval audit of every scope, the month's released reports together, one month, and
+    /// CSV against Parquet. With --month, DIR is an output root and every output of that month in
+    /// it is verified. Findings name file, row, column and rule, never the value.
     #[command(
-        after_help = "Example: pseudagg verify /data/biss/vkb/2025-03 --input testdata/verbis-vkb-2025-03.csv --key-file /secure/vkb.key --against /data/biss/vkb/2025-02 --format json"
+        after_help = "Example: pseudagg verify /data/biss/vkb/2025-03 --input testdata/verbis-vkb-2025-03.csv --key-file /secure/vkb.key --against /data/biss/vkb/2025-02 --format json\n\nExample: pseudagg verify /data/reports --month 2025-03 (every output of the month, the reports together)"
     )]
     Verify {
-        /// The output folder of one month (or give it as --dataset DIR, as `sample` takes it).
+        /// The output folder of one month (or give it as --dataset DIR, as `sample` takes it);
+        /// with --month, the output root.
         #[arg(value_name = "DIR", required_unless_present = "dataset")]
         dir: Option<PathBuf>,
+        /// DIR is an output root: verify every output of this month in it (OUT/<name>/<month>
+        /// and each request's OUT/<report>/requests/<reference>/<month>), the reports together.
+        #[arg(long, value_name = "YYYY-MM", conflicts_with_all = ["dataset", "against"])]
+        month: Option<String>,
         /// The output folder of one month, as an option.
         #[arg(long, value_name = "DIR", conflicts_with = "dir")]
         dataset: Option<PathBuf>,

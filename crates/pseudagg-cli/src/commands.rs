@@ -1,6 +1,6 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -298,6 +298,25 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 shown(&out)
             ));
             Ok(())
+        }
+        Command::Verify {
+            dir,
+            month: Some(month),
+            input,
+            input_encoding,
+            key_file,
+            format,
+            ..
+        } => {
+            let root = dir.expect("clap requires DIR without --dataset");
+            let options = pseudagg_verify::Options {
+                input,
+                input_windows_1252: input_encoding == EncodingArg::Windows1252,
+                key_file,
+                against: None,
+                max_linkable: None,
+            };
+            verify_month(ctx, &root, &month, &options, format)
         }
         Command::Verify {
             dir,
@@ -665,6 +684,119 @@ fn print_outcome(outcome: &RunOutcome) {
     }
     let _ = write!(text, "output: {}", shown(&outcome.target));
     say(&text);
+}
+
+/// `verify ROOT --month M`: every output of the month in the root, one after another (the reports
+/// each together with the month's others), in one protocol record. Exit 1 when any fails.
+fn verify_month(
+    ctx: &Context,
+    root: &Path,
+    month: &str,
+    options: &pseudagg_verify::Options,
+    format: OutputFormat,
+) -> Result<()> {
+    let month: Month = month.parse()?;
+    let json = format == OutputFormat::Json;
+    let folders = month_outputs(root, &month.to_string());
+    if folders.is_empty() {
+        return Err(pseudagg_core::Error::Usage(format!(
+            "{} holds no output of {month} (OUT/<name>/{month}/manifest.json); give the output root the month was written to",
+            shown(root)
+        ))
+        .into());
+    }
+    let p = ctx.protocol(root)?;
+    preflight(&p, ctx)?;
+    let mut entry = ctx.entry("verify");
+    entry.month = Some(month.to_string());
+    for dir in &folders {
+        entry.inputs.push(file_ref(
+            &dir.join("manifest.json"),
+            &dir.join("manifest.json").display().to_string(),
+        ));
+    }
+    let mut verdicts = Vec::new();
+    let mut failure = None;
+    for dir in &folders {
+        match with_progress(json, |progress| {
+            pseudagg_verify::verify_watched(dir, options, Some(progress))
+        }) {
+            Ok(v) => verdicts.push(v),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let passed = failure.is_none() && verdicts.iter().all(|v| v.passed);
+    entry.details = serde_json::json!({
+        "passed": passed,
+        "outputs": verdicts.iter().map(|v| serde_json::json!({
+            "folder": v.folder, "passed": v.passed, "findings_per_rule": v.counts,
+        })).collect::<Vec<_>>(),
+    });
+    let outcome = match (&failure, passed) {
+        (Some(_), _) => "error",
+        (None, true) => "ok",
+        (None, false) => "check-failed",
+    };
+    log(&p, entry, outcome)?;
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
+    if json {
+        say(&serde_json::to_string_pretty(&serde_json::json!({
+            "month": month.to_string(),
+            "passed": passed,
+            "outputs": verdicts,
+        }))
+        .expect("verdicts serialise"));
+    } else {
+        for v in &verdicts {
+            print_verdict(v, format);
+        }
+    }
+    let failed: Vec<&str> = verdicts
+        .iter()
+        .filter(|v| !v.passed)
+        .map(|v| v.folder.as_str())
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(pseudagg_core::Error::CheckFailed(format!(
+            "verify found violations in {} of the {} outputs of {month}: {}",
+            failed.len(),
+            verdicts.len(),
+            failed.join(", ")
+        ))
+        .into())
+    }
+}
+
+/// The output folders of `month` under `root`: `root/<name>/<month>` and
+/// `root/<report>/requests/<reference>/<month>` with a manifest, in path order.
+fn month_outputs(root: &Path, month: &str) -> Vec<PathBuf> {
+    let dirs = |dir: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut out = Vec::new();
+    for name in dirs(root) {
+        out.push(name.join(month));
+        for request in dirs(&name.join("requests")) {
+            out.push(request.join(month));
+        }
+    }
+    out.retain(|d| d.join("manifest.json").is_file());
+    out
 }
 
 fn print_verdict(v: &pseudagg_verify::Verdict, format: OutputFormat) {

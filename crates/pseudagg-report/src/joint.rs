@@ -56,6 +56,30 @@ pub struct Release {
     /// Every area a recipient received, its cells in category-then-indicator order, `null`
     /// where suppressed.
     pub areas: Vec<ReleasedArea>,
+    /// Where a cell of one of the month's reports contains a cell of another at every gE, as
+    /// this run found it from the extract (release version 2): what `pseudagg verify` re-checks
+    /// the month's reports together with. Empty for a month's first report.
+    #[serde(default)]
+    pub nested: Vec<Nesting>,
+}
+
+/// A position of one of the month's reports: `outer` counts everyone `inner` counts, at every gE
+/// (and so at every RD and the Bund), and more somewhere.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Nesting {
+    pub outer: ReleasedPosition,
+    pub inner: ReleasedPosition,
+}
+
+/// A cell position of a released report: its category of each dimension and its indicator.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReleasedPosition {
+    pub report: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Per dimension of that report, the category (a total's name for a total).
+    pub categories: Vec<String>,
+    pub indicator: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -84,7 +108,7 @@ impl Release {
         shown.sort_unstable();
         shown.dedup();
         Self {
-            release_version: 1,
+            release_version: 2,
             report: head.report,
             request: head.request,
             month: head.month.to_string(),
@@ -104,6 +128,7 @@ impl Release {
                         .collect(),
                 })
                 .collect(),
+            nested: Vec::new(),
         }
     }
 
@@ -284,6 +309,41 @@ pub struct Joint {
     pub offsets: Vec<usize>,
     pub atoms: usize,
     pub groups: usize,
+    /// Every containment found: ((table, position) outer, (table, position) inner), a position
+    /// being `category * indicators + indicator`.
+    pub nested: Vec<((usize, usize), (usize, usize))>,
+}
+
+impl Joint {
+    /// The containments as a release records them; `names[t]` is table `t`'s (report, request).
+    #[must_use]
+    pub fn nestings(
+        &self,
+        tables: &[&ReportTable],
+        names: &[(String, Option<String>)],
+    ) -> Vec<Nesting> {
+        let at = |(t, p): (usize, usize)| {
+            let rt = tables[t];
+            let n_ind = rt.indicators.len();
+            ReleasedPosition {
+                report: names[t].0.clone(),
+                request: names[t].1.clone(),
+                categories: rt.coordinates[p / n_ind].clone(),
+                indicator: rt.indicators[p % n_ind].clone(),
+            }
+        };
+        let mut out: Vec<Nesting> = self
+            .nested
+            .iter()
+            .map(|&(x, y)| Nesting {
+                outer: at(x),
+                inner: at(y),
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// Builds the joint table. `tables[0]` is the new report, `tables[i]` for `i >= 1` the table of
@@ -386,6 +446,7 @@ pub fn build(
     // Groups: where a cell of one report contains a cell of another at every gE, what it
     // counts beyond it.
     let mut groups = 0;
+    let mut nested = Vec::new();
     // Two tables of one definition (a request beside its report) differ only as a table differs
     // from itself: by other cells of it, which its own relations already hold.
     let sha = |i: usize| {
@@ -398,6 +459,7 @@ pub fn build(
     for x in 0..tables.len() {
         for y in (0..tables.len()).filter(|&y| y != x && sha(y) != sha(x)) {
             for (px, py) in nested_positions(tables, x, y, atoms) {
+                nested.push(((x, px), (y, py)));
                 groups += add_group(
                     &mut jt,
                     &mut origin,
@@ -422,6 +484,7 @@ pub fn build(
         offsets,
         atoms: n_atoms,
         groups,
+        nested,
     })
 }
 

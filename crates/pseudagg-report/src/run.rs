@@ -316,7 +316,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}"))
         )
     };
-    let (pattern, joint_note) = if fixed.is_empty() {
+    let (pattern, joint_note, nested) = if fixed.is_empty() {
         let _s = info_span!("suppress", cells = rt.table.len()).entered();
         let pattern = protect_watched(&rt.table, params, options.progress).map_err(|u| {
             let cells: Vec<String> = u
@@ -334,7 +334,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 cells.join("\n")
             ))
         })?;
-        (pattern, None)
+        (pattern, None, Vec::new())
     } else {
         // A regenerated report (or a request of a released definition) starts from the released
         // pattern: the same extract and definitions give the same cells.
@@ -403,7 +403,18 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             atoms: joint.atoms,
             groups: joint.groups,
         };
-        (pattern, Some(note))
+        let names: Vec<(String, Option<String>)> = std::iter::once((
+            d.name.clone(),
+            options.request.as_ref().map(|r| r.reference.clone()),
+        ))
+        .chain(
+            releases
+                .iter()
+                .map(|r| (r.report.clone(), r.request.clone())),
+        )
+        .collect();
+        let nested = joint.nestings(&tables, &names);
+        (pattern, Some(note), nested)
     };
     let primary = pattern.primary.iter().filter(|&&p| p).count();
     let suppressed = pattern.suppressed.iter().filter(|&&p| p).count();
@@ -507,6 +518,14 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             min_interval_width: params.min_width,
         },
     );
+    // A regenerated report keeps the containments its release recorded: they hold for the same
+    // extract, and those with the month's later reports are in their records (so the rerun gives
+    // the same bytes).
+    let nested = previous
+        .iter()
+        .find(|p| p.release.input_sha256 == input.sha256 && p.release.release_version >= 2)
+        .map_or(nested, |p| p.release.nested.clone());
+    let release = Release { nested, ..release };
     let mut json = serde_json::to_string(&release).expect("a release serialises");
     json.push('\n');
     let path = staging.path().join(joint::RELEASE_FILE);

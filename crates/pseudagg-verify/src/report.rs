@@ -8,6 +8,8 @@
 //! least 1. A cell that could be small (its lower end below the threshold) is disclosed when its
 //! upper end is below the threshold too, or when its interval is narrower than the minimum width.
 
+mod together;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
@@ -137,12 +139,28 @@ type Area = (String, String, String);
 type CellKey = (Area, String, String);
 
 /// The published table of one scope.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct ScopeTable {
     keys: Vec<CellKey>,
     /// `None`: suppressed.
     values: Vec<Option<u64>>,
     index: HashMap<CellKey, usize>,
+    /// Cells that are not published cells but the people one report's cell counts beyond
+    /// another's (the month's reports together), with how findings name them. Such a group may
+    /// be empty; a suppressed cell is at least 1.
+    groups: HashMap<usize, String>,
+}
+
+impl ScopeTable {
+    /// The smallest value a cell can have: a suppressed cell is at least 1 (zeros are published),
+    /// a group of people may be empty.
+    fn floor(&self, cell: usize) -> f64 {
+        if self.groups.contains_key(&cell) {
+            0.0
+        } else {
+            1.0
+        }
+    }
 }
 
 #[allow(clippy::too_many_lines)] // the report rules, one after another
@@ -274,6 +292,7 @@ pub(crate) fn check(
     if layout == Layout::Formats {
         check_all_cells(dir, m, &stem, &listed, &union, &s, verdict)?;
     }
+    let own = (layout == Layout::Formats).then(|| union.clone());
     tables.push(("all scopes together".to_owned(), union));
     let audited_scopes =
         pseudagg_core::Ticker::start(progress, "audit: scopes bounded", tables.len() as u64);
@@ -293,6 +312,9 @@ pub(crate) fn check(
         }
     }
     verdict.fact("suppressed_cells_audited", &audited);
+    if let Some(own) = own {
+        together::check(dir, m, own, rd_count, verdict)?;
+    }
     Ok(())
 }
 
@@ -1111,14 +1133,26 @@ fn contradicts(table: &ScopeTable, rels: &[Relation]) -> bool {
 /// The audit of one scope: findings, and how many suppressed cells it looked at.
 fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Vec<Finding>, usize) {
     let rels = relations(table, s, rd_count);
+    audit_relations(scope, table, s, &rels, false)
+}
+
+/// The audit of `table` under `rels`; with `groups_only`, of the parts that hold a group of
+/// people (the rest is each report's own audit).
+fn audit_relations(
+    scope: &str,
+    table: &ScopeTable,
+    s: &Structure,
+    rels: &[Relation],
+    groups_only: bool,
+) -> (Vec<Finding>, usize) {
     let mut findings = Vec::new();
-    if contradicts(table, &rels) {
+    if contradicts(table, rels) {
         findings.push(
             Finding::new(Rule::Inconsistent, "published values do not add up")
                 .file(format!("{scope}/")),
         );
     }
-    let sys = system(table, &rels);
+    let sys = system(table, rels);
     // A large part's cells are shared out over the threads (each keeps its own points), so that
     // the union of every scope, one large part on thin data, does not run on one thread alone.
     let threads = rayon::current_num_threads().max(1);
@@ -1126,6 +1160,12 @@ fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Ve
         .comps
         .iter()
         .enumerate()
+        .filter(|(_, members)| {
+            !groups_only
+                || members
+                    .iter()
+                    .any(|&v| table.groups.contains_key(&sys.vars[v]))
+        })
         .flat_map(|(k, members)| {
             let n = members.len();
             let per = n.div_ceil(threads).max(64);
@@ -1134,6 +1174,7 @@ fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Ve
                 .map(move |start| (k, start..(start + per).min(n)))
         })
         .collect();
+    let audited = work.iter().map(|(_, r)| r.len()).sum();
     let mut found: Vec<Finding> = work
         .into_par_iter()
         .flat_map_iter(|(k, targets)| audit_component(scope, table, s, &sys, k, targets))
@@ -1143,7 +1184,7 @@ fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Ve
         a.message == b.message && a.file == b.file && a.message.contains("could not be computed")
     });
     findings.extend(found);
-    (findings, sys.vars.len())
+    (findings, audited)
 }
 
 /// Bounds every variable of component `k` and reports those a small count is not hidden in.
@@ -1171,9 +1212,12 @@ fn audit_component(
             let mut seen: Vec<(f64, f64)> = vec![(f64::INFINITY, f64::NEG_INFINITY); n];
             let mut out = Vec::new();
             for target in targets {
+                let group = t.groups.get(&cell_of(target));
+                // A group that may be empty pins nobody; otherwise it is protected as a cell is.
                 let protected = |seen: &[(f64, f64)]| {
                     let (lo, hi) = seen[target];
-                    hi >= th - EPS && hi - lo >= width - EPS
+                    (group.is_some() && lo < 1.0 - EPS)
+                        || (hi >= th - EPS && hi - lo >= width - EPS)
                 };
                 if protected(&seen) {
                     continue;
@@ -1183,7 +1227,10 @@ fn audit_component(
                         let mut p = Problem::new(dir);
                         let xs: Vec<_> = (0..n)
                             .map(|i| {
-                                p.add_var(if i == target { 1.0 } else { 0.0 }, (1.0, f64::INFINITY))
+                                p.add_var(
+                                    if i == target { 1.0 } else { 0.0 },
+                                    (t.floor(cell_of(i)), f64::INFINITY),
+                                )
                             })
                             .collect();
                         for (terms, op, rhs) in &constraints[k] {
@@ -1216,7 +1263,21 @@ fn audit_component(
                 };
                 let hi = upper.expect("bounded");
                 let could_be_small = lower < th - EPS;
-                if could_be_small && (hi < th - EPS || hi - lower < width - EPS) {
+                let pinned = hi < th - EPS || hi - lower < width - EPS;
+                if let Some(name) = group {
+                    if lower >= 1.0 - EPS && could_be_small && pinned {
+                        out.push(
+                            Finding::new(
+                                Rule::Disclosure,
+                                format!(
+                                    "{name}: the reports' published values narrow that group to 1 to {} people, so a small group is not hidden",
+                                    s.threshold - 1
+                                ),
+                            )
+                            .file(format!("{scope}/")),
+                        );
+                    }
+                } else if could_be_small && pinned {
                     let (area, cat, ind) = &t.keys[cell_of(target)];
                     let place = match area.0.as_str() {
                         "ge" => format!("gE {}", area.2),
@@ -1227,8 +1288,10 @@ fn audit_component(
                         Finding::new(
                             Rule::Disclosure,
                             format!(
-                                "the suppressed cell {place} / {}{ind} lies between {lower:.1} and {hi:.1} by the published values: a small count is not hidden",
+                                "the published values narrow the suppressed cell {place} / {}{ind} to below {} or to an interval narrower than {}: a small count is not hidden (the interval itself is not shown: it would tell the count)",
                                 if cat.is_empty() { String::new() } else { format!("{} / ", cat.replace(POSITION_SEPARATOR, " / ")) },
+                                s.threshold,
+                                s.width,
                             ),
                         )
                         .file(format!("{scope}/")),

@@ -12,6 +12,8 @@ use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 
+use sha2::{Digest, Sha256};
+
 use crate::common::{Extract, Output, pseudagg, read_parquet, tree};
 
 const PIPELINES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../pipelines");
@@ -203,6 +205,22 @@ fn regenerating_a_month_reproduces_every_report() {
     // Each one again, the other released: the same files, byte for byte. (The steward's manifest
     // says in addition that the regenerated report was audited together with the other.)
     let files = |m: &[u8]| serde_json::from_slice::<serde_json::Value>(m).unwrap()["files"].clone();
+    // `verify` of the month root checks both, together: every containment the release records
+    // name is in one system with both reports' cells.
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 0, "{v:#}");
+    for output in v["outputs"].as_array().unwrap() {
+        assert_eq!(
+            output["facts"]["reports_checked_together"], "2",
+            "{output:#}"
+        );
+        assert!(
+            output["checks"]
+                .as_array()
+                .unwrap()
+                .contains(&"reports-together".into())
+        );
+    }
     for (i, name) in names.iter().enumerate() {
         let r = report(&shipped(name), input, &out);
         assert_eq!(r.code, 0, "{}", r.stderr);
@@ -261,4 +279,104 @@ fn a_report_of_another_extract_of_the_month_is_refused() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("another extract"), "{}", r.stderr);
     assert!(!out.join("gefluechtete").exists(), "something was written");
+}
+
+/// `verify OUT --month 2025-03 --format json`: the exit code and the verdicts.
+fn verify_month(out: &Path) -> (i32, serde_json::Value) {
+    let r = pseudagg(&[
+        "verify",
+        out.to_str().unwrap(),
+        "--month",
+        "2025-03",
+        "--format",
+        "json",
+    ]);
+    assert!(r.code == 0 || r.code == 1, "verify errored:\n{}", r.stderr);
+    (r.code, serde_json::from_str(&r.stdout).unwrap())
+}
+
+/// The findings of every output of a month verdict, as text.
+fn messages(v: &serde_json::Value) -> Vec<String> {
+    v["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| o["findings"].as_array().unwrap().iter())
+        .map(|f| format!("{} {}", f["rule"], f["message"]))
+        .collect()
+}
+
+/// The differencing attack, found by `verify` alone: the variant protected in a root of its own
+/// and put beside the released report afterwards. On main verify passed both outputs.
+#[test]
+fn verify_of_the_month_root_finds_two_reports_that_can_be_differenced() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sac_extract();
+    let out = dir.path().join("out");
+    let r = report(&shipped("beratung-sprachniveau"), input, &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let alone = dir.path().join("alone");
+    let without_d = variant(dir.path(), "ohne-d", "elb and geschlecht != 'd'");
+    let r = report(&without_d, input, &alone);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 0, "the released report alone passes: {v:#}");
+
+    // 1. Copied in: neither names the other as protected together.
+    crate::verify::copy_tree(&alone.join("ohne-d"), &out.join("ohne-d"));
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["outputs"].as_array().unwrap().len(), 2);
+    let found = messages(&v);
+    assert!(
+        found
+            .iter()
+            .any(|m| m.contains("\"disclosure\"") && m.contains("not protected together")),
+        "{found:#?}"
+    );
+
+    // 2. A forger who also writes the containments the writer would have found (every cell of
+    // the variant lies in the shipped report's cell of the same position) and claims joint
+    // protection: the published differences of 1 or 2 are found, and no value is shown.
+    let month = out.join("ohne-d/2025-03");
+    let mut release: serde_json::Value =
+        serde_json::from_slice(&fs::read(month.join("release.json")).unwrap()).unwrap();
+    let position = |report: &str, c: &serde_json::Value, i: &serde_json::Value| serde_json::json!({"report": report, "categories": [c], "indicator": i});
+    let mut nested = Vec::new();
+    for c in release["categories"].as_array().unwrap() {
+        for i in release["indicators"].as_array().unwrap() {
+            nested.push(serde_json::json!({
+                "outer": position("beratung-sprachniveau", c, i),
+                "inner": position("ohne-d", c, i),
+            }));
+        }
+    }
+    release["nested"] = nested.into();
+    let bytes = serde_json::to_vec(&release).unwrap();
+    fs::write(month.join("release.json"), &bytes).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(month.join("manifest.json")).unwrap()).unwrap();
+    manifest["suppression"]["joint"] =
+        serde_json::json!({"with": ["beratung-sprachniveau"], "atoms": 0, "groups": 0});
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == "release.json" {
+            f["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
+            f["bytes"] = bytes.len().into();
+        }
+    }
+    fs::write(month.join("manifest.json"), manifest.to_string()).unwrap();
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 1, "{v:#}");
+    let found = messages(&v);
+    assert!(
+        !found.iter().any(|m| m.contains("not protected together")),
+        "{found:#?}"
+    );
+    let small = found
+        .iter()
+        .find(|m| m.contains("differ by 1 to 2 people"))
+        .unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(small.contains("beyond ohne-d"), "{small}");
+    // Findings name places, never a count of people or an interval.
+    assert!(!found.iter().any(|m| m.contains(" between ")), "{found:#?}");
 }

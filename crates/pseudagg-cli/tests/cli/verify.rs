@@ -37,7 +37,7 @@ fn rules(verdict: &Value) -> BTreeSet<String> {
         .collect()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap().flatten() {
         let p = e.path();
