@@ -5,7 +5,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use arrow_array::{Array, ArrayRef, NullArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema as ArrowSchema};
@@ -24,8 +24,8 @@ use crate::hashing::sha256_file;
 pub(crate) struct ParquetSource {
     path: PathBuf,
     pending: Receiver<Pending>,
-    /// The batches of the row group being handed out.
-    ready: std::collections::VecDeque<Chunk>,
+    /// The row group being handed out, batch by batch as its task checks them.
+    current: Option<Receiver<Decoded>>,
     sha256: String,
     size: u64,
     total_rows: u64,
@@ -51,8 +51,16 @@ struct CheckContext {
 const IN_FLIGHT: usize = 2;
 
 enum Pending {
-    /// A row group's checked batches, in order.
-    Group(Receiver<Result<Vec<Chunk>>>),
+    /// A row group's checked batches, in order, each as soon as it is checked (so the caller
+    /// frees a batch's memory while the group is still decoded, and the next batch reuses it).
+    Group(Receiver<Decoded>),
+}
+
+/// What a row group's task sends: each checked batch (or the error that stops it), then `Done`.
+/// A task that ends without `Done` failed unexpectedly.
+enum Decoded {
+    Chunk(Result<Chunk>),
+    Done,
 }
 
 fn accepts(ty: ColumnType, data_type: &DataType) -> bool {
@@ -210,7 +218,7 @@ impl ParquetSource {
         Ok(Self {
             path: path.to_owned(),
             pending,
-            ready: std::collections::VecDeque::new(),
+            current: None,
             sha256,
             size,
             total_rows,
@@ -232,8 +240,20 @@ impl ParquetSource {
 
     pub(crate) fn next_chunk(&mut self, first_row: u64) -> Result<Option<Chunk>> {
         loop {
-            if let Some(chunk) = self.ready.pop_front() {
-                return Ok(Some(chunk));
+            if let Some(group) = &self.current {
+                match group.recv() {
+                    Ok(Decoded::Chunk(chunk)) => return chunk.map(Some),
+                    Ok(Decoded::Done) => self.current = None,
+                    Err(_) => {
+                        return Err(Error::Format {
+                            path: self.path.clone(),
+                            reason:
+                                "checking a batch of rows failed unexpectedly (a bug in pseudagg)"
+                                    .to_owned(),
+                        });
+                    }
+                }
+                continue;
             }
             let Ok(Pending::Group(group)) = self.pending.recv() else {
                 if first_row == 1 {
@@ -244,14 +264,7 @@ impl ParquetSource {
                 }
                 return Ok(None);
             };
-            let chunks = group.recv().unwrap_or_else(|_| {
-                Err(Error::Format {
-                    path: self.path.clone(),
-                    reason: "checking a batch of rows failed unexpectedly (a bug in pseudagg)"
-                        .to_owned(),
-                })
-            })?;
-            self.ready.extend(chunks);
+            self.current = Some(group);
         }
     }
 
@@ -269,8 +282,16 @@ struct Decode {
 }
 
 impl Decode {
-    /// Decodes row group `group` (whose first row is `first_row`) and checks its batches.
-    fn group(&self, context: &CheckContext, group: usize, first_row: u64) -> Result<Vec<Chunk>> {
+    /// Decodes row group `group` (whose first row is `first_row`) and checks its batches, handing
+    /// each to `out` (and its rows to `rows_read`) as soon as it is checked.
+    fn group(
+        &self,
+        context: &CheckContext,
+        group: usize,
+        first_row: u64,
+        out: &Sender<Decoded>,
+        rows_read: &AtomicU64,
+    ) -> Result<()> {
         let damaged = |e: &dyn std::fmt::Display| Error::Format {
             path: self.path.clone(),
             reason: format!(
@@ -286,15 +307,19 @@ impl Decode {
                 .with_batch_size(self.batch_rows)
                 .build()
                 .map_err(|e| damaged(&e))?;
-        let mut chunks = Vec::new();
         let mut first = first_row;
         for batch in reader {
             let batch = batch.map_err(|e| damaged(&e))?;
             let rows = batch.num_rows() as u64;
-            chunks.push(check_batch(context, &batch, first)?);
+            let chunk = check_batch(context, &batch, first)?;
+            rows_read.fetch_add(rows, Ordering::Relaxed);
+            if out.send(Decoded::Chunk(Ok(chunk))).is_err() {
+                // The caller stopped reading.
+                return Ok(());
+            }
             first += rows;
         }
-        Ok(chunks)
+        Ok(())
     }
 }
 
@@ -307,19 +332,18 @@ fn read_ahead(
     rows_read: &Arc<AtomicU64>,
 ) {
     for &(group, first_row) in groups {
-        let (sender, receiver) = sync_channel(1);
+        let (sender, receiver) = channel();
         if pending.send(Pending::Group(receiver)).is_err() {
             return;
         }
         let (decode, context, counter) =
             (Arc::clone(decode), Arc::clone(context), rows_read.clone());
         rayon::spawn(move || {
-            let chunks = decode.group(&context, group, first_row);
-            if let Ok(chunks) = &chunks {
-                let rows: usize = chunks.iter().map(|c| c.batch.num_rows()).sum();
-                counter.fetch_add(rows as u64, Ordering::Relaxed);
-            }
-            let _ = sender.send(chunks);
+            let end = match decode.group(&context, group, first_row, &sender, &counter) {
+                Ok(()) => Decoded::Done,
+                Err(e) => Decoded::Chunk(Err(e)),
+            };
+            let _ = sender.send(end);
         });
     }
 }

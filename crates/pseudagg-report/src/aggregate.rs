@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 
+use rustc_hash::FxHashMap;
+
 use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use pseudagg_core::{Location, Problem, Problems};
@@ -43,7 +45,7 @@ pub struct Counts {
 pub struct Counter<'a> {
     plan: &'a ReportPlan,
     month_end_days: i32,
-    index: HashMap<String, usize>,
+    index: FxHashMap<String, usize>,
     counts: Counts,
     first_row_of: HashMap<usize, u64>,
     /// The gEs come from a register: a gE of the extract outside it is an error.
@@ -150,7 +152,7 @@ impl<'a> Counter<'a> {
         Self {
             plan,
             month_end_days,
-            index: HashMap::new(),
+            index: FxHashMap::default(),
             counts: Counts {
                 ges: Vec::new(),
                 values: Vec::new(),
