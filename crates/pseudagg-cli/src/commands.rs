@@ -1,6 +1,6 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -697,7 +697,8 @@ fn verify_month(
 ) -> Result<()> {
     let month: Month = month.parse()?;
     let json = format == OutputFormat::Json;
-    let folders = month_outputs(root, &month.to_string());
+    let mut folders = pseudagg_core::month_folders(root, month);
+    folders.retain(|d| d.join("manifest.json").is_file());
     if folders.is_empty() {
         return Err(pseudagg_core::Error::Usage(format!(
             "{} holds no output of {month} (OUT/<name>/{month}/manifest.json); give the output root the month was written to",
@@ -772,31 +773,6 @@ fn verify_month(
         ))
         .into())
     }
-}
-
-/// The output folders of `month` under `root`: `root/<name>/<month>` and
-/// `root/<report>/requests/<reference>/<month>` with a manifest, in path order.
-fn month_outputs(root: &Path, month: &str) -> Vec<PathBuf> {
-    let dirs = |dir: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        v.sort();
-        v
-    };
-    let mut out = Vec::new();
-    for name in dirs(root) {
-        out.push(name.join(month));
-        for request in dirs(&name.join("requests")) {
-            out.push(request.join(month));
-        }
-    }
-    out.retain(|d| d.join("manifest.json").is_file());
-    out
 }
 
 fn print_verdict(v: &pseudagg_verify::Verdict, format: OutputFormat) {

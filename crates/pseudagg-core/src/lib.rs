@@ -31,7 +31,7 @@ mod schema;
 
 pub use definition::{check_generated_file, parse_definition, parse_known};
 pub use error::{Error, Result};
-pub use month::Month;
+pub use month::{Month, month_folders};
 pub use problem::{Location, Problem, Problems, key_shown};
 pub use progress::{Progress, Ticker};
 pub use schema::{ColumnClass, ColumnSpec, ColumnType, Schema};

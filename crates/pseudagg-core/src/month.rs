@@ -118,6 +118,34 @@ impl FromStr for Month {
     }
 }
 
+/// Every folder of `month` under the output root `root`, in path order: `{root}/{name}/{month}`
+/// and each request's `{root}/{report}/requests/{reference}/{month}`, where they are folders. The
+/// report run finds the month's release records there, `verify --month` the month's outputs.
+#[must_use]
+pub fn month_folders(root: &std::path::Path, month: Month) -> Vec<std::path::PathBuf> {
+    let dirs = |dir: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        v.sort();
+        v
+    };
+    let month = month.to_string();
+    let mut out = Vec::new();
+    for name in dirs(root) {
+        out.push(name.join(&month));
+        for request in dirs(&name.join("requests")) {
+            out.push(request.join(&month));
+        }
+    }
+    out.retain(|d| d.is_dir());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

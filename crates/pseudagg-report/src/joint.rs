@@ -192,34 +192,10 @@ pub struct Released {
 /// and `{out}/{report}/requests/{reference}/{month}/release.json`, in path order. A release record
 /// that cannot be read stops the run: without it, the month's reports cannot be protected together.
 pub fn find_releases(out: &Path, month: Month) -> Result<Vec<Released>> {
+    let files = pseudagg_core::month_folders(out, month)
+        .into_iter()
+        .map(|d| d.join(RELEASE_FILE));
     let month = month.to_string();
-    let mut files = Vec::new();
-    let Ok(entries) = std::fs::read_dir(out) else {
-        return Ok(Vec::new());
-    };
-    let dirs = |dir: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        v.sort();
-        v
-    };
-    let mut reports: Vec<PathBuf> = entries
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    reports.sort();
-    for report in reports {
-        files.push(report.join(&month).join(RELEASE_FILE));
-        for request in dirs(&report.join("requests")) {
-            files.push(request.join(&month).join(RELEASE_FILE));
-        }
-    }
     let mut out_list = Vec::new();
     for file in files.into_iter().filter(|f| f.is_file()) {
         let text = std::fs::read_to_string(&file).map_err(|e| Error::io("read", &file, e))?;

@@ -298,31 +298,7 @@ fn audit_together(
     nestings: &BTreeSet<(Position, Position)>,
     verdict: &mut Verdict,
 ) {
-    let mut joint = ScopeTable::default();
-    let mut rels: Vec<Relation> = Vec::new();
-    let mut offsets = Vec::new();
-    for r in reports {
-        let off = joint.keys.len();
-        offsets.push(off);
-        let name = r.label();
-        for (key, v) in r.table.keys.iter().zip(&r.table.values) {
-            let (area, cat, ind) = key.clone();
-            let key = (area, cat, format!("{ind} ({name})"));
-            joint.index.insert(key.clone(), joint.keys.len());
-            joint.keys.push(key);
-            joint.values.push(*v);
-        }
-        rels.extend(
-            relations(&r.table, &r.structure, r.rd_count)
-                .into_iter()
-                .map(|rel| match rel {
-                    Relation::Sum(t, parts) => {
-                        Relation::Sum(t + off, parts.into_iter().map(|p| p + off).collect())
-                    }
-                    Relation::Subset(p, w) => Relation::Subset(p + off, w + off),
-                }),
-        );
-    }
+    let (mut joint, mut rels, offsets) = joint_table(reports);
     let by_name: HashMap<(String, Option<String>), usize> = reports
         .iter()
         .enumerate()
@@ -334,14 +310,14 @@ fn audit_together(
     let mut groups = 0_usize;
     let mut seen_pairs: HashSet<(usize, usize)> = HashSet::new();
     for (outer, inner) in nestings {
-        let (Some(&a), Some(&b)) = (
+        let (Some(&at_outer), Some(&at_inner)) = (
             by_name.get(&(outer.0.clone(), outer.1.clone())),
             by_name.get(&(inner.0.clone(), inner.1.clone())),
         ) else {
             // A report no longer in the root: nothing of it is checked here.
             continue;
         };
-        let (ra, rb) = (&reports[a], &reports[b]);
+        let (ra, rb) = (&reports[at_outer], &reports[at_inner]);
         for (i, key) in ra.table.keys.iter().enumerate() {
             if key.1 != outer.2 || key.2 != outer.3 {
                 continue;
@@ -353,7 +329,7 @@ fn audit_together(
             else {
                 continue;
             };
-            let (x, y) = (offsets[a] + i, offsets[b] + j);
+            let (x, y) = (offsets[at_outer] + i, offsets[at_inner] + j);
             if !seen_pairs.insert((x, y)) {
                 continue;
             }
@@ -367,24 +343,13 @@ fn audit_together(
             };
             groups += 1;
             let g = joint.keys.len();
-            let place = match key.0.0.as_str() {
-                "ge" => format!("gE {}", key.0.2),
-                "rd" => format!("RD {}", key.0.1),
-                _ => "Bund".to_owned(),
-            };
-            let cell = |cat: &str, ind: &str| {
-                if cat.is_empty() {
-                    ind.to_owned()
-                } else {
-                    format!("{} / {ind}", cat.replace(POSITION_SEPARATOR, " / "))
-                }
-            };
             let name = format!(
-                "{place}: the people {} counts in {} beyond {} in {}",
+                "{}: the people {} counts in {} beyond {} in {}",
+                place(&key.0),
                 ra.label(),
-                cell(&outer.2, &outer.3),
+                position(&outer.2, &outer.3),
                 rb.label(),
-                cell(&inner.2, &inner.3)
+                position(&inner.2, &inner.3)
             );
             if value.is_some_and(|v| (1..threshold).contains(&v)) {
                 small.push(name.clone());
@@ -427,5 +392,57 @@ fn audit_together(
     verdict.fact("suppressed_cells_audited_together", &audited);
     for f in findings {
         verdict.push(f);
+    }
+}
+
+/// Every report's cells in one table (each indicator named with its report), with each report's
+/// relations, and where each report's cells start.
+fn joint_table(reports: &[MonthReport]) -> (ScopeTable, Vec<Relation>, Vec<usize>) {
+    let mut joint = ScopeTable::default();
+    let mut rels: Vec<Relation> = Vec::new();
+    let mut offsets = Vec::new();
+    for r in reports {
+        let off = joint.keys.len();
+        offsets.push(off);
+        let name = r.label();
+        for (key, v) in r.table.keys.iter().zip(&r.table.values) {
+            let (area, cat, ind) = key.clone();
+            let key = (area, cat, format!("{ind} ({name})"));
+            joint.index.insert(key.clone(), joint.keys.len());
+            joint.keys.push(key);
+            joint.values.push(*v);
+        }
+        rels.extend(
+            relations(&r.table, &r.structure, r.rd_count)
+                .into_iter()
+                .map(|rel| match rel {
+                    Relation::Sum(t, parts) => {
+                        Relation::Sum(t + off, parts.into_iter().map(|p| p + off).collect())
+                    }
+                    Relation::Subset(p, w) => Relation::Subset(p + off, w + off),
+                }),
+        );
+    }
+    (joint, rels, offsets)
+}
+
+/// How findings name an area: `gE 86101`, `RD NRW`, `Bund`.
+fn place(area: &super::Area) -> String {
+    match area.0.as_str() {
+        "ge" => format!("gE {}", area.2),
+        "rd" => format!("RD {}", area.1),
+        _ => "Bund".to_owned(),
+    }
+}
+
+/// How findings name a position: `Ukraine / bestand`, or the indicator alone.
+fn position(categories: &str, indicator: &str) -> String {
+    if categories.is_empty() {
+        indicator.to_owned()
+    } else {
+        format!(
+            "{} / {indicator}",
+            categories.replace(POSITION_SEPARATOR, " / ")
+        )
     }
 }
