@@ -482,6 +482,22 @@ fn solve_lazily(
     relax: bool,
 ) -> Option<(Solution, Vec<bool>, usize)> {
     let mut rounds = 0;
+    // A condition not in the program can break only if its right side is above 0 or one of its
+    // negative terms is positive (every variable is at least 0): each round looks at the
+    // conditions of the variables the solution made positive, not at every condition (5.5 M
+    // rows: 17,471 conditions of up to 400 terms, about 13 ms a round, 160 rounds).
+    let mut set_by: HashMap<Var, Vec<usize>> = HashMap::new();
+    let mut above_zero = Vec::new();
+    for (i, c) in conditions.iter().enumerate() {
+        if c.rhs > 0.0 {
+            above_zero.push(i);
+        }
+        for &(v, k) in &c.terms {
+            if k < 0.0 {
+                set_by.entry(v).or_default().push(i);
+            }
+        }
+    }
     loop {
         rounds += 1;
         let program: Vec<&Condition> = conditions
@@ -501,18 +517,27 @@ fn solve_lazily(
             solve(&vars, &program, weight, relax)?
         };
         let values: HashMap<Var, f64> = vars.into_iter().zip(point).collect();
+        let mut may_break: Vec<usize> = values
+            .iter()
+            .filter(|&(_, &x)| x > 0.0)
+            .filter_map(|(v, _)| set_by.get(v))
+            .flatten()
+            .chain(&above_zero)
+            .copied()
+            .filter(|&i| !active[i])
+            .collect();
+        may_break.sort_unstable();
+        may_break.dedup();
         let mut broken = false;
-        for (c, a) in conditions.iter().zip(active.iter_mut()) {
-            if *a {
-                continue;
-            }
+        for i in may_break {
+            let c = &conditions[i];
             let lhs: f64 = c
                 .terms
                 .iter()
                 .map(|(v, k)| k * values.get(v).copied().unwrap_or(0.0))
                 .sum();
             if lhs < c.rhs - 1e-6 {
-                *a = true;
+                active[i] = true;
                 broken = true;
             }
         }
