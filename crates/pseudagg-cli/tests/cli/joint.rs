@@ -339,31 +339,23 @@ fn verify_of_the_month_root_finds_two_reports_that_can_be_differenced() {
     // the variant lies in the shipped report's cell of the same position) and claims joint
     // protection: the published differences of 1 or 2 are found, and no value is shown.
     let month = out.join("ohne-d/2025-03");
-    let mut release: serde_json::Value =
-        serde_json::from_slice(&fs::read(month.join("release.json")).unwrap()).unwrap();
-    let position = |report: &str, c: &serde_json::Value, i: &serde_json::Value| serde_json::json!({"report": report, "categories": [c], "indicator": i});
-    let mut nested = Vec::new();
-    for c in release["categories"].as_array().unwrap() {
-        for i in release["indicators"].as_array().unwrap() {
-            nested.push(serde_json::json!({
-                "outer": position("beratung-sprachniveau", c, i),
-                "inner": position("ohne-d", c, i),
-            }));
+    edit_release(&month, |release| {
+        let position = |report: &str, c: &serde_json::Value, i: &serde_json::Value| serde_json::json!({"report": report, "categories": [c], "indicator": i});
+        let mut nested = Vec::new();
+        for c in release["categories"].as_array().unwrap() {
+            for i in release["indicators"].as_array().unwrap() {
+                nested.push(serde_json::json!({
+                    "outer": position("beratung-sprachniveau", c, i),
+                    "inner": position("ohne-d", c, i),
+                }));
+            }
         }
-    }
-    release["nested"] = nested.into();
-    let bytes = serde_json::to_vec(&release).unwrap();
-    fs::write(month.join("release.json"), &bytes).unwrap();
+        release["nested"] = nested.into();
+    });
     let mut manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(month.join("manifest.json")).unwrap()).unwrap();
     manifest["suppression"]["joint"] =
         serde_json::json!({"with": ["beratung-sprachniveau"], "atoms": 0, "groups": 0});
-    for f in manifest["files"].as_array_mut().unwrap() {
-        if f["path"] == "release.json" {
-            f["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
-            f["bytes"] = bytes.len().into();
-        }
-    }
     fs::write(month.join("manifest.json"), manifest.to_string()).unwrap();
     let (code, v) = verify_month(&out);
     assert_eq!(code, 1, "{v:#}");
@@ -379,4 +371,52 @@ fn verify_of_the_month_root_finds_two_reports_that_can_be_differenced() {
     assert!(small.contains("beyond ohne-d"), "{small}");
     // Findings name places, never a count of people or an interval.
     assert!(!found.iter().any(|m| m.contains(" between ")), "{found:#?}");
+}
+
+/// Rewrites `release.json` of a month folder through `change` and its manifest entry to match.
+fn edit_release(month: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let mut release: serde_json::Value =
+        serde_json::from_slice(&fs::read(month.join("release.json")).unwrap()).unwrap();
+    change(&mut release);
+    let bytes = serde_json::to_vec(&release).unwrap();
+    fs::write(month.join("release.json"), &bytes).unwrap();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(month.join("manifest.json")).unwrap()).unwrap();
+    for f in manifest["files"].as_array_mut().unwrap() {
+        if f["path"] == "release.json" {
+            f["sha256"] = hex::encode(Sha256::digest(&bytes)).into();
+            f["bytes"] = bytes.len().into();
+        }
+    }
+    fs::write(month.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+/// A release record from before containments were recorded (version 1): harmless for the month's
+/// first report, which named none; a report made beside released ones must have them.
+#[test]
+fn a_release_record_without_its_containments_is_found_where_it_needed_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sac_extract();
+    let out = dir.path().join("out");
+    for name in ["beratung-sprachniveau", "gefluechtete"] {
+        let r = report(&shipped(name), input, &out);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let old = |r: &mut serde_json::Value| {
+        r["release_version"] = 1.into();
+        r.as_object_mut().unwrap().remove("nested");
+    };
+    edit_release(&out.join("beratung-sprachniveau/2025-03"), old);
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 0, "the first report named none: {v:#}");
+    edit_release(&out.join("gefluechtete/2025-03"), old);
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 1, "{v:#}");
+    let found = messages(&v);
+    assert!(
+        found
+            .iter()
+            .any(|m| m.contains("gefluechtete was made beside released reports")),
+        "{found:#?}"
+    );
 }
