@@ -520,7 +520,6 @@ fn solve_lazily(
             solve(&vars, &program, weight, relax, last.as_ref())?
         };
         let values: HashMap<Var, f64> = vars.into_iter().zip(point).collect();
-        last = Some(values.clone());
         let mut may_break: Vec<usize> = values
             .iter()
             .filter(|&(_, &x)| x > 0.0)
@@ -551,6 +550,7 @@ fn solve_lazily(
         if values.len() > LAZY_MAX_VARIABLES {
             active.fill(true);
         }
+        last = Some(values);
     }
 }
 

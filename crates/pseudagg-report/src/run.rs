@@ -503,7 +503,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         staging.path(),
     )?);
     // The release record: what this output shows, for the month's later reports.
-    let release = Release::of(
+    let mut release = Release::of(
         &rt,
         &pattern.suppressed,
         &shown.iter().copied().collect::<Vec<_>>(),
@@ -525,7 +525,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         .iter()
         .find(|p| p.release.input_sha256 == input.sha256 && p.release.release_version >= 2)
         .map_or(nested, |p| p.release.nested.clone());
-    let release = Release { nested, ..release };
+    release.nested = nested;
     let mut json = serde_json::to_string(&release).expect("a release serialises");
     json.push('\n');
     let path = staging.path().join(joint::RELEASE_FILE);
