@@ -154,14 +154,19 @@ fn parts_of(
     parts
 }
 
-/// The audit's program over one part: every relation that holds one of its suppressed cells,
-/// with every cell of those relations as a column (a published one held at its true value) and a
-/// slack column per subset relation.
+/// The audit's program over one part: every relation that holds one of its suppressed cells, a
+/// column per suppressed cell of those relations and a slack column per subset relation. A
+/// published cell is held at its true value, so it is no column: its value is moved into the
+/// bounds of its rows. (On the committed sample that leaves about 1,300 of 10,000 columns, and
+/// HiGHS's work per solve follows the columns.) Its reduced cost, which the cut needs, is read
+/// from the rows' duals.
 struct System {
     model: Option<Model>,
-    /// Column of each cell.
+    /// Column of each suppressed cell.
     col: BTreeMap<usize, usize>,
     cols: Vec<highs::Col>,
+    /// Every cell of the relations, in cell order, with its (row, coefficient) entries.
+    entries: Vec<(usize, Vec<(usize, f64)>)>,
     /// The column whose cost is not 0 now.
     objective: Option<usize>,
     /// The insider whose cells are held at their true values now.
@@ -185,45 +190,50 @@ impl System {
         sums.dedup();
         subsets.sort_unstable();
         subsets.dedup();
-        let mut cells: Vec<usize> = members.to_vec();
-        for &s in &sums {
-            cells.extend(table.sums[s].parts.iter().copied());
-            cells.push(table.sums[s].total);
-        }
-        for &r in &subsets {
-            let (a, b) = table.subsets[r];
-            cells.extend([a, b]);
-        }
-        cells.sort_unstable();
-        cells.dedup();
-        let mut pb = RowProblem::default();
-        let mut col = BTreeMap::new();
-        let mut cols = Vec::with_capacity(cells.len() + subsets.len());
-        for &c in &cells {
-            col.insert(c, cols.len());
-            let a = table.values[c] as f64;
-            cols.push(if suppressed(c) {
-                pb.add_column(0.0, table.floor(c)..)
-            } else {
-                pb.add_column(0.0, a..=a)
-            });
-        }
+        // The rows as (cell, coefficient) terms: each sum `parts - total = 0`, each subset
+        // `part - whole + slack = 0` (its slack added below).
+        let mut rows: Vec<Vec<(usize, f64)>> = Vec::with_capacity(sums.len() + subsets.len());
         for &s in &sums {
             let sum = &table.sums[s];
-            let mut terms: Vec<(highs::Col, f64)> =
-                sum.parts.iter().map(|p| (cols[col[p]], 1.0)).collect();
-            terms.push((cols[col[&sum.total]], -1.0));
-            pb.add_row(0.0..=0.0, terms);
+            let mut terms: Vec<(usize, f64)> = sum.parts.iter().map(|&p| (p, 1.0)).collect();
+            terms.push((sum.total, -1.0));
+            rows.push(terms);
         }
         for &r in &subsets {
-            // part - whole + slack = 0, the slack at least 0.
             let (a, b) = table.subsets[r];
-            let slack = pb.add_column(0.0, 0.0..);
-            pb.add_row(
-                0.0..=0.0,
-                [(cols[col[&a]], 1.0), (cols[col[&b]], -1.0), (slack, 1.0)],
-            );
-            cols.push(slack);
+            rows.push(vec![(a, 1.0), (b, -1.0)]);
+        }
+        let mut by_cell: BTreeMap<usize, Vec<(usize, f64)>> = BTreeMap::new();
+        for (r, terms) in rows.iter().enumerate() {
+            for &(c, k) in terms {
+                by_cell.entry(c).or_default().push((r, k));
+            }
+        }
+        let mut pb = RowProblem::default();
+        let mut col = BTreeMap::new();
+        let mut cols = Vec::with_capacity(members.len() + subsets.len());
+        for &c in by_cell.keys() {
+            if suppressed(c) {
+                col.insert(c, cols.len());
+                cols.push(pb.add_column(0.0, table.floor(c)..));
+            }
+        }
+        for (r, terms) in rows.iter().enumerate() {
+            let known: f64 = terms
+                .iter()
+                .filter(|(c, _)| !col.contains_key(c))
+                .map(|&(c, k)| k * table.values[c] as f64)
+                .sum();
+            let mut row: Vec<(highs::Col, f64)> = terms
+                .iter()
+                .filter_map(|&(c, k)| col.get(&c).map(|&j| (cols[j], k)))
+                .collect();
+            if r >= sums.len() {
+                let slack = pb.add_column(0.0, 0.0..);
+                cols.push(slack);
+                row.push((slack, 1.0));
+            }
+            pb.add_row(-known..=-known, row);
         }
         let mut model = pb.optimise(Sense::Maximise);
         model.make_quiet();
@@ -235,6 +245,7 @@ impl System {
             model: Some(model),
             col,
             cols,
+            entries: by_cell.into_iter().collect(),
             objective: None,
             insider: None,
         }
@@ -307,7 +318,7 @@ impl System {
                     table,
                     suppressed,
                     free,
-                    solution.dual_columns(),
+                    (solution.dual_columns(), solution.dual_rows()),
                     reached,
                     need,
                 )
@@ -320,13 +331,14 @@ impl System {
         Ok(answer)
     }
 
-    /// The cut from the reduced costs `dual` of an optimum `reached` below `need`.
+    /// The cut from the reduced costs `dual` (of the columns) and the row duals `rows` of an
+    /// optimum `reached` below `need`.
     fn read_cut(
         &self,
         table: &Table,
         suppressed: &impl Fn(usize) -> bool,
         free: &impl Fn(usize) -> bool,
-        dual: &[f64],
+        (dual, rows): (&[f64], &[f64]),
         reached: f64,
         need: f64,
     ) -> Option<Cut> {
@@ -339,8 +351,15 @@ impl System {
         let mut constant = 0.0;
         let mut now = 0.0;
         let mut weights: Vec<(usize, f64)> = Vec::new();
-        for (&c, &j) in &self.col {
-            let d = if dual[j].abs() < TOL { 0.0 } else { dual[j] };
+        for (c, entries) in &self.entries {
+            let c = *c;
+            // A published cell's reduced cost is its cost (0) less its column times the row
+            // duals, as HiGHS gives a column's.
+            let d = match self.col.get(&c) {
+                Some(&j) => dual[j],
+                None => -entries.iter().map(|&(r, k)| k * rows[r]).sum::<f64>(),
+            };
+            let d = if d.abs() < TOL { 0.0 } else { d };
             let a = table.values[c] as f64;
             let floor = table.floor(c);
             if free(c) {
