@@ -154,12 +154,11 @@ fn parts_of(
     parts
 }
 
-/// The audit's program over one part: every relation that holds one of its suppressed cells, a
-/// column per suppressed cell of those relations and a slack column per subset relation. A
-/// published cell is held at its true value, so it is no column: its value is moved into the
-/// bounds of its rows. (On the committed sample that leaves about 1,300 of 10,000 columns, and
-/// HiGHS's work per solve follows the columns.) Its reduced cost, which the cut needs, is read
-/// from the rows' duals.
+/// The audit's program over one part: every relation that holds one of its suppressed cells, with
+/// a column per suppressed cell of those relations. A published cell is held at its true value,
+/// so it is no column: its value is moved into the bounds of its rows. (On the committed sample
+/// that leaves about 1,300 of 10,000 columns, and HiGHS's work per solve follows the columns.)
+/// Its reduced cost, which the cut needs, is read from the rows' duals.
 struct System {
     model: Option<Model>,
     /// Column of each suppressed cell.
@@ -167,6 +166,8 @@ struct System {
     cols: Vec<highs::Col>,
     /// Every cell of the relations, in cell order, with its (row, coefficient) entries.
     entries: Vec<(usize, Vec<(usize, f64)>)>,
+    /// The rows from this one on are subset relations, `part - whole <= 0`; those before are sums.
+    first_subset: usize,
     /// The column whose cost is not 0 now.
     objective: Option<usize>,
     /// The insider whose cells are held at their true values now.
@@ -191,7 +192,7 @@ impl System {
         subsets.sort_unstable();
         subsets.dedup();
         // The rows as (cell, coefficient) terms: each sum `parts - total = 0`, each subset
-        // `part - whole + slack = 0` (its slack added below).
+        // `part - whole <= 0`.
         let mut rows: Vec<Vec<(usize, f64)>> = Vec::with_capacity(sums.len() + subsets.len());
         for &s in &sums {
             let sum = &table.sums[s];
@@ -211,7 +212,7 @@ impl System {
         }
         let mut pb = RowProblem::default();
         let mut col = BTreeMap::new();
-        let mut cols = Vec::with_capacity(members.len() + subsets.len());
+        let mut cols = Vec::with_capacity(members.len());
         for &c in by_cell.keys() {
             if suppressed(c) {
                 col.insert(c, cols.len());
@@ -224,16 +225,15 @@ impl System {
                 .filter(|(c, _)| !col.contains_key(c))
                 .map(|&(c, k)| k * table.values[c] as f64)
                 .sum();
-            let mut row: Vec<(highs::Col, f64)> = terms
+            let row: Vec<(highs::Col, f64)> = terms
                 .iter()
                 .filter_map(|&(c, k)| col.get(&c).map(|&j| (cols[j], k)))
                 .collect();
-            if r >= sums.len() {
-                let slack = pb.add_column(0.0, 0.0..);
-                cols.push(slack);
-                row.push((slack, 1.0));
+            if r < sums.len() {
+                pb.add_row(-known..=-known, row);
+            } else {
+                pb.add_row(..=-known, row);
             }
-            pb.add_row(-known..=-known, row);
         }
         let mut model = pb.optimise(Sense::Maximise);
         model.make_quiet();
@@ -246,6 +246,7 @@ impl System {
             col,
             cols,
             entries: by_cell.into_iter().collect(),
+            first_subset: sums.len(),
             objective: None,
             insider: None,
         }
@@ -342,9 +343,9 @@ impl System {
         reached: f64,
         need: f64,
     ) -> Option<Cut> {
-        // A slack (and a suppressed cell) has no upper bound: the dual is sound only if raising
-        // it would not help, a reduced cost of at most 0.
-        if dual[self.col.len()..].iter().any(|&d| d > TOL) {
+        // A subset relation's slack (`whole - part`) has no upper bound: the dual is sound only
+        // if raising it would not help, its reduced cost (the negated row dual) at most 0.
+        if rows[self.first_subset..].iter().any(|&y| -y > TOL) {
             tracing::trace!("a slack's reduced cost is positive");
             return None;
         }

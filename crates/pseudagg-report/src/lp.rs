@@ -53,7 +53,11 @@ impl Lp {
             .into_iter()
             .map(|(t, o, r)| (t.to_vec(), o, r))
             .collect();
-        let (model, cols) = Self::build(&floors, &rows, None, false);
+        let (mut model, cols) = Self::build(&floors, &rows, None, false);
+        // Each bound changes only the objective: the last optimal basis stays feasible, and
+        // primal simplex goes on from it (committed sample: the secondary cells' intervals
+        // 2.1 s -> 0.6 s, the same intervals).
+        model.set_option("simplex_strategy", 4);
         Self {
             model: Some(model),
             rows,
