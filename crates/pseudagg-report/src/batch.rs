@@ -47,6 +47,19 @@ pub fn certify_batch(
     limits: (u64, u64),
     insiders: bool,
 ) -> Result<Vec<Batched>, String> {
+    certify_batch_in(table, suppressed, targets, limits, insiders, true)
+}
+
+/// [`certify_batch`]; without `whole_parts` only district by district, the cells left
+/// [`Batched::Undecided`] (for a caller that decides them exactly anyway).
+pub fn certify_batch_in(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+    limits: (u64, u64),
+    insiders: bool,
+    whole_parts: bool,
+) -> Result<Vec<Batched>, String> {
     let mut out = vec![Batched::Undecided; targets.len()];
     if !table.district.is_empty() {
         let index = Index::new(table);
@@ -76,6 +89,9 @@ pub fn certify_batch(
         for (i, b) in found.into_iter().flatten() {
             out[i] = b;
         }
+    }
+    if !whole_parts {
+        return Ok(out);
     }
     // The rest over their whole part.
     let left: Vec<usize> = (0..targets.len())
