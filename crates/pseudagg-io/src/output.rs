@@ -267,22 +267,46 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| Error::io("sync", dir, e))
 }
 
-/// Writes the staged tree to disk before it is published. On Linux one `syncfs` of the staging
-/// folder's filesystem writes back every file and folder of the tree at once: a report's 1,647
-/// files and their folders took 2,890 `fsync`s, about 0.9 s one after the other. (It also writes
-/// back whatever else is pending on that filesystem.) Elsewhere each file and folder is synced.
+/// Writes the staged tree to disk before it is published: every file and folder is synced, by
+/// several threads at once, so that the filesystem's journal commits many of them together. A
+/// report's 1,647 files and their folders took 2,890 `fsync`s, about 0.9 s one after the other.
+/// (One `syncfs` of the whole filesystem would be quicker alone, but it also waits for whatever
+/// else is pending there, so its time depends on what other programs write.)
 fn sync_staged(dir: &Path) -> Result<()> {
-    #[cfg(target_os = "linux")]
+    /// Syncs in flight at once: enough for the journal to gather them, few for the machine.
+    const SYNCING: usize = 8;
+    let mut paths = Vec::new();
+    list_tree(dir, &mut paths)?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failed: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..SYNCING.min(paths.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = paths.get(i) else { break };
+                    if let Err(e) = File::open(path).and_then(|f| f.sync_all()) {
+                        let mut slot = failed
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner);
+                        slot.get_or_insert(Error::io("sync", path, e));
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = failed
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
     {
-        let folder = File::open(dir).map_err(|e| Error::io("sync", dir, e))?;
-        rustix::fs::syncfs(&folder).map_err(|e| Error::io("sync", dir, e.into()))
+        return Err(e);
     }
-    #[cfg(not(target_os = "linux"))]
-    sync_tree(dir)
+    Ok(())
 }
 
-#[cfg(not(target_os = "linux"))]
-fn sync_tree(dir: &Path) -> Result<()> {
+/// Every file and folder under `dir`, and `dir` itself last.
+fn list_tree(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> Result<()> {
     for entry in fs::read_dir(dir).map_err(|e| Error::io("list", dir, e))? {
         let entry = entry.map_err(|e| Error::io("list", dir, e))?;
         let path = entry.path();
@@ -291,14 +315,13 @@ fn sync_tree(dir: &Path) -> Result<()> {
             .map_err(|e| Error::io("inspect", &path, e))?
             .is_dir()
         {
-            sync_tree(&path)?;
+            list_tree(&path, out)?;
         } else {
-            File::open(&path)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| Error::io("sync", &path, e))?;
+            out.push(path);
         }
     }
-    sync_dir(dir)
+    out.push(dir.to_path_buf());
+    Ok(())
 }
 
 #[cfg(test)]
