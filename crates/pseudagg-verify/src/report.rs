@@ -1187,6 +1187,57 @@ fn audit_relations(
     (findings, audited)
 }
 
+/// Programs over all of a share's targets at once, each with its own signs, before any target's
+/// own programs (committed sample, the union of every scope: none 13.8 s, 1 round 12.9 s, 3 rounds
+/// 10.4 s, 6 rounds 8.9 s, 8 to 16 rounds about 8.8 s).
+const ROUNDS_TOGETHER: u32 = 8;
+
+/// The sign of variable `i`'s cost in round `round` of the programs over all targets: a fixed
+/// mix, so that two cells that share a relation are pushed apart (one up, one down) in some
+/// round, as each one's own programs would push them.
+fn mixed_sign(i: usize, round: u32) -> f64 {
+    let h = (i as u64 ^ 0x9e37_79b9_7f4a_7c15).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    if (h >> (17 + round)) & 1 == 0 {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
+/// A point that maximises (or minimises) the objective `cost` over a part (its variables at
+/// least `floors`, under `constraints`), its values added to what each variable is `seen` to
+/// take: the optimum, `None` when unbounded, `Err` when not solved.
+fn solve_part(
+    dir: OptimizationDirection,
+    cost: &dyn Fn(usize) -> f64,
+    floors: &[f64],
+    constraints: &[Linear],
+    seen: &mut [(f64, f64)],
+) -> std::result::Result<Option<f64>, ()> {
+    let mut p = Problem::new(dir);
+    let xs: Vec<_> = floors
+        .iter()
+        .enumerate()
+        .map(|(i, &floor)| p.add_var(cost(i), (floor, f64::INFINITY)))
+        .collect();
+    for (terms, op, rhs) in constraints {
+        let terms: Vec<_> = terms.iter().map(|&(i, c)| (xs[i], c)).collect();
+        p.add_constraint(terms.as_slice(), *op, *rhs);
+    }
+    match p.solve() {
+        Ok(o) => {
+            let sol = o.solution().ok_or(())?;
+            for (i, &x) in xs.iter().enumerate() {
+                let v = sol.var_value(x);
+                seen[i] = (seen[i].0.min(v), seen[i].1.max(v));
+            }
+            Ok(Some(sol.objective()))
+        }
+        Err(microlp::Error::Unbounded) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
 /// Bounds every variable of component `k` and reports those a small count is not hidden in.
 #[allow(clippy::many_single_char_names)] // the usual names of a linear program
 fn audit_component(
@@ -1211,7 +1262,28 @@ fn audit_component(
             // reaches the threshold and is wide enough needs no program of its own.
             let mut seen: Vec<(f64, f64)> = vec![(f64::INFINITY, f64::NEG_INFINITY); n];
             let mut out = Vec::new();
-            for target in targets {
+            let floors: Vec<f64> = (0..n).map(|i| t.floor(cell_of(i))).collect();
+            let solve_for = |dir, cost: &dyn Fn(usize) -> f64, seen: &mut [(f64, f64)]| {
+                solve_part(dir, cost, &floors, &constraints[k], seen)
+            };
+            // First every target of this share at once, as high and then as low as they go
+            // together: each solution is a point the attacker cannot rule out, so on a thin table
+            // it shows most cells protected without a program of their own. (Unbounded or not
+            // solved: nothing is seen, and each cell gets its own programs as before.)
+            if targets.len() > 1 {
+                for round in 0..ROUNDS_TOGETHER {
+                    let together = |i: usize| {
+                        if targets.contains(&i) {
+                            mixed_sign(i, round)
+                        } else {
+                            0.0
+                        }
+                    };
+                    let _ = solve_for(OptimizationDirection::Maximize, &together, &mut seen);
+                    let _ = solve_for(OptimizationDirection::Minimize, &together, &mut seen);
+                }
+            }
+            for target in targets.clone() {
                 let group = t.groups.get(&cell_of(target));
                 // A group that may be empty pins nobody; otherwise it is protected as a cell is.
                 let protected = |seen: &[(f64, f64)]| {
@@ -1222,34 +1294,8 @@ fn audit_component(
                 if protected(&seen) {
                     continue;
                 }
-                let solve =
-                    |dir, seen: &mut [(f64, f64)]| -> std::result::Result<Option<f64>, ()> {
-                        let mut p = Problem::new(dir);
-                        let xs: Vec<_> = (0..n)
-                            .map(|i| {
-                                p.add_var(
-                                    if i == target { 1.0 } else { 0.0 },
-                                    (t.floor(cell_of(i)), f64::INFINITY),
-                                )
-                            })
-                            .collect();
-                        for (terms, op, rhs) in &constraints[k] {
-                            let terms: Vec<_> = terms.iter().map(|&(i, c)| (xs[i], c)).collect();
-                            p.add_constraint(terms.as_slice(), *op, *rhs);
-                        }
-                        match p.solve() {
-                            Ok(o) => {
-                                let sol = o.solution().ok_or(())?;
-                                for (i, &x) in xs.iter().enumerate() {
-                                    let v = sol.var_value(x);
-                                    seen[i] = (seen[i].0.min(v), seen[i].1.max(v));
-                                }
-                                Ok(Some(sol.objective()))
-                            }
-                            Err(microlp::Error::Unbounded) => Ok(None),
-                            Err(_) => Err(()),
-                        }
-                    };
+                let alone = |i: usize| if i == target { 1.0 } else { 0.0 };
+                let solve = |dir, seen: &mut [(f64, f64)]| solve_for(dir, &alone, seen);
                 let Ok(upper) = solve(OptimizationDirection::Maximize, &mut seen) else {
                     out.push(unsolvable(scope));
                     break;
