@@ -1270,7 +1270,9 @@ fn audit_component(
             // together: each solution is a point the attacker cannot rule out, so on a thin table
             // it shows most cells protected without a program of their own. (Unbounded or not
             // solved: nothing is seen, and each cell gets its own programs as before.)
-            if targets.len() > 1 {
+            // They cost 2 programs a round, and each target needs at most 2 of its own: with
+            // fewer targets than rounds they cannot save any.
+            if targets.len() > ROUNDS_TOGETHER as usize {
                 for round in 0..ROUNDS_TOGETHER {
                     let together = |i: usize| {
                         if targets.contains(&i) {
