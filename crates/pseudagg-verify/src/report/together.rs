@@ -184,26 +184,13 @@ fn name_of(release: &Value) -> (String, Option<String>) {
 }
 
 /// Every output folder of `month` under `root` with a release record: `{root}/{report}/{month}`
-/// and `{root}/{report}/requests/{reference}/{month}`, in path order.
+/// and `{root}/{report}/requests/{reference}/{month}`, in path order. (Listing folders is no
+/// check: verify takes the same walk as the writers.) A month that is no month has none.
 fn release_folders(root: &Path, month: &str) -> Vec<PathBuf> {
-    let dirs = |dir: &Path| -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.is_dir())
-            .collect();
-        v.sort();
-        v
+    let Ok(month) = month.parse() else {
+        return Vec::new();
     };
-    let mut out = Vec::new();
-    for report in dirs(root) {
-        out.push(report.join(month));
-        for request in dirs(&report.join("requests")) {
-            out.push(request.join(month));
-        }
-    }
+    let mut out = pseudagg_core::month_folders(root, month);
     out.retain(|d| d.join(RELEASE_FILE).is_file() && d.join("manifest.json").is_file());
     out
 }
