@@ -9,15 +9,23 @@
 //! - One pass over the extract counts the new definition and every released one, and the atoms:
 //!   per gE, the people with one combination of every definition's population, category and
 //!   indicators.
-//! - Where one report's cell contains another's at every gE (by the atoms: every atom of the one
-//!   is an atom of the other), what it counts beyond it is a group of people: `x = y + group`
-//!   joins the audit's system, and a group of 1 to `threshold - 1` people is protected like a
-//!   primary cell, under every attacker model of the definition.
+//! - From the atoms, the positions of all the reports fall into classes of equal people (the
+//!   same atoms at every gE), and three relations between classes are found
+//!   ([`find_relations`]); each holds at every gE and so, by the sums, at every RD and the Bund:
+//!   - **equal**: two reports' cells count the same people (`gefluechtete`'s Ukraine and
+//!     `gefluechtete-geschlecht`'s Ukraine over every gender): `x = y` joins the system, so one
+//!     report's published cell is known to show the other's suppressed one;
+//!   - **nested**: one cell counts everyone another counts, and more: `x = y + group`; a group of
+//!     1 to `threshold - 1` people is protected like a primary cell, under every attacker model;
+//!   - **union**: one cell counts exactly the people either of two others counts (women or
+//!     Ukrainians), so `x + y - z` counts the people in both (Ukrainian women): `z = x + (z - x)`
+//!     and `y = (z - x) + both`, and a small `both` is protected.
+//!   Relations among the cells of one table are that table's own (its sums and subsets); where
+//!   classes meet in one table, the difference is left to it.
 //! - The atoms themselves are not in the audit's system. With them it would hold every linear
 //!   relation between the reports' cells (also the bounds two overlapping cells put on each
-//!   other), but at 550,000 rows that is 60,000 more unknowns and minutes per audit round; the
-//!   containments are the relations by which one definition's cells are differenced from
-//!   another's.
+//!   other, and unions of three or more cells), but at 550,000 rows that is 60,000 more unknowns
+//!   and minutes per audit round.
 //! - The released cells are fixed: published ones stay published, suppressed ones suppressed. Only
 //!   the new report's cells may be suppressed; if that cannot protect every cell, the report is
 //!   refused, naming the released reports it conflicts with.
@@ -36,6 +44,9 @@ use crate::table::{Kind, Sum, Table};
 
 /// The release record's file name, beside the steward's manifest.
 pub const RELEASE_FILE: &str = "release.json";
+
+/// The release record's version: 2 added the containments, 3 the equalities and unions.
+pub const RELEASE_VERSION: u32 = 3;
 
 /// What one report output released: enough to count its cells again and to hold them fixed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,6 +72,22 @@ pub struct Release {
     /// the month's reports together with. Empty for a month's first report.
     #[serde(default)]
     pub nested: Vec<Nesting>,
+    /// Where a cell of one of the month's reports counts the same people as a cell of another
+    /// at every gE (release version 3), `outer` and `inner` alike.
+    #[serde(default)]
+    pub equal: Vec<Nesting>,
+    /// Where a cell of one of the month's reports counts exactly the people that two cells of
+    /// the others count (release version 3): their sum less it counts the people in both.
+    #[serde(default)]
+    pub unions: Vec<UnionRecord>,
+}
+
+/// A union as a release records it: `union` counts exactly the people that either of the two
+/// `parts` counts, at every gE.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct UnionRecord {
+    pub union: ReleasedPosition,
+    pub parts: Vec<ReleasedPosition>,
 }
 
 /// A position of one of the month's reports: `outer` counts everyone `inner` counts, at every gE
@@ -108,7 +135,7 @@ impl Release {
         shown.sort_unstable();
         shown.dedup();
         Self {
-            release_version: 2,
+            release_version: RELEASE_VERSION,
             report: head.report,
             request: head.request,
             month: head.month.to_string(),
@@ -129,6 +156,8 @@ impl Release {
                 })
                 .collect(),
             nested: Vec::new(),
+            equal: Vec::new(),
+            unions: Vec::new(),
         }
     }
 
@@ -274,6 +303,12 @@ pub enum Origin {
         x: (usize, usize),
         y: (usize, usize),
     },
+    /// The people both cell `x` and cell `y` count (each `(table, cell)`), where a cell of
+    /// another report counts everyone either counts.
+    Both {
+        x: (usize, usize),
+        y: (usize, usize),
+    },
 }
 
 /// The table of the new report (`tables[0]`) and the released ones, protected together.
@@ -285,20 +320,20 @@ pub struct Joint {
     pub offsets: Vec<usize>,
     pub atoms: usize,
     pub groups: usize,
-    /// Every containment found: ((table, position) outer, (table, position) inner), a position
-    /// being `category * indicators + indicator`.
-    pub nested: Vec<((usize, usize), (usize, usize))>,
+    /// How the reports' cells relate, as found from the atoms.
+    pub relations: Relations,
 }
 
 impl Joint {
-    /// The containments as a release records them; `names[t]` is table `t`'s (report, request).
+    /// The relations as a release records them: (equal, nested, unions); `names[t]` is table
+    /// `t`'s (report, request).
     #[must_use]
-    pub fn nestings(
+    pub fn records(
         &self,
         tables: &[&ReportTable],
         names: &[(String, Option<String>)],
-    ) -> Vec<Nesting> {
-        let at = |(t, p): (usize, usize)| {
+    ) -> (Vec<Nesting>, Vec<Nesting>, Vec<UnionRecord>) {
+        let at = |(t, p): Pos| {
             let rt = tables[t];
             let n_ind = rt.indicators.len();
             ReleasedPosition {
@@ -308,17 +343,34 @@ impl Joint {
                 indicator: rt.indicators[p % n_ind].clone(),
             }
         };
-        let mut out: Vec<Nesting> = self
-            .nested
+        let pairs = |v: &[(Pos, Pos)]| {
+            let mut out: Vec<Nesting> = v
+                .iter()
+                .map(|&(x, y)| Nesting {
+                    outer: at(x),
+                    inner: at(y),
+                })
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        };
+        let mut unions: Vec<UnionRecord> = self
+            .relations
+            .unions
             .iter()
-            .map(|&(x, y)| Nesting {
-                outer: at(x),
-                inner: at(y),
+            .map(|&(z, x, y)| UnionRecord {
+                union: at(z),
+                parts: vec![at(x), at(y)],
             })
             .collect();
-        out.sort();
-        out.dedup();
-        out
+        unions.sort();
+        unions.dedup();
+        (
+            pairs(&self.relations.equal),
+            pairs(&self.relations.nested),
+            unions,
+        )
     }
 }
 
@@ -332,7 +384,7 @@ pub fn build(
     released: &[&Release],
     atoms: &[(AtomKey, u64)],
     start: Option<&[bool]>,
-    (definition_sha256, threshold): (&str, u64),
+    threshold: u64,
 ) -> Result<Joint> {
     let mut jt = Table::default();
     let mut origin = Vec::new();
@@ -419,33 +471,67 @@ pub fn build(
     }
 
     let n_atoms = atoms.len();
-    // Groups: where a cell of one report contains a cell of another at every gE, what it
-    // counts beyond it.
+    let relations = find_relations(tables, atoms);
     let mut groups = 0;
-    let mut nested = Vec::new();
-    // Two tables of one definition (a request beside its report) differ only as a table differs
-    // from itself: by other cells of it, which its own relations already hold.
-    let sha = |i: usize| {
-        if i == 0 {
-            definition_sha256
-        } else {
-            released[i - 1].definition_sha256.as_str()
+    let mut made: HashMap<(usize, usize), usize> = HashMap::new();
+    let per_area = |t: usize| positions(tables[t]);
+    let cell = |(t, p): (usize, usize), a: usize| offsets[t] + a * per_area(t) + p;
+    let areas = tables[0].areas.len();
+    // Equal cells of two reports: one is the other.
+    for &(x, y) in &relations.equal {
+        for a in 0..areas {
+            jt.sums.push(Sum {
+                total: cell(x, a),
+                parts: vec![cell(y, a)],
+            });
         }
-    };
-    for x in 0..tables.len() {
-        for y in (0..tables.len()).filter(|&y| y != x && sha(y) != sha(x)) {
-            for (px, py) in nested_positions(tables, x, y, atoms) {
-                nested.push(((x, px), (y, py)));
-                groups += add_group(
+    }
+    // Containments: what the outer cell counts beyond the inner one, where it is a small group
+    // (a larger one needs no protection; the relation then only says outer >= inner, which
+    // cannot narrow a small cell).
+    for &(x, y) in &relations.nested {
+        for a in 0..areas {
+            let (cx, cy) = (cell(x, a), cell(y, a));
+            if (1..threshold).contains(&(jt.values[cx] - jt.values[cy])) {
+                groups += 1;
+                add_group(
                     &mut jt,
                     &mut origin,
-                    tables,
-                    &offsets,
-                    (x, px),
-                    (y, py),
-                    threshold,
+                    &mut made,
+                    (cx, cy),
+                    (x, y, a, per_area),
                 );
             }
+        }
+    }
+    // Unions: z counts everyone x or y counts, so x + y - z people are counted by both, at every
+    // area: z = x + (z - x) and y = (z - x) + both.
+    for &(z, x, y) in &relations.unions {
+        for a in 0..areas {
+            let (cz, cx, cy) = (cell(z, a), cell(x, a), cell(y, a));
+            let beyond = match made.get(&(cz, cx)) {
+                Some(&g) => g,
+                None => add_group(
+                    &mut jt,
+                    &mut origin,
+                    &mut made,
+                    (cz, cx),
+                    (z, x, a, per_area),
+                ),
+            };
+            let both = jt.values[cx] + jt.values[cy] - jt.values[cz];
+            if (1..threshold).contains(&both) {
+                groups += 1;
+            }
+            let g = push_group(&mut jt, both, cx);
+            origin.push(Origin::Both {
+                x: (x.0, a * per_area(x.0) + x.1),
+                y: (y.0, a * per_area(y.0) + y.1),
+            });
+            jt.sums.push(Sum {
+                total: cy,
+                parts: vec![beyond, g],
+            });
         }
     }
     if !jt.is_consistent() {
@@ -460,7 +546,7 @@ pub fn build(
         offsets,
         atoms: n_atoms,
         groups,
-        nested,
+        relations,
     })
 }
 
@@ -469,107 +555,277 @@ fn positions(rt: &ReportTable) -> usize {
     rt.categories.len() * rt.indicators.len()
 }
 
-/// A small bit set over positions.
-fn set_of(rt: &ReportTable, key: (u16, u64)) -> Vec<u64> {
-    let n = positions(rt);
-    let mut set = vec![0_u64; n.div_ceil(64)];
-    if key == OUTSIDE {
-        return set;
-    }
-    let n_ind = rt.indicators.len();
-    for k in (0..n_ind).filter(|&k| key.1 & (1 << k) != 0) {
-        for &c in &rt.positions_of[key.0 as usize] {
-            let p = c * n_ind + k;
-            set[p / 64] |= 1 << (p % 64);
-        }
-    }
-    set
+/// A cell position of one of the joint's report tables: (table, category * indicators +
+/// indicator).
+pub type Pos = (usize, usize);
+
+/// How the cells of the month's reports relate, found from the atoms. Each relation holds at
+/// every gE, and so, the cells being sums of the gEs', at every RD and the Bund. Relations
+/// between the cells of one table are that table's own (its sums and subsets); these are the
+/// ones by which a cell of one report can be set against cells of another.
+#[derive(Debug, Default, Clone)]
+pub struct Relations {
+    /// `(x, y)`: x and y count the same people, so one shows the other.
+    pub equal: Vec<(Pos, Pos)>,
+    /// `(x, y)`: x counts everyone y counts, and more somewhere, so `x - y` counts a group.
+    pub nested: Vec<(Pos, Pos)>,
+    /// `(z, x, y)`: z counts exactly the people x or y counts, neither containing the other, so
+    /// `x + y - z` counts the people in both.
+    pub unions: Vec<(Pos, Pos, Pos)>,
 }
 
-fn has(set: &[u64], p: usize) -> bool {
-    set[p / 64] & (1 << (p % 64)) != 0
+/// Positions that count the same people at every gE.
+struct Class {
+    /// Its atoms, as bits.
+    atoms: Vec<u64>,
+    /// In table then position order; the first stands for the class.
+    members: Vec<Pos>,
+    /// The tables it has a member in, ascending.
+    tables: Vec<usize>,
 }
 
-/// The pairs (position of `x`, position of `y`) where `x`'s cell contains `y`'s at every gE (by
-/// the atoms), `y`'s is not empty everywhere and the two differ somewhere.
-fn nested_positions(
-    tables: &[&ReportTable],
-    x: usize,
-    y: usize,
-    atoms: &[(AtomKey, u64)],
-) -> Vec<(usize, usize)> {
-    let (nx, ny) = (positions(tables[x]), positions(tables[y]));
-    // not_within[q]: the positions of x some atom of y's position q lies outside.
-    let mut not_within = vec![vec![0_u64; nx.div_ceil(64)]; ny];
-    let mut y_used = vec![false; ny];
-    for ((_, key), _) in atoms {
-        let sy = set_of(tables[y], key[y]);
-        if sy.iter().all(|&w| w == 0) {
-            continue;
+impl Class {
+    fn rep(&self) -> Pos {
+        self.members[0]
+    }
+
+    /// Does it count everyone `other` counts?
+    fn contains(&self, other: &Class) -> bool {
+        other
+            .atoms
+            .iter()
+            .zip(&self.atoms)
+            .all(|(o, s)| o & !s == 0)
+    }
+}
+
+/// Do the classes have a member in one table, so that what relates them is that table's own
+/// business?
+fn one_table(classes: &[&Class]) -> bool {
+    classes[0].tables.iter().any(|t| {
+        classes[1..]
+            .iter()
+            .all(|c| c.tables.binary_search(t).is_ok())
+    })
+}
+
+/// Finds the equalities, containments and unions between the cells of `tables`, from the atoms:
+/// a position's people at a gE are the people of the atoms whose classification falls in it.
+/// Positions empty at every gE are left out (a zero is published and known).
+#[must_use]
+pub fn find_relations(tables: &[&ReportTable], atoms: &[(AtomKey, u64)]) -> Relations {
+    let words = atoms.len().div_ceil(64);
+    let mut sets: Vec<Vec<Vec<u64>>> = tables
+        .iter()
+        .map(|rt| vec![vec![0_u64; words]; positions(rt)])
+        .collect();
+    for (i, ((_, key), _)) in atoms.iter().enumerate() {
+        for (t, rt) in tables.iter().enumerate() {
+            for p in positions_of(rt, key[t]) {
+                sets[t][p][i / 64] |= 1 << (i % 64);
+            }
         }
-        let sx = set_of(tables[x], key[x]);
-        for (q, used) in y_used.iter_mut().enumerate() {
-            if has(&sy, q) {
-                *used = true;
-                for (w, &inside) in not_within[q].iter_mut().zip(&sx) {
-                    *w |= !inside;
+    }
+    let mut classes: Vec<Class> = Vec::new();
+    let mut by_atoms: HashMap<Vec<u64>, usize> = HashMap::new();
+    for (t, per_table) in sets.into_iter().enumerate() {
+        for (p, set) in per_table.into_iter().enumerate() {
+            if set.iter().all(|&w| w == 0) {
+                continue;
+            }
+            let k = *by_atoms.entry(set.clone()).or_insert_with(|| {
+                classes.push(Class {
+                    atoms: set,
+                    members: Vec::new(),
+                    tables: Vec::new(),
+                });
+                classes.len() - 1
+            });
+            classes[k].members.push((t, p));
+            if classes[k].tables.last() != Some(&t) {
+                classes[k].tables.push(t);
+            }
+        }
+    }
+    let mut out = Relations::default();
+    for c in &classes {
+        let rep = c.rep();
+        for &m in &c.members[1..] {
+            // Tied to a member of another table: the first of the class, or, in the first's
+            // table, the first member outside it.
+            let other = if m.0 == rep.0 {
+                c.members.iter().find(|o| o.0 != m.0)
+            } else {
+                Some(&rep)
+            };
+            if let Some(&o) = other {
+                out.equal.push((o, m));
+            }
+        }
+    }
+    let inside: Vec<Vec<usize>> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            (0..classes.len())
+                .filter(|&j| j != i && c.contains(&classes[j]))
+                .collect()
+        })
+        .collect();
+    for (i, c) in classes.iter().enumerate() {
+        for &j in &inside[i] {
+            if !one_table(&[c, &classes[j]]) {
+                out.nested.push((c.rep(), classes[j].rep()));
+            }
+        }
+        for (k, &x) in inside[i].iter().enumerate() {
+            for &y in &inside[i][k + 1..] {
+                let (cx, cy) = (&classes[x], &classes[y]);
+                if cx.contains(cy) || cy.contains(cx) || one_table(&[c, cx, cy]) {
+                    continue;
+                }
+                let covers = c
+                    .atoms
+                    .iter()
+                    .zip(cx.atoms.iter().zip(&cy.atoms))
+                    .all(|(z, (a, b))| a | b == *z);
+                if covers {
+                    out.unions.push((c.rep(), cx.rep(), cy.rep()));
                 }
             }
         }
     }
-    let (rx, ry) = (tables[x], tables[y]);
-    let mut out = Vec::new();
-    for q in (0..ny).filter(|&q| y_used[q]) {
-        for p in (0..nx).filter(|&p| !has(&not_within[q], p)) {
-            // Equal everywhere: the difference is zero, nothing to protect.
-            let differs = (0..rx.areas.len())
-                .any(|a| rx.table.values[a * nx + p] != ry.table.values[a * ny + q]);
-            if differs {
-                out.push((p, q));
-            }
-        }
-    }
+    out.equal.sort_unstable();
+    out.nested.sort_unstable();
+    out.unions.sort_unstable();
     out
 }
 
-/// Adds, for every area, the group `x - y` of the positions given, with `x = y + group`.
+/// The positions of `rt` whose people include an atom classified `key` there.
+fn positions_of(rt: &ReportTable, key: (u16, u64)) -> impl Iterator<Item = usize> + '_ {
+    let n_ind = rt.indicators.len();
+    let cats: &[usize] = if key == OUTSIDE {
+        &[]
+    } else {
+        &rt.positions_of[key.0 as usize]
+    };
+    (0..n_ind)
+        .filter(move |&k| key.1 & (1 << k) != 0)
+        .flat_map(move |k| cats.iter().map(move |&c| c * n_ind + k))
+}
+
+/// Adds the group `outer - inner` of the cells given (`x = y + group`) and returns it; `at`
+/// names the positions and area for messages.
 fn add_group(
-    t: &mut Table,
+    table: &mut Table,
     origin: &mut Vec<Origin>,
-    tables: &[&ReportTable],
-    offsets: &[usize],
-    (x, px): (usize, usize),
-    (y, py): (usize, usize),
-    threshold: u64,
+    made: &mut HashMap<(usize, usize), usize>,
+    (cx, cy): (usize, usize),
+    (outer, inner, area, per_area): (Pos, Pos, usize, impl Fn(usize) -> usize),
 ) -> usize {
-    let (rx, ry) = (tables[x], tables[y]);
-    let (nx, ny) = (positions(rx), positions(ry));
-    let mut added = 0;
-    for a in 0..rx.areas.len() {
-        let cx = offsets[x] + a * nx + px;
-        let cy = offsets[y] + a * ny + py;
-        // A group that is not small needs no protection, and its relation follows from the
-        // atoms (gE) and the sums (RD, Bund): it is left out.
-        if !(1..threshold).contains(&(t.values[cx] - t.values[cy])) {
-            continue;
+    let g = push_group(table, table.values[cx] - table.values[cy], cx);
+    origin.push(Origin::Group {
+        x: (outer.0, area * per_area(outer.0) + outer.1),
+        y: (inner.0, area * per_area(inner.0) + inner.1),
+    });
+    table.sums.push(Sum {
+        total: cx,
+        parts: vec![cy, g],
+    });
+    made.insert((cx, cy), g);
+    g
+}
+
+/// Adds a group of `value` people, in the place (rank, owner, district) of cell `like`.
+fn push_group(t: &mut Table, value: u64, like: usize) -> usize {
+    let g = t.values.len();
+    t.values.push(value);
+    t.rank.push(t.rank[like]);
+    t.owner.push(t.owner[like]);
+    t.district.push(t.district[like]);
+    t.keep_published.push(false);
+    t.kind.push(Kind::Group);
+    t.preset.push(false);
+    g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A table of one cell per gE (no dimension, one indicator): everyone in its population.
+    fn one_cell() -> ReportTable {
+        ReportTable {
+            areas: Vec::new(),
+            categories: vec![String::new()],
+            dimensions: Vec::new(),
+            coordinates: vec![Vec::new()],
+            positions_of: vec![vec![0]],
+            indicators: vec!["n".into()],
+            table: Table::default(),
         }
-        added += 1;
-        let g = t.values.len();
-        t.values.push(t.values[cx] - t.values[cy]);
-        t.rank.push(t.rank[cx]);
-        t.owner.push(t.owner[cx]);
-        t.district.push(t.district[cx]);
-        t.keep_published.push(false);
-        t.kind.push(Kind::Group);
-        t.preset.push(false);
-        origin.push(Origin::Group {
-            x: (x, a * nx + px),
-            y: (y, a * ny + py),
-        });
-        t.sums.push(Sum {
-            total: cx,
-            parts: vec![cy, g],
-        });
     }
-    added
+
+    /// An atom at gE 0: per table, in its population or not.
+    fn atom(inside: &[bool]) -> (AtomKey, u64) {
+        let key = inside
+            .iter()
+            .map(|&i| if i { (0, 1) } else { OUTSIDE })
+            .collect();
+        ((0, key), 1)
+    }
+
+    #[test]
+    fn equal_nested_and_union_cells_are_found_from_the_atoms() {
+        // Tables: 0 women, 1 Ukrainians, 2 women or Ukrainians, 3 women again (another
+        // definition), 4 Ukrainian women.
+        let t = one_cell();
+        let tables = [&t, &t, &t, &t, &t];
+        let atoms = [
+            atom(&[true, false, true, true, false]),
+            atom(&[false, true, true, false, false]),
+            atom(&[true, true, true, true, true]),
+        ];
+        let r = find_relations(&tables, &atoms);
+        assert_eq!(r.equal, vec![((0, 0), (3, 0))]);
+        // 2 contains 0 (and 3), 1 and 4; 0 and 1 contain 4.
+        assert_eq!(
+            r.nested,
+            vec![
+                ((0, 0), (4, 0)),
+                ((1, 0), (4, 0)),
+                ((2, 0), (0, 0)),
+                ((2, 0), (1, 0)),
+                ((2, 0), (4, 0)),
+            ]
+        );
+        assert_eq!(r.unions, vec![((2, 0), (0, 0), (1, 0))]);
+    }
+
+    #[test]
+    fn relations_within_one_table_are_left_to_it() {
+        // One table with two categories and their total; another report counts the first
+        // category alone. The total is the union of the categories in the first table itself.
+        let two = ReportTable {
+            areas: Vec::new(),
+            categories: vec!["a".into(), "b".into(), "gesamt".into()],
+            dimensions: vec!["d".into()],
+            coordinates: vec![vec!["a".into()], vec!["b".into()], vec!["gesamt".into()]],
+            positions_of: vec![vec![0, 2], vec![1, 2]],
+            indicators: vec!["n".into()],
+            table: Table::default(),
+        };
+        let t = one_cell();
+        let tables = [&two, &t];
+        let atoms = [
+            ((0, vec![(0, 1), (0, 1)]), 1),
+            ((0, vec![(1, 1), OUTSIDE]), 1),
+        ];
+        let r = find_relations(&tables, &atoms);
+        // The other report's cell is category a: equal to it, and inside the total, which the
+        // table's own sum already relates to its categories.
+        assert_eq!(r.equal, vec![((0, 0), (1, 0))]);
+        assert!(r.nested.is_empty(), "{:?}", r.nested);
+        assert!(r.unions.is_empty(), "{:?}", r.unions);
+    }
 }

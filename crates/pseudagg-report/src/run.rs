@@ -316,7 +316,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}"))
         )
     };
-    let (pattern, joint_note, nested) = if fixed.is_empty() {
+    let (pattern, joint_note, relations) = if fixed.is_empty() {
         let _s = info_span!("suppress", cells = rt.table.len()).entered();
         let pattern = protect_watched(&rt.table, params, options.progress).map_err(|u| {
             let cells: Vec<String> = u
@@ -334,7 +334,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 cells.join("\n")
             ))
         })?;
-        (pattern, None, Vec::new())
+        (pattern, None, Default::default())
     } else {
         // A regenerated report (or a request of a released definition) starts from the released
         // pattern: the same extract and definitions give the same cells.
@@ -353,7 +353,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             &releases,
             &atoms.finish(),
             start.as_deref(),
-            (&plan.definition_sha256, params.threshold),
+            params.threshold,
         )?;
         let labels: Vec<String> = releases.iter().map(|r| r.label()).collect();
         info!(
@@ -377,6 +377,9 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 joint::Origin::Cell { table, cell } => of((table, cell)),
                 joint::Origin::Group { x, y } => {
                     format!("the people {} counts beyond {}", of(x), of(y))
+                }
+                joint::Origin::Both { x, y } => {
+                    format!("the people both {} and {} count", of(x), of(y))
                 }
             }
         };
@@ -413,8 +416,8 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 .map(|r| (r.report.clone(), r.request.clone())),
         )
         .collect();
-        let nested = joint.nestings(&tables, &names);
-        (pattern, Some(note), nested)
+        let relations = joint.records(&tables, &names);
+        (pattern, Some(note), relations)
     };
     let primary = pattern.primary.iter().filter(|&&p| p).count();
     let suppressed = pattern.suppressed.iter().filter(|&&p| p).count();
@@ -518,14 +521,25 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             min_interval_width: params.min_width,
         },
     );
-    // A regenerated report keeps the containments its release recorded: they hold for the same
+    // A regenerated report keeps the relations its release recorded: they hold for the same
     // extract, and those with the month's later reports are in their records (so the rerun gives
     // the same bytes).
-    let nested = previous
+    let (equal, nested, unions) = previous
         .iter()
-        .find(|p| p.release.input_sha256 == input.sha256 && p.release.release_version >= 2)
-        .map_or(nested, |p| p.release.nested.clone());
+        .find(|p| {
+            p.release.input_sha256 == input.sha256
+                && p.release.release_version >= joint::RELEASE_VERSION
+        })
+        .map_or(relations, |p| {
+            (
+                p.release.equal.clone(),
+                p.release.nested.clone(),
+                p.release.unions.clone(),
+            )
+        });
+    release.equal = equal;
     release.nested = nested;
+    release.unions = unions;
     let mut json = serde_json::to_string(&release).expect("a release serialises");
     json.push('\n');
     let path = staging.path().join(joint::RELEASE_FILE);

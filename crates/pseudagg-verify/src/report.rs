@@ -149,6 +149,9 @@ struct ScopeTable {
     /// another's (the month's reports together), with how findings name them. Such a group may
     /// be empty; a suppressed cell is at least 1.
     groups: HashMap<usize, String>,
+    /// Cells a relation between two of the month's reports holds (groups included): the parts
+    /// of the joint system the month's reports are audited together in.
+    linked: HashSet<usize>,
 }
 
 impl ScopeTable {
@@ -1136,14 +1139,14 @@ fn audit(scope: &str, table: &ScopeTable, s: &Structure, rd_count: usize) -> (Ve
     audit_relations(scope, table, s, &rels, false)
 }
 
-/// The audit of `table` under `rels`; with `groups_only`, of the parts that hold a group of
-/// people (the rest is each report's own audit).
+/// The audit of `table` under `rels`; with `linked_only`, of the parts that hold a relation
+/// between two of the month's reports (the rest is each report's own audit).
 fn audit_relations(
     scope: &str,
     table: &ScopeTable,
     s: &Structure,
     rels: &[Relation],
-    groups_only: bool,
+    linked_only: bool,
 ) -> (Vec<Finding>, usize) {
     let mut findings = Vec::new();
     if contradicts(table, rels) {
@@ -1161,10 +1164,7 @@ fn audit_relations(
         .iter()
         .enumerate()
         .filter(|(_, members)| {
-            !groups_only
-                || members
-                    .iter()
-                    .any(|&v| table.groups.contains_key(&sys.vars[v]))
+            !linked_only || members.iter().any(|&v| table.linked.contains(&sys.vars[v]))
         })
         .flat_map(|(k, members)| {
             let n = members.len();

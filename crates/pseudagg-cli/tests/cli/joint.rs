@@ -420,3 +420,108 @@ fn a_release_record_without_its_containments_is_found_where_it_needed_them() {
         "{found:#?}"
     );
 }
+
+/// Cells published by all three reports where `a + b - union` (the people both `a` and `b`
+/// count, `union` counting everyone either counts) is 1 or 2; and how many such triples there are.
+fn small_intersections(out: &[(&Path, &str)]) -> (usize, usize) {
+    let [a, b, union] = [0, 1, 2].map(|i| published(out[i].0, out[i].1));
+    let common: Vec<_> = union
+        .keys()
+        .filter(|k| a.contains_key(*k) && b.contains_key(*k))
+        .collect();
+    let small = common
+        .iter()
+        .filter(|k| (1..=2).contains(&(a[**k] + b[**k] - union[**k])))
+        .count();
+    (small, common.len())
+}
+
+/// The union attack: no report's cell contains another's, so no containment relates them, but
+/// one report counts women, one Ukrainians and one everyone who is either; the sum of the first
+/// two less the third counts the Ukrainian women. Protected together, the three reports leave no
+/// such count of 1 or 2 (or the third is refused), and `verify` of the month checks the same.
+#[test]
+fn three_reports_of_the_month_cannot_be_combined_to_count_who_is_in_two() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sac_extract();
+    let defs = [
+        variant(dir.path(), "frauen", "elb and geschlecht = 'w'"),
+        variant(dir.path(), "ukr", "elb and staatsangehoerigkeit = 'UKR'"),
+        variant(
+            dir.path(),
+            "frauen-oder-ukr",
+            "elb and (geschlecht = 'w' or staatsangehoerigkeit = 'UKR')",
+        ),
+    ];
+    let names = ["frauen", "ukr", "frauen-oder-ukr"];
+
+    // Each in a root of its own (as before the reports of a month were protected together): the
+    // attack works on this data.
+    let alone: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
+    for (def, root) in defs.iter().zip(&alone) {
+        let r = report(def, input, root);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let (small, common) = small_intersections(&[
+        (&alone[0], names[0]),
+        (&alone[1], names[1]),
+        (&alone[2], names[2]),
+    ]);
+    assert!(
+        small > 0,
+        "the attack works on this data: {small} of {common}"
+    );
+
+    let out = dir.path().join("out");
+    for def in &defs[..2] {
+        let r = report(def, input, &out);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let r = report(&defs[2], input, &out);
+    if r.code == 1 {
+        assert!(
+            r.stderr.contains("released") && r.stderr.contains("frauen"),
+            "{}",
+            r.stderr
+        );
+        assert!(!out.join("frauen-oder-ukr/2025-03").exists());
+        return;
+    }
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let (small, common) =
+        small_intersections(&[(&out, names[0]), (&out, names[1]), (&out, names[2])]);
+    assert_eq!(
+        small, 0,
+        "{small} of {common} triples count 1 or 2 people in both"
+    );
+    assert!(common > 0);
+    let release: serde_json::Value = serde_json::from_slice(
+        &fs::read(out.join("frauen-oder-ukr/2025-03/release.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        release["unions"].as_array().is_some_and(|u| !u.is_empty()),
+        "the union is recorded for verify: {}",
+        release["unions"]
+    );
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 0, "{:#?}", messages(&v));
+
+    // verify finds the attack in the outputs made apart, put side by side with the records.
+    let apart = dir.path().join("apart");
+    for (n, root) in names.iter().zip(&alone) {
+        fs::create_dir_all(apart.join(n)).unwrap();
+        fs::rename(root.join(n).join("2025-03"), apart.join(n).join("2025-03")).unwrap();
+    }
+    let unions = release["unions"].clone();
+    edit_release(&apart.join("frauen-oder-ukr/2025-03"), |r| {
+        r["unions"] = unions;
+    });
+    let (code, v) = verify_month(&apart);
+    assert_eq!(code, 1, "{v:#}");
+    let found = messages(&v);
+    assert!(
+        found.iter().any(|m| m.contains("the people both")),
+        "{found:#?}"
+    );
+}

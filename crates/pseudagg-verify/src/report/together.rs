@@ -3,21 +3,25 @@
 //! beyond it.
 //!
 //! Every report output keeps a release record, `release.json` (listed and hashed in its manifest).
-//! It names, as the writer found them from the extract, the positions where a cell of one of the
-//! month's reports contains a cell of another at every gE (`nested`). Without the extract those
-//! containments cannot be found again here; what is checked from the published files is:
+//! It names, as the writer found them from the extract, how the cells of the month's reports
+//! relate at every gE: where a cell of one contains a cell of another (`nested`), where two count
+//! the same people (`equal`, release version 3), and where one counts exactly the people either
+//! of two others counts (`unions`, version 3). Without the extract those relations cannot be
+//! found again here; what is checked from the published files is:
 //!
 //! - the month's other released reports in the same output root are found beside this one, and
 //!   their files of every published cell (`all/`) are read, each checked against its manifest's
 //!   SHA-256;
 //! - every containment, at every area both reports show, is the relation
 //!   `outer = inner + group` with a group of zero or more people;
-//! - a group both of whose cells are published must not be 1 to `threshold - 1` people;
+//! - every equality is `x = y`, and every union `union = x + (union - x)`,
+//!   `y = (union - x) + both`, with `both` the people both count;
+//! - a group whose cells are all published must not be 1 to `threshold - 1` people;
 //! - the parts of the month's joint system that hold a group are audited again as each report's
 //!   own audit is: no suppressed cell of any report, and no group, narrowed to a small count by
 //!   everything the month published together.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -98,18 +102,19 @@ pub(super) fn check(
         return Ok(());
     }
     // A record made beside released reports holds the containments with them from version 2
-    // on; one made first names none and needs none (the later ones hold them).
+    // on, and the equal cells and unions from version 3; one made first names none and needs
+    // none (the later ones hold them).
     for (r, report) in releases.iter().zip(&reports) {
         if r.get("release_version")
             .and_then(Value::as_u64)
             .unwrap_or(1)
-            < 2
+            < 3
             && !report.with.is_empty()
         {
             verdict.push(Finding::new(
                 Rule::Manifest,
                 format!(
-                    "the release record of {} was made beside released reports but does not say how its cells nest in theirs (it was written before release version 2), so the month's reports cannot be checked together; run it again",
+                    "the release record of {} was made beside released reports but does not say every way its cells relate to theirs (it was written before release version 3, which records equal cells and unions beside the containments), so the month's reports cannot be checked together; run it again",
                     label(&name_of(r))
                 ),
             ));
@@ -130,9 +135,10 @@ pub(super) fn check(
             }
         }
     }
-    let nestings = nestings(&releases);
-    verdict.fact("nestings", &nestings.len());
-    audit_together(&reports, &nestings, verdict);
+    let recorded = recorded(&releases);
+    verdict.fact("nestings", &recorded.nested.len());
+    verdict.fact("relations_recorded", &recorded.len());
+    audit_together(&reports, &recorded, verdict);
     Ok(())
 }
 
@@ -258,8 +264,25 @@ fn read_other(
     )))
 }
 
-/// Every containment the month's release records name, once.
-fn nestings(releases: &[Value]) -> BTreeSet<(Position, Position)> {
+/// How the month's release records say their cells relate, each relation once.
+#[derive(Default)]
+struct Recorded {
+    /// (x, y): the same people.
+    equal: BTreeSet<(Position, Position)>,
+    /// (outer, inner).
+    nested: BTreeSet<(Position, Position)>,
+    /// (union, x, y): the union counts exactly the people x or y counts.
+    unions: BTreeSet<(Position, Position, Position)>,
+}
+
+impl Recorded {
+    fn len(&self) -> usize {
+        self.equal.len() + self.nested.len() + self.unions.len()
+    }
+}
+
+/// Every relation the month's release records name, once.
+fn recorded(releases: &[Value]) -> Recorded {
     let position = |v: &Value| -> Option<Position> {
         Some((
             v.get("report")?.as_str()?.to_owned(),
@@ -273,110 +296,240 @@ fn nestings(releases: &[Value]) -> BTreeSet<(Position, Position)> {
             v.get("indicator")?.as_str()?.to_owned(),
         ))
     };
-    releases
-        .iter()
-        .filter_map(|r| r.get("nested").and_then(Value::as_array))
-        .flatten()
-        .filter_map(|n| Some((position(n.get("outer")?)?, position(n.get("inner")?)?)))
-        .collect()
+    let list = |field: &'static str| {
+        releases
+            .iter()
+            .filter_map(move |r| r.get(field).and_then(Value::as_array))
+            .flatten()
+    };
+    let pair = |n: &Value| Some((position(n.get("outer")?)?, position(n.get("inner")?)?));
+    Recorded {
+        equal: list("equal").filter_map(pair).collect(),
+        nested: list("nested").filter_map(pair).collect(),
+        unions: list("unions")
+            .filter_map(|u| {
+                let parts = u.get("parts")?.as_array()?;
+                Some((
+                    position(u.get("union")?)?,
+                    position(parts.first()?)?,
+                    position(parts.get(1)?)?,
+                ))
+            })
+            .collect(),
+    }
 }
 
-/// The month's reports as one table: each report's cells and relations, and per containment and
-/// area a group `outer - inner`.
-fn audit_together(
-    reports: &[MonthReport],
-    nestings: &BTreeSet<(Position, Position)>,
-    verdict: &mut Verdict,
-) {
-    let (mut joint, mut rels, offsets) = joint_table(reports);
-    let by_name: HashMap<(String, Option<String>), usize> = reports
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.name.clone(), i))
-        .collect();
-    let threshold = reports[0].structure.threshold;
-    let mut small: Vec<String> = Vec::new();
-    let mut contradicting = 0_usize;
-    let mut groups = 0_usize;
-    let mut seen_pairs: HashSet<(usize, usize)> = HashSet::new();
-    for (outer, inner) in nestings {
-        let (Some(&at_outer), Some(&at_inner)) = (
-            by_name.get(&(outer.0.clone(), outer.1.clone())),
-            by_name.get(&(inner.0.clone(), inner.1.clone())),
-        ) else {
-            // A report no longer in the root: nothing of it is checked here.
-            continue;
+/// The month's reports as one joint table, to which the recorded relations add.
+struct Together<'a> {
+    reports: &'a [MonthReport],
+    joint: ScopeTable,
+    rels: Vec<Relation>,
+    offsets: Vec<usize>,
+    by_name: HashMap<(String, Option<String>), usize>,
+    /// The group `x - y` made for cells (x, y).
+    made: HashMap<(usize, usize), usize>,
+    threshold: u64,
+    /// Groups of 1 to `threshold - 1` people that published cells show, by name.
+    small: Vec<String>,
+    contradicting: usize,
+    groups: usize,
+}
+
+impl Together<'_> {
+    /// Per area that every position's report shows: the area and each position's cell there. A
+    /// position of a report no longer in the root gives none (nothing of it is checked here).
+    fn cells(&self, at: &[&Position]) -> Vec<(super::Area, Vec<usize>)> {
+        let Some(reports) = at
+            .iter()
+            .map(|p| self.by_name.get(&(p.0.clone(), p.1.clone())).copied())
+            .collect::<Option<Vec<usize>>>()
+        else {
+            return Vec::new();
         };
-        let (ra, rb) = (&reports[at_outer], &reports[at_inner]);
-        for (i, key) in ra.table.keys.iter().enumerate() {
-            if key.1 != outer.2 || key.2 != outer.3 {
+        let first = &self.reports[reports[0]];
+        let mut out = Vec::new();
+        for key in &first.table.keys {
+            if key.1 != at[0].2 || key.2 != at[0].3 {
                 continue;
             }
-            let Some(&j) = rb
-                .table
-                .index
-                .get(&(key.0.clone(), inner.2.clone(), inner.3.clone()))
-            else {
-                continue;
-            };
-            let (x, y) = (offsets[at_outer] + i, offsets[at_inner] + j);
-            if !seen_pairs.insert((x, y)) {
+            let cells: Option<Vec<usize>> = at
+                .iter()
+                .zip(&reports)
+                .map(|(p, &r)| {
+                    let i = *self.reports[r].table.index.get(&(
+                        key.0.clone(),
+                        p.2.clone(),
+                        p.3.clone(),
+                    ))?;
+                    Some(self.offsets[r] + i)
+                })
+                .collect();
+            if let Some(cells) = cells {
+                out.push((key.0.clone(), cells));
+            }
+        }
+        out
+    }
+
+    /// Adds a group of people of `value` (unknown where `None`) at `area`, named `name`.
+    fn group(&mut self, area: &super::Area, value: Option<u64>, name: String) -> usize {
+        self.groups += 1;
+        let g = self.joint.keys.len();
+        if value.is_some_and(|v| (1..self.threshold).contains(&v)) {
+            self.small.push(name.clone());
+        }
+        self.joint.groups.insert(g, name);
+        self.joint.linked.insert(g);
+        self.joint
+            .keys
+            .push((area.clone(), format!("group {g}"), String::new()));
+        self.joint.values.push(value);
+        g
+    }
+
+    /// `x = y`.
+    fn equal(&mut self, x: &Position, y: &Position) {
+        for (_, c) in self.cells(&[x, y]) {
+            let (cx, cy) = (c[0], c[1]);
+            if let (Some(vx), Some(vy)) = (self.joint.values[cx], self.joint.values[cy])
+                && vx != vy
+            {
+                self.contradicting += 1;
                 continue;
             }
-            let value = match (joint.values[x], joint.values[y]) {
-                (Some(vx), Some(vy)) if vx < vy => {
-                    contradicting += 1;
-                    continue;
-                }
-                (Some(vx), Some(vy)) => Some(vx - vy),
-                _ => None,
-            };
-            groups += 1;
-            let g = joint.keys.len();
-            let name = format!(
-                "{}: the people {} counts in {} beyond {} in {}",
-                place(&key.0),
-                ra.label(),
-                position(&outer.2, &outer.3),
-                rb.label(),
-                position(&inner.2, &inner.3)
-            );
-            if value.is_some_and(|v| (1..threshold).contains(&v)) {
-                small.push(name.clone());
-            }
-            joint.groups.insert(g, name);
-            joint
-                .keys
-                .push((key.0.clone(), format!("group {g}"), String::new()));
-            joint.values.push(value);
-            rels.push(Relation::Sum(x, vec![y, g]));
+            self.joint.linked.extend([cx, cy]);
+            self.rels.push(Relation::Sum(cx, vec![cy]));
         }
     }
-    verdict.fact("groups_checked_together", &groups);
-    if contradicting > 0 {
+
+    /// The group `outer - inner` of cells (x, y) at `area`, made once: `x = y + group`.
+    fn beyond(
+        &mut self,
+        area: &super::Area,
+        (x, y): (usize, usize),
+        (outer, inner): (&Position, &Position),
+    ) -> Option<usize> {
+        if let Some(&g) = self.made.get(&(x, y)) {
+            return Some(g);
+        }
+        let value = match (self.joint.values[x], self.joint.values[y]) {
+            (Some(vx), Some(vy)) if vx < vy => {
+                self.contradicting += 1;
+                return None;
+            }
+            (Some(vx), Some(vy)) => Some(vx - vy),
+            _ => None,
+        };
+        let name = format!(
+            "{}: the people {} counts beyond {}",
+            place(area),
+            cell_name(outer),
+            cell_name(inner)
+        );
+        let g = self.group(area, value, name);
+        self.made.insert((x, y), g);
+        self.joint.linked.extend([x, y]);
+        self.rels.push(Relation::Sum(x, vec![y, g]));
+        Some(g)
+    }
+
+    /// `outer` counts everyone `inner` counts.
+    fn nested(&mut self, outer: &Position, inner: &Position) {
+        for (area, c) in self.cells(&[outer, inner]) {
+            self.beyond(&area, (c[0], c[1]), (outer, inner));
+        }
+    }
+
+    /// `union` counts exactly the people `x` or `y` counts: `union = x + (union - x)` and
+    /// `y = (union - x) + both`.
+    fn union(&mut self, union: &Position, x: &Position, y: &Position) {
+        for (area, c) in self.cells(&[union, x, y]) {
+            let (cz, cx, cy) = (c[0], c[1], c[2]);
+            let Some(d) = self.beyond(&area, (cz, cx), (union, x)) else {
+                continue;
+            };
+            let value = match (
+                self.joint.values[cz],
+                self.joint.values[cx],
+                self.joint.values[cy],
+            ) {
+                (Some(vz), Some(vx), Some(vy)) if vx + vy < vz || vy > vz => {
+                    self.contradicting += 1;
+                    continue;
+                }
+                (Some(vz), Some(vx), Some(vy)) => Some(vx + vy - vz),
+                _ => None,
+            };
+            let name = format!(
+                "{}: the people both {} and {} count ({} counts everyone either counts)",
+                place(&area),
+                cell_name(x),
+                cell_name(y),
+                cell_name(union)
+            );
+            let both = self.group(&area, value, name);
+            self.joint.linked.insert(cy);
+            self.rels.push(Relation::Sum(cy, vec![d, both]));
+        }
+    }
+}
+
+/// The month's reports as one table: each report's cells and relations, and the relations the
+/// release records name between them, with a group of people for each difference they make.
+fn audit_together(reports: &[MonthReport], recorded: &Recorded, verdict: &mut Verdict) {
+    let (joint, rels, offsets) = joint_table(reports);
+    let mut t = Together {
+        reports,
+        joint,
+        rels,
+        offsets,
+        by_name: reports
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect(),
+        made: HashMap::new(),
+        threshold: reports[0].structure.threshold,
+        small: Vec::new(),
+        contradicting: 0,
+        groups: 0,
+    };
+    for (x, y) in &recorded.equal {
+        t.equal(x, y);
+    }
+    for (outer, inner) in &recorded.nested {
+        t.nested(outer, inner);
+    }
+    for (union, x, y) in &recorded.unions {
+        t.union(union, x, y);
+    }
+    let threshold = t.threshold;
+    verdict.fact("groups_checked_together", &t.groups);
+    if t.contradicting > 0 {
         verdict.push(Finding::new(
             Rule::Inconsistent,
             format!(
-                "{contradicting} published cells are smaller than a cell of another of the month's reports that they contain (by the release records)"
+                "{} published cells contradict how the release records say the month's reports relate (a cell smaller than one it contains, or two equal cells that differ)",
+                t.contradicting
             ),
         ));
     }
-    if !small.is_empty() {
+    if !t.small.is_empty() {
         verdict.push(Finding::new(
             Rule::Disclosure,
             format!(
-                "{} pairs of cells published by two of the month's reports, one containing the other, differ by 1 to {} people, so the difference counts a small group; the first: {}",
-                small.len(),
+                "{} groups of people, each the difference of cells two of the month's reports published, differ by 1 to {} people, so the difference counts a small group; the first: {}",
+                t.small.len(),
                 threshold - 1,
-                small.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+                t.small.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
             ),
         ));
     }
     let (findings, audited) = audit_relations(
         "the month's reports together",
-        &joint,
+        &t.joint,
         &reports[0].structure,
-        &rels,
+        &t.rels,
         true,
     );
     verdict.fact("suppressed_cells_audited_together", &audited);
@@ -414,6 +567,15 @@ fn joint_table(reports: &[MonthReport]) -> (ScopeTable, Vec<Relation>, Vec<usize
         );
     }
     (joint, rels, offsets)
+}
+
+/// How findings name a position of a report: `gefluechtete in Ukraine / bestand`.
+fn cell_name(p: &Position) -> String {
+    format!(
+        "{} in {}",
+        label(&(p.0.clone(), p.1.clone())),
+        position(&p.2, &p.3)
+    )
 }
 
 /// How findings name an area: `gE 86101`, `RD NRW`, `Bund`.
