@@ -40,6 +40,7 @@ const TIME_WORDS: [&str; 10] = [
     "periode",
 ];
 
+#[derive(Clone)]
 struct Structure {
     /// Per dimension: its column, its categories and its total.
     dims: Vec<(String, Vec<String>, String)>,

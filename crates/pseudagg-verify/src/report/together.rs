@@ -43,6 +43,8 @@ const RELEASE_FILE: &str = "release.json";
 /// structure and how many RDs it shows.
 struct MonthReport {
     name: (String, Option<String>),
+    /// Its manifest as read (JSON text): with its cells, what the joint audit depends on.
+    manifest: String,
     /// The released reports it was protected together with (its manifest's
     /// `suppression.joint.with`).
     with: Vec<String>,
@@ -84,6 +86,7 @@ pub(super) fn check(
     };
     let mut reports = vec![MonthReport {
         name: own_name.clone(),
+        manifest: m.raw.to_string(),
         with: protected_with(m),
         table: own,
         structure: structure(m, &dir.join("manifest.json"))?,
@@ -138,8 +141,77 @@ pub(super) fn check(
     let recorded = recorded(&releases);
     verdict.fact("nestings", &recorded.nested.len());
     verdict.fact("relations_recorded", &recorded.len());
-    audit_together(&reports, &recorded, verdict);
+    // In name order, so that every output of the month sets up the same system.
+    reports.sort_by(|a, b| a.name.cmp(&b.name));
+    let key = fingerprint(&reports, &recorded);
+    let done = {
+        let memo = AUDITED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        memo.get(&key).cloned()
+    };
+    let audited = done.unwrap_or_else(|| {
+        let a = audit_together(&reports, &recorded);
+        AUDITED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, a.clone());
+        a
+    });
+    verdict.fact("groups_checked_together", &audited.groups);
+    verdict.fact("suppressed_cells_audited_together", &audited.cells_audited);
+    for f in audited.findings {
+        verdict.push(f);
+    }
     Ok(())
+}
+
+/// What the joint audit of a month's reports found: the same for each of the month's outputs.
+#[derive(Clone)]
+struct JointAudit {
+    groups: usize,
+    cells_audited: usize,
+    findings: Vec<Finding>,
+}
+
+/// The joint audits done in this process, by [`fingerprint`]: `verify OUT --month M` gives a
+/// verdict per output, and each output's would otherwise solve the same system again.
+static AUDITED: std::sync::LazyLock<std::sync::Mutex<HashMap<[u8; 32], JointAudit>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Everything the joint audit reads: each report's name, manifest and published cells, and the
+/// recorded relations. (The same cells in another order set up the same system.)
+fn fingerprint(reports: &[MonthReport], recorded: &Recorded) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut field = |b: &[u8]| {
+        h.update((b.len() as u64).to_le_bytes());
+        h.update(b);
+    };
+    for r in reports {
+        field(label(&r.name).as_bytes());
+        field(r.manifest.as_bytes());
+        // In key order: a report's own cells come from its scope files, another's from its
+        // file of every cell, each in its own row order.
+        let mut cells: Vec<String> = r
+            .table
+            .keys
+            .iter()
+            .zip(&r.table.values)
+            .map(|(k, v)| format!("{k:?}={v:?}"))
+            .collect();
+        cells.sort_unstable();
+        for c in cells {
+            field(c.as_bytes());
+        }
+    }
+    field(
+        format!(
+            "{:?}",
+            (&recorded.equal, &recorded.nested, &recorded.unions)
+        )
+        .as_bytes(),
+    );
+    h.finalize().into()
 }
 
 /// The reports a manifest says its report was protected together with.
@@ -255,6 +327,7 @@ fn read_other(
     Ok(Some((
         MonthReport {
             name,
+            manifest: m.raw.to_string(),
             with: protected_with(&m),
             table,
             structure: s,
@@ -476,7 +549,7 @@ impl Together<'_> {
 
 /// The month's reports as one table: each report's cells and relations, and the relations the
 /// release records name between them, with a group of people for each difference they make.
-fn audit_together(reports: &[MonthReport], recorded: &Recorded, verdict: &mut Verdict) {
+fn audit_together(reports: &[MonthReport], recorded: &Recorded) -> JointAudit {
     let (joint, rels, offsets) = joint_table(reports);
     let mut t = Together {
         reports,
@@ -489,7 +562,12 @@ fn audit_together(reports: &[MonthReport], recorded: &Recorded, verdict: &mut Ve
             .map(|(i, r)| (r.name.clone(), i))
             .collect(),
         made: HashMap::new(),
-        threshold: reports[0].structure.threshold,
+        // The strictest of the month's reports' rules.
+        threshold: reports
+            .iter()
+            .map(|r| r.structure.threshold)
+            .max()
+            .unwrap_or(0),
         small: Vec::new(),
         contradicting: 0,
         groups: 0,
@@ -504,9 +582,9 @@ fn audit_together(reports: &[MonthReport], recorded: &Recorded, verdict: &mut Ve
         t.union(union, x, y);
     }
     let threshold = t.threshold;
-    verdict.fact("groups_checked_together", &t.groups);
+    let mut findings = Vec::new();
     if t.contradicting > 0 {
-        verdict.push(Finding::new(
+        findings.push(Finding::new(
             Rule::Inconsistent,
             format!(
                 "{} published cells contradict how the release records say the month's reports relate (a cell smaller than one it contains, or two equal cells that differ)",
@@ -515,7 +593,7 @@ fn audit_together(reports: &[MonthReport], recorded: &Recorded, verdict: &mut Ve
         ));
     }
     if !t.small.is_empty() {
-        verdict.push(Finding::new(
+        findings.push(Finding::new(
             Rule::Disclosure,
             format!(
                 "{} groups of people, each the difference of cells two of the month's reports published, differ by 1 to {} people, so the difference counts a small group; the first: {}",
@@ -525,16 +603,23 @@ fn audit_together(reports: &[MonthReport], recorded: &Recorded, verdict: &mut Ve
             ),
         ));
     }
-    let (findings, audited) = audit_relations(
+    let strictest = Structure {
+        threshold,
+        width: reports.iter().map(|r| r.structure.width).max().unwrap_or(0),
+        ..reports[0].structure.clone()
+    };
+    let (found, audited) = audit_relations(
         "the month's reports together",
         &t.joint,
-        &reports[0].structure,
+        &strictest,
         &t.rels,
         true,
     );
-    verdict.fact("suppressed_cells_audited_together", &audited);
-    for f in findings {
-        verdict.push(f);
+    findings.extend(found);
+    JointAudit {
+        groups: t.groups,
+        cells_audited: audited,
+        findings,
     }
 }
 
