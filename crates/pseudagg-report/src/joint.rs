@@ -20,6 +20,7 @@
 //!   - **union**: one cell counts exactly the people either of two others counts (women or
 //!     Ukrainians), so `x + y - z` counts the people in both (Ukrainian women): `z = x + (z - x)`
 //!     and `y = (z - x) + both`, and a small `both` is protected.
+//!
 //!   Relations among the cells of one table are that table's own (its sums and subsets); where
 //!   classes meet in one table, the difference is left to it.
 //! - The atoms themselves are not in the audit's system. With them it would hold every linear
@@ -523,15 +524,12 @@ pub fn build(
             if (1..threshold).contains(&both) {
                 groups += 1;
             }
-            let g = push_group(&mut jt, both, cx);
-            origin.push(Origin::Both {
+            // y = (z - x) + both
+            let named = Origin::Both {
                 x: (x.0, a * per_area(x.0) + x.1),
                 y: (y.0, a * per_area(y.0) + y.1),
-            });
-            jt.sums.push(Sum {
-                total: cy,
-                parts: vec![beyond, g],
-            });
+            };
+            push_group(&mut jt, &mut origin, (named, both, cx), (cy, beyond));
         }
     }
     if !jt.is_consistent() {
@@ -723,22 +721,30 @@ fn add_group(
     (cx, cy): (usize, usize),
     (outer, inner, area, per_area): (Pos, Pos, usize, impl Fn(usize) -> usize),
 ) -> usize {
-    let g = push_group(table, table.values[cx] - table.values[cy], cx);
-    origin.push(Origin::Group {
+    let named = Origin::Group {
         x: (outer.0, area * per_area(outer.0) + outer.1),
         y: (inner.0, area * per_area(inner.0) + inner.1),
-    });
-    table.sums.push(Sum {
-        total: cx,
-        parts: vec![cy, g],
-    });
+    };
+    let value = table.values[cx] - table.values[cy];
+    let g = push_group(table, origin, (named, value, cx), (cx, cy));
     made.insert((cx, cy), g);
     g
 }
 
-/// Adds a group of `value` people, in the place (rank, owner, district) of cell `like`.
-fn push_group(t: &mut Table, value: u64, like: usize) -> usize {
+/// Adds a group of `value` people, in the place (rank, owner, district) of cell `like`, with
+/// the relation `total = part + group`; returns it.
+fn push_group(
+    t: &mut Table,
+    origin: &mut Vec<Origin>,
+    (named, value, like): (Origin, u64, usize),
+    (total, part): (usize, usize),
+) -> usize {
     let g = t.values.len();
+    origin.push(named);
+    t.sums.push(Sum {
+        total,
+        parts: vec![part, g],
+    });
     t.values.push(value);
     t.rank.push(t.rank[like]);
     t.owner.push(t.owner[like]);
