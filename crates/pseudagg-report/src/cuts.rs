@@ -58,6 +58,13 @@ pub(crate) fn goals(v: f64, floor: f64, (threshold, width): (u64, u64)) -> Vec<(
 /// follow the basis each solve starts from) do not depend on the number of threads.
 const CHUNK: usize = 24;
 
+/// At most this many chunks per part: each chunk builds the part's program and solves it once
+/// from scratch, and on a large part that first solve costs more than the chunk's warm ones
+/// (550,000 rows, herkunft x geschlecht: 2,108 pairs in a part of 10,312 columns; the first
+/// round's cut programs 39-64 s in chunks of 24 pairs, 30.5 s in 8 chunks, 27 s in 4). Also
+/// fixed, and enough to share a part between 8 threads.
+const CHUNKS_PER_PART: usize = 8;
+
 /// One cut per goal that `targets` (suppressed primary cells, each with the gE that knows its own
 /// counts, if any) miss under the pattern `suppressed`, with the target it is for; `free` are the
 /// cells the covering program chooses. A target without a cut is protected under the pattern.
@@ -85,7 +92,7 @@ pub(crate) fn cuts(
             .collect();
         mine.sort_unstable_by_key(|&(c, h)| (h, c));
         let members = std::sync::Arc::new(members);
-        for chunk in mine.chunks(CHUNK) {
+        for chunk in mine.chunks(CHUNK.max(mine.len().div_ceil(CHUNKS_PER_PART))) {
             chunks.push((members.clone(), chunk.to_vec()));
         }
     }
