@@ -144,20 +144,12 @@ pub(super) fn check(
     // In name order, so that every output of the month sets up the same system.
     reports.sort_by(|a, b| a.name.cmp(&b.name));
     let key = fingerprint(&reports, &recorded);
-    let done = {
-        let memo = AUDITED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        memo.get(&key).cloned()
-    };
-    let audited = done.unwrap_or_else(|| {
-        let a = audit_together(&reports, &recorded);
-        AUDITED
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(key, a.clone());
-        a
-    });
+    let audited = AUDITED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_insert_with(|| audit_together(&reports, &recorded))
+        .clone();
     verdict.fact("groups_checked_together", &audited.groups);
     verdict.fact("suppressed_cells_audited_together", &audited.cells_audited);
     for f in audited.findings {
