@@ -20,10 +20,12 @@
 //! The search stops at a node limit, never at a time limit: the same table gives the same pattern
 //! on every machine.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use highs::{HighsModelStatus, HighsSolutionStatus, RowProblem, Sense};
 
+use crate::audit::Interval;
+use crate::cuts::Pair;
 use crate::table::{Kind, Sum, Table};
 
 /// What the covering program found.
@@ -34,6 +36,58 @@ pub struct Cover {
     /// Secondary cells every safe pattern needs at least (the count program's linear relaxation,
     /// rounded up).
     pub lower_bound: usize,
+    /// Primary cells the loop's audits showed protected under a pattern that the chosen one holds
+    /// (from outside, and against every gE their certificate moves), each with the interval that
+    /// shows it: more suppression only widens intervals, so they need no audit again.
+    pub proven: Vec<(usize, Interval)>,
+}
+
+/// What the audit of a chosen pattern found.
+#[derive(Debug, Default)]
+pub struct Audited {
+    /// The (primary cell, insider) pairs it leaves to the cuts' exact programs: those it shows
+    /// unprotected, those it does not decide, and those its certificates do not cover.
+    pub open: Vec<Pair>,
+    /// The cells it certified, each with the interval the certificate shows and the gEs against
+    /// which the certificate does not hold by itself.
+    pub certified: Vec<(usize, Interval, Vec<u32>)>,
+}
+
+/// What the loop's audits showed of the primary cells, under patterns each of which the next one
+/// holds (when a round drops a cell, all of it is forgotten).
+#[derive(Debug, Default)]
+struct Evidence {
+    /// The last certificate of each cell that holds against the insiders it does not name.
+    certified: HashMap<usize, (Interval, Vec<u32>)>,
+    /// Cells the exact programs showed protected from outside.
+    outside: HashMap<usize, Interval>,
+    /// (cell, insider) pairs the exact programs showed protected.
+    insiders: HashSet<(usize, u32)>,
+}
+
+impl Evidence {
+    /// The cells shown protected, in cell order; with `insider`, only those whose certificate
+    /// holds against every gE of theirs, or with each gE it does not hold against shown apart.
+    /// A cell no gE owns is protected from outside only (attacker model (b) is about the other
+    /// gEs' cells).
+    fn proven(&self, table: &Table, insider: bool) -> Vec<(usize, Interval)> {
+        let mut out: Vec<(usize, Interval)> = if insider {
+            self.certified
+                .iter()
+                .filter(|&(&c, (_, moved))| {
+                    table.owner_of(c).is_none()
+                        || moved.iter().all(|&h| self.insiders.contains(&(c, h)))
+                })
+                .map(|(&c, &(iv, _))| (c, iv))
+                .collect()
+        } else {
+            let mut all: HashMap<usize, Interval> = self.outside.clone();
+            all.extend(self.certified.iter().map(|(&c, &(iv, _))| (c, iv)));
+            all.into_iter().collect()
+        };
+        out.sort_by_key(|p| p.0);
+        out
+    }
 }
 
 /// Branch-and-bound nodes each program may use: enough for the report tables (the root and a few
@@ -76,7 +130,7 @@ pub struct Limits {
 /// nothing to choose or the solver finds no pattern (the cell-by-cell rules then decide alone).
 #[must_use]
 pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Option<Cover> {
-    cover_audited(table, primary, limits, |_, _| Ok(Vec::new()))
+    cover_audited(table, primary, limits, |_, _| Ok(Audited::default()))
 }
 
 /// Rounds of cuts from the audit at most: each round is one audit of the pattern and one program;
@@ -98,7 +152,7 @@ pub fn cover_audited(
     table: &Table,
     primary: &[bool],
     limits: Limits,
-    mut unprotected: impl FnMut(&[bool], bool) -> Result<Vec<(usize, Option<u32>)>, String>,
+    mut unprotected: impl FnMut(&[bool], bool) -> Result<Audited, String>,
 ) -> Option<Cover> {
     let fixed: Vec<bool> = (0..table.len())
         .map(|c| primary[c] || table.starts_suppressed(c))
@@ -159,8 +213,10 @@ pub fn cover_audited(
     let mut keeps: Vec<bool> = vec![false; conditions.len()];
     let limits_pair = (limits.threshold, limits.min_width);
     let mut kept = vec![false; table.len()];
-    while cut_rounds < CUT_ROUNDS {
-        cut_rounds += 1;
+    let mut evidence = Evidence::default();
+    // The pattern the evidence was last added under.
+    let mut audited: Option<Vec<bool>> = None;
+    let pattern_of = |pattern: &Solution| {
         let mut suppressed = fixed.clone();
         for (&v, &x) in pattern.iter() {
             if let Var::Cell(c) = v
@@ -169,10 +225,28 @@ pub fn cover_audited(
                 suppressed[c] = true;
             }
         }
+        suppressed
+    };
+    while cut_rounds < CUT_ROUNDS {
+        cut_rounds += 1;
+        let suppressed = pattern_of(&pattern);
+        if audited.as_ref().is_some_and(|a| !holds(&suppressed, a)) {
+            evidence = Evidence::default();
+        }
+        audited = Some(suppressed.clone());
         let started = std::time::Instant::now();
         let found = match &pending {
             Some(pairs) => Ok(pairs.clone()),
-            None => unprotected(&suppressed, with_insiders),
+            None => unprotected(&suppressed, with_insiders).map(|audit| {
+                // Certificates name the gEs they do not hold against only when asked for the
+                // insiders; under attacker model (a) there are none to name.
+                if with_insiders || !insider {
+                    for (c, iv, moved) in audit.certified {
+                        evidence.certified.insert(c, (iv, moved));
+                    }
+                }
+                audit.open
+            }),
         };
         let cuts = match found.and_then(|pairs| {
             tracing::debug!(
@@ -182,7 +256,19 @@ pub fn cover_audited(
             );
             crate::cuts::cuts(table, &suppressed, &free, &pairs, limits_pair)
         }) {
-            Ok(cuts) => cuts,
+            Ok(found) => {
+                for ((c, h), iv) in found.protected {
+                    match h {
+                        None => {
+                            evidence.outside.insert(c, iv);
+                        }
+                        Some(h) => {
+                            evidence.insiders.insert((c, h));
+                        }
+                    }
+                }
+                found.cuts
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "suppression: the audit of a chosen pattern failed; the rounds decide");
                 break;
@@ -269,6 +355,13 @@ pub fn cover_audited(
         .collect();
     chosen.sort_unstable();
     let bound = bound_point.bound;
+    // The evidence holds for the chosen pattern if it holds every pattern it was found under.
+    let chosen_pattern = pattern_of(&pattern);
+    let proven = if audited.is_some_and(|a| holds(&chosen_pattern, &a)) {
+        evidence.proven(table, insider)
+    } else {
+        Vec::new()
+    };
     debug_assert!(
         helpers
             >= pattern
@@ -286,12 +379,19 @@ pub fn cover_audited(
         bound_rounds,
         cut_rounds,
         cuts_added,
+        proven = proven.len(),
         "suppression: covering program solved"
     );
     Some(Cover {
         chosen,
         lower_bound,
+        proven,
     })
+}
+
+/// Does pattern `a` suppress every cell that `b` does?
+fn holds(a: &[bool], b: &[bool]) -> bool {
+    a.iter().zip(b).all(|(&x, &y)| x || !y)
 }
 
 /// The conditions being collected.
@@ -854,6 +954,32 @@ mod tests {
     }
 
     /// RD = g1 + g2 per category, and total = c1 + c2 per area: 9 cells, values of the gEs given.
+    #[test]
+    fn a_certificate_proves_a_cell_against_insiders_only_with_each_ge_it_moves_shown_apart() {
+        let t = rd(true);
+        let iv = Interval {
+            lower: 1.0,
+            upper: Some(4.0),
+        };
+        let cells = |p: Vec<(usize, Interval)>| p.into_iter().map(|p| p.0).collect::<Vec<_>>();
+        let mut e = Evidence::default();
+        // g1's cell, certified by a table that moves g2's and g3's cells; the RD's cell, which no
+        // gE owns, by one that moves g2's.
+        e.certified.insert(1, (iv, vec![2, 3]));
+        e.certified.insert(0, (iv, vec![2]));
+        e.outside.insert(2, iv);
+        assert_eq!(cells(e.proven(&t, true)), vec![0]);
+        e.insiders.insert((1, 2));
+        assert_eq!(cells(e.proven(&t, true)), vec![0]);
+        e.insiders.insert((1, 3));
+        assert_eq!(cells(e.proven(&t, true)), vec![0, 1]);
+        // From outside only, what the exact programs showed counts as well.
+        assert_eq!(cells(e.proven(&t, false)), vec![0, 1, 2]);
+        // Evidence carries over to a pattern only if it suppresses every cell it did.
+        assert!(holds(&[true, true, false], &[true, false, false]));
+        assert!(!holds(&[true, false, true], &[true, true, false]));
+    }
+
     fn grid(g: [[u64; 2]; 2]) -> Table {
         let cell = |a: usize, c: usize| a * 3 + c;
         let mut values = vec![0; 9];
@@ -920,8 +1046,22 @@ mod tests {
             let cells: Vec<usize> = (0..t.len()).filter(|&x| primary[x]).collect();
             let Some(c) = cover_audited(&t, &primary, LIMITS_OUT, |s, _| {
                 let exact = crate::audit::certify_exact(&t, s, &cells, 3, 2)?;
-                Ok(cells.iter().zip(exact).filter(|(_, e)| !e.1).map(|(&x, _)| (x, None)).collect())
+                let open = cells.iter().zip(exact).filter(|(_, e)| !e.1).map(|(&x, _)| (x, None)).collect();
+                Ok(Audited { open, certified: Vec::new() })
             }) else { return Ok(()) };
+            // What the loop's exact programs showed protected is protected under the chosen
+            // pattern, by an interval within the cell's feasible one.
+            let mut chosen = primary.clone();
+            for &x in &c.chosen {
+                chosen[x] = true;
+            }
+            let shown: Vec<usize> = c.proven.iter().map(|p| p.0).collect();
+            let feasible = crate::audit::intervals(&t, &chosen, &shown, None).unwrap();
+            for (&(x, iv), f) in c.proven.iter().zip(feasible) {
+                proptest::prop_assert!(iv.protects(3, 2), "cell {x}: {iv:?}");
+                proptest::prop_assert!(iv.lower >= f.lower - 1e-6, "cell {x}: {iv:?} outside {f:?}");
+                proptest::prop_assert!(f.upper.is_none_or(|u| iv.upper.is_some_and(|v| v <= u + 1e-6)), "cell {x}: {iv:?} outside {f:?}");
+            }
             let free: Vec<usize> = (0..t.len()).filter(|&x| !primary[x] && t.may_suppress(x)).collect();
             let mut least: Option<usize> = None;
             for mask in 0u32..(1 << free.len()) {

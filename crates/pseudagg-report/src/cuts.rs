@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use highs::{HighsModelStatus, Model, RowProblem, Sense};
 use rayon::prelude::*;
 
-use crate::audit::Index;
+use crate::audit::{Index, Interval};
 use crate::lp::End;
 use crate::table::Table;
 
@@ -65,16 +65,30 @@ const CHUNK: usize = 24;
 /// fixed, and enough to share a part between 8 threads.
 const CHUNKS_PER_PART: usize = 8;
 
+/// What the exact programs of [`cuts`] showed.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    /// One cut per goal a target misses, with the target it is for.
+    pub cuts: Vec<(Pair, Cut)>,
+    /// The targets that reach every goal, each with the interval its programs show: the exact
+    /// least and largest values over its part (the least its true value when the width needs no
+    /// lower goal). More suppression only widens it, so it proves the target protected under
+    /// every pattern that holds this one.
+    pub protected: Vec<(Pair, Interval)>,
+}
+
 /// One cut per goal that `targets` (suppressed primary cells, each with the gE that knows its own
 /// counts, if any) miss under the pattern `suppressed`, with the target it is for; `free` are the
-/// cells the covering program chooses. A target without a cut is protected under the pattern.
+/// cells the covering program chooses. A target without a cut is protected under the pattern, or
+/// undecided (its program ended without an optimum, or its duals gave no sound cut); the targets
+/// shown protected are named with their intervals.
 pub(crate) fn cuts(
     table: &Table,
     suppressed: &[bool],
     free: &[bool],
     targets: &[Pair],
     limits: (u64, u64),
-) -> Result<Vec<(Pair, Cut)>, String> {
+) -> Result<Found, String> {
     let index = Index::new(table);
     let mut pairs: Vec<Pair> = targets.to_vec();
     pairs.sort_unstable();
@@ -96,11 +110,11 @@ pub(crate) fn cuts(
             chunks.push((members.clone(), chunk.to_vec()));
         }
     }
-    let found: Vec<Vec<(Pair, Cut)>> = chunks
+    let found: Vec<Found> = chunks
         .into_par_iter()
         .map(|(members, chunk)| {
             let mut system = System::new(table, &index, &|c| suppressed[c], &members);
-            let mut out = Vec::new();
+            let mut out = Found::default();
             for (t, h) in chunk {
                 system.know(table, suppressed, h);
                 // The insider's own cells are known to it: published, in effect, and no help
@@ -109,16 +123,53 @@ pub(crate) fn cuts(
                 let hidden = |c: usize| suppressed[c] && !knows(c);
                 let free = |c: usize| free[c] && !knows(c);
                 let v = table.values[t] as f64;
+                // The interval the goals reached show; `None` once one is missed or undecided.
+                let mut shown = Some(Interval {
+                    lower: v,
+                    upper: Some(v),
+                });
                 for (end, goal) in goals(v, table.floor(t), limits) {
-                    if let Some(cut) = system.cut(table, &hidden, &free, t, end, goal)? {
-                        out.push(((t, h), cut));
+                    match system.cut(table, &hidden, &free, t, end, goal)? {
+                        Outcome::Reached(value) => {
+                            if let Some(iv) = shown.as_mut() {
+                                match (end, value) {
+                                    (End::Upper, v) => iv.upper = v,
+                                    (End::Lower, Some(v)) => iv.lower = iv.lower.min(v),
+                                    // No least value: the true value stays the lower end.
+                                    (End::Lower, None) => {}
+                                }
+                            }
+                        }
+                        Outcome::Cut(cut) => {
+                            shown = None;
+                            out.cuts.push(((t, h), cut));
+                        }
+                        Outcome::Open => shown = None,
                     }
+                }
+                if let Some(iv) = shown.filter(|iv| iv.protects(limits.0, limits.1)) {
+                    out.protected.push(((t, h), iv));
                 }
             }
             Ok(out)
         })
         .collect::<Result<_, String>>()?;
-    Ok(found.into_iter().flatten().collect())
+    let mut all = Found::default();
+    for f in found {
+        all.cuts.extend(f.cuts);
+        all.protected.extend(f.protected);
+    }
+    Ok(all)
+}
+
+/// What one goal's exact program showed.
+enum Outcome {
+    /// The goal is reached: the optimum (the largest value, or the least), `None` when unbounded.
+    Reached(Option<f64>),
+    /// The goal is missed, and the duals give this cut.
+    Cut(Cut),
+    /// Missed without a sound cut, or no optimum: left to the rounds after.
+    Open,
 }
 
 /// The connected parts of the suppressed cells that hold a target: (the part's suppressed cells,
@@ -284,8 +335,7 @@ impl System {
         self.insider = h;
     }
 
-    /// The cut that target `t` missing `goal` at `end` gives, or `None` when it reaches it (or the
-    /// duals do not give a sound cut, which only leaves the cell to the rounds after).
+    /// Whether target `t` reaches `goal` at `end`, and the cut it gives when it does not.
     fn cut(
         &mut self,
         table: &Table,
@@ -294,7 +344,7 @@ impl System {
         t: usize,
         end: End,
         goal: f64,
-    ) -> Result<Option<Cut>, String> {
+    ) -> Result<Outcome, String> {
         let mut model = self
             .model
             .take()
@@ -316,24 +366,27 @@ impl System {
         let status = solved.status();
         // Cell numbers and statuses only: an optimum would bound a suppressed count.
         tracing::trace!(target = t, ?end, ?status, "cut program");
-        let answer = if status == HighsModelStatus::Optimal {
-            let reached = solved.objective_value();
-            if reached >= need - 1e-7 {
-                None
-            } else {
-                let solution = solved.get_solution();
-                self.read_cut(
-                    table,
-                    suppressed,
-                    free,
-                    (solution.dual_columns(), solution.dual_rows()),
-                    reached,
-                    need,
-                )
+        let answer = match status {
+            HighsModelStatus::Optimal => {
+                let reached = solved.objective_value();
+                if reached >= need - 1e-7 {
+                    Outcome::Reached(Some(sign * reached))
+                } else {
+                    let solution = solved.get_solution();
+                    self.read_cut(
+                        table,
+                        suppressed,
+                        free,
+                        (solution.dual_columns(), solution.dual_rows()),
+                        reached,
+                        need,
+                    )
+                    .map_or(Outcome::Open, Outcome::Cut)
+                }
             }
-        } else {
-            // Unbounded: the goal is reached. Anything else: no cut, the rounds decide.
-            None
+            HighsModelStatus::Unbounded => Outcome::Reached(None),
+            // Anything else: no cut, the rounds decide.
+            _ => Outcome::Open,
         };
         self.model = Some(Model::from(solved));
         Ok(answer)
@@ -456,7 +509,9 @@ mod tests {
         suppressed[0] = true;
         suppressed[1] = true;
         let free: Vec<bool> = (0..t.len()).map(|c| c != 0).collect();
-        let cuts = cuts(&t, &suppressed, &free, &[(0, None)], (3, 2)).unwrap();
+        let found = cuts(&t, &suppressed, &free, &[(0, None)], (3, 2)).unwrap();
+        assert!(found.protected.is_empty(), "{found:?}");
+        let cuts = found.cuts;
         assert_eq!(cuts.len(), 1, "{cuts:?}");
         let ((target, insider), cut) = &cuts[0];
         assert_eq!((*target, *insider), (0, None));
@@ -485,10 +540,15 @@ mod tests {
             suppressed[c] = true;
         }
         let free: Vec<bool> = (0..t.len()).map(|c| c != 0).collect();
-        assert!(
-            cuts(&t, &suppressed, &free, &[(0, None)], (3, 2))
-                .unwrap()
-                .is_empty()
-        );
+        let found = cuts(&t, &suppressed, &free, &[(0, None)], (3, 2)).unwrap();
+        assert!(found.cuts.is_empty(), "{found:?}");
+        // Its interval is the exact one: the rectangle's cells move together, cell 0 from its
+        // true value 1 (no lower goal: 1 is already `width` below the threshold) up to 10, where
+        // its row and column partners (11 - cell 0) reach their floor 1.
+        assert_eq!(found.protected.len(), 1, "{found:?}");
+        let ((target, insider), iv) = found.protected[0];
+        assert_eq!((target, insider), (0, None));
+        assert!((iv.lower - 1.0).abs() < 1e-6, "{iv:?}");
+        assert_eq!(iv.upper.map(f64::round), Some(10.0), "{iv:?}");
     }
 }

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use crate::audit::{Index, Interval, certify, certify_exact, insiders_to_check, intervals};
 use crate::batch::{Batched, certify_batch, certify_batch_in};
-use crate::cover::{Limits, cover_audited};
+use crate::cover::{Audited, Limits, cover_audited};
 use crate::table::{Kind, Table};
 
 /// Suppression settings.
@@ -91,12 +91,20 @@ pub fn protect_watched(
             unprotected_pairs(table, pattern, &targets, params, insiders && with_insiders)
         },
     );
+    // A cell once shown safe stays safe: more suppression only widens intervals.
+    let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
     if let Some(c) = &covered {
         for &cell in &c.chosen {
             suppressed[cell] = true;
         }
+        // The cells the covering program's audits showed safe under its pattern, against every
+        // insider too: the rounds below need not find their certificates again (committed sample:
+        // 984 of 1,043 primary cells, the report 9.3 s -> 7.4 s).
+        for &(cell, iv) in &c.proven {
+            safe[cell] = Some(iv);
+        }
     }
-    let lower_bound = covered.map(|c| c.lower_bound);
+    let lower_bound = covered.as_ref().map(|c| c.lower_bound);
     let index = Index::new(table);
     let primaries: Vec<usize> = (0..table.len()).filter(|&c| primary[c]).collect();
     let fail = |reason: String| Unprotected {
@@ -107,8 +115,6 @@ pub fn protect_watched(
     let decide_exactly = |suppressed: &[bool], cells: &[usize]| {
         certify_exact(table, suppressed, cells, params.threshold, params.min_width).map_err(fail)
     };
-    // A cell once shown safe stays safe: more suppression only widens intervals.
-    let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
     // The gEs against which the certificate that showed it safe does not hold by itself: only
     // these are audited again as insiders.
     let mut to_check: Vec<Vec<u32>> = vec![Vec::new(); table.len()];
@@ -127,6 +133,13 @@ pub fn protect_watched(
         progress,
         "suppression: primary cells shown safe",
         primaries.len() as u64,
+    );
+    let proven = primaries.iter().filter(|&&c| safe[c].is_some()).count();
+    audited.add(proven as u64);
+    tracing::debug!(
+        proven,
+        primary = primaries.len(),
+        "primary cells the covering program's audits showed safe"
     );
     let mut rounds = 0;
     loop {
@@ -339,33 +352,34 @@ pub fn protect_watched(
     }
 }
 
-/// The (primary cell, insider) pairs a pattern leaves unprotected, for the covering program's
-/// cuts: the cells unprotected from outside, and with `insiders` the cells narrowed by an insider
-/// against whom their certificate does not hold. Only a batch decides here; a cell it leaves
-/// undecided, and every such pair, is named, and the cuts' own programs decide it.
+/// The audit of a pattern for the covering program's cuts: the cells certified, with their
+/// certificates; and the (primary cell, insider) pairs left open: the cells not certified from
+/// outside, and with `insiders` each certified cell with every gE its certificate does not hold
+/// against. Only a batch decides here; the cuts' own programs decide every pair left open.
 fn unprotected_pairs(
     table: &Table,
     pattern: &[bool],
     targets: &[usize],
     params: Params,
     insiders: bool,
-) -> Result<Vec<(usize, Option<u32>)>, String> {
+) -> Result<Audited, String> {
     let limits = (params.threshold, params.min_width);
     // From outside, a cell no district certifies goes to the cuts' programs as it is: they decide
     // it exactly over its whole part, as the batch would (committed sample: each of the first
     // rounds 2.1 s -> 1.25 s, the cuts included). The insiders' round needs the whole part's
     // certificates: they name the gEs to check the cells against.
     let found = certify_batch_in(table, pattern, targets, limits, insiders, insiders)?;
-    let mut out = Vec::new();
+    let mut out = Audited::default();
     let mut by_insider: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
     for (&c, b) in targets.iter().zip(found) {
         match b {
-            Batched::Certified(_, uncovered) => {
-                for h in uncovered {
+            Batched::Certified(iv, uncovered) => {
+                for &h in &uncovered {
                     by_insider.entry(h).or_default().push(c);
                 }
+                out.certified.push((c, iv, uncovered));
             }
-            _ => out.push((c, None)),
+            _ => out.open.push((c, None)),
         }
     }
     // The cuts' exact programs decide these pairs: a batch per insider would leave most of them
@@ -373,7 +387,7 @@ fn unprotected_pairs(
     let pairs = by_insider
         .into_iter()
         .flat_map(|(h, cells)| cells.into_iter().map(move |c| (c, Some(h))));
-    out.extend(pairs);
+    out.open.extend(pairs);
     Ok(out)
 }
 
