@@ -401,8 +401,14 @@ impl ExtractReader {
             .as_any()
             .downcast_ref::<StringArray>()
             .expect("datenstand is a str column");
+        // A value repeated from the row before changes nothing: nearly every row repeats it.
+        let mut last: Option<&str> = None;
         for (i, v) in values.iter().enumerate() {
             let Some(v) = v else { continue };
+            if last == Some(v) {
+                continue;
+            }
+            last = Some(v);
             if !self.months_seen.contains_key(v) && v.parse::<Month>().is_ok() {
                 let row = first_row + i as u64;
                 self.months_seen.insert(v.to_owned(), row);

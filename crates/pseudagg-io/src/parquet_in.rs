@@ -14,6 +14,7 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
 };
 use pseudagg_core::{ColumnType, Error, Location, Problem, Problems, Result, Schema};
+use rustc_hash::FxHashMap;
 
 use crate::cell::ColumnCheck;
 use crate::extract::{Chunk, batch_of, match_columns, unique_fingerprints};
@@ -348,6 +349,9 @@ fn read_ahead(
     }
 }
 
+/// Distinct values of a column per batch whose check is remembered.
+const MEMO_MAX: usize = 512;
+
 /// Checks one batch's cells against the schema, column by column.
 fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> Result<Chunk> {
     let checks: Vec<ColumnCheck> = context.checks.iter().cloned().collect();
@@ -383,11 +387,26 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
             }
         }
         if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
+            // Most columns repeat a few values (categories, gE numbers): each distinct value of
+            // the batch is checked once. A column with more than `MEMO_MAX` distinct values
+            // checks the rest cell by cell. A value that fails is checked again in each cell, for
+            // the cell's own message.
+            let mut memo: FxHashMap<&str, bool> = FxHashMap::default();
+            let mut memo_on = true;
             for (i, v) in strings.iter().enumerate() {
                 match v {
                     Some("") if !check.spec.nullable => report(i, check.null_message()),
                     Some(v) if !v.is_empty() => {
-                        if let Err(message) = check.check_str(v) {
+                        let known = if memo_on { memo.get(v).copied() } else { None };
+                        let ok = known.unwrap_or_else(|| {
+                            let ok = check.check_str(v).is_ok();
+                            if memo_on {
+                                memo.insert(v, ok);
+                                memo_on = memo.len() < MEMO_MAX;
+                            }
+                            ok
+                        });
+                        if !ok && let Err(message) = check.check_str(v) {
                             report(i, message);
                         }
                     }

@@ -192,3 +192,38 @@ fn a_csv_extract_is_checked_in_the_columns_asked_for() {
         "read whole, the `plz` cell is found"
     );
 }
+
+/// Each distinct value of a column is checked once per batch, yet every cell that holds a bad
+/// value is named, in its own row, however often the value repeats; a good value that repeats
+/// passes each time.
+#[test]
+fn a_bad_value_repeated_over_many_rows_is_named_in_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every tenth row from 100 to 999 (within and across row groups and batches of 150): the same
+    // unknown `beschaeftigung`.
+    let bad_rows: Vec<usize> = (100..1_000).step_by(10).collect();
+    let path = sample_parquet(dir.path(), |row, column, _| {
+        (column == "beschaeftigung" && bad_rows.contains(&row)).then(|| "x?".to_owned())
+    });
+    let mut options = options(None);
+    options.max_problems = 1_000;
+    let mut reader = ExtractReader::open(&path, &schema(), options).unwrap();
+    let err = loop {
+        match reader.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the bad cells were not found"),
+            Err(e) => break e,
+        }
+    };
+    let Error::Input { problems, .. } = &err else {
+        panic!("{err}")
+    };
+    let listed: Vec<String> = problems.items().iter().map(ToString::to_string).collect();
+    assert_eq!(problems.total(), bad_rows.len(), "{listed:?}");
+    for (row, line) in bad_rows.iter().zip(&listed) {
+        assert!(
+            line.contains(&format!("row {}", row + 1)) && line.contains("beschaeftigung"),
+            "{line}"
+        );
+    }
+}

@@ -61,6 +61,7 @@ pub fn certify_batch_in(
     whole_parts: bool,
 ) -> Result<Vec<Batched>, String> {
     let mut out = vec![Batched::Undecided; targets.len()];
+    let started = std::time::Instant::now();
     if !table.district.is_empty() {
         let index = Index::new(table);
         let mut by_district: BTreeMap<u32, Vec<(usize, usize)>> = BTreeMap::new();
@@ -90,9 +91,18 @@ pub fn certify_batch_in(
             out[i] = b;
         }
     }
+    let decided = out.iter().filter(|b| **b != Batched::Undecided).count();
+    tracing::debug!(
+        targets = targets.len(),
+        decided,
+        insiders,
+        ms = started.elapsed().as_millis(),
+        "batch certificates by district"
+    );
     if !whole_parts {
         return Ok(out);
     }
+    let started = std::time::Instant::now();
     // The rest over their whole part.
     let left: Vec<usize> = (0..targets.len())
         .filter(|&i| out[i] == Batched::Undecided)
@@ -111,6 +121,12 @@ pub fn certify_batch_in(
     for (i, b) in found.into_iter().flatten() {
         out[i] = b;
     }
+    tracing::debug!(
+        cells = left.len(),
+        insiders,
+        ms = started.elapsed().as_millis(),
+        "batch certificates over whole parts"
+    );
     Ok(out)
 }
 
