@@ -953,7 +953,6 @@ mod tests {
         assert_eq!(c.chosen, vec![2], "b alone covers a, and b1 + b2 = b");
     }
 
-    /// RD = g1 + g2 per category, and total = c1 + c2 per area: 9 cells, values of the gEs given.
     #[test]
     fn a_certificate_proves_a_cell_against_insiders_only_with_each_ge_it_moves_shown_apart() {
         let t = rd(true);
@@ -980,6 +979,7 @@ mod tests {
         assert!(!holds(&[true, false, true], &[true, true, false]));
     }
 
+    /// RD = g1 + g2 per category, and total = c1 + c2 per area: 9 cells, values of the gEs given.
     fn grid(g: [[u64; 2]; 2]) -> Table {
         let cell = |a: usize, c: usize| a * 3 + c;
         let mut values = vec![0; 9];
