@@ -312,7 +312,8 @@ pub(crate) fn check(
     let mut rows_total = 0u64;
     let mut months: HashSet<String> = HashSet::new();
     // The groups of a partition are counted until its last file is merged, then folded into its
-    // sizes: only the partitions being read hold their groups (at 5 M rows, up to a million keys).
+    // sizes: only the partitions being read hold their groups (a key per combination of values, up
+    // to one per row).
     let mut groups: BTreeMap<String, FxHashMap<Vec<u8>, u64>> = BTreeMap::new();
     let mut sizes: BTreeMap<String, GroupSizes> = BTreeMap::new();
     let min_k = k_decl.as_ref().map_or(0, |(_, k)| *k);
