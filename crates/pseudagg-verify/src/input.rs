@@ -38,7 +38,7 @@ pub(crate) struct InputFacts {
 }
 
 /// A set of value hashes, sorted: 8 bytes a value where a hash set held 9 to 18 (at 5 M rows
-/// about 15 M values, and twice as many bytes while the set grew).
+/// 9.1 M values, and twice as many bytes while the set grew).
 #[derive(Debug, Default)]
 pub(crate) struct Hashes(Vec<u64>);
 
@@ -46,10 +46,7 @@ impl Hashes {
     /// From the hashes of each chunk of rows, each chunk sorted and without repeats (each freed
     /// as it is copied).
     fn build(chunks: Vec<Vec<u64>>) -> Self {
-        let mut all = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
-        for chunk in chunks {
-            all.extend(chunk);
-        }
+        let mut all = concat(chunks);
         all.par_sort_unstable();
         all.dedup();
         all.shrink_to_fit();
@@ -71,34 +68,21 @@ pub(crate) struct Pseudonyms {
 
 /// The partition of a pseudonym whose input rows lie in different partitions (the input holds a
 /// person twice, which `pseudonymise` refuses).
-pub(crate) const AMBIGUOUS: u16 = u16::MAX;
+const AMBIGUOUS: u16 = u16::MAX;
 
 impl Pseudonyms {
-    /// From the pseudonyms in file order, in chunks (each freed as it is copied, so that at most
-    /// one chunk more than the result is held).
+    /// From the pseudonyms in chunks of rows.
     fn build(chunks: Vec<Vec<([u8; 32], u16)>>) -> Self {
-        let mut sorted = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
-        for chunk in chunks {
-            sorted.extend(chunk);
-        }
+        let mut sorted = concat(chunks);
         sorted.par_sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // A pseudonym recomputed from rows of different partitions belongs to none of them.
-        let mut i = 0;
-        let mut write = 0;
-        while i < sorted.len() {
-            let mut j = i + 1;
-            let mut part = sorted[i].1;
-            while j < sorted.len() && sorted[j].0 == sorted[i].0 {
-                if sorted[j].1 != part {
-                    part = AMBIGUOUS;
-                }
-                j += 1;
+        sorted.dedup_by(|later, kept| {
+            let same = later.0 == kept.0;
+            if same && later.1 != kept.1 {
+                kept.1 = AMBIGUOUS;
             }
-            sorted[write] = (sorted[i].0, part);
-            write += 1;
-            i = j;
-        }
-        sorted.truncate(write);
+            same
+        });
         Self { sorted }
     }
 
@@ -109,6 +93,16 @@ impl Pseudonyms {
             .ok()
             .map(|i| self.sorted[i].1)
     }
+}
+
+/// The chunks as one vector, each chunk freed as it is copied (so at most one chunk more than the
+/// result is held).
+fn concat<T>(chunks: Vec<Vec<T>>) -> Vec<T> {
+    let mut all = Vec::with_capacity(chunks.iter().map(Vec::len).sum());
+    for chunk in chunks {
+        all.extend(chunk);
+    }
+    all
 }
 
 /// How to recompute pseudonyms: which input column, with which key, and which input column holds
