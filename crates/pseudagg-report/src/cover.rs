@@ -26,7 +26,7 @@ use highs::{HighsModelStatus, HighsSolutionStatus, RowProblem, Sense};
 
 use crate::audit::Interval;
 use crate::cuts::Pair;
-use crate::table::{Kind, Sum, Table};
+use crate::table::{Sum, Table};
 
 /// What the covering program found.
 #[derive(Debug, Clone)]
@@ -51,6 +51,16 @@ pub struct Audited {
     /// The cells it certified, each with the interval the certificate shows and the gEs against
     /// which the certificate does not hold by itself.
     pub certified: Vec<(usize, Interval, Vec<u32>)>,
+}
+
+/// No safe pattern exists: the necessary conditions cannot all be met, whatever is chosen (each
+/// holds for every safe pattern, see the module's text).
+#[derive(Debug, Default)]
+pub struct Impossible {
+    /// The cells a relation of their own cannot hide even with every cell that may be suppressed
+    /// suppressed, each with an interval the attacker narrows it to at least (the relation's
+    /// bound). Empty when only the conditions together cannot be met (the program is infeasible).
+    pub cells: Vec<(usize, Interval)>,
 }
 
 /// What the loop's audits showed of the primary cells, under patterns each of which the next one
@@ -127,9 +137,9 @@ pub struct Limits {
 }
 
 /// Solves the covering program for the table, given its primary cells; `None` when there is
-/// nothing to choose or the solver finds no pattern (the cell-by-cell rules then decide alone).
-#[must_use]
-pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Option<Cover> {
+/// nothing to choose or the solver finds no pattern (the cell-by-cell rules then decide alone),
+/// [`Impossible`] when no pattern is safe.
+pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Result<Option<Cover>, Impossible> {
     cover_audited(table, primary, limits, |_, _| Ok(Audited::default()))
 }
 
@@ -146,35 +156,65 @@ const FREE_ROUNDS: usize = 1;
 /// once the pattern protects every cell from outside. Each gives cuts read from its
 /// linear program ([`crate::cuts`]) and the program chooses again, until the audit finds none or
 /// after [`CUT_ROUNDS`]. The cuts hold for every safe pattern, so the lower bound stays one.
-#[must_use]
+///
+/// The conditions and cuts hold for every safe pattern, so when they cannot be met no pattern is
+/// safe: a cell whose own relation cannot hide it however much else is suppressed, or a program
+/// the solver proves infeasible before any condition of this pattern's own (those that keep a
+/// chosen cell chosen) joins. Then [`Impossible`] says so at once, instead of rounds of single
+/// cells that cannot succeed (a crossed table beside a released report that publishes its sums:
+/// minutes per round at 550,000 rows).
 #[allow(clippy::too_many_lines)] // the rounds of one loop, in order
 pub fn cover_audited(
     table: &Table,
     primary: &[bool],
     limits: Limits,
     mut unprotected: impl FnMut(&[bool], bool) -> Result<Audited, String>,
-) -> Option<Cover> {
+) -> Result<Option<Cover>, Impossible> {
     let fixed: Vec<bool> = (0..table.len())
         .map(|c| primary[c] || table.starts_suppressed(c))
         .collect();
-    let free: Vec<bool> = (0..table.len())
+    let mut free: Vec<bool> = (0..table.len())
         .map(|c| !fixed[c] && table.may_suppress(c))
         .collect();
     let insider = limits.insider && !table.owner.is_empty();
-    let mut program = Program {
-        table,
-        primary,
-        fixed: &fixed,
-        free: &free,
-        conditions: Vec::new(),
-        helpers: 0,
+    // A free cell that a relation of its own would leave alone, once chosen, is published in
+    // every safe pattern: it leaves the program, and the cells that counted on it may then be
+    // hopeless. Until no more leave (a few passes over the relations, milliseconds).
+    let program = loop {
+        let mut program = Program {
+            table,
+            primary,
+            fixed: &fixed,
+            free: &free,
+            conditions: Vec::new(),
+            helpers: 0,
+            hopeless: HashMap::new(),
+            unusable: Vec::new(),
+        };
+        for s in &table.sums {
+            program.relation(s, limits, insider);
+        }
+        if program.unusable.is_empty() || !program.hopeless.is_empty() {
+            break program;
+        }
+        let unusable = std::mem::take(&mut program.unusable);
+        drop(program);
+        for c in unusable {
+            free[c] = false;
+        }
     };
-    for s in &table.sums {
-        program.relation(s, limits, insider);
+    if !program.hopeless.is_empty() {
+        let mut cells: Vec<(usize, Interval)> = program.hopeless.into_iter().collect();
+        cells.sort_unstable_by_key(|c| c.0);
+        tracing::info!(
+            cells = cells.len(),
+            "suppression: cells that no pattern protects"
+        );
+        return Err(Impossible { cells });
     }
     let (mut conditions, helpers) = (program.conditions, program.helpers);
     if conditions.is_empty() {
-        return None;
+        return Ok(None);
     }
     // Cheap cells first: small ones (many small cells before one large one), inner before totals.
     let weight = |v: Var| match v {
@@ -197,8 +237,19 @@ pub fn cover_audited(
     if active.iter().filter(|&&a| a).count() * LAZY_START_SHARE > conditions.len() {
         active.fill(true);
     }
+    // Infeasible with only conditions that hold for every safe pattern: none is safe.
+    let settled = |failed: Failed, own_conditions: bool| match failed {
+        Failed::Infeasible if !own_conditions => {
+            tracing::info!("suppression: the covering program is infeasible; no pattern is safe");
+            Err(Impossible::default())
+        }
+        _ => Ok(None),
+    };
     let (mut pattern, mut active, mut rounds) =
-        solve_lazily(&conditions, active, weight, false, None)?;
+        match solve_lazily(&conditions, active, weight, false, None) {
+            Ok(solved) => solved,
+            Err(failed) => return settled(failed, false),
+        };
     let mut cut_rounds = 0;
     let mut cuts_added = 0;
     // Attacker model (a) first, its cuts fewer and cheaper to find; then the insiders, every pair
@@ -331,7 +382,10 @@ pub fn cover_audited(
         }
         // The last program's dual bound stays a bound: this one only has more conditions.
         let start = Some((&pattern.values, pattern.bound));
-        let (p, a, r) = solve_lazily(&conditions, active, weight, false, start)?;
+        let (p, a, r) = match solve_lazily(&conditions, active, weight, false, start) {
+            Ok(solved) => solved,
+            Err(failed) => return settled(failed, keeps.iter().any(|&k| k)),
+        };
         (pattern, active, rounds) = (p, a, rounds + r);
     }
     let (valid, valid_active): (Vec<Condition>, Vec<bool>) = conditions
@@ -345,7 +399,10 @@ pub fn cover_audited(
     // program's dual bound was at most 3 cells higher on the benchmark tables (228 vs 225 on the
     // committed sample, 577 vs 574 at 200,000 rows) and cost up to 9 s at 500,000 rows, against
     // 0.2 s for the relaxation.
-    let (bound_point, _, bound_rounds) = solve_lazily(&valid, valid_active, count, true, None)?;
+    let Ok((bound_point, _, bound_rounds)) = solve_lazily(&valid, valid_active, count, true, None)
+    else {
+        return Ok(None);
+    };
     let mut chosen: Vec<usize> = pattern
         .iter()
         .filter_map(|(&v, &x)| match v {
@@ -382,11 +439,11 @@ pub fn cover_audited(
         proven = proven.len(),
         "suppression: covering program solved"
     );
-    Some(Cover {
+    Ok(Some(Cover {
         chosen,
         lower_bound,
         proven,
-    })
+    }))
 }
 
 /// Does pattern `a` suppress every cell that `b` does?
@@ -402,6 +459,11 @@ struct Program<'a> {
     free: &'a [bool],
     conditions: Vec<Condition>,
     helpers: usize,
+    /// Fixed cells with a condition that cannot be met, each with the interval its relation
+    /// narrows it to at least.
+    hopeless: HashMap<usize, Interval>,
+    /// Free cells with a condition that cannot be met: no safe pattern suppresses them.
+    unusable: Vec<usize>,
 }
 
 impl Program<'_> {
@@ -426,8 +488,9 @@ impl Program<'_> {
         }
         let insider = insider && owned.values().all(|&n| n == 1);
         for &c in &cells {
-            // An atom may be known; a cell that is neither chosen nor suppressed needs nothing.
-            if !self.hidden(c) || table.kind_of(c) == Kind::Atom {
+            // An atom may be known, and a group of people that is not small; a cell that is
+            // neither chosen nor suppressed needs nothing.
+            if !self.hidden(c) || table.may_be_known(c, limits.threshold) {
                 continue;
             }
             let by_insider = insider && self.primary[c] && table.owner_of(c).is_some();
@@ -439,7 +502,7 @@ impl Program<'_> {
                 if by_insider && !other_ge { 2.0 } else { 1.0 }
             };
             let need = if by_insider { 2.0 } else { 1.0 };
-            self.push(c, &cells, need, alone, None);
+            self.push(c, &cells, need, alone, None, None);
             // (2) Room to move: a primary part must be able to rise to the threshold and span the
             // width. In this relation alone that needs the total hidden, or other hidden parts
             // that can fall as far (each down to its floor); the other relations only narrow
@@ -473,14 +536,16 @@ impl Program<'_> {
                 } else {
                     Vec::new()
                 };
-                self.push(c, &cells, rise, room, Some(&insiders));
+                self.push(c, &cells, rise, room, Some(&insiders), Some(v));
             }
         }
     }
 
     /// `sum over the other hidden cells d of coef(d) * x_d >= need * x_c`, with fixed cells moved
     /// to the right. With `insiders`, minus the largest share a single one of those cells' gEs
-    /// knows: a helper `z >= coef(d) * x_d` for each, and `sum - z >= need * x_c`.
+    /// knows: a helper `z >= coef(d) * x_d` for each, and `sum - z >= need * x_c`. `rises_from`
+    /// is the cell's value when the condition is its room to rise (`None`: not to be alone); a
+    /// fixed cell whose condition cannot be met is hopeless.
     fn push(
         &mut self,
         c: usize,
@@ -488,6 +553,7 @@ impl Program<'_> {
         need: f64,
         coef: impl Fn(usize) -> f64,
         insiders: Option<&[usize]>,
+        rises_from: Option<f64>,
     ) {
         let others: Vec<usize> = cells
             .iter()
@@ -519,10 +585,28 @@ impl Program<'_> {
         }
         if self.fixed[c] {
             if reach - most_known < need {
-                // Never met: the audit names such a cell.
+                // Never met, whatever is chosen: with its relation's other cells all suppressed,
+                // the cell still cannot rise far enough, or stays alone (to an insider).
+                let shown = match rises_from {
+                    Some(v) => Interval {
+                        lower: self.table.floor(c),
+                        upper: Some(v + (reach - most_known).max(0.0)),
+                    },
+                    None => {
+                        let v = self.table.values[c] as f64;
+                        Interval {
+                            lower: v,
+                            upper: Some(v),
+                        }
+                    }
+                };
+                self.hopeless.entry(c).or_insert(shown);
                 return;
             }
         } else {
+            if reach - most_known < need {
+                self.unusable.push(c);
+            }
             terms.push((Var::Cell(c), -need));
         }
         let rhs = if self.fixed[c] { need - given } else { -given };
@@ -586,7 +670,7 @@ fn solve_lazily(
     weight: impl Fn(Var) -> f64 + Copy,
     relax: bool,
     start: Option<(&HashMap<Var, f64>, f64)>,
-) -> Option<(Solution, Vec<bool>, usize)> {
+) -> Result<(Solution, Vec<bool>, usize), Failed> {
     let mut last: Option<HashMap<Var, f64>> = start.map(|s| s.0.clone());
     // A lower bound on the program's optimum: each round's conditions include the last one's.
     let mut known_bound: Option<f64> = start.map(|s| s.1);
@@ -652,13 +736,22 @@ fn solve_lazily(
             }
         }
         if !broken {
-            return Some((Solution { values, bound }, active, rounds));
+            return Ok((Solution { values, bound }, active, rounds));
         }
         if values.len() > LAZY_MAX_VARIABLES {
             active.fill(true);
         }
         last = Some(values);
     }
+}
+
+/// Why the solver gave no pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    /// Proved infeasible: no 0/1 point meets the conditions.
+    Infeasible,
+    /// No point found within the limits, or the solver failed.
+    NoSolution,
 }
 
 /// Minimises `sum(weight * x)` over 0/1 `x` under the conditions: the point and the dual bound.
@@ -669,7 +762,7 @@ fn solve(
     relax: bool,
     start: Option<&HashMap<Var, f64>>,
     known_bound: Option<f64>,
-) -> Option<(Vec<f64>, f64)> {
+) -> Result<(Vec<f64>, f64), Failed> {
     let mut pb = RowProblem::default();
     let cols: HashMap<Var, highs::Col> = vars
         .iter()
@@ -704,7 +797,7 @@ fn solve(
                 rows = conditions.len(),
                 "covering program round: the repaired start is within the gap"
             );
-            return Some((point, bound));
+            return Ok((point, bound));
         }
         // Else the search starts with it as its incumbent.
         let _ = model.try_set_solution(Some(&point), None, None, None);
@@ -717,7 +810,7 @@ fn solve(
     model.set_option("time_limit", TIME_GUARD_SECONDS);
     let t0 = std::time::Instant::now();
     model.set_option("mip_rel_gap", MIP_GAP);
-    let solved = model.try_solve().ok()?;
+    let solved = model.try_solve().map_err(|_| Failed::NoSolution)?;
     let status = solved.status();
     tracing::debug!(
         ms = t0.elapsed().as_millis(),
@@ -738,19 +831,24 @@ fn solve(
             | HighsModelStatus::ReachedIterationLimit
             | HighsModelStatus::ReachedSolutionLimit
     );
+    if status == HighsModelStatus::Infeasible {
+        return Err(Failed::Infeasible);
+    }
     if !stopped || solved.primal_solution_status() != HighsSolutionStatus::Feasible {
-        return None;
+        return Err(Failed::NoSolution);
     }
     let bound = if relax {
         solved.objective_value()
     } else {
-        solved.double_info_value(c"mip_dual_bound").ok()?
+        solved
+            .double_info_value(c"mip_dual_bound")
+            .map_err(|_| Failed::NoSolution)?
     };
     let point = solved.get_solution().columns().to_vec();
     if point.len() != vars.len() {
-        return None;
+        return Err(Failed::NoSolution);
     }
-    Some((point, bound))
+    Ok((point, bound))
 }
 
 /// The last solution `start`, on `vars`, with cells added until it meets every condition: each
@@ -852,6 +950,57 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_its_relation_cannot_hide_makes_the_table_impossible_at_once() {
+        let primary = [false, true, false, false];
+        // The RD and g3 must stay published: g2 (9) can fall to 1, so g1 can rise to 9, which
+        // protects it.
+        let mut t = rd(false);
+        t.keep_published = vec![true, false, false, true];
+        assert!(cover(&t, &primary, LIMITS_OUT).unwrap().is_some());
+        // g2 too: g1 stays alone, known exactly.
+        t.keep_published = vec![true, false, true, true];
+        let impossible = cover(&t, &primary, LIMITS_OUT).unwrap_err();
+        assert_eq!(
+            impossible.cells,
+            vec![(
+                1,
+                Interval {
+                    lower: 1.0,
+                    upper: Some(1.0)
+                }
+            )]
+        );
+        // g2 is 2 instead of 9 and may be suppressed: g1 can rise by 1 only, to 2 < 3.
+        let mut t = rd(false);
+        t.values = vec![53, 1, 2, 50];
+        t.keep_published = vec![true, false, false, true];
+        let primary = [false, true, true, false];
+        let impossible = cover(&t, &primary, LIMITS_OUT).unwrap_err();
+        assert_eq!(
+            impossible.cells,
+            vec![
+                (
+                    1,
+                    Interval {
+                        lower: 1.0,
+                        upper: Some(2.0)
+                    }
+                ),
+                (
+                    2,
+                    Interval {
+                        lower: 1.0,
+                        upper: Some(2.0)
+                    }
+                )
+            ]
+        );
+        // Without the cells kept published, the RD's total hides them.
+        t.keep_published.clear();
+        assert!(cover(&t, &primary, LIMITS_OUT).unwrap().is_some());
+    }
+
+    #[test]
     fn a_repaired_start_meets_every_condition_with_the_cheapest_cells() {
         let cond = |terms: &[(Var, f64)], rhs: f64| Condition {
             terms: terms.to_vec(),
@@ -901,7 +1050,7 @@ mod tests {
     fn the_cheapest_partner_covers_a_primary_cell() {
         let t = rd(false);
         let primary = [false, true, false, false];
-        let c = cover(&t, &primary, LIMITS_OUT).unwrap();
+        let c = cover(&t, &primary, LIMITS_OUT).unwrap().unwrap();
         assert_eq!(
             c.chosen,
             vec![2],
@@ -914,7 +1063,7 @@ mod tests {
     fn under_the_insider_model_one_partner_of_another_ge_is_not_enough() {
         let t = rd(true);
         let primary = [false, true, false, false];
-        let c = cover(&t, &primary, LIMITS_IN).unwrap();
+        let c = cover(&t, &primary, LIMITS_IN).unwrap().unwrap();
         // g2 alone would do for an outsider, but g2 knows its 9 and computes g1: the RD total
         // (cheaper here than the two other gEs together) hides g1 from every single gE.
         assert_eq!(c.chosen, vec![0]);
@@ -940,7 +1089,7 @@ mod tests {
             ..Table::default()
         };
         let primary = [false, true, false, false, true, true];
-        let c = cover(&t, &primary, LIMITS_OUT).unwrap();
+        let c = cover(&t, &primary, LIMITS_OUT).unwrap().unwrap();
         // Every relation with a suppressed cell has two: {a, b} in the first covers both.
         for s in &t.sums {
             let cells: Vec<usize> = s.parts.iter().copied().chain([s.total]).collect();
@@ -1035,33 +1184,17 @@ mod tests {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// The bound, with the audit's cuts, is a real lower bound: no safe pattern, found by
         /// trying every one, has fewer secondary cells. And the pattern `protect` builds from the cover is safe and no
-        /// smaller than the bound.
+        /// smaller than the bound. With cells that must stay published (`keep`, one bit per
+        /// cell), a table the program calls impossible has no safe pattern at all.
         #[test]
-        fn the_bound_is_below_every_safe_pattern(g in proptest::array::uniform2(proptest::array::uniform2(0u64..7))) {
-            let t = grid(g);
+        fn the_bound_is_below_every_safe_pattern(
+            g in proptest::array::uniform2(proptest::array::uniform2(0u64..7)),
+            keep in proptest::prop_oneof![proptest::strategy::Just(0u16), 0u16..512],
+        ) {
+            let mut t = grid(g);
+            t.keep_published = (0..t.len()).map(|c| keep & (1 << c) != 0).collect();
             let primary: Vec<bool> = (0..t.len()).map(|c| t.is_primary(c, 3)).collect();
             proptest::prop_assume!(primary.iter().any(|&p| p));
-            // With cuts from an exact audit of each chosen pattern: the cuts hold for every safe
-            // pattern, so the bound must stay below them all.
-            let cells: Vec<usize> = (0..t.len()).filter(|&x| primary[x]).collect();
-            let Some(c) = cover_audited(&t, &primary, LIMITS_OUT, |s, _| {
-                let exact = crate::audit::certify_exact(&t, s, &cells, 3, 2)?;
-                let open = cells.iter().zip(exact).filter(|(_, e)| !e.1).map(|(&x, _)| (x, None)).collect();
-                Ok(Audited { open, certified: Vec::new() })
-            }) else { return Ok(()) };
-            // What the loop's exact programs showed protected is protected under the chosen
-            // pattern, by an interval within the cell's feasible one.
-            let mut chosen = primary.clone();
-            for &x in &c.chosen {
-                chosen[x] = true;
-            }
-            let shown: Vec<usize> = c.proven.iter().map(|p| p.0).collect();
-            let feasible = crate::audit::intervals(&t, &chosen, &shown, None).unwrap();
-            for (&(x, iv), f) in c.proven.iter().zip(feasible) {
-                proptest::prop_assert!(iv.protects(3, 2), "cell {x}: {iv:?}");
-                proptest::prop_assert!(iv.lower >= f.lower - 1e-6, "cell {x}: {iv:?} outside {f:?}");
-                proptest::prop_assert!(f.upper.is_none_or(|u| iv.upper.is_some_and(|v| v <= u + 1e-6)), "cell {x}: {iv:?} outside {f:?}");
-            }
             let free: Vec<usize> = (0..t.len()).filter(|&x| !primary[x] && t.may_suppress(x)).collect();
             let mut least: Option<usize> = None;
             for mask in 0u32..(1 << free.len()) {
@@ -1075,6 +1208,43 @@ mod tests {
                     let n = mask.count_ones() as usize;
                     least = Some(least.map_or(n, |l| l.min(n)));
                 }
+            }
+            // With cuts from an exact audit of each chosen pattern: the cuts hold for every safe
+            // pattern, so the bound must stay below them all.
+            let cells: Vec<usize> = (0..t.len()).filter(|&x| primary[x]).collect();
+            let covered = cover_audited(&t, &primary, LIMITS_OUT, |s, _| {
+                let exact = crate::audit::certify_exact(&t, s, &cells, 3, 2)?;
+                let open = cells.iter().zip(exact).filter(|(_, e)| !e.1).map(|(&x, _)| (x, None)).collect();
+                Ok(Audited { open, certified: Vec::new() })
+            });
+            let c = match covered {
+                Err(impossible) => {
+                    proptest::prop_assert!(least.is_none(), "called impossible, yet a pattern with {least:?} secondary cells is safe");
+                    // Each cell named is narrowed at least as far as said, with every cell that
+                    // may be suppressed suppressed.
+                    let most: Vec<bool> = (0..t.len()).map(|x| primary[x] || t.may_suppress(x)).collect();
+                    for (x, iv) in impossible.cells {
+                        proptest::prop_assert!(!iv.protects(3, 2));
+                        let f = crate::audit::intervals(&t, &most, &[x], None).unwrap()[0];
+                        proptest::prop_assert!(f.lower >= iv.lower - 1e-6 && iv.upper.is_some_and(|u| f.upper.is_some_and(|v| v <= u + 1e-6)), "cell {x}: {f:?} outside {iv:?}");
+                    }
+                    return Ok(());
+                }
+                Ok(None) => return Ok(()),
+                Ok(Some(c)) => c,
+            };
+            // What the loop's exact programs showed protected is protected under the chosen
+            // pattern, by an interval within the cell's feasible one.
+            let mut chosen = primary.clone();
+            for &x in &c.chosen {
+                chosen[x] = true;
+            }
+            let shown: Vec<usize> = c.proven.iter().map(|p| p.0).collect();
+            let feasible = crate::audit::intervals(&t, &chosen, &shown, None).unwrap();
+            for (&(x, iv), f) in c.proven.iter().zip(feasible) {
+                proptest::prop_assert!(iv.protects(3, 2), "cell {x}: {iv:?}");
+                proptest::prop_assert!(iv.lower >= f.lower - 1e-6, "cell {x}: {iv:?} outside {f:?}");
+                proptest::prop_assert!(f.upper.is_none_or(|u| iv.upper.is_some_and(|v| v <= u + 1e-6)), "cell {x}: {iv:?} outside {f:?}");
             }
             if let Some(least) = least {
                 proptest::prop_assert!(c.lower_bound <= least, "bound {} above the least safe pattern {least}", c.lower_bound);

@@ -16,7 +16,8 @@
 //!     `gefluechtete-geschlecht`'s Ukraine over every gender): `x = y` joins the system, so one
 //!     report's published cell is known to show the other's suppressed one;
 //!   - **nested**: one cell counts everyone another counts, and more: `x = y + group`; a group of
-//!     1 to `threshold - 1` people is protected like a primary cell, under every attacker model;
+//!     1 to `threshold - 1` people is protected like a primary cell, under every attacker model,
+//!     and a larger one joins as the bound `y <= x`;
 //!   - **union**: one cell counts exactly the people either of two others counts (women or
 //!     Ukrainians), so `x + y - z` counts the people in both (Ukrainian women): `z = x + (z - x)`
 //!     and `y = (z - x) + both`, and a small `both` is protected.
@@ -487,9 +488,12 @@ pub fn build(
             });
         }
     }
-    // Containments: what the outer cell counts beyond the inner one, where it is a small group
-    // (a larger one needs no protection; the relation then only says outer >= inner, which
-    // cannot narrow a small cell).
+    // Containments: what the outer cell counts beyond the inner one. A small group is a cell of
+    // its own, protected like a primary one. Any other is known to the attacker only as at least
+    // 0, so it joins as `inner <= outer`, a subset relation without a cell: the same bound on
+    // both cells (with it, a released cell can cap a suppressed one of the new report, or lift
+    // its floor), at no cost in unknowns. `verify` keeps every group as a cell; the two systems
+    // are the same.
     for &(x, y) in &relations.nested {
         for a in 0..areas {
             let (cx, cy) = (cell(x, a), cell(y, a));
@@ -502,6 +506,8 @@ pub fn build(
                     (cx, cy),
                     (x, y, a, per_area),
                 );
+            } else {
+                jt.subsets.push((cy, cx));
             }
         }
     }
@@ -806,6 +812,65 @@ mod tests {
             ]
         );
         assert_eq!(r.unions, vec![((2, 0), (0, 0), (1, 0))]);
+    }
+
+    /// A table of one cell, the Bund's, with `value` people.
+    fn bund_cell(value: u64) -> ReportTable {
+        let mut t = one_cell();
+        t.areas = vec![Area {
+            level: Level::Bund,
+            rd: None,
+            ge: None,
+        }];
+        t.table.values = vec![value];
+        t.table.rank = vec![0];
+        t.table.owner = vec![crate::table::NOBODY];
+        t.table.district = vec![crate::table::NOBODY];
+        t
+    }
+
+    /// The released table `released` (one Bund cell, published) and a new report whose cell is
+    /// inside it, `inside` people of its `released`.
+    fn new_inside_released(inside: u64, released: u64) -> Joint {
+        let (new, old) = (bund_cell(inside), bund_cell(released));
+        let release = Release::of(
+            &old,
+            &[false],
+            &[0],
+            ReleaseHead {
+                report: "alt".into(),
+                request: None,
+                month: "2025-03".parse().unwrap(),
+                definition_sha256: String::new(),
+                definition: String::new(),
+                input_sha256: String::new(),
+                threshold: 3,
+                min_interval_width: 1,
+            },
+        );
+        let atoms = [
+            ((0, vec![(0, 1), (0, 1)]), inside),
+            ((0, vec![OUTSIDE, (0, 1)]), released - inside),
+        ];
+        build(&[&new, &old], &[&release], &atoms, None, 3).unwrap()
+    }
+
+    #[test]
+    fn a_released_cell_bounds_the_new_cell_it_contains_whatever_their_difference() {
+        // 20 people beyond: no group to protect, but the released 30 still caps the new cell.
+        let j = new_inside_released(10, 30);
+        assert_eq!(j.relations.nested, vec![((1, 0), (0, 0))]);
+        assert_eq!(j.groups, 0);
+        assert_eq!(j.table.len(), 2, "no group cell");
+        let iv = crate::audit::intervals(&j.table, &[true, false], &[0], None).unwrap();
+        assert_eq!(iv[0].upper, Some(30.0), "{iv:?}");
+        // 2 people beyond: a group of its own, protected, and the same cap.
+        let j = new_inside_released(10, 12);
+        assert_eq!(j.groups, 1);
+        assert_eq!(j.table.len(), 3);
+        assert_eq!(j.table.kind_of(2), Kind::Group);
+        let iv = crate::audit::intervals(&j.table, &[true, false, true], &[0], None).unwrap();
+        assert_eq!(iv[0].upper, Some(12.0), "{iv:?}");
     }
 
     #[test]

@@ -331,7 +331,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             Error::CheckFailed(format!(
                 "the disclosure audit failed, so nothing was published: {}.\n{}",
                 u.reason,
-                cells.join("\n")
+                listed(cells, u.cells.len())
             ))
         })?;
         (pattern, None, Default::default())
@@ -394,7 +394,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
                 labels.join(", "),
                 u.reason,
-                cells.join("\n")
+                listed(cells, u.cells.len())
             ))
         })?;
         let n = rt.table.len();
@@ -725,4 +725,12 @@ fn released_plan(r: &Released, plan: &ReportPlan) -> Result<ReportPlan> {
         )));
     }
     Ok(p)
+}
+
+/// The lines of a list of cells cut short, with how many more there are of `total`.
+fn listed(mut lines: Vec<String>, total: usize) -> String {
+    if total > lines.len() {
+        lines.push(format!("  ... and {} more cells", total - lines.len()));
+    }
+    lines.join("\n")
 }

@@ -90,7 +90,15 @@ pub fn protect_watched(
         |pattern, with_insiders| {
             unprotected_pairs(table, pattern, &targets, params, insiders && with_insiders)
         },
-    );
+    )
+    .map_err(|impossible| Unprotected {
+        reason: if impossible.cells.is_empty() {
+            "no pattern meets the conditions that every safe pattern meets (the covering program is infeasible)".to_owned()
+        } else {
+            "a relation they take part in cannot hide them even with every cell that may be suppressed suppressed".to_owned()
+        },
+        cells: impossible.cells,
+    })?;
     // A cell once shown safe stays safe: more suppression only widens intervals.
     let mut safe: Vec<Option<Interval>> = vec![None; table.len()];
     if let Some(c) = &covered {
@@ -145,7 +153,7 @@ pub fn protect_watched(
     loop {
         rounds += 1;
         // (1) No relation may hold a single suppressed cell.
-        relation_rule(table, &mut suppressed);
+        relation_rule(table, &mut suppressed, params.threshold);
         tracing::debug!(
             round = rounds,
             suppressed = suppressed.iter().filter(|&&x| x).count(),
@@ -391,10 +399,10 @@ fn unprotected_pairs(
     Ok(out)
 }
 
-/// Rule (1): no relation may hold a single suppressed cell (unless it is an atom, which may be
-/// known); one more of its cells is suppressed, an inner one (low rank) before a total, then a
+/// Rule (1): no relation may hold a single suppressed cell (unless it may be known: an atom, or
+/// a group of people that is not small); one more of its cells is suppressed, an inner one (low rank) before a total, then a
 /// small one, then the lower index.
-fn relation_rule(table: &Table, suppressed: &mut [bool]) {
+fn relation_rule(table: &Table, suppressed: &mut [bool], threshold: u64) {
     let better = |a: usize, b: usize| {
         (table.rank[a], table.values[a], a) < (table.rank[b], table.values[b], b)
     };
@@ -405,7 +413,7 @@ fn relation_rule(table: &Table, suppressed: &mut [bool]) {
             let cells = s.parts.iter().copied().chain([s.total]);
             let mut hidden = cells.clone().filter(|&c| suppressed[c]);
             if let (Some(only), None) = (hidden.next(), hidden.next())
-                && table.kind_of(only) != Kind::Atom
+                && !table.may_be_known(only, threshold)
             {
                 let pick = cells
                     .filter(|&c| !suppressed[c] && table.may_suppress(c))

@@ -95,6 +95,18 @@ impl Table {
         v > 0 && v < threshold && self.kind_of(cell) != Kind::Atom
     }
 
+    /// May an attacker know the cell's count exactly without harm: an atom, or a group of people
+    /// of no small count (none, or at least `threshold`). A suppressed cell of a published table
+    /// must not be known exactly (a primary or secondary cell), nor a small group.
+    #[must_use]
+    pub fn may_be_known(&self, cell: usize, threshold: u64) -> bool {
+        match self.kind_of(cell) {
+            Kind::Published => false,
+            Kind::Atom => true,
+            Kind::Group => !self.is_primary(cell, threshold),
+        }
+    }
+
     /// Is the cell suppressed before any rule runs: never published, or preset.
     #[must_use]
     pub fn starts_suppressed(&self, cell: usize) -> bool {
