@@ -20,14 +20,17 @@
 //!     and a larger one joins as the bound `y <= x`;
 //!   - **union**: one cell counts exactly the people either of two others counts (women or
 //!     Ukrainians), so `x + y - z` counts the people in both (Ukrainian women): `z = x + (z - x)`
-//!     and `y = (z - x) + both`, and a small `both` is protected.
+//!     and `y = (z - x) + both`, and a small `both` is protected;
+//!   - **partition**: one cell counts exactly the people of three or more others, which share
+//!     nobody (everyone, beside a report each of women, men and diverse people): `z = x1 + x2 +
+//!     ...`, so the cells published show the one suppressed.
 //!
 //!   Relations among the cells of one table are that table's own (its sums and subsets); where
 //!   classes meet in one table, the difference is left to it.
 //! - The atoms themselves are not in the audit's system. With them it would hold every linear
 //!   relation between the reports' cells (also the bounds two overlapping cells put on each
-//!   other, and unions of three or more cells), but at 550,000 rows that is 60,000 more unknowns
-//!   and minutes per audit round.
+//!   other, and unions of three or more cells that overlap), but at 550,000 rows that is 60,000
+//!   more unknowns and minutes per audit round.
 //! - The released cells are fixed: published ones stay published, suppressed ones suppressed. Only
 //!   the new report's cells may be suppressed; if that cannot protect every cell, the report is
 //!   refused, naming the released reports it conflicts with.
@@ -47,8 +50,9 @@ use crate::table::{Kind, Sum, Table};
 /// The release record's file name, beside the steward's manifest.
 pub const RELEASE_FILE: &str = "release.json";
 
-/// The release record's version: 2 added the containments, 3 the equalities and unions.
-pub const RELEASE_VERSION: u32 = 3;
+/// The release record's version: 2 added the containments, 3 the equalities and unions, 4 the
+/// partitions.
+pub const RELEASE_VERSION: u32 = 4;
 
 /// What one report output released: enough to count its cells again and to hold them fixed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +86,10 @@ pub struct Release {
     /// the others count (release version 3): their sum less it counts the people in both.
     #[serde(default)]
     pub unions: Vec<UnionRecord>,
+    /// Where a cell of one of the month's reports counts exactly the people of three or more
+    /// cells of the others, which share nobody (release version 4): it is their sum.
+    #[serde(default)]
+    pub partitions: Vec<UnionRecord>,
 }
 
 /// A union as a release records it: `union` counts exactly the people that either of the two
@@ -160,6 +168,7 @@ impl Release {
             nested: Vec::new(),
             equal: Vec::new(),
             unions: Vec::new(),
+            partitions: Vec::new(),
         }
     }
 
@@ -326,15 +335,40 @@ pub struct Joint {
     pub relations: Relations,
 }
 
-impl Joint {
-    /// The relations as a release records them: (equal, nested, unions); `names[t]` is table
-    /// `t`'s (report, request).
+/// The relations between the month's reports as a release records them.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    pub equal: Vec<Nesting>,
+    pub nested: Vec<Nesting>,
+    pub unions: Vec<UnionRecord>,
+    pub partitions: Vec<UnionRecord>,
+}
+
+impl Records {
+    /// The relations `release` recorded.
     #[must_use]
-    pub fn records(
-        &self,
-        tables: &[&ReportTable],
-        names: &[(String, Option<String>)],
-    ) -> (Vec<Nesting>, Vec<Nesting>, Vec<UnionRecord>) {
+    pub fn of(release: &Release) -> Self {
+        Self {
+            equal: release.equal.clone(),
+            nested: release.nested.clone(),
+            unions: release.unions.clone(),
+            partitions: release.partitions.clone(),
+        }
+    }
+
+    /// Puts them into `release`.
+    pub fn record(self, release: &mut Release) {
+        release.equal = self.equal;
+        release.nested = self.nested;
+        release.unions = self.unions;
+        release.partitions = self.partitions;
+    }
+}
+
+impl Joint {
+    /// The relations as a release records them; `names[t]` is table `t`'s (report, request).
+    #[must_use]
+    pub fn records(&self, tables: &[&ReportTable], names: &[(String, Option<String>)]) -> Records {
         let at = |(t, p): Pos| {
             let rt = tables[t];
             let n_ind = rt.indicators.len();
@@ -357,22 +391,29 @@ impl Joint {
             out.dedup();
             out
         };
-        let mut unions: Vec<UnionRecord> = self
-            .relations
-            .unions
-            .iter()
-            .map(|&(z, x, y)| UnionRecord {
-                union: at(z),
-                parts: vec![at(x), at(y)],
-            })
-            .collect();
-        unions.sort();
-        unions.dedup();
-        (
-            pairs(&self.relations.equal),
-            pairs(&self.relations.nested),
-            unions,
-        )
+        let unions = |v: &mut dyn Iterator<Item = (Pos, Vec<Pos>)>| {
+            let mut out: Vec<UnionRecord> = v
+                .map(|(z, parts)| UnionRecord {
+                    union: at(z),
+                    parts: parts.into_iter().map(at).collect(),
+                })
+                .collect();
+            out.sort();
+            out.dedup();
+            out
+        };
+        Records {
+            equal: pairs(&self.relations.equal),
+            nested: pairs(&self.relations.nested),
+            unions: unions(
+                &mut self
+                    .relations
+                    .unions
+                    .iter()
+                    .map(|&(z, x, y)| (z, vec![x, y])),
+            ),
+            partitions: unions(&mut self.relations.partitions.iter().cloned()),
+        }
     }
 }
 
@@ -538,6 +579,15 @@ pub fn build(
             push_group(&mut jt, &mut origin, (named, both, cx), (cy, beyond));
         }
     }
+    // Partitions: z is the sum of its parts, at every area.
+    for (z, parts) in &relations.partitions {
+        for a in 0..areas {
+            jt.sums.push(Sum {
+                total: cell(*z, a),
+                parts: parts.iter().map(|&x| cell(x, a)).collect(),
+            });
+        }
+    }
     if !jt.is_consistent() {
         return Err(Error::Refused(
             "the reports of the month do not add up over the same extract (a bug); nothing was written"
@@ -576,6 +626,9 @@ pub struct Relations {
     /// `(z, x, y)`: z counts exactly the people x or y counts, neither containing the other, so
     /// `x + y - z` counts the people in both.
     pub unions: Vec<(Pos, Pos, Pos)>,
+    /// `(z, parts)`: z counts exactly the people of three or more parts that share nobody, so
+    /// it is their sum.
+    pub partitions: Vec<(Pos, Vec<Pos>)>,
 }
 
 /// Positions that count the same people at every gE.
@@ -698,10 +751,52 @@ pub fn find_relations(tables: &[&ReportTable], atoms: &[(AtomKey, u64)]) -> Rela
                 }
             }
         }
+        // The largest classes inside it of the other reports (inside no other such class; its
+        // own table's cells inside it are that table's business): three or more that share
+        // nobody and cover it are a partition. (Two are a union, above; parts that overlap are
+        // not modelled, see the module's text.)
+        let others: Vec<usize> = inside[i]
+            .iter()
+            .copied()
+            .filter(|&j| {
+                classes[j]
+                    .tables
+                    .iter()
+                    .all(|t| c.tables.binary_search(t).is_err())
+            })
+            .collect();
+        let largest: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|&j| {
+                !others
+                    .iter()
+                    .any(|&k| k != j && classes[k].contains(&classes[j]))
+            })
+            .collect();
+        if largest.len() < 3 {
+            continue;
+        }
+        let mut covered = vec![0_u64; c.atoms.len()];
+        let mut disjoint = true;
+        for &j in &largest {
+            for (w, &a) in covered.iter_mut().zip(&classes[j].atoms) {
+                disjoint &= *w & a == 0;
+                *w |= a;
+            }
+        }
+        let mut all: Vec<&Class> = vec![c];
+        all.extend(largest.iter().map(|&j| &classes[j]));
+        if disjoint && covered == c.atoms && !one_table(&all) {
+            let mut parts: Vec<Pos> = largest.iter().map(|&j| classes[j].rep()).collect();
+            parts.sort_unstable();
+            out.partitions.push((c.rep(), parts));
+        }
     }
     out.equal.sort_unstable();
     out.nested.sort_unstable();
     out.unions.sort_unstable();
+    out.partitions.sort_unstable();
     out
 }
 
@@ -871,6 +966,59 @@ mod tests {
         assert_eq!(j.table.kind_of(2), Kind::Group);
         let iv = crate::audit::intervals(&j.table, &[true, false, true], &[0], None).unwrap();
         assert_eq!(iv[0].upper, Some(12.0), "{iv:?}");
+    }
+
+    #[test]
+    fn three_parts_that_share_nobody_and_make_a_whole_are_a_partition() {
+        // Tables: 0 everyone, 1 women, 2 men, 3 diverse people, 4 women or men.
+        let t = one_cell();
+        let tables = [&t, &t, &t, &t, &t];
+        let atoms = [
+            atom(&[true, true, false, false, true]),
+            atom(&[true, false, true, false, true]),
+            atom(&[true, false, false, true, false]),
+        ];
+        let r = find_relations(&tables, &atoms);
+        // The largest parts of everyone are "women or men" and "diverse": a union of two (and
+        // "women or men" the union of women and men).
+        assert_eq!(
+            r.unions,
+            vec![((0, 0), (3, 0), (4, 0)), ((4, 0), (1, 0), (2, 0))]
+        );
+        assert!(r.partitions.is_empty());
+        // Without "women or men": women, men and diverse make everyone.
+        let atoms: Vec<_> = atoms
+            .iter()
+            .map(|((ge, key), n)| ((*ge, key[..4].to_vec()), *n))
+            .collect();
+        let r = find_relations(&tables[..4], &atoms);
+        assert_eq!(r.partitions, vec![((0, 0), vec![(1, 0), (2, 0), (3, 0)])]);
+        assert!(r.unions.is_empty(), "{:?}", r.unions);
+        // The whole's own table has a second indicator, a part of the first (everyone
+        // counselled: the women and one man): still the same partition of the first.
+        let two = ReportTable {
+            indicators: vec!["n".into(), "beraten".into()],
+            ..one_cell()
+        };
+        let tables = [&two, &t, &t, &t];
+        let atoms = [
+            ((0, vec![(0, 0b11), (0, 1), OUTSIDE, OUTSIDE]), 1),
+            ((0, vec![(0, 0b11), OUTSIDE, (0, 1), OUTSIDE]), 1),
+            ((0, vec![(0, 0b01), OUTSIDE, (0, 1), OUTSIDE]), 1),
+            ((0, vec![(0, 0b01), OUTSIDE, OUTSIDE, (0, 1)]), 1),
+        ];
+        let r = find_relations(&tables, &atoms);
+        assert_eq!(r.partitions, vec![((0, 0), vec![(1, 0), (2, 0), (3, 0)])]);
+        // Parts that overlap (women, men, and everyone under 25) are no partition.
+        let atoms = [
+            atom(&[true, true, false, true]),
+            atom(&[true, false, true, true]),
+            atom(&[true, true, false, false]),
+            atom(&[true, false, true, false]),
+            atom(&[true, false, false, true]),
+        ];
+        let r = find_relations(&tables[..4], &atoms);
+        assert!(r.partitions.is_empty(), "{:?}", r.partitions);
     }
 
     #[test]

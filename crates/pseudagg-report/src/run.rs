@@ -524,22 +524,14 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     // A regenerated report keeps the relations its release recorded: they hold for the same
     // extract, and those with the month's later reports are in their records (so the rerun gives
     // the same bytes).
-    let (equal, nested, unions) = previous
+    previous
         .iter()
         .find(|p| {
             p.release.input_sha256 == input.sha256
                 && p.release.release_version >= joint::RELEASE_VERSION
         })
-        .map_or(relations, |p| {
-            (
-                p.release.equal.clone(),
-                p.release.nested.clone(),
-                p.release.unions.clone(),
-            )
-        });
-    release.equal = equal;
-    release.nested = nested;
-    release.unions = unions;
+        .map_or(relations, |p| joint::Records::of(&p.release))
+        .record(&mut release);
     let mut json = serde_json::to_string(&release).expect("a release serialises");
     json.push('\n');
     let path = staging.path().join(joint::RELEASE_FILE);

@@ -3,7 +3,7 @@
 //! the second counted one or two diverse people fewer. Each report now keeps a release record,
 //! and a later report of the month is protected together with the released ones.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -558,4 +558,119 @@ fn a_crossed_report_that_released_sums_leave_no_room_for_is_refused_at_once() {
         r.stderr
     );
     assert!(!out.join("gefluechtete-geschlecht/2025-03").exists());
+}
+
+/// Where three of `four` reports' cells are published and one is suppressed, the sum (the first
+/// report is the whole, the others its parts) gives the fourth: how many such cells count 1 or 2
+/// people, and how many there are.
+fn derived_from_partition(four: &[(&Path, &str)]) -> (usize, usize) {
+    let cells: Vec<_> = four.iter().map(|(out, r)| published(out, r)).collect();
+    let mut keys: BTreeSet<_> = BTreeSet::new();
+    for c in &cells {
+        keys.extend(c.keys().cloned());
+    }
+    let (mut small, mut derived) = (0, 0);
+    for k in keys {
+        let v: Vec<Option<i64>> = cells.iter().map(|c| c.get(&k).copied()).collect();
+        if v.iter().filter(|x| x.is_none()).count() != 1 {
+            continue;
+        }
+        let parts: i64 = v[1..].iter().flatten().sum();
+        let value = match v[0] {
+            None => parts,
+            Some(whole) => whole - parts,
+        };
+        derived += 1;
+        if (1..=2).contains(&value) {
+            small += 1;
+        }
+    }
+    (small, derived)
+}
+
+/// The partition attack: a report of everyone, and one each of women, men and diverse people.
+/// No two parts make the whole, so no union relates them, and no containment shows the third;
+/// but the whole less two published parts is the third. Protected together, no suppressed small
+/// cell can be computed that way (or the whole is refused), the partition is recorded, and
+/// `verify` of the month passes.
+#[test]
+fn a_report_of_everyone_beside_one_per_gender_does_not_give_away_the_third() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = sac_extract();
+    let defs = [
+        variant(dir.path(), "alle", "elb"),
+        variant(dir.path(), "frauen", "elb and geschlecht = 'w'"),
+        variant(dir.path(), "maenner", "elb and geschlecht = 'm'"),
+        variant(dir.path(), "divers", "elb and geschlecht = 'd'"),
+    ];
+    let names = ["alle", "frauen", "maenner", "divers"];
+    let alone: Vec<PathBuf> = names.iter().map(|n| dir.path().join(n)).collect();
+    for (def, root) in defs.iter().zip(&alone) {
+        let r = report(def, input, root);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let apart: Vec<(&Path, &str)> = alone.iter().map(PathBuf::as_path).zip(names).collect();
+    let (small, derived) = derived_from_partition(&apart);
+    assert!(
+        small > 0,
+        "the attack works on this data: {small} of {derived}"
+    );
+
+    // The parts first, then the whole, in one root.
+    let out = dir.path().join("out");
+    for def in &defs[1..] {
+        let r = report(def, input, &out);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    let r = report(&defs[0], input, &out);
+    if r.code == 1 {
+        assert!(r.stderr.contains("released"), "{}", r.stderr);
+        assert!(!out.join("alle/2025-03").exists());
+        return;
+    }
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let together: Vec<(&Path, &str)> = names.iter().map(|n| (out.as_path(), *n)).collect();
+    let (small, derived) = derived_from_partition(&together);
+    assert_eq!(
+        small, 0,
+        "{small} of {derived} suppressed cells are 1 or 2 by the sum"
+    );
+    let release: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("alle/2025-03/release.json")).unwrap()).unwrap();
+    assert!(
+        release["partitions"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|x| x["parts"].as_array().unwrap().len() == 3)),
+        "the partition is recorded for verify: {}",
+        release["partitions"]
+    );
+    let (code, v) = verify_month(&out);
+    assert_eq!(code, 0, "{:#?}", messages(&v));
+
+    // verify finds the attack in the outputs made apart, put side by side with the records.
+    let apart = dir.path().join("apart");
+    for (n, root) in names.iter().zip(&alone) {
+        fs::create_dir_all(apart.join(n)).unwrap();
+        fs::rename(root.join(n).join("2025-03"), apart.join(n).join("2025-03")).unwrap();
+    }
+    let narrowed = |v: &serde_json::Value| {
+        messages(v)
+            .iter()
+            .filter(|m| m.contains("narrow the suppressed cell") && m.contains("(divers)"))
+            .count()
+    };
+    let (code, v) = verify_month(&apart);
+    assert_eq!(code, 1, "not protected together: {v:#}");
+    let without = narrowed(&v);
+    let partitions = release["partitions"].clone();
+    edit_release(&apart.join("alle/2025-03"), |r| {
+        r["partitions"] = partitions;
+    });
+    let (code, v) = verify_month(&apart);
+    assert_eq!(code, 1, "{v:#}");
+    assert!(
+        narrowed(&v) > without,
+        "the partitions show small diverse cells: {} with them, {without} without",
+        narrowed(&v)
+    );
 }

@@ -5,8 +5,9 @@
 //! Every report output keeps a release record, `release.json` (listed and hashed in its manifest).
 //! It names, as the writer found them from the extract, how the cells of the month's reports
 //! relate at every gE: where a cell of one contains a cell of another (`nested`), where two count
-//! the same people (`equal`, release version 3), and where one counts exactly the people either
-//! of two others counts (`unions`, version 3). Without the extract those relations cannot be
+//! the same people (`equal`, release version 3), where one counts exactly the people either
+//! of two others counts (`unions`, version 3), and where one counts exactly the people of three or
+//! more others that share nobody (`partitions`, version 4). Without the extract those relations cannot be
 //! found again here; what is checked from the published files is:
 //!
 //! - the month's other released reports in the same output root are found beside this one, and
@@ -14,8 +15,9 @@
 //!   SHA-256;
 //! - every containment, at every area both reports show, is the relation
 //!   `outer = inner + group` with a group of zero or more people;
-//! - every equality is `x = y`, and every union `union = x + (union - x)`,
-//!   `y = (union - x) + both`, with `both` the people both count;
+//! - every equality is `x = y`, every union `union = x + (union - x)`,
+//!   `y = (union - x) + both`, with `both` the people both count, and every partition
+//!   `whole = part1 + part2 + ...`;
 //! - a group whose cells are all published must not be 1 to `threshold - 1` people;
 //! - the parts of the month's joint system that hold a group are audited again as each report's
 //!   own audit is: no suppressed cell of any report, and no group, narrowed to a small count by
@@ -105,19 +107,19 @@ pub(super) fn check(
         return Ok(());
     }
     // A record made beside released reports holds the containments with them from version 2
-    // on, and the equal cells and unions from version 3; one made first names none and needs
-    // none (the later ones hold them).
+    // on, the equal cells and unions from version 3 and the partitions from version 4; one made
+    // first names none and needs none (the later ones hold them).
     for (r, report) in releases.iter().zip(&reports) {
         if r.get("release_version")
             .and_then(Value::as_u64)
             .unwrap_or(1)
-            < 3
+            < 4
             && !report.with.is_empty()
         {
             verdict.push(Finding::new(
                 Rule::Manifest,
                 format!(
-                    "the release record of {} was made beside released reports but does not say every way its cells relate to theirs (it was written before release version 3, which records equal cells and unions beside the containments), so the month's reports cannot be checked together; run it again",
+                    "the release record of {} was made beside released reports but does not say every way its cells relate to theirs (it was written before release version 4, which records equal cells, unions and partitions beside the containments), so the month's reports cannot be checked together; run it again",
                     label(&name_of(r))
                 ),
             ));
@@ -199,7 +201,12 @@ fn fingerprint(reports: &[MonthReport], recorded: &Recorded) -> [u8; 32] {
     field(
         format!(
             "{:?}",
-            (&recorded.equal, &recorded.nested, &recorded.unions)
+            (
+                &recorded.equal,
+                &recorded.nested,
+                &recorded.unions,
+                &recorded.partitions
+            )
         )
         .as_bytes(),
     );
@@ -338,11 +345,13 @@ struct Recorded {
     nested: BTreeSet<(Position, Position)>,
     /// (union, x, y): the union counts exactly the people x or y counts.
     unions: BTreeSet<(Position, Position, Position)>,
+    /// (whole, parts): the whole counts exactly the people of its parts, which share nobody.
+    partitions: BTreeSet<(Position, Vec<Position>)>,
 }
 
 impl Recorded {
     fn len(&self) -> usize {
-        self.equal.len() + self.nested.len() + self.unions.len()
+        self.equal.len() + self.nested.len() + self.unions.len() + self.partitions.len()
     }
 }
 
@@ -379,6 +388,13 @@ fn recorded(releases: &[Value]) -> Recorded {
                     position(parts.first()?)?,
                     position(parts.get(1)?)?,
                 ))
+            })
+            .collect(),
+        partitions: list("partitions")
+            .filter_map(|u| {
+                let parts: Option<Vec<Position>> =
+                    u.get("parts")?.as_array()?.iter().map(position).collect();
+                Some((position(u.get("union")?)?, parts?))
             })
             .collect(),
     }
@@ -450,6 +466,23 @@ impl Together<'_> {
             .push((area.clone(), format!("group {g}"), String::new()));
         self.joint.values.push(value);
         g
+    }
+
+    /// `whole = parts[0] + parts[1] + ...`.
+    fn partition(&mut self, whole: &Position, parts: &[Position]) {
+        let mut all = vec![whole];
+        all.extend(parts);
+        for (_, c) in self.cells(&all) {
+            let values: Option<Vec<u64>> = c.iter().map(|&x| self.joint.values[x]).collect();
+            if let Some(v) = values
+                && v[0] != v[1..].iter().sum::<u64>()
+            {
+                self.contradicting += 1;
+                continue;
+            }
+            self.joint.linked.extend(c.iter().copied());
+            self.rels.push(Relation::Sum(c[0], c[1..].to_vec()));
+        }
     }
 
     /// `x = y`.
@@ -573,13 +606,16 @@ fn audit_together(reports: &[MonthReport], recorded: &Recorded) -> JointAudit {
     for (union, x, y) in &recorded.unions {
         t.union(union, x, y);
     }
+    for (whole, parts) in &recorded.partitions {
+        t.partition(whole, parts);
+    }
     let threshold = t.threshold;
     let mut findings = Vec::new();
     if t.contradicting > 0 {
         findings.push(Finding::new(
             Rule::Inconsistent,
             format!(
-                "{} published cells contradict how the release records say the month's reports relate (a cell smaller than one it contains, or two equal cells that differ)",
+                "{} published cells contradict how the release records say the month's reports relate (a cell smaller than one it contains, two equal cells that differ, or a whole that is not the sum of its parts)",
                 t.contradicting
             ),
         ));
