@@ -436,6 +436,17 @@ fn small_intersections(out: &[(&Path, &str)]) -> (usize, usize) {
     (small, common.len())
 }
 
+/// The month folders of reports made in roots of their own (`alone[i]` holds `names[i]`), moved
+/// side by side into one root, `apart` under `dir`.
+fn side_by_side(dir: &Path, names: &[&str], alone: &[PathBuf]) -> PathBuf {
+    let apart = dir.join("apart");
+    for (n, root) in names.iter().zip(alone) {
+        fs::create_dir_all(apart.join(n)).unwrap();
+        fs::rename(root.join(n).join("2025-03"), apart.join(n).join("2025-03")).unwrap();
+    }
+    apart
+}
+
 /// The union attack: no report's cell contains another's, so no containment relates them, but
 /// one report counts women, one Ukrainians and one everyone who is either; the sum of the first
 /// two less the third counts the Ukrainian women. Protected together, the three reports leave no
@@ -508,11 +519,7 @@ fn three_reports_of_the_month_cannot_be_combined_to_count_who_is_in_two() {
     assert_eq!(code, 0, "{:#?}", messages(&v));
 
     // verify finds the attack in the outputs made apart, put side by side with the records.
-    let apart = dir.path().join("apart");
-    for (n, root) in names.iter().zip(&alone) {
-        fs::create_dir_all(apart.join(n)).unwrap();
-        fs::rename(root.join(n).join("2025-03"), apart.join(n).join("2025-03")).unwrap();
-    }
+    let apart = side_by_side(dir.path(), &names, &alone);
     let unions = release["unions"].clone();
     edit_release(&apart.join("frauen-oder-ukr/2025-03"), |r| {
         r["unions"] = unions;
@@ -648,11 +655,7 @@ fn a_report_of_everyone_beside_one_per_gender_does_not_give_away_the_third() {
     assert_eq!(code, 0, "{:#?}", messages(&v));
 
     // verify finds the attack in the outputs made apart, put side by side with the records.
-    let apart = dir.path().join("apart");
-    for (n, root) in names.iter().zip(&alone) {
-        fs::create_dir_all(apart.join(n)).unwrap();
-        fs::rename(root.join(n).join("2025-03"), apart.join(n).join("2025-03")).unwrap();
-    }
+    let apart = side_by_side(dir.path(), &names, &alone);
     let narrowed = |v: &serde_json::Value| {
         messages(v)
             .iter()
