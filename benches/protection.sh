@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZES="${SIZES:-sample 20000 200000}"
 WORK="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 cargo build --release --locked -p pseudagg-cli >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/pseudagg"

@@ -23,6 +23,7 @@ PEERS="${PEERS:-1}"
 PYTHON="${PYTHON:-python3}"
 MONTH=2025-03
 WORK="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 cargo build --release --locked -p pseudagg-cli >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/pseudagg"

@@ -17,6 +17,7 @@ cd "$(dirname "$0")/.."
 RUNS="${RUNS:-3}"
 PYTHON="${PYTHON:-python3}"
 WORK="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 cargo build --release --locked -p pseudagg-cli >&2
 BIN="${CARGO_TARGET_DIR:-target}/release/pseudagg"

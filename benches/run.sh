@@ -19,6 +19,7 @@ SMALL_ROWS=$((VKB_ROWS / 10))
 PEERS="${PEERS:-1}"
 MONTH=2025-03
 WORK="${BENCH_DIR:-$(mktemp -d)}"
+mkdir -p "$WORK"
 trap '[ -z "${BENCH_DIR:-}" ] && rm -rf "$WORK"' EXIT
 
 if [ ! -x /usr/bin/time ]; then
