@@ -587,19 +587,19 @@ impl Program<'_> {
             if reach - most_known < need {
                 // Never met, whatever is chosen: with its relation's other cells all suppressed,
                 // the cell still cannot rise far enough, or stays alone (to an insider).
-                let shown = match rises_from {
-                    Some(v) => Interval {
-                        lower: self.table.floor(c),
-                        upper: Some(v + (reach - most_known).max(0.0)),
-                    },
-                    None => {
+                let shown = rises_from.map_or_else(
+                    || {
                         let v = self.table.values[c] as f64;
                         Interval {
                             lower: v,
                             upper: Some(v),
                         }
-                    }
-                };
+                    },
+                    |v| Interval {
+                        lower: self.table.floor(c),
+                        upper: Some(v + (reach - most_known).max(0.0)),
+                    },
+                );
                 self.hopeless.entry(c).or_insert(shown);
                 return;
             }

@@ -391,28 +391,29 @@ impl Joint {
             out.dedup();
             out
         };
-        let unions = |v: &mut dyn Iterator<Item = (Pos, Vec<Pos>)>| {
+        let unions = |v: &[(Pos, Vec<Pos>)]| {
             let mut out: Vec<UnionRecord> = v
+                .iter()
                 .map(|(z, parts)| UnionRecord {
-                    union: at(z),
-                    parts: parts.into_iter().map(at).collect(),
+                    union: at(*z),
+                    parts: parts.iter().map(|&p| at(p)).collect(),
                 })
                 .collect();
             out.sort();
             out.dedup();
             out
         };
+        let two: Vec<(Pos, Vec<Pos>)> = self
+            .relations
+            .unions
+            .iter()
+            .map(|&(z, x, y)| (z, vec![x, y]))
+            .collect();
         Records {
             equal: pairs(&self.relations.equal),
             nested: pairs(&self.relations.nested),
-            unions: unions(
-                &mut self
-                    .relations
-                    .unions
-                    .iter()
-                    .map(|&(z, x, y)| (z, vec![x, y])),
-            ),
-            partitions: unions(&mut self.relations.partitions.iter().cloned()),
+            unions: unions(&two),
+            partitions: unions(&self.relations.partitions),
         }
     }
 }
@@ -751,45 +752,7 @@ pub fn find_relations(tables: &[&ReportTable], atoms: &[(AtomKey, u64)]) -> Rela
                 }
             }
         }
-        // The largest classes inside it of the other reports (inside no other such class; its
-        // own table's cells inside it are that table's business): three or more that share
-        // nobody and cover it are a partition. (Two are a union, above; parts that overlap are
-        // not modelled, see the module's text.)
-        let others: Vec<usize> = inside[i]
-            .iter()
-            .copied()
-            .filter(|&j| {
-                classes[j]
-                    .tables
-                    .iter()
-                    .all(|t| c.tables.binary_search(t).is_err())
-            })
-            .collect();
-        let largest: Vec<usize> = others
-            .iter()
-            .copied()
-            .filter(|&j| {
-                !others
-                    .iter()
-                    .any(|&k| k != j && classes[k].contains(&classes[j]))
-            })
-            .collect();
-        if largest.len() < 3 {
-            continue;
-        }
-        let mut covered = vec![0_u64; c.atoms.len()];
-        let mut disjoint = true;
-        for &j in &largest {
-            for (w, &a) in covered.iter_mut().zip(&classes[j].atoms) {
-                disjoint &= *w & a == 0;
-                *w |= a;
-            }
-        }
-        let mut all: Vec<&Class> = vec![c];
-        all.extend(largest.iter().map(|&j| &classes[j]));
-        if disjoint && covered == c.atoms && !one_table(&all) {
-            let mut parts: Vec<Pos> = largest.iter().map(|&j| classes[j].rep()).collect();
-            parts.sort_unstable();
+        if let Some(parts) = partition(&classes, i, &inside[i]) {
             out.partitions.push((c.rep(), parts));
         }
     }
@@ -798,6 +761,52 @@ pub fn find_relations(tables: &[&ReportTable], atoms: &[(AtomKey, u64)]) -> Rela
     out.unions.sort_unstable();
     out.partitions.sort_unstable();
     out
+}
+
+/// The partition of class `i` by the other reports' cells, if there is one: the largest classes
+/// inside it of the other reports (inside no other such class; its own table's cells inside it
+/// are that table's business), when three or more of them share nobody and cover it. (Two are a
+/// union; parts that overlap are not modelled, see the module's text.)
+fn partition(classes: &[Class], i: usize, inside: &[usize]) -> Option<Vec<Pos>> {
+    let c = &classes[i];
+    let others: Vec<usize> = inside
+        .iter()
+        .copied()
+        .filter(|&j| {
+            classes[j]
+                .tables
+                .iter()
+                .all(|t| c.tables.binary_search(t).is_err())
+        })
+        .collect();
+    let largest: Vec<usize> = others
+        .iter()
+        .copied()
+        .filter(|&j| {
+            !others
+                .iter()
+                .any(|&k| k != j && classes[k].contains(&classes[j]))
+        })
+        .collect();
+    if largest.len() < 3 {
+        return None;
+    }
+    let mut covered = vec![0_u64; c.atoms.len()];
+    let mut disjoint = true;
+    for &j in &largest {
+        for (w, &a) in covered.iter_mut().zip(&classes[j].atoms) {
+            disjoint &= *w & a == 0;
+            *w |= a;
+        }
+    }
+    let mut all: Vec<&Class> = vec![c];
+    all.extend(largest.iter().map(|&j| &classes[j]));
+    if !disjoint || covered != c.atoms || one_table(&all) {
+        return None;
+    }
+    let mut parts: Vec<Pos> = largest.iter().map(|&j| classes[j].rep()).collect();
+    parts.sort_unstable();
+    Some(parts)
 }
 
 /// The positions of `rt` whose people include an atom classified `key` there.

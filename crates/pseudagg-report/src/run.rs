@@ -334,7 +334,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 listed(cells, u.cells.len())
             ))
         })?;
-        (pattern, None, Default::default())
+        (pattern, None, joint::Records::default())
     } else {
         // A regenerated report (or a request of a released definition) starts from the released
         // pattern: the same extract and definitions give the same cells.
