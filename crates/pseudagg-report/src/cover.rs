@@ -1180,6 +1180,19 @@ mod tests {
         })
     }
 
+    /// Does the pattern protect every primary cell of the other gE against gE `h`, which knows
+    /// its own cells?
+    fn safe_against(t: &Table, suppressed: &[bool], primary: &[bool], h: u32) -> bool {
+        let unknown: Vec<bool> = (0..t.len())
+            .map(|c| suppressed[c] && t.owner_of(c) != Some(h))
+            .collect();
+        let targets: Vec<usize> = (0..t.len())
+            .filter(|&c| primary[c] && unknown[c] && t.owner_of(c).is_some())
+            .collect();
+        let ivs = crate::audit::intervals(t, &unknown, &targets, None).unwrap();
+        ivs.iter().all(|iv| iv.protects(3, 2))
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// The bound, with the audit's cuts, is a real lower bound: no safe pattern, found by
@@ -1252,6 +1265,38 @@ mod tests {
                 proptest::prop_assert!(safe(&t, &p.suppressed, &primary));
                 let secondary = (0..t.len()).filter(|&x| p.suppressed[x] && !primary[x]).count();
                 proptest::prop_assert!(secondary >= c.lower_bound);
+            }
+        }
+
+        /// Under the insider model too (each gE knows its own cells), a table the program calls
+        /// impossible has no pattern that protects every primary cell from outside and against
+        /// the other gE.
+        #[test]
+        fn an_impossible_table_has_no_safe_pattern_against_insiders(
+            g in proptest::array::uniform2(proptest::array::uniform2(0u64..7)),
+            keep in proptest::prop_oneof![proptest::strategy::Just(0u16), 0u16..512],
+        ) {
+            let mut t = grid(g);
+            t.keep_published = (0..t.len()).map(|c| keep & (1 << c) != 0).collect();
+            t.owner = (0..t.len())
+                .map(|c| if c / 3 == 2 { NOBODY } else { (c / 3) as u32 })
+                .collect();
+            t.district = vec![0; t.len()];
+            let primary: Vec<bool> = (0..t.len()).map(|c| t.is_primary(c, 3)).collect();
+            proptest::prop_assume!(primary.iter().any(|&p| p));
+            let Err(impossible) = cover(&t, &primary, LIMITS_IN) else {
+                return Ok(());
+            };
+            let free: Vec<usize> = (0..t.len()).filter(|&x| !primary[x] && t.may_suppress(x)).collect();
+            for mask in 0u32..(1 << free.len()) {
+                let mut s = primary.clone();
+                for (i, &x) in free.iter().enumerate() {
+                    if mask & (1 << i) != 0 {
+                        s[x] = true;
+                    }
+                }
+                let safe_all = safe(&t, &s, &primary) && (0..2).all(|h| safe_against(&t, &s, &primary, h));
+                proptest::prop_assert!(!safe_all, "called impossible ({:?}), yet {s:?} is safe", impossible.cells);
             }
         }
     }
