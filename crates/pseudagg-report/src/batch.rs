@@ -217,7 +217,22 @@ fn reach_in(
         }
     }
     let mut uncovered: Vec<Vec<u32>> = vec![Vec::new(); cells.len()];
+    // The points the insiders' programs find, each with the gEs whose cells it moves, and per goal
+    // the points that reach it: a point that moves none of gE `h`'s cells is feasible with them
+    // held at their true values, so a goal it reaches needs no program of `h`'s own (a cell whose
+    // first certificate moved several gEs is often covered for the later ones by the point found
+    // for the first).
+    let mut moves: Vec<BTreeSet<u32>> = Vec::new();
+    let mut reaching: Vec<Vec<usize>> = vec![Vec::new(); goals.len()];
     for (h, mine) in need {
+        let known = |k: usize| reaching[k].iter().any(|&p| !moves[p].contains(&h));
+        let open_cells: Vec<usize> = mine
+            .into_iter()
+            .filter(|&i| !of_cell[i].iter().all(|&k| known(k)))
+            .collect();
+        if open_cells.is_empty() {
+            continue;
+        }
         let fixed: Vec<usize> = comp
             .vars
             .iter()
@@ -225,12 +240,28 @@ fn reach_in(
             .filter(|&(_, &c)| table.owner_of(c) == Some(h))
             .map(|(v, _)| v)
             .collect();
-        let open: Vec<usize> = mine
+        let open: Vec<usize> = open_cells
             .iter()
             .flat_map(|&i| of_cell[i].iter().copied())
             .collect();
         let again = reach.reach(&open, &fixed)?;
-        for i in mine {
+        let first_point = moves.len();
+        for p in &again.points {
+            moves.push(
+                comp.vars
+                    .iter()
+                    .enumerate()
+                    .filter(|&(w, _)| (p[w] - truth[w]).abs() > 1e-6)
+                    .filter_map(|(_, &c)| table.owner_of(c))
+                    .collect(),
+            );
+        }
+        for (k, at) in again.by_goal.iter().enumerate() {
+            if let Some(at) = at {
+                reaching[k].push(first_point + at);
+            }
+        }
+        for i in open_cells {
             if !certified(&again, i) {
                 uncovered[i].push(h);
             }
