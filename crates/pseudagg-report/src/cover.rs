@@ -1167,6 +1167,29 @@ mod tests {
         }
     }
 
+    /// [`grid`], with the cells whose bit is set in `keep` kept published.
+    fn kept_grid(g: [[u64; 2]; 2], keep: u16) -> Table {
+        let mut t = grid(g);
+        t.keep_published = (0..t.len()).map(|c| keep & (1 << c) != 0).collect();
+        t
+    }
+
+    /// Every pattern: the primary cells and each subset of the `free` ones.
+    fn every_pattern<'a>(
+        primary: &'a [bool],
+        free: &'a [usize],
+    ) -> impl Iterator<Item = Vec<bool>> + 'a {
+        (0u32..(1 << free.len())).map(move |mask| {
+            let mut s = primary.to_vec();
+            for (i, &x) in free.iter().enumerate() {
+                if mask & (1 << i) != 0 {
+                    s[x] = true;
+                }
+            }
+            s
+        })
+    }
+
     /// Is the pattern safe: every primary cell protected, no secondary cell exactly known?
     fn safe(t: &Table, suppressed: &[bool], primary: &[bool]) -> bool {
         let hidden: Vec<usize> = (0..t.len()).filter(|&c| suppressed[c]).collect();
@@ -1204,24 +1227,14 @@ mod tests {
             g in proptest::array::uniform2(proptest::array::uniform2(0u64..7)),
             keep in proptest::prop_oneof![proptest::strategy::Just(0u16), 0u16..512],
         ) {
-            let mut t = grid(g);
-            t.keep_published = (0..t.len()).map(|c| keep & (1 << c) != 0).collect();
+            let t = kept_grid(g, keep);
             let primary: Vec<bool> = (0..t.len()).map(|c| t.is_primary(c, 3)).collect();
             proptest::prop_assume!(primary.iter().any(|&p| p));
             let free: Vec<usize> = (0..t.len()).filter(|&x| !primary[x] && t.may_suppress(x)).collect();
-            let mut least: Option<usize> = None;
-            for mask in 0u32..(1 << free.len()) {
-                let mut s = primary.clone();
-                for (i, &x) in free.iter().enumerate() {
-                    if mask & (1 << i) != 0 {
-                        s[x] = true;
-                    }
-                }
-                if safe(&t, &s, &primary) {
-                    let n = mask.count_ones() as usize;
-                    least = Some(least.map_or(n, |l| l.min(n)));
-                }
-            }
+            let least = every_pattern(&primary, &free)
+                .filter(|s| safe(&t, s, &primary))
+                .map(|s| s.iter().zip(&primary).filter(|&(&x, &p)| x && !p).count())
+                .min();
             // With cuts from an exact audit of each chosen pattern: the cuts hold for every safe
             // pattern, so the bound must stay below them all.
             let cells: Vec<usize> = (0..t.len()).filter(|&x| primary[x]).collect();
@@ -1276,8 +1289,7 @@ mod tests {
             g in proptest::array::uniform2(proptest::array::uniform2(0u64..7)),
             keep in proptest::prop_oneof![proptest::strategy::Just(0u16), 0u16..512],
         ) {
-            let mut t = grid(g);
-            t.keep_published = (0..t.len()).map(|c| keep & (1 << c) != 0).collect();
+            let mut t = kept_grid(g, keep);
             t.owner = (0..t.len())
                 .map(|c| if c / 3 == 2 { NOBODY } else { (c / 3) as u32 })
                 .collect();
@@ -1288,13 +1300,7 @@ mod tests {
                 return Ok(());
             };
             let free: Vec<usize> = (0..t.len()).filter(|&x| !primary[x] && t.may_suppress(x)).collect();
-            for mask in 0u32..(1 << free.len()) {
-                let mut s = primary.clone();
-                for (i, &x) in free.iter().enumerate() {
-                    if mask & (1 << i) != 0 {
-                        s[x] = true;
-                    }
-                }
+            for s in every_pattern(&primary, &free) {
                 let safe_all = safe(&t, &s, &primary) && (0..2).all(|h| safe_against(&t, &s, &primary, h));
                 proptest::prop_assert!(!safe_all, "called impossible ({:?}), yet {s:?} is safe", impossible.cells);
             }
