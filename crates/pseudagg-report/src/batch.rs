@@ -202,12 +202,9 @@ fn reach_in(
             for &k in &of_cell[i] {
                 let p = &first.points[first.by_goal[k].expect("reached")];
                 moved.extend(
-                    comp.vars
-                        .iter()
-                        .enumerate()
-                        .filter(|&(w, _)| (p[w] - truth[w]).abs() > 1e-6)
-                        .filter(|&(_, &c)| table.district.get(c) == district)
-                        .filter_map(|(_, &c)| table.owner_of(c))
+                    moved_cells(comp, &truth, p)
+                        .filter(|&c| table.district.get(c) == district)
+                        .filter_map(|c| table.owner_of(c))
                         .filter(|&o| Some(o) != own_ge),
                 );
             }
@@ -216,57 +213,7 @@ fn reach_in(
             }
         }
     }
-    let mut uncovered: Vec<Vec<u32>> = vec![Vec::new(); cells.len()];
-    // The points the insiders' programs find, each with the gEs whose cells it moves, and per goal
-    // the points that reach it: a point that moves none of gE `h`'s cells is feasible with them
-    // held at their true values, so a goal it reaches needs no program of `h`'s own (a cell whose
-    // first certificate moved several gEs is often covered for the later ones by the point found
-    // for the first).
-    let mut moves: Vec<BTreeSet<u32>> = Vec::new();
-    let mut reaching: Vec<Vec<usize>> = vec![Vec::new(); goals.len()];
-    for (h, mine) in need {
-        let known = |k: usize| reaching[k].iter().any(|&p| !moves[p].contains(&h));
-        let open_cells: Vec<usize> = mine
-            .into_iter()
-            .filter(|&i| !of_cell[i].iter().all(|&k| known(k)))
-            .collect();
-        if open_cells.is_empty() {
-            continue;
-        }
-        let fixed: Vec<usize> = comp
-            .vars
-            .iter()
-            .enumerate()
-            .filter(|&(_, &c)| table.owner_of(c) == Some(h))
-            .map(|(v, _)| v)
-            .collect();
-        let open: Vec<usize> = open_cells
-            .iter()
-            .flat_map(|&i| of_cell[i].iter().copied())
-            .collect();
-        let again = reach.reach(&open, &fixed)?;
-        let first_point = moves.len();
-        for p in &again.points {
-            moves.push(
-                comp.vars
-                    .iter()
-                    .enumerate()
-                    .filter(|&(w, _)| (p[w] - truth[w]).abs() > 1e-6)
-                    .filter_map(|(_, &c)| table.owner_of(c))
-                    .collect(),
-            );
-        }
-        for (k, at) in again.by_goal.iter().enumerate() {
-            if let Some(at) = at {
-                reaching[k].push(first_point + at);
-            }
-        }
-        for i in open_cells {
-            if !certified(&again, i) {
-                uncovered[i].push(h);
-            }
-        }
-    }
+    let mut uncovered = insiders_apart(table, comp, &truth, &mut reach, &of_cell, need)?;
     Ok(cells
         .iter()
         .enumerate()
@@ -296,6 +243,83 @@ fn reach_in(
             (pos, outcome)
         })
         .collect())
+}
+
+/// For each cell (by its goals, `of_cell`), the gEs of `need` against which its certificate does
+/// not hold: per gE, the cells whose first certificate moved its cells are sought again with
+/// them held at their true values.
+fn insiders_apart(
+    table: &Table,
+    comp: &Component,
+    truth: &[f64],
+    reach: &mut Reach,
+    of_cell: &[Vec<usize>],
+    need: BTreeMap<u32, Vec<usize>>,
+) -> Result<Vec<Vec<u32>>, String> {
+    let mut uncovered: Vec<Vec<u32>> = vec![Vec::new(); of_cell.len()];
+    let goals = of_cell.iter().map(Vec::len).sum();
+    let certified = |r: &Reached, i: usize| of_cell[i].iter().all(|&k| r.by_goal[k].is_some());
+    // The points the insiders' programs find, each with the gEs whose cells it moves, and per goal
+    // the points that reach it: a point that moves none of gE `h`'s cells is feasible with them
+    // held at their true values, so a goal it reaches needs no program of `h`'s own (a cell whose
+    // first certificate moved several gEs is often covered for the later ones by the point found
+    // for the first).
+    let mut moves: Vec<BTreeSet<u32>> = Vec::new();
+    let mut reaching: Vec<Vec<usize>> = vec![Vec::new(); goals];
+    for (h, mine) in need {
+        let known = |k: usize| reaching[k].iter().any(|&p| !moves[p].contains(&h));
+        let open_cells: Vec<usize> = mine
+            .into_iter()
+            .filter(|&i| !of_cell[i].iter().all(|&k| known(k)))
+            .collect();
+        if open_cells.is_empty() {
+            continue;
+        }
+        let fixed: Vec<usize> = comp
+            .vars
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| table.owner_of(c) == Some(h))
+            .map(|(v, _)| v)
+            .collect();
+        let open: Vec<usize> = open_cells
+            .iter()
+            .flat_map(|&i| of_cell[i].iter().copied())
+            .collect();
+        let again = reach.reach(&open, &fixed)?;
+        let first_point = moves.len();
+        for p in &again.points {
+            moves.push(
+                moved_cells(comp, truth, p)
+                    .filter_map(|c| table.owner_of(c))
+                    .collect(),
+            );
+        }
+        for (k, at) in again.by_goal.iter().enumerate() {
+            if let Some(at) = at {
+                reaching[k].push(first_point + at);
+            }
+        }
+        for i in open_cells {
+            if !certified(&again, i) {
+                uncovered[i].push(h);
+            }
+        }
+    }
+    Ok(uncovered)
+}
+
+/// The cells of `comp` that the point `p` moves from their true values.
+fn moved_cells<'a>(
+    comp: &'a Component,
+    truth: &'a [f64],
+    p: &'a [f64],
+) -> impl Iterator<Item = usize> + 'a {
+    comp.vars
+        .iter()
+        .enumerate()
+        .filter(|&(w, _)| (p[w] - truth[w]).abs() > 1e-6)
+        .map(|(_, &c)| c)
 }
 
 #[cfg(test)]
