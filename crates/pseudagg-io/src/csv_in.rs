@@ -30,7 +30,7 @@ use csv_core::ReadRecordResult;
 use pseudagg_core::{Error, Location, Problem, Result, Schema};
 
 use crate::cell::{ColumnCheck, TextColumn};
-use crate::extract::{Chunk, Encoding, batch_of, match_columns, unique_fingerprints};
+use crate::extract::{Chunk, Encoding, Sealing, batch_of, match_columns, seal};
 use crate::hashing::HashingReader;
 
 /// Decoded chunks that may wait for the caller, beyond the one it holds.
@@ -56,8 +56,7 @@ struct DecodeContext {
     check_unread: bool,
     n_fields: usize,
     max_problems: usize,
-    /// Schema columns whose values must be unique.
-    unique: Vec<usize>,
+    sealing: Arc<Sealing>,
 }
 
 /// One chunk of records as the tokenizer found them: unescaped field bytes back to back.
@@ -305,6 +304,7 @@ impl CsvSource {
         schema: &Schema,
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
+        sealing: Arc<Sealing>,
         read: &[bool],
         check_unread: bool,
         encoding: Encoding,
@@ -312,13 +312,6 @@ impl CsvSource {
         max_problems: usize,
     ) -> Result<Self> {
         let (tokenizer, size, n_fields, mapping, consumed) = Self::header(path, schema, encoding)?;
-        let unique = schema
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.unique)
-            .map(|(i, _)| i)
-            .collect();
         let context = Arc::new(DecodeContext {
             checks,
             arrow,
@@ -328,7 +321,7 @@ impl CsvSource {
             check_unread,
             n_fields,
             max_problems,
-            unique,
+            sealing,
         });
         // Chunks are cut at `batch_rows` records or at this many bytes, whichever comes first.
         let chunk_bytes = (batch_rows * 512).clamp(1 << 20, 64 << 20);
@@ -499,15 +492,14 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             None => Arc::new(arrow_array::NullArray::new(n)) as arrow_array::ArrayRef,
         })
         .collect();
-    let fingerprints = unique_fingerprints(&arrays, &context.unique);
     let batch = batch_of(&context.arrow, arrays, !problems.is_empty());
-    Chunk {
+    seal(
+        &context.sealing,
         batch,
-        problems,
-        hidden,
-        fingerprints: Some(fingerprints),
-        raw_bytes: Some(raw.data.len() as u64),
-    }
+        raw.first_row,
+        (problems, hidden),
+        Some(raw.data.len() as u64),
+    )
 }
 
 /// Decodes a field; an empty field is the empty string (the caller treats it as null).

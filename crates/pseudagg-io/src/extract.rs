@@ -1,5 +1,5 @@
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use pseudagg_core::{ColumnClass, Error, Location, Month, Problem, Problems, Resu
 use crate::cell::{ColumnCheck, arrow_schema};
 use crate::csv_in::CsvSource;
 use crate::parquet_in::ParquetSource;
+use crate::unique::{UniqueKeys, chunk_keys};
 
 /// The character encoding of a CSV extract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +90,32 @@ pub struct ReadOptions {
     /// checked as they are split; a Parquet extract is then decoded in every column, and the
     /// others are dropped as soon as their cells are checked.
     pub check_unread: bool,
+    /// Work done on each valid chunk on the reading threads, its result handed out with the
+    /// batch ([`ExtractReader::next_worked`]).
+    pub work: Option<ChunkWork>,
+}
+
+/// Work on each valid chunk of rows, done on the reading threads (the rayon pool) as soon as the
+/// chunk is checked: counting a report's cells, say, so that the caller only merges. It gets the
+/// batch and the number of its first row (1 for the file's first data row). A chunk with a
+/// problem is not worked on: the reader hands out no batch after a problem.
+#[derive(Clone)]
+pub struct ChunkWork(Arc<dyn Fn(&RecordBatch, u64) -> Box<dyn Any + Send> + Send + Sync>);
+
+impl ChunkWork {
+    pub fn new<T: Send + 'static>(
+        work: impl Fn(&RecordBatch, u64) -> T + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(move |batch, first_row| {
+            Box::new(work(batch, first_row)) as Box<dyn Any + Send>
+        }))
+    }
+}
+
+impl std::fmt::Debug for ChunkWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChunkWork")
+    }
 }
 
 impl ReadOptions {
@@ -101,6 +128,7 @@ impl ReadOptions {
             max_problems: Problems::DEFAULT_LIMIT,
             columns: None,
             check_unread: false,
+            work: None,
         }
     }
 }
@@ -137,40 +165,84 @@ pub struct ReadSummary {
     pub format: ExtractFormat,
 }
 
-/// A chunk of rows from a source: typed columns and the problems of single cells.
+/// A chunk of rows from a source: typed columns and the problems of single cells, with what the
+/// reading thread took of it for the caller ([`seal`]).
 pub(crate) struct Chunk {
     pub(crate) batch: RecordBatch,
     pub(crate) problems: Vec<Problem>,
     /// Problems found beyond the per-column limit, only counted.
     pub(crate) hidden: usize,
-    /// For each unique column (in schema order), each row's [`fingerprint`], if the source took
-    /// them already (off the caller's thread).
-    pub(crate) fingerprints: Option<Vec<Vec<Option<u128>>>>,
+    /// For each unique column (in schema order), its sorted keys ([`chunk_keys`]).
+    pub(crate) unique_keys: Vec<Vec<u128>>,
+    /// Each month the Datenstand column names, with the first row that names it, in row order.
+    pub(crate) months: Vec<(String, u64)>,
+    /// The result of the reader's [`ChunkWork`], for a chunk without problems.
+    pub(crate) work: Option<Box<dyn Any + Send>>,
     /// The bytes of the file the chunk came from, where the source knows it.
     pub(crate) raw_bytes: Option<u64>,
 }
 
-/// Fingerprints are hashes already; the sets use their low bits as they are.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PassThrough(u64);
-
-impl Hasher for PassThrough {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
+/// What the reading threads take of each chunk they checked, shared by a source's tasks.
+pub(crate) struct Sealing {
+    /// Schema columns whose values must be unique.
+    unique: Vec<usize>,
+    month_column: Option<usize>,
+    work: Option<ChunkWork>,
 }
 
-type FingerprintSet = HashMap<u128, u64, BuildHasherDefault<PassThrough>>;
+/// Completes a checked chunk on the reading thread: the uniqueness keys, the months named, and
+/// the caller's work when the chunk has no problem.
+pub(crate) fn seal(
+    sealing: &Sealing,
+    batch: RecordBatch,
+    first_row: u64,
+    (problems, hidden): (Vec<Problem>, usize),
+    raw_bytes: Option<u64>,
+) -> Chunk {
+    let unique_keys = sealing
+        .unique
+        .iter()
+        .map(|&ci| {
+            batch
+                .column(ci)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .map(|values| chunk_keys(values, first_row))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut months: Vec<(String, u64)> = Vec::new();
+    if let Some(values) = sealing
+        .month_column
+        .and_then(|ci| batch.column(ci).as_any().downcast_ref::<StringArray>())
+    {
+        // A value repeated from the row before changes nothing: nearly every row repeats it.
+        let mut last: Option<&str> = None;
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            if last == Some(v) {
+                continue;
+            }
+            last = Some(v);
+            if !months.iter().any(|(m, _)| m == v) && v.parse::<Month>().is_ok() {
+                months.push((v.to_owned(), first_row + i as u64));
+            }
+        }
+    }
+    let work = match &sealing.work {
+        Some(work) if problems.is_empty() => Some((work.0)(&batch, first_row)),
+        _ => None,
+    };
+    Chunk {
+        batch,
+        problems,
+        hidden,
+        unique_keys,
+        months,
+        work,
+        raw_bytes,
+    }
+}
 
 enum Source {
     Csv(Box<CsvSource>),
@@ -187,9 +259,9 @@ pub struct ExtractReader {
     options: ReadOptions,
     problems: Problems,
     rows: u64,
-    month_column: Option<usize>,
     months_seen: BTreeMap<String, u64>,
-    unique: Vec<(usize, FingerprintSet)>,
+    /// For each unique column: the column and its keys so far.
+    unique: Vec<(usize, UniqueKeys)>,
     finished: bool,
 }
 
@@ -242,12 +314,25 @@ impl ExtractReader {
             keep.clone()
         };
         let arrow = projected_schema(&arrow_schema(schema), &keep);
+        let unique_columns: Vec<usize> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.unique)
+            .map(|(i, _)| i)
+            .collect();
+        let sealing = Arc::new(Sealing {
+            unique: unique_columns.clone(),
+            month_column,
+            work: options.work.clone(),
+        });
         let source = match format {
             ExtractFormat::Csv => Source::Csv(Box::new(CsvSource::open(
                 path,
                 schema,
                 checks.clone(),
                 arrow.clone(),
+                sealing.clone(),
                 &keep,
                 options.check_unread,
                 options.encoding,
@@ -259,6 +344,7 @@ impl ExtractReader {
                 schema,
                 checks.clone(),
                 arrow.clone(),
+                sealing,
                 (&decoded, &keep),
                 options.batch_rows,
                 options.max_problems,
@@ -271,17 +357,9 @@ impl ExtractReader {
             Source::Parquet(p) => usize::try_from(p.total_rows()).unwrap_or(0).min(50_000_000),
             Source::Csv(_) => 0,
         };
-        let unique = schema
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.unique)
-            .map(|(i, _)| {
-                (
-                    i,
-                    FingerprintSet::with_capacity_and_hasher(rows, BuildHasherDefault::default()),
-                )
-            })
+        let unique = unique_columns
+            .into_iter()
+            .map(|i| (i, UniqueKeys::with_capacity(rows)))
             .collect();
         Ok(Self {
             path: path.to_owned(),
@@ -292,7 +370,6 @@ impl ExtractReader {
             problems: Problems::with_limit(options.max_problems),
             options,
             rows: 0,
-            month_column,
             months_seen: BTreeMap::new(),
             unique,
             finished: false,
@@ -317,7 +394,28 @@ impl ExtractReader {
 
     /// The next batch of valid rows; `Ok(None)` at the end of a valid file. Once a problem is found
     /// the reader reads on to collect more (up to the limit) and then returns them all as an error.
+    /// Some problems (a repeated identifier, a second month) are only known at the end: act on
+    /// the batches, but publish nothing before this has returned `Ok(None)`.
     pub fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        Ok(self.next_chunk()?.map(|(batch, _)| batch))
+    }
+
+    /// The next batch of valid rows with the result of [`ReadOptions::work`] on it, as
+    /// [`Self::next_batch`].
+    ///
+    /// # Panics
+    /// When the reader was opened without work, or with work of another result type.
+    pub fn next_worked<T: 'static>(&mut self) -> Result<Option<(RecordBatch, T)>> {
+        Ok(self.next_chunk()?.map(|(batch, work)| {
+            let work = work.expect("the reader was opened with work");
+            (
+                batch,
+                *work.downcast::<T>().expect("the work's result type"),
+            )
+        }))
+    }
+
+    fn next_chunk(&mut self) -> Result<Option<(RecordBatch, Option<Box<dyn Any + Send>>)>> {
         if self.finished {
             return Ok(None);
         }
@@ -331,12 +429,15 @@ impl ExtractReader {
                 batch,
                 problems,
                 hidden,
-                fingerprints,
+                unique_keys,
+                months,
+                work,
                 raw_bytes,
             }) = chunk
             else {
                 self.finished = true;
                 self.check_months_at_end();
+                self.check_unique_at_end();
                 return if self.problems.is_empty() {
                     Ok(None)
                 } else {
@@ -348,10 +449,10 @@ impl ExtractReader {
                 self.problems.push(p);
             }
             self.problems.count_unlisted(hidden);
-            self.check_months(&batch, first_row);
-            self.check_unique(&batch, fingerprints.as_deref(), raw_bytes, first_row);
+            self.check_months(&months);
+            self.add_unique(&unique_keys, raw_bytes, batch.num_rows());
             if self.problems.is_empty() {
-                return Ok(Some(batch));
+                return Ok(Some((batch, work)));
             }
             // After the first problem no batch is handed out; reading goes on to count them all.
         }
@@ -393,29 +494,15 @@ impl ExtractReader {
         }
     }
 
-    fn check_months(&mut self, batch: &RecordBatch, first_row: u64) {
-        let Some(ci) = self.month_column else { return };
+    fn check_months(&mut self, months: &[(String, u64)]) {
         let wanted = self.options.month.to_string();
-        let values = batch
-            .column(ci)
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .expect("datenstand is a str column");
-        // A value repeated from the row before changes nothing: nearly every row repeats it.
-        let mut last: Option<&str> = None;
-        for (i, v) in values.iter().enumerate() {
-            let Some(v) = v else { continue };
-            if last == Some(v) {
-                continue;
-            }
-            last = Some(v);
-            if !self.months_seen.contains_key(v) && v.parse::<Month>().is_ok() {
-                let row = first_row + i as u64;
-                self.months_seen.insert(v.to_owned(), row);
-                if v != wanted {
+        for (v, row) in months {
+            if !self.months_seen.contains_key(v) {
+                self.months_seen.insert(v.clone(), *row);
+                if *v != wanted {
                     // A month is not personal data; naming it tells the steward what to fix.
                     self.problems.push(Problem::new(
-                        Location::cell(row, None, "datenstand"),
+                        Location::cell(*row, None, "datenstand"),
                         format!(
                             "holds the Datenstand {v}, but the run is for {wanted}; \
                              use the extract of {wanted} or run with --month {v}"
@@ -441,54 +528,37 @@ impl ExtractReader {
         }
     }
 
-    fn check_unique(
-        &mut self,
-        batch: &RecordBatch,
-        fingerprints: Option<&[Vec<Option<u128>>]>,
-        raw_bytes: Option<u64>,
-        first_row: u64,
-    ) {
+    /// Files a chunk's uniqueness keys; repeats are found at the end.
+    fn add_unique(&mut self, keys: &[Vec<u128>], raw_bytes: Option<u64>, rows: usize) {
         if let (Some(bytes), Some((_, seen))) = (raw_bytes, self.unique.first())
             && seen.is_empty()
-            && batch.num_rows() > 0
+            && rows > 0
         {
-            // One guess of the row count from the first chunk, so the sets do not grow (and
+            // One guess of the row count from the first chunk, so the buckets do not grow (and
             // briefly double) a dozen times on a national extract.
             let (_, total) = self.progress();
-            let per_row = (bytes as f64 / batch.num_rows() as f64).max(1.0);
+            let per_row = (bytes as f64 / rows as f64).max(1.0);
             let estimate = ((total as f64 / per_row) * 1.05).min(50e6) as usize;
             for (_, seen) in &mut self.unique {
                 seen.reserve(estimate);
             }
         }
-        for (u, (ci, seen)) in self.unique.iter_mut().enumerate() {
-            let name = &self.checks[*ci].spec.name;
-            let computed;
-            let prints: &[Option<u128>] = if let Some(f) = fingerprints {
-                &f[u]
-            } else {
-                let Some(values) = batch.column(*ci).as_any().downcast_ref::<StringArray>() else {
-                    continue;
-                };
-                computed = values
-                    .iter()
-                    .map(|v| v.map(fingerprint))
-                    .collect::<Vec<_>>();
-                &computed
-            };
-            seen.reserve(prints.len());
-            for (i, print) in prints.iter().enumerate() {
-                let Some(print) = print else { continue };
-                let row = first_row + i as u64;
-                if let Some(earlier) = seen.insert(*print, row) {
-                    self.problems.push(Problem::new(
-                        Location::cell(row, None, name.clone()),
-                        format!(
-                            "repeats the value of row {earlier}; each row is one person, \
-                             so `{name}` must be unique: remove the duplicate row"
-                        ),
-                    ));
-                }
+        for ((_, seen), keys) in self.unique.iter_mut().zip(keys) {
+            seen.add(keys);
+        }
+    }
+
+    fn check_unique_at_end(&mut self) {
+        for (ci, seen) in std::mem::take(&mut self.unique) {
+            let name = &self.checks[ci].spec.name;
+            for (row, earlier) in seen.repeats() {
+                self.problems.push(Problem::new(
+                    Location::cell(row, None, name.clone()),
+                    format!(
+                        "repeats the value of row {earlier}; each row is one person, \
+                         so `{name}` must be unique: remove the duplicate row"
+                    ),
+                ));
             }
         }
     }
@@ -535,32 +605,6 @@ pub(crate) fn batch_of(
     };
     RecordBatch::try_new(schema, arrays)
         .expect("columns are built to the schema's types and length")
-}
-
-/// A 128-bit fingerprint for duplicate detection without keeping the values.
-pub(crate) fn fingerprint(value: &str) -> u128 {
-    let mut a = DefaultHasher::new();
-    value.hash(&mut a);
-    let mut b = DefaultHasher::new();
-    (0x5eed_u16, value).hash(&mut b);
-    (u128::from(a.finish()) << 64) | u128::from(b.finish())
-}
-
-/// The fingerprints of the `unique` columns of a chunk, row by row (`None` for a null).
-pub(crate) fn unique_fingerprints(
-    arrays: &[arrow_array::ArrayRef],
-    unique: &[usize],
-) -> Vec<Vec<Option<u128>>> {
-    unique
-        .iter()
-        .map(|&ci| {
-            arrays[ci]
-                .as_any()
-                .downcast_ref::<StringArray>()
-                .map(|values| values.iter().map(|v| v.map(fingerprint)).collect())
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// Matches a file's column names to the schema: every schema column must be there once, and no

@@ -16,10 +16,12 @@ mod hashing;
 mod output;
 mod parquet_in;
 mod parquet_out;
+mod unique;
 
 pub use cell::{arrow_field, arrow_schema, parse_bool, parse_date, text_column_to_array};
 pub use extract::{
-    Encoding, ExtractFormat, ExtractReader, InputNote, ReadOptions, ReadSummary, check_header,
+    ChunkWork, Encoding, ExtractFormat, ExtractReader, InputNote, ReadOptions, ReadSummary,
+    check_header,
 };
 pub use hashing::{sha256_file, sha256_hex};
 pub use output::{OutputLock, PublishHook, StagingDir, check_replaceable};

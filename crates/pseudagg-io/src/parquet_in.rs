@@ -17,7 +17,7 @@ use pseudagg_core::{ColumnType, Error, Location, Problem, Problems, Result, Sche
 use rustc_hash::FxHashMap;
 
 use crate::cell::ColumnCheck;
-use crate::extract::{Chunk, batch_of, match_columns, unique_fingerprints};
+use crate::extract::{Chunk, Sealing, batch_of, match_columns, seal};
 use crate::hashing::sha256_file;
 
 /// Reads the file's row groups on the rayon pool, at most [`IN_FLIGHT`] ahead of the caller, each
@@ -44,8 +44,7 @@ struct CheckContext {
     /// For each schema column: is it handed on once checked, or dropped (a `Null` column)?
     keep: Vec<bool>,
     max_problems: usize,
-    /// Schema columns whose values must be unique.
-    unique: Vec<usize>,
+    sealing: Arc<Sealing>,
 }
 
 /// Row groups decoded or being decoded ahead of the caller: one per core of a small machine.
@@ -149,6 +148,7 @@ impl ParquetSource {
         schema: &Schema,
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
+        sealing: Arc<Sealing>,
         (read, keep): (&[bool], &[bool]),
         batch_rows: usize,
         max_problems: usize,
@@ -185,13 +185,7 @@ impl ParquetSource {
             position,
             keep: keep.to_vec(),
             max_problems,
-            unique: schema
-                .columns
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.unique)
-                .map(|(i, _)| i)
-                .collect(),
+            sealing,
         });
         let groups: Vec<(usize, u64)> = metadata
             .row_groups()
@@ -421,15 +415,14 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
         });
     }
     problems.sort_by_key(|p| p.location.row);
-    let fingerprints = unique_fingerprints(&arrays, &context.unique);
     let batch = batch_of(&context.arrow, arrays, !problems.is_empty());
-    Ok(Chunk {
+    Ok(seal(
+        &context.sealing,
         batch,
-        problems,
-        hidden,
-        fingerprints: Some(fingerprints),
-        raw_bytes: None,
-    })
+        first_row,
+        (problems, hidden),
+        None,
+    ))
 }
 
 /// Parquet's own messages describe structure, but cut them short and drop quoted parts in case a

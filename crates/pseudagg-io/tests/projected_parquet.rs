@@ -227,3 +227,73 @@ fn a_bad_value_repeated_over_many_rows_is_named_in_every_row() {
         );
     }
 }
+
+/// Work done on the reading threads comes with its batch, in file order, and sees the batch's
+/// first row number: the same for a CSV and a Parquet extract, whatever the threads did.
+#[test]
+fn chunk_work_comes_with_its_batch_and_its_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let parquet = sample_parquet(dir.path(), |_, _, _| None);
+    let ge = schema().index_of("ge_nr").unwrap();
+    for path in [Path::new(SAMPLE), parquet.as_path()] {
+        let mut o = options(Some(vec![ge]));
+        // The work: the batch's first row, its length and its gE numbers joined.
+        o.work = Some(pseudagg_io::ChunkWork::new(
+            move |batch: &RecordBatch, first_row| {
+                let ges = batch
+                    .column(ge)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap();
+                (
+                    first_row,
+                    batch.num_rows(),
+                    ges.iter().flatten().collect::<Vec<_>>().join(","),
+                )
+            },
+        ));
+        let mut reader = ExtractReader::open(path, &schema(), o).unwrap();
+        let mut next_row = 1;
+        let mut batches = 0;
+        while let Some((batch, (first_row, rows, ges))) =
+            reader.next_worked::<(u64, usize, String)>().unwrap()
+        {
+            assert_eq!(first_row, next_row, "{}", path.display());
+            assert_eq!(rows, batch.num_rows());
+            assert_eq!(ges, cells(&[batch], ge).join(","));
+            next_row += rows as u64;
+            batches += 1;
+        }
+        reader.finish().unwrap();
+        assert_eq!(next_row, 2001);
+        assert!(batches > 7, "{batches} batches");
+    }
+}
+
+/// A customer number repeated in another row group is found (at the end of reading: the row
+/// groups are checked on different threads), with the first row that holds it.
+#[test]
+fn a_repeated_identifier_is_found_across_row_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = cells(&read(Path::new(SAMPLE), None).unwrap(), 0)[0].clone();
+    let path = sample_parquet(dir.path(), |i, column, _| {
+        (column == "kundennummer" && (i == 1499 || i == 1999)).then(|| first.clone())
+    });
+    let Err(Error::Input { problems, .. }) = read(&path, Some(vec![])) else {
+        panic!("the repeats were not found");
+    };
+    let found: Vec<(Option<u64>, String)> = problems
+        .items()
+        .iter()
+        .map(|p| (p.location.row, p.message.clone()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].0, Some(1500));
+    assert_eq!(found[1].0, Some(2000));
+    assert!(
+        found
+            .iter()
+            .all(|(_, m)| m.starts_with("repeats the value of row 1;"))
+    );
+    assert!(found.iter().all(|(_, m)| !m.contains(&first)));
+}
