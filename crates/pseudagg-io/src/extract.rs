@@ -100,14 +100,18 @@ pub struct ReadOptions {
 /// batch and the number of its first row (1 for the file's first data row). A chunk with a
 /// problem is not worked on: the reader hands out no batch after a problem.
 #[derive(Clone)]
-pub struct ChunkWork(Arc<dyn Fn(&RecordBatch, u64) -> Box<dyn Any + Send> + Send + Sync>);
+pub struct ChunkWork(Arc<WorkFn>);
+
+/// The result of a [`ChunkWork`] on one chunk, before the caller names its type.
+type Worked = Box<dyn Any + Send>;
+type WorkFn = dyn Fn(&RecordBatch, u64) -> Worked + Send + Sync;
 
 impl ChunkWork {
     pub fn new<T: Send + 'static>(
         work: impl Fn(&RecordBatch, u64) -> T + Send + Sync + 'static,
     ) -> Self {
         Self(Arc::new(move |batch, first_row| {
-            Box::new(work(batch, first_row)) as Box<dyn Any + Send>
+            Box::new(work(batch, first_row)) as Worked
         }))
     }
 }
@@ -177,7 +181,7 @@ pub(crate) struct Chunk {
     /// Each month the Datenstand column names, with the first row that names it, in row order.
     pub(crate) months: Vec<(String, u64)>,
     /// The result of the reader's [`ChunkWork`], for a chunk without problems.
-    pub(crate) work: Option<Box<dyn Any + Send>>,
+    pub(crate) work: Option<Worked>,
     /// The bytes of the file the chunk came from, where the source knows it.
     pub(crate) raw_bytes: Option<u64>,
 }
@@ -415,7 +419,7 @@ impl ExtractReader {
         }))
     }
 
-    fn next_chunk(&mut self) -> Result<Option<(RecordBatch, Option<Box<dyn Any + Send>>)>> {
+    fn next_chunk(&mut self) -> Result<Option<(RecordBatch, Option<Worked>)>> {
         if self.finished {
             return Ok(None);
         }

@@ -143,6 +143,7 @@ impl ParquetSource {
         Ok((builder, size, mapping))
     }
 
+    #[allow(clippy::too_many_arguments)] // the reader's settings, each passed on as it is
     pub(crate) fn open(
         path: &Path,
         schema: &Schema,
