@@ -96,7 +96,9 @@ impl UniqueKeys {
             .buckets
             .into_par_iter()
             .flat_map_iter(|mut bucket| {
-                // The bucket is a sequence of sorted runs: the stable sort merges them.
+                // The bucket is a sequence of sorted runs: the stable sort finds and merges them
+                // (an unstable sort would not use them).
+                #[allow(clippy::stable_sort_primitive)]
                 bucket.sort();
                 let mut out = Vec::new();
                 let mut first: Option<(u128, u64)> = None;
