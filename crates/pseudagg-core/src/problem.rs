@@ -146,6 +146,15 @@ impl Problems {
         }
     }
 
+    /// Adds `other`'s problems, listed and unlisted, after these (up to this list's limit).
+    pub fn append(&mut self, other: Self) {
+        let unlisted = other.total - other.items.len();
+        for p in other.items {
+            self.push(p);
+        }
+        self.count_unlisted(unlisted);
+    }
+
     /// Counts problems that are not listed (found beyond a limit elsewhere).
     pub fn count_unlisted(&mut self, n: usize) {
         self.total += n;

@@ -51,6 +51,43 @@ pub struct Counter<'a> {
     /// The gEs come from a register: a gE of the extract outside it is an error.
     registered: bool,
     problems: Problems,
+    /// A row's gE disagreed with an earlier row's (RD or name), or is outside the register.
+    ge_problem: bool,
+}
+
+/// One chunk of rows counted on a reading thread, apart from every other chunk: its gEs are
+/// numbered in the order the chunk names them. [`Counter::merge`] adds it to the report's counts.
+#[derive(Debug)]
+pub struct Partial {
+    counts: Counts,
+    first_row_of: HashMap<usize, u64>,
+    problems: Problems,
+    ge_problem: bool,
+    classes: Vec<Option<RowClass>>,
+}
+
+impl Partial {
+    /// Counts `batch`, whose first row is `first_row`, for `plan` (see [`Counter::add_classified`]
+    /// for `classify`).
+    #[must_use]
+    pub fn count(
+        plan: &ReportPlan,
+        month_end_days: i32,
+        batch: &RecordBatch,
+        first_row: u64,
+        classify: bool,
+    ) -> Self {
+        let mut c = Counter::new(plan, month_end_days);
+        c.counts.rows_read = first_row - 1;
+        let classes = c.count(batch, classify);
+        Self {
+            counts: c.counts,
+            first_row_of: c.first_row_of,
+            problems: c.problems,
+            ge_problem: c.ge_problem,
+            classes,
+        }
+    }
 }
 
 /// Reads a gE register: a CSV `ge_nr;rd;ge_name` with that header, UTF-8, one gE a line. Every gE
@@ -164,6 +201,7 @@ impl<'a> Counter<'a> {
             first_row_of: HashMap::new(),
             registered: false,
             problems: Problems::default(),
+            ge_problem: false,
         }
     }
 
@@ -192,6 +230,72 @@ impl<'a> Counter<'a> {
     /// outside the population or refused. Reports protected together build their atoms from it.
     pub fn add_classified(&mut self, batch: &RecordBatch) -> Vec<Option<RowClass>> {
         self.count(batch, true)
+    }
+
+    /// Adds `partial`, the count of `batch` on a reading thread ([`Partial::count`]), and says
+    /// where each row was counted as [`Self::add_classified`] does (with `classify`; else the list
+    /// is empty). The batches come in file order. Where the chunk's gEs disagree with those
+    /// counted before (their RD or name, or the register), the batch is counted again here row by
+    /// row, so that each row's problem is named as a count on one thread names it.
+    pub fn merge(
+        &mut self,
+        partial: Partial,
+        batch: &RecordBatch,
+        classify: bool,
+    ) -> Vec<Option<RowClass>> {
+        debug_assert_eq!(
+            partial.counts.rows_read,
+            self.counts.rows_read + batch.num_rows() as u64,
+            "chunks merge in file order"
+        );
+        // Each of the chunk's gEs: the report's index, or `None` for a gE not seen before.
+        let mut known: Vec<Option<usize>> = Vec::with_capacity(partial.counts.ges.len());
+        let agrees = !partial.ge_problem
+            && partial.counts.ges.iter().all(|g| {
+                let gi = self.index.get(&g.nr).copied();
+                known.push(gi);
+                gi.map_or(!self.registered, |gi| {
+                    let info = &self.counts.ges[gi];
+                    info.rd == g.rd && (self.registered || info.name == g.name)
+                })
+            });
+        if !agrees {
+            return self.count(batch, classify);
+        }
+        let Partial {
+            counts,
+            first_row_of,
+            problems,
+            classes,
+            ..
+        } = partial;
+        let mut global = Vec::with_capacity(known.len());
+        for (local, (ge, values)) in counts.ges.into_iter().zip(counts.values).enumerate() {
+            let gi = known[local].unwrap_or_else(|| {
+                let gi = self.counts.ges.len();
+                self.index.insert(ge.nr.clone(), gi);
+                self.first_row_of.insert(gi, first_row_of[&local]);
+                self.counts.ges.push(ge);
+                self.counts.values.push(vec![0; values.len()]);
+                gi
+            });
+            for (total, v) in self.counts.values[gi].iter_mut().zip(values) {
+                *total += v;
+            }
+            global.push(gi);
+        }
+        self.counts.rows_read = counts.rows_read;
+        self.counts.rows_counted += counts.rows_counted;
+        self.problems.append(problems);
+        classes
+            .into_iter()
+            .map(|c| {
+                c.map(|c| RowClass {
+                    ge: global[c.ge as usize] as u32,
+                    ..c
+                })
+            })
+            .collect()
     }
 
     /// Counts one batch; with `classify`, also says where each row was counted (else the list is
@@ -355,6 +459,7 @@ impl<'a> Counter<'a> {
             }
             *slot = gi;
         }
+        self.ge_problem |= gi_of_row.contains(&usize::MAX);
         gi_of_row
     }
 
@@ -364,6 +469,139 @@ impl<'a> Counter<'a> {
             Ok(self.counts)
         } else {
             Err(self.problems)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, StringArray};
+    use pseudagg_io::{ExtractReader, ReadOptions, parse_date};
+
+    use super::*;
+
+    fn plan() -> ReportPlan {
+        ReportPlan::load(Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../pipelines/gefluechtete.toml"
+        )))
+        .unwrap()
+    }
+
+    fn month_end() -> i32 {
+        parse_date("2025-03-31").unwrap()
+    }
+
+    /// The committed sample in batches of `rows`.
+    fn batches(plan: &ReportPlan, rows: usize) -> Vec<RecordBatch> {
+        let sample = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/opds-person-2025-03.csv"
+        );
+        let mut read = ReadOptions::new("2025-03".parse().unwrap());
+        read.batch_rows = rows;
+        let mut reader = ExtractReader::open(Path::new(sample), &plan.schema, read).unwrap();
+        let mut out = Vec::new();
+        while let Some(b) = reader.next_batch().unwrap() {
+            out.push(b);
+        }
+        out
+    }
+
+    /// Counted on one thread, batch by batch.
+    fn in_one(
+        plan: &ReportPlan,
+        batches: &[RecordBatch],
+    ) -> (Result<Counts, Problems>, Vec<RowClass>) {
+        let mut c = Counter::new(plan, month_end());
+        let classes = batches
+            .iter()
+            .flat_map(|b| c.add_classified(b))
+            .flatten()
+            .collect();
+        (c.finish(), classes)
+    }
+
+    /// Counted chunk by chunk apart, then merged.
+    fn merged(
+        plan: &ReportPlan,
+        batches: &[RecordBatch],
+    ) -> (Result<Counts, Problems>, Vec<RowClass>) {
+        let mut c = Counter::new(plan, month_end());
+        let mut first_row = 1;
+        let mut classes = Vec::new();
+        for b in batches {
+            let partial = Partial::count(plan, month_end(), b, first_row, true);
+            classes.extend(c.merge(partial, b, true).into_iter().flatten());
+            first_row += b.num_rows() as u64;
+        }
+        (c.finish(), classes)
+    }
+
+    fn same_counts(a: &Counts, b: &Counts) {
+        assert_eq!(a.ges, b.ges);
+        assert_eq!(a.values, b.values);
+        assert_eq!((a.rows_read, a.rows_counted), (b.rows_read, b.rows_counted));
+    }
+
+    #[test]
+    fn chunks_counted_apart_and_merged_count_as_one_pass() {
+        let plan = plan();
+        let (whole, whole_classes) = in_one(&plan, &batches(&plan, 1 << 16));
+        let whole = whole.unwrap();
+        assert!(whole.rows_counted > 0 && whole.ges.len() > 100);
+        for rows in [1, 7, 150, 1999] {
+            let (counts, classes) = merged(&plan, &batches(&plan, rows));
+            same_counts(&counts.unwrap(), &whole);
+            assert_eq!(classes, whole_classes, "batches of {rows}");
+        }
+    }
+
+    /// Batches of `rows` where `row` (0-based in the file) names another RD for its gE.
+    fn with_rd_moved(plan: &ReportPlan, rows: usize, row: usize) -> Vec<RecordBatch> {
+        let mut left = row;
+        batches(plan, rows)
+            .into_iter()
+            .map(|b| {
+                if left >= b.num_rows() {
+                    left -= b.num_rows();
+                    return b;
+                }
+                let rd = b.column(plan.rd_column).as_string::<i32>();
+                let moved: StringArray = (0..b.num_rows())
+                    .map(|i| Some(if i == left { "ZZ" } else { rd.value(i) }))
+                    .collect();
+                left = usize::MAX;
+                let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+                columns[plan.rd_column] = Arc::new(moved);
+                RecordBatch::try_new(b.schema(), columns).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ge_under_two_rds_in_different_chunks_is_named_as_in_one_pass() {
+        let plan = plan();
+        // Row 1,500 of the file moves its gE; the gE's first row is earlier, in another chunk.
+        let (Err(whole), _) = in_one(&plan, &with_rd_moved(&plan, 1 << 16, 1499)) else {
+            panic!("the moved gE was not found in one pass");
+        };
+        assert_eq!(whole.total(), 1);
+        let problem = &whole.items()[0];
+        assert_eq!(problem.location.row, Some(1500));
+        assert!(
+            problem.message.contains("under RD ZZ"),
+            "{}",
+            problem.message
+        );
+        for rows in [1, 100, 1499, 1500] {
+            let (Err(found), _) = merged(&plan, &with_rd_moved(&plan, rows, 1499)) else {
+                panic!("batches of {rows}: the moved gE was not found");
+            };
+            assert_eq!(found.items(), whole.items(), "batches of {rows}");
         }
     }
 }

@@ -28,7 +28,7 @@ mod run;
 pub mod suppress;
 pub mod table;
 
-pub use aggregate::{Counter, Counts, GeInfo, RowClass, read_register};
+pub use aggregate::{Counter, Counts, GeInfo, Partial, RowClass, read_register};
 pub use output::footnotes;
 pub use plan::ReportPlan;
 pub use run::{

@@ -1,14 +1,16 @@
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use arrow_array::RecordBatch;
 use pseudagg_core::{Error, Month, Result, TOOL_VERSION};
 use pseudagg_io::{
-    Encoding, ExtractReader, FileInfo, InputNote, ReadOptions, StagingDir, parse_date,
+    ChunkWork, Encoding, ExtractReader, FileInfo, InputNote, ReadOptions, StagingDir, parse_date,
 };
 use rayon::prelude::*;
 use serde::Serialize;
 use tracing::{info, info_span};
 
-use crate::aggregate::{Counter, read_register};
+use crate::aggregate::{Counter, Partial, read_register};
 use crate::joint::{self, AtomCounter, Release, ReleaseHead, Released};
 use crate::layout::{Level, ReportTable};
 use crate::output::{Published, is_folder_code, scopes};
@@ -236,7 +238,6 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     columns.sort_unstable();
     columns.dedup();
     read.columns = Some(columns);
-    let mut reader = ExtractReader::open(&options.input, &plan.schema, read)?;
     let month_end =
         parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
     let register = options
@@ -244,8 +245,23 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         .as_deref()
         .map(read_register)
         .transpose()?;
-    let mut counters: Vec<Counter> = std::iter::once(plan)
-        .chain(&fixed_plans)
+    // Each chunk is counted on the reading threads, by every report of the month; the counts
+    // are merged here in file order.
+    let classify = !fixed_plans.is_empty();
+    let plans: Arc<Vec<ReportPlan>> =
+        Arc::new(std::iter::once(plan).chain(&fixed_plans).cloned().collect());
+    read.work = Some(ChunkWork::new({
+        let plans = plans.clone();
+        move |batch: &RecordBatch, first_row| {
+            plans
+                .iter()
+                .map(|p| Partial::count(p, month_end, batch, first_row, classify))
+                .collect::<Vec<_>>()
+        }
+    }));
+    let mut reader = ExtractReader::open(&options.input, &plan.schema, read)?;
+    let mut counters: Vec<Counter> = plans
+        .iter()
         .map(|p| match &register {
             Some(r) => Counter::with_register(p, month_end, r.clone()),
             None => Counter::new(p, month_end),
@@ -254,14 +270,13 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     let mut atoms = AtomCounter::default();
     {
         let _s = info_span!("aggregate", reports = counters.len()).entered();
-        while let Some(batch) = reader.next_batch()? {
-            if counters.len() == 1 {
-                counters[0].add(&batch);
-            } else {
-                let classes: Vec<_> = counters
-                    .iter_mut()
-                    .map(|c| c.add_classified(&batch))
-                    .collect();
+        while let Some((batch, partials)) = reader.next_worked::<Vec<Partial>>()? {
+            let classes: Vec<_> = counters
+                .iter_mut()
+                .zip(partials)
+                .map(|(c, p)| c.merge(p, &batch, classify))
+                .collect();
+            if classify {
                 atoms.add(&classes);
             }
             if let Some(progress) = options.progress {
