@@ -90,6 +90,11 @@ pub struct ReadOptions {
     /// checked as they are split; a Parquet extract is then decoded in every column, and the
     /// others are dropped as soon as their cells are checked.
     pub check_unread: bool,
+    /// With `columns`: a Parquet extract's text columns among them come as
+    /// `Dictionary(Int32, Utf8)` arrays (see [`crate::TextArray`]), each distinct value checked
+    /// once and no value copied per row; unique columns and the Datenstand still come as `Utf8`,
+    /// and so does every column of a CSV extract.
+    pub dictionaries: bool,
     /// Work done on each valid chunk on the reading threads, its result handed out with the
     /// batch ([`ExtractReader::next_worked`]).
     pub work: Option<ChunkWork>,
@@ -132,6 +137,7 @@ impl ReadOptions {
             max_problems: Problems::DEFAULT_LIMIT,
             columns: None,
             check_unread: false,
+            dictionaries: false,
             work: None,
         }
     }
@@ -317,7 +323,21 @@ impl ExtractReader {
         } else {
             keep.clone()
         };
-        let arrow = projected_schema(&arrow_schema(schema), &keep);
+        // The text columns handed on as dictionaries.
+        let dictionary: Vec<bool> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                options.dictionaries
+                    && format == ExtractFormat::Parquet
+                    && c.ty == pseudagg_core::ColumnType::Str
+                    && !c.unique
+                    && Some(i) != month_column
+                    && options.columns.as_ref().is_some_and(|w| w.contains(&i))
+            })
+            .collect();
+        let arrow = projected_schema(&arrow_schema(schema), &keep, &dictionary);
         let unique_columns: Vec<usize> = schema
             .columns
             .iter()
@@ -349,7 +369,7 @@ impl ExtractReader {
                 checks.clone(),
                 arrow.clone(),
                 sealing,
-                (&decoded, &keep),
+                (&decoded, &keep, &dictionary),
                 options.batch_rows,
                 options.max_problems,
             )?)),
@@ -568,22 +588,27 @@ impl ExtractReader {
     }
 }
 
-/// The batches' schema when only the `read` columns are read: the others are `Null` columns.
-fn projected_schema(arrow: &Arc<ArrowSchema>, read: &[bool]) -> Arc<ArrowSchema> {
-    if read.iter().all(|&r| r) {
+/// The batches' schema when only the `read` columns are read (the others are `Null` columns),
+/// and the `dictionary` ones come dictionary-encoded.
+fn projected_schema(
+    arrow: &Arc<ArrowSchema>,
+    read: &[bool],
+    dictionary: &[bool],
+) -> Arc<ArrowSchema> {
+    if read.iter().all(|&r| r) && !dictionary.contains(&true) {
         return arrow.clone();
     }
     Arc::new(ArrowSchema::new(
         arrow
             .fields()
             .iter()
-            .zip(read)
-            .map(|(f, &r)| {
-                if r {
-                    f.as_ref().clone()
-                } else {
+            .zip(read.iter().zip(dictionary))
+            .map(|(f, (&r, &d))| match (r, d) {
+                (false, _) => {
                     arrow_schema::Field::new(f.name(), arrow_schema::DataType::Null, true)
                 }
+                (true, true) => f.as_ref().clone().with_data_type(crate::dictionary_text()),
+                (true, false) => f.as_ref().clone(),
             })
             .collect::<Vec<_>>(),
     ))

@@ -16,6 +16,7 @@ mod hashing;
 mod output;
 mod parquet_in;
 mod parquet_out;
+mod text;
 mod unique;
 
 pub use cell::{arrow_field, arrow_schema, parse_bool, parse_date, text_column_to_array};
@@ -29,3 +30,4 @@ pub use parquet_out::{
     DATA_FOLDER, FileInfo, PartitionSpill, PartitionedWriter, writer_properties,
     writer_properties_with,
 };
+pub use text::{TextArray, dictionary_text};

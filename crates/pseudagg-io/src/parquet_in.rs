@@ -19,6 +19,7 @@ use rustc_hash::FxHashMap;
 use crate::cell::ColumnCheck;
 use crate::extract::{Chunk, Sealing, batch_of, match_columns, seal};
 use crate::hashing::sha256_file;
+use crate::text::TextArray;
 
 /// Reads the file's row groups on the rayon pool, at most [`IN_FLIGHT`] ahead of the caller, each
 /// decoded in the columns wanted only and checked there; the caller gets the batches in file order.
@@ -43,6 +44,8 @@ struct CheckContext {
     position: Vec<Option<usize>>,
     /// For each schema column: is it handed on once checked, or dropped (a `Null` column)?
     keep: Vec<bool>,
+    /// For each schema column: is it handed on dictionary-encoded (a text column)?
+    dictionary: Vec<bool>,
     max_problems: usize,
     sealing: Arc<Sealing>,
 }
@@ -150,7 +153,7 @@ impl ParquetSource {
         checks: Arc<Vec<ColumnCheck>>,
         arrow: Arc<ArrowSchema>,
         sealing: Arc<Sealing>,
-        (read, keep): (&[bool], &[bool]),
+        (read, keep, dictionary): (&[bool], &[bool], &[bool]),
         batch_rows: usize,
         max_problems: usize,
     ) -> Result<Self> {
@@ -170,13 +173,32 @@ impl ParquetSource {
             .map(|(fi, &r)| r.then(|| wanted.binary_search(fi).expect("a wanted column")))
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-        let reader_metadata =
-            ArrowReaderMetadata::try_new(metadata.clone(), ArrowReaderOptions::new()).map_err(
-                |e| Error::Format {
-                    path: path.to_owned(),
-                    reason: sanitise(&e.to_string()),
-                },
-            )?;
+        // Text columns wanted as dictionaries are decoded as such: the row groups' dictionary pages
+        // are kept, and each row is a key (a column stored without one is encoded as it is read).
+        let file_schema = builder.schema().clone();
+        let mut fields: Vec<arrow_schema::Field> = file_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        for (&fi, _) in mapping.iter().zip(dictionary).filter(|(_, d)| **d) {
+            if is_text(fields[fi].data_type()) {
+                let f = fields[fi].clone().with_data_type(crate::dictionary_text());
+                fields[fi] = f;
+            }
+        }
+        let hint = Arc::new(ArrowSchema::new_with_metadata(
+            fields,
+            file_schema.metadata().clone(),
+        ));
+        let reader_metadata = ArrowReaderMetadata::try_new(
+            metadata.clone(),
+            ArrowReaderOptions::new().with_schema(hint),
+        )
+        .map_err(|e| Error::Format {
+            path: path.to_owned(),
+            reason: sanitise(&e.to_string()),
+        })?;
         drop(builder);
         let sha256 = sha256_file(path)?;
         let context = Arc::new(CheckContext {
@@ -185,6 +207,7 @@ impl ParquetSource {
             arrow,
             position,
             keep: keep.to_vec(),
+            dictionary: dictionary.to_vec(),
             max_problems,
             sealing,
         });
@@ -353,15 +376,25 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
     let mut problems = Vec::new();
     let mut hidden = 0;
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(checks.len());
-    for ((check, &at), &keep) in checks.iter().zip(&context.position).zip(&context.keep) {
+    for (((check, &at), &keep), &dictionary) in checks
+        .iter()
+        .zip(&context.position)
+        .zip(&context.keep)
+        .zip(&context.dictionary)
+    {
         let Some(at) = at else {
             // Not read: checked by name and type in the file's schema only.
             arrays.push(Arc::new(NullArray::new(batch.num_rows())) as ArrayRef);
             continue;
         };
         let mut column = batch.column(at).clone();
-        if check.spec.ty == ColumnType::Str && column.data_type() != &DataType::Utf8 {
-            column = arrow_cast::cast(&column, &DataType::Utf8).map_err(|_| Error::Format {
+        let text = if dictionary {
+            crate::dictionary_text()
+        } else {
+            DataType::Utf8
+        };
+        if check.spec.ty == ColumnType::Str && column.data_type() != &text {
+            column = arrow_cast::cast(&column, &text).map_err(|_| Error::Format {
                 path: context.path.clone(),
                 reason: format!("column `{}` cannot be read as text", check.spec.name),
             })?;
@@ -381,33 +414,25 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
                 report(i, check.null_message());
             }
         }
-        if let Some(strings) = column.as_any().downcast_ref::<StringArray>() {
-            // Most columns repeat a few values (categories, gE numbers): each distinct value of
-            // the batch is checked once. A column with more than `MEMO_MAX` distinct values
-            // checks the rest cell by cell. A value that fails is checked again in each cell, for
-            // the cell's own message.
-            let mut memo: FxHashMap<&str, bool> = FxHashMap::default();
-            let mut memo_on = true;
-            for (i, v) in strings.iter().enumerate() {
-                match v {
-                    Some("") if !check.spec.nullable => report(i, check.null_message()),
-                    Some(v) if !v.is_empty() => {
-                        let known = if memo_on { memo.get(v).copied() } else { None };
-                        let ok = known.unwrap_or_else(|| {
-                            let ok = check.check_str(v).is_ok();
-                            if memo_on {
-                                memo.insert(v, ok);
-                                memo_on = memo.len() < MEMO_MAX;
-                            }
-                            ok
-                        });
-                        if !ok && let Err(message) = check.check_str(v) {
-                            report(i, message);
-                        }
-                    }
-                    _ => {}
+        match TextArray::of(column.as_ref()) {
+            Some(TextArray::Plain(strings)) => check_plain(check, strings, &mut report),
+            Some(TextArray::Dictionary { keys, values }) => {
+                if keys
+                    .iter()
+                    .flatten()
+                    .any(|k| usize::try_from(k).map_or(true, |k| k >= values.len()))
+                {
+                    return Err(Error::Format {
+                        path: context.path.clone(),
+                        reason: format!(
+                            "column `{}` holds a dictionary key beyond its dictionary (damaged file?)",
+                            check.spec.name
+                        ),
+                    });
                 }
+                check_dictionary(check, keys, values, &mut report);
             }
+            None => {}
         }
         arrays.push(if keep {
             column
@@ -424,6 +449,61 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
         (problems, hidden),
         None,
     ))
+}
+
+/// Checks a plain text column's cells. Most columns repeat a few values (categories, gE numbers):
+/// each distinct value of the batch is checked once. A column with more than `MEMO_MAX` distinct
+/// values checks the rest cell by cell. A value that fails is checked again in each cell, for the
+/// cell's own message.
+fn check_plain(check: &ColumnCheck, strings: &StringArray, report: &mut impl FnMut(usize, String)) {
+    let mut memo: FxHashMap<&str, bool> = FxHashMap::default();
+    let mut memo_on = true;
+    for (i, v) in strings.iter().enumerate() {
+        match v {
+            Some("") if !check.spec.nullable => report(i, check.null_message()),
+            Some(v) if !v.is_empty() => {
+                let known = if memo_on { memo.get(v).copied() } else { None };
+                let ok = known.unwrap_or_else(|| {
+                    let ok = check.check_str(v).is_ok();
+                    if memo_on {
+                        memo.insert(v, ok);
+                        memo_on = memo.len() < MEMO_MAX;
+                    }
+                    ok
+                });
+                if !ok && let Err(message) = check.check_str(v) {
+                    report(i, message);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Checks a dictionary-encoded text column: each value of the dictionary once, and each row whose
+/// key names a value that fails gets the value's message, as a plain column's cell would.
+fn check_dictionary(
+    check: &ColumnCheck,
+    keys: &arrow_array::Int32Array,
+    values: &StringArray,
+    report: &mut impl FnMut(usize, String),
+) {
+    let verdicts: Vec<Option<String>> = values
+        .iter()
+        .map(|v| match v {
+            Some("") if !check.spec.nullable => Some(check.null_message()),
+            Some(v) if !v.is_empty() => check.check_str(v).err(),
+            _ => None,
+        })
+        .collect();
+    if verdicts.iter().all(Option::is_none) {
+        return;
+    }
+    for (i, k) in keys.iter().enumerate() {
+        if let Some(Some(message)) = k.map(|k| &verdicts[k as usize]) {
+            report(i, message.clone());
+        }
+    }
 }
 
 /// Parquet's own messages describe structure, but cut them short and drop quoted parts in case a

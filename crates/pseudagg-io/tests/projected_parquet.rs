@@ -205,26 +205,72 @@ fn a_bad_value_repeated_over_many_rows_is_named_in_every_row() {
     let path = sample_parquet(dir.path(), |row, column, _| {
         (column == "beschaeftigung" && bad_rows.contains(&row)).then(|| "x?".to_owned())
     });
-    let mut options = options(None);
-    options.max_problems = 1_000;
-    let mut reader = ExtractReader::open(&path, &schema(), options).unwrap();
-    let err = loop {
-        match reader.next_batch() {
-            Ok(Some(_)) => {}
-            Ok(None) => panic!("the bad cells were not found"),
-            Err(e) => break e,
+    // Plain, and as dictionaries (each value of the row group's dictionary judged once).
+    let at = schema().index_of("beschaeftigung").unwrap();
+    for (columns, dictionaries) in [(None, false), (Some(vec![at]), true)] {
+        let mut options = options(columns);
+        options.max_problems = 1_000;
+        options.dictionaries = dictionaries;
+        let mut reader = ExtractReader::open(&path, &schema(), options).unwrap();
+        let err = loop {
+            match reader.next_batch() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the bad cells were not found"),
+                Err(e) => break e,
+            }
+        };
+        let Error::Input { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let listed: Vec<String> = problems.items().iter().map(ToString::to_string).collect();
+        assert_eq!(problems.total(), bad_rows.len(), "{listed:?}");
+        for (row, line) in bad_rows.iter().zip(&listed) {
+            assert!(
+                line.contains(&format!("row {}", row + 1)) && line.contains("beschaeftigung"),
+                "{line}"
+            );
         }
-    };
-    let Error::Input { problems, .. } = &err else {
-        panic!("{err}")
-    };
-    let listed: Vec<String> = problems.items().iter().map(ToString::to_string).collect();
-    assert_eq!(problems.total(), bad_rows.len(), "{listed:?}");
-    for (row, line) in bad_rows.iter().zip(&listed) {
-        assert!(
-            line.contains(&format!("row {}", row + 1)) && line.contains("beschaeftigung"),
-            "{line}"
-        );
+    }
+}
+
+/// With `dictionaries`, a Parquet extract's text columns asked for come dictionary-encoded with
+/// the same values; the unique and month columns, and a CSV extract's columns, stay plain.
+#[test]
+fn text_columns_may_come_as_dictionaries_with_the_same_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sample_parquet(dir.path(), |_, _, _| None);
+    let s = schema();
+    let at = |name: &str| s.index_of(name).unwrap();
+    let wanted = vec![at("ge_nr"), at("ge_name"), at("massnahme"), at("elb")];
+    let plain = read(&path, Some(wanted.clone())).unwrap();
+    for source in [path.as_path(), Path::new(SAMPLE)] {
+        let mut o = options(Some(wanted.clone()));
+        o.dictionaries = true;
+        let mut reader = ExtractReader::open(source, &s, o).unwrap();
+        let mut batches = Vec::new();
+        while let Some(b) = reader.next_batch().unwrap() {
+            batches.push(b);
+        }
+        reader.finish().unwrap();
+        for name in [
+            "ge_nr",
+            "ge_name",
+            "massnahme",
+            "elb",
+            "kundennummer",
+            "datenstand",
+        ] {
+            assert_eq!(cells(&batches, at(name)), cells(&plain, at(name)), "{name}");
+            let ty = batches[0].column(at(name)).data_type();
+            let dictionary =
+                source == path.as_path() && ["ge_nr", "ge_name", "massnahme"].contains(&name);
+            assert_eq!(
+                ty == &pseudagg_io::dictionary_text(),
+                dictionary,
+                "{name}: {ty}"
+            );
+            assert_eq!(batches[0].schema().field(at(name)).data_type(), ty);
+        }
     }
 }
 

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 use arrow_array::RecordBatch;
-use arrow_array::cast::AsArray;
 use pseudagg_core::{Location, Problem, Problems};
+use pseudagg_io::TextArray;
 
 use crate::expr::eval::eval;
 use crate::plan::ReportPlan;
@@ -391,13 +391,29 @@ impl<'a> Counter<'a> {
         // Every gE of the extract is in the grid, whether or not anybody of it is in the
         // population: a gE with nobody counted gets its row of zeros.
         let p = self.plan;
-        let ge = batch.column(p.ge_column).as_string::<i32>();
-        let rd = batch.column(p.rd_column).as_string::<i32>();
-        let name = p.ge_name_column.map(|c| batch.column(c).as_string::<i32>());
+        let text = |c: usize| {
+            TextArray::of(batch.column(c).as_ref()).expect("the gE columns are read as text")
+        };
+        let (ge, rd) = (text(p.ge_column), text(p.rd_column));
+        let name = p.ge_name_column.map(text);
+        // Dictionary-encoded columns (Parquet): a row whose gE, RD and name keys are those of a
+        // row already accepted in this batch is that row's gE, without comparing text.
+        let mut accepted: FxHashMap<(usize, usize, Option<usize>), usize> = FxHashMap::default();
+        let keys = |row: usize| {
+            Some((ge.key(row)?, rd.key(row)?, name.and_then(|n| n.key(row))))
+                .filter(|(_, _, n)| name.is_none() || n.is_some())
+        };
         let mut gi_of_row = vec![usize::MAX; batch.num_rows()];
         for (row, slot) in gi_of_row.iter_mut().enumerate() {
+            let row_keys = keys(row);
+            if let Some(&gi) = row_keys.and_then(|k| accepted.get(&k)) {
+                *slot = gi;
+                continue;
+            }
             let row_no = first_row + row as u64;
-            let ge_nr = ge.value(row);
+            let ge_nr = ge.value(row).unwrap_or_default();
+            let rd_value = rd.value(row).unwrap_or_default();
+            let name_value = name.and_then(|n| n.value(row)).unwrap_or_default();
             let gi = if let Some(&i) = self.index.get(ge_nr) {
                 i
             } else if self.registered {
@@ -412,8 +428,8 @@ impl<'a> Counter<'a> {
                 self.first_row_of.insert(i, row_no);
                 self.counts.ges.push(GeInfo {
                     nr: ge_nr.to_owned(),
-                    rd: rd.value(row).to_owned(),
-                    name: name.map_or_else(String::new, |n| n.value(row).to_owned()),
+                    rd: rd_value.to_owned(),
+                    name: name_value.to_owned(),
                 });
                 self.counts
                     .values
@@ -422,27 +438,27 @@ impl<'a> Counter<'a> {
             };
             let info = &self.counts.ges[gi];
             // gE and RD numbers are organisational units, not personal data: naming them helps.
-            if info.rd != rd.value(row) && self.registered {
+            if info.rd != rd_value && self.registered {
                 self.problems.push(Problem::new(
                     Location { row: Some(row_no), ..Location::default() },
                     format!("puts gE {} under RD {}, but the gE register puts it under RD {}; correct the register or the extract",
-                        ge_nr, rd.value(row), info.rd),
+                        ge_nr, rd_value, info.rd),
                 ));
                 continue;
             }
-            if info.rd != rd.value(row) {
+            if info.rd != rd_value {
                 self.problems.push(Problem::new(
                     Location { row: Some(row_no), ..Location::default() },
                     format!("puts gE {} under RD {}, but row {} puts it under RD {}; a gE belongs to one RD",
-                        ge_nr, rd.value(row), self.first_row_of[&gi], info.rd),
+                        ge_nr, rd_value, self.first_row_of[&gi], info.rd),
                 ));
                 continue;
             }
             // One gE, one name: otherwise one of them would be picked silently. The names are
             // not shown (the column could hold anything), only where they differ.
-            if let (Some(n), Some(col)) = (name, p.definition.ge_name_column.as_deref())
+            if let (Some(_), Some(col)) = (name, p.definition.ge_name_column.as_deref())
                 && !self.registered
-                && info.name != n.value(row)
+                && info.name != name_value
             {
                 self.problems.push(Problem::new(
                     Location {
@@ -458,6 +474,9 @@ impl<'a> Counter<'a> {
                 continue;
             }
             *slot = gi;
+            if let Some(k) = row_keys {
+                accepted.insert(k, gi);
+            }
         }
         self.ge_problem |= gi_of_row.contains(&usize::MAX);
         gi_of_row
@@ -478,7 +497,10 @@ mod tests {
     use std::path::Path;
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, StringArray};
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int32Type;
+    use arrow_array::{Array, ArrayRef, DictionaryArray, StringArray};
+    use arrow_schema::{Field, Schema};
     use pseudagg_io::{ExtractReader, ReadOptions, parse_date};
 
     use super::*;
@@ -558,6 +580,65 @@ mod tests {
             same_counts(&counts.unwrap(), &whole);
             assert_eq!(classes, whole_classes, "batches of {rows}");
         }
+    }
+
+    /// The batches with every text column the report reads dictionary-encoded, as a Parquet
+    /// extract is read; each batch's dictionaries in another order (values sorted backwards).
+    fn as_dictionaries(plan: &ReportPlan, batches: &[RecordBatch]) -> Vec<RecordBatch> {
+        let read = plan.columns_read();
+        batches
+            .iter()
+            .map(|b| {
+                let mut fields: Vec<Field> = b
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.as_ref().clone())
+                    .collect();
+                let mut columns: Vec<ArrayRef> = b.columns().to_vec();
+                for &c in &read {
+                    let Some(text) = columns[c].as_string_opt::<i32>() else {
+                        continue;
+                    };
+                    let mut values: Vec<&str> = text.iter().flatten().collect();
+                    values.sort_unstable_by(|a, b| b.cmp(a));
+                    values.dedup();
+                    let keys: Vec<Option<i32>> = text
+                        .iter()
+                        .map(|v| v.map(|v| values.iter().position(|w| *w == v).unwrap() as i32))
+                        .collect();
+                    let dict = DictionaryArray::<Int32Type>::try_new(
+                        keys.into(),
+                        Arc::new(StringArray::from(values)),
+                    )
+                    .unwrap();
+                    fields[c] = fields[c].clone().with_data_type(dict.data_type().clone());
+                    columns[c] = Arc::new(dict);
+                }
+                RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dictionary_encoded_columns_count_as_plain_ones() {
+        let plan = plan();
+        for rows in [150, 1 << 16] {
+            let plain = batches(&plan, rows);
+            let (whole, whole_classes) = in_one(&plan, &plain);
+            let (dict, dict_classes) = in_one(&plan, &as_dictionaries(&plan, &plain));
+            same_counts(&dict.unwrap(), &whole.unwrap());
+            assert_eq!(dict_classes, whole_classes);
+        }
+        // A gE under another RD is named alike, row by row, from dictionaries too.
+        let moved = with_rd_moved(&plan, 150, 1499);
+        let (Err(plain), _) = in_one(&plan, &moved) else {
+            panic!("the moved gE was not found");
+        };
+        let (Err(dict), _) = merged(&plan, &as_dictionaries(&plan, &moved)) else {
+            panic!("the moved gE was not found in dictionaries");
+        };
+        assert_eq!(dict.items(), plain.items());
     }
 
     /// Batches of `rows` where `row` (0-based in the file) names another RD for its gE.

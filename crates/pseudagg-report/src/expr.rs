@@ -562,6 +562,7 @@ pub mod eval {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Date32Type;
     use arrow_array::{Array, RecordBatch};
+    use pseudagg_io::TextArray;
 
     use super::Expr;
 
@@ -588,10 +589,7 @@ pub mod eval {
                     .collect()
             }
             Expr::StrCmp { column, op, value } => {
-                let a = batch.column(*column).as_string::<i32>();
-                a.iter()
-                    .map(|v| v.is_some_and(|v| op.holds(&v, &value.as_str())))
-                    .collect()
+                text(batch, *column).mask(|v| op.holds(&v, &value.as_str()))
             }
             Expr::DateCmp {
                 column,
@@ -605,16 +603,18 @@ pub mod eval {
                     .collect()
             }
             Expr::In { column, values } => {
-                let a = batch.column(*column).as_string::<i32>();
-                a.iter()
-                    .map(|v| v.is_some_and(|v| values.iter().any(|w| w == v)))
-                    .collect()
+                text(batch, *column).mask(|v| values.iter().any(|w| w == v))
             }
             Expr::IsNull { column, negated } => {
                 let a = batch.column(*column);
                 (0..n).map(|i| a.is_null(i) != *negated).collect()
             }
         }
+    }
+
+    /// A text column of the batch, plain or dictionary-encoded.
+    fn text(batch: &RecordBatch, column: usize) -> TextArray<'_> {
+        TextArray::of(batch.column(column).as_ref()).expect("a text column is read as text")
     }
 
     fn fold(

@@ -238,6 +238,9 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     columns.sort_unstable();
     columns.dedup();
     read.columns = Some(columns);
+    // A Parquet extract's text columns come as dictionaries: each value is judged once, by the
+    // checks and by the definitions' expressions, and rows are told apart by key.
+    read.dictionaries = true;
     let month_end =
         parse_date(&options.month.last_day().format("%Y-%m-%d").to_string()).expect("a valid day");
     let register = options
