@@ -108,9 +108,9 @@ mod tests {
             TextArray::of(&plain).unwrap(),
             TextArray::of(dict_ref.as_ref()).unwrap(),
         );
-        for i in 0..rows.len() {
-            assert_eq!(p.value(i), rows[i]);
-            assert_eq!(d.value(i), rows[i]);
+        for (i, &row) in rows.iter().enumerate() {
+            assert_eq!(p.value(i), row);
+            assert_eq!(d.value(i), row);
         }
         assert_eq!(p.key(0), None);
         assert_eq!(d.key(0), d.key(3));

@@ -622,23 +622,23 @@ mod tests {
 
     #[test]
     fn dictionary_encoded_columns_count_as_plain_ones() {
-        let plan = plan();
+        let definition = plan();
         for rows in [150, 1 << 16] {
-            let plain = batches(&plan, rows);
-            let (whole, whole_classes) = in_one(&plan, &plain);
-            let (dict, dict_classes) = in_one(&plan, &as_dictionaries(&plan, &plain));
+            let as_read = batches(&definition, rows);
+            let (whole, whole_classes) = in_one(&definition, &as_read);
+            let (dict, dict_classes) = in_one(&definition, &as_dictionaries(&definition, &as_read));
             same_counts(&dict.unwrap(), &whole.unwrap());
             assert_eq!(dict_classes, whole_classes);
         }
         // A gE under another RD is named alike, row by row, from dictionaries too.
-        let moved = with_rd_moved(&plan, 150, 1499);
-        let (Err(plain), _) = in_one(&plan, &moved) else {
+        let moved = with_rd_moved(&definition, 150, 1499);
+        let (Err(from_plain), _) = in_one(&definition, &moved) else {
             panic!("the moved gE was not found");
         };
-        let (Err(dict), _) = merged(&plan, &as_dictionaries(&plan, &moved)) else {
+        let (Err(dict), _) = merged(&definition, &as_dictionaries(&definition, &moved)) else {
             panic!("the moved gE was not found in dictionaries");
         };
-        assert_eq!(dict.items(), plain.items());
+        assert_eq!(dict.items(), from_plain.items());
     }
 
     /// Batches of `rows` where `row` (0-based in the file) names another RD for its gE.
