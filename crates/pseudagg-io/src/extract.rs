@@ -490,7 +490,7 @@ impl ExtractReader {
                 (sha, bytes, ExtractFormat::Csv)
             }
             Source::Parquet(s) => {
-                let (sha, bytes) = s.finish();
+                let (sha, bytes) = s.finish()?;
                 (sha, bytes, ExtractFormat::Parquet)
             }
         };

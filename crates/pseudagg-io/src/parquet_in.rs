@@ -28,7 +28,8 @@ pub(crate) struct ParquetSource {
     pending: Receiver<Pending>,
     /// The row group being handed out, batch by batch as its task checks them.
     current: Option<Receiver<Decoded>>,
-    sha256: String,
+    /// The file's hash, taken on a thread of its own while the row groups are read.
+    sha256: std::thread::JoinHandle<Result<String>>,
     size: u64,
     total_rows: u64,
     rows_read: Arc<AtomicU64>,
@@ -200,7 +201,13 @@ impl ParquetSource {
             reason: sanitise(&e.to_string()),
         })?;
         drop(builder);
-        let sha256 = sha256_file(path)?;
+        let sha256 = {
+            let file = path.to_owned();
+            std::thread::Builder::new()
+                .name("pseudagg-sha256".to_owned())
+                .spawn(move || sha256_file(&file))
+                .map_err(|e| Error::io("start a hashing thread for", path, e))?
+        };
         let context = Arc::new(CheckContext {
             path: path.to_owned(),
             checks,
@@ -287,8 +294,13 @@ impl ParquetSource {
         }
     }
 
-    pub(crate) fn finish(self) -> (String, u64) {
-        (self.sha256, self.size)
+    /// The file's hash and size.
+    pub(crate) fn finish(self) -> Result<(String, u64)> {
+        let sha256 = self.sha256.join().map_err(|_| Error::Format {
+            path: self.path.clone(),
+            reason: "hashing the file failed unexpectedly (a bug in pseudagg)".to_owned(),
+        })??;
+        Ok((sha256, self.size))
     }
 }
 
