@@ -323,18 +323,20 @@ impl ExtractReader {
         } else {
             keep.clone()
         };
-        // The text columns handed on as dictionaries.
+        // The text columns a Parquet extract may hand on as dictionaries (`dictionaries`), and
+        // those decoded only to be checked (`check_unread`): each distinct value is then checked
+        // once. The source keeps a column plain where the file stores it without a dictionary.
         let dictionary: Vec<bool> = schema
             .columns
             .iter()
             .enumerate()
             .map(|(i, c)| {
-                options.dictionaries
-                    && format == ExtractFormat::Parquet
+                let wanted = options.columns.as_ref().is_some_and(|w| w.contains(&i));
+                format == ExtractFormat::Parquet
                     && c.ty == pseudagg_core::ColumnType::Str
                     && !c.unique
                     && Some(i) != month_column
-                    && options.columns.as_ref().is_some_and(|w| w.contains(&i))
+                    && ((options.dictionaries && wanted) || (options.check_unread && !keep[i]))
             })
             .collect();
         let arrow = projected_schema(&arrow_schema(schema), &keep, &dictionary);
@@ -373,6 +375,11 @@ impl ExtractReader {
                 options.batch_rows,
                 options.max_problems,
             )?)),
+        };
+        // The batches' schema as the source hands them out.
+        let arrow = match &source {
+            Source::Parquet(p) => p.arrow_schema(),
+            Source::Csv(_) => arrow,
         };
         // A Parquet footer gives the row count: the sets are made once at their size, instead of
         // growing (and briefly doubling) a dozen times on a national extract. (A CSV's are sized

@@ -11,8 +11,11 @@ use arrow_array::{Array, ArrayRef, NullArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Schema as ArrowSchema};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
-    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+    RowSelector,
 };
+use parquet::basic::Encoding;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use pseudagg_core::{ColumnType, Error, Location, Problem, Problems, Result, Schema};
 use rustc_hash::FxHashMap;
 
@@ -33,6 +36,8 @@ pub(crate) struct ParquetSource {
     size: u64,
     total_rows: u64,
     rows_read: Arc<AtomicU64>,
+    /// The batches' schema.
+    arrow: Arc<ArrowSchema>,
 }
 
 /// What the caller needs to check a batch, shared by the pool's tasks.
@@ -51,8 +56,28 @@ struct CheckContext {
     sealing: Arc<Sealing>,
 }
 
-/// Row groups decoded or being decoded ahead of the caller: one per core of a small machine.
+/// Row groups (or parts of one) decoded or being decoded ahead of the caller: one per core of a
+/// small machine.
 const IN_FLIGHT: usize = 2;
+
+/// The most batches one reading task decodes: a larger row group is read by several tasks, each
+/// selecting its rows (with the file's offset index, the pages before them are skipped unread). A
+/// file written as one row group of a million rows is then read on every core too (4 batches of
+/// the default 64 Ki rows: 256 Ki rows a task).
+const PART_BATCHES: u64 = 4;
+
+/// The rows of a row group that one reading task decodes.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    group: usize,
+    /// The first row of the part within its group, and its rows.
+    offset: u64,
+    rows: u64,
+    /// Whether the part is the whole group (no selection needed).
+    whole: bool,
+    /// The part's first row in the file (1-based).
+    first_row: u64,
+}
 
 enum Pending {
     /// A row group's checked batches, in order, each as soon as it is checked (so the caller
@@ -107,7 +132,13 @@ impl ParquetSource {
             path: path.to_owned(),
             reason,
         };
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        // The offset index (where it exists) lets a task that reads a part of a row group skip
+        // the pages before it.
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(
+            file,
+            ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional),
+        )
+        .map_err(|e| {
             format_error(format!(
                 "it is not a readable Parquet file (truncated or damaged?): {}",
                 sanitise(&e.to_string())
@@ -182,12 +213,32 @@ impl ParquetSource {
             .iter()
             .map(|f| f.as_ref().clone())
             .collect();
-        for (&fi, _) in mapping.iter().zip(dictionary).filter(|(_, d)| **d) {
-            if is_text(fields[fi].data_type()) {
-                let f = fields[fi].clone().with_data_type(crate::dictionary_text());
-                fields[fi] = f;
-            }
+        let dictionary: Vec<bool> = mapping
+            .iter()
+            .zip(dictionary)
+            .map(|(&fi, &d)| {
+                d && is_text(fields[fi].data_type()) && all_dictionary_encoded(&metadata, fi)
+            })
+            .collect();
+        for (&fi, _) in mapping.iter().zip(&dictionary).filter(|(_, d)| **d) {
+            let f = fields[fi].clone().with_data_type(crate::dictionary_text());
+            fields[fi] = f;
         }
+        // A column asked for as a dictionary that the file stores plain is handed on plain.
+        let arrow = Arc::new(ArrowSchema::new(
+            arrow
+                .fields()
+                .iter()
+                .zip(&dictionary)
+                .map(|(f, &d)| {
+                    if !d && f.data_type() == &crate::dictionary_text() {
+                        f.as_ref().clone().with_data_type(DataType::Utf8)
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ));
         let hint = Arc::new(ArrowSchema::new_with_metadata(
             fields,
             file_schema.metadata().clone(),
@@ -208,26 +259,38 @@ impl ParquetSource {
                 .spawn(move || sha256_file(&file))
                 .map_err(|e| Error::io("start a hashing thread for", path, e))?
         };
+        let batches_schema = arrow.clone();
         let context = Arc::new(CheckContext {
             path: path.to_owned(),
             checks,
             arrow,
             position,
             keep: keep.to_vec(),
-            dictionary: dictionary.to_vec(),
+            dictionary,
             max_problems,
             sealing,
         });
-        let groups: Vec<(usize, u64)> = metadata
-            .row_groups()
-            .iter()
-            .enumerate()
-            .scan(1u64, |first, (i, g)| {
-                let at = *first;
-                *first += g.num_rows().max(0) as u64;
-                Some((i, at))
-            })
-            .collect();
+        let mut parts: Vec<Part> = Vec::new();
+        let mut first_row = 1u64;
+        for (group, g) in metadata.row_groups().iter().enumerate() {
+            let rows = g.num_rows().max(0) as u64;
+            // Parts of whole batches: the batches are the same as one task's, whatever the parts.
+            let each = PART_BATCHES * batch_rows.max(1) as u64;
+            let whole = rows <= each;
+            let mut offset = 0;
+            while offset < rows || (rows == 0 && offset == 0) {
+                let n = each.min(rows - offset);
+                parts.push(Part {
+                    group,
+                    offset,
+                    rows: n,
+                    whole,
+                    first_row: first_row + offset,
+                });
+                offset += n.max(1);
+            }
+            first_row += rows;
+        }
         let rows_read = Arc::new(AtomicU64::new(0));
         let (sender, pending) = sync_channel(IN_FLIGHT);
         let counter = rows_read.clone();
@@ -239,7 +302,7 @@ impl ParquetSource {
         };
         std::thread::Builder::new()
             .name("pseudagg-parquet".to_owned())
-            .spawn(move || read_ahead(&Arc::new(decode), &groups, &context, &sender, &counter))
+            .spawn(move || read_ahead(&Arc::new(decode), &parts, &context, &sender, &counter))
             .map_err(|e| Error::io("start a reading thread for", path, e))?;
         Ok(Self {
             path: path.to_owned(),
@@ -249,7 +312,13 @@ impl ParquetSource {
             size,
             total_rows,
             rows_read,
+            arrow: batches_schema,
         })
+    }
+
+    /// The schema of the batches handed out.
+    pub(crate) fn arrow_schema(&self) -> Arc<ArrowSchema> {
+        self.arrow.clone()
     }
 
     /// The rows the footer promises.
@@ -315,11 +384,10 @@ struct Decode {
 impl Decode {
     /// Decodes row group `group` (whose first row is `first_row`) and checks its batches, handing
     /// each to `out` (and its rows to `rows_read`) as soon as it is checked.
-    fn group(
+    fn part(
         &self,
         context: &CheckContext,
-        group: usize,
-        first_row: u64,
+        part: Part,
         out: &Sender<Decoded>,
         rows_read: &AtomicU64,
     ) -> Result<()> {
@@ -331,14 +399,19 @@ impl Decode {
             ),
         };
         let file = File::open(&self.path).map_err(|e| Error::io("open", &self.path, e))?;
-        let reader =
+        let mut builder =
             ParquetRecordBatchReaderBuilder::new_with_metadata(file, self.metadata.clone())
                 .with_projection(self.mask.clone())
-                .with_row_groups(vec![group])
-                .with_batch_size(self.batch_rows)
-                .build()
-                .map_err(|e| damaged(&e))?;
-        let mut first = first_row;
+                .with_row_groups(vec![part.group])
+                .with_batch_size(self.batch_rows);
+        if !part.whole {
+            builder = builder.with_row_selection(RowSelection::from(vec![
+                RowSelector::skip(part.offset as usize),
+                RowSelector::select(part.rows as usize),
+            ]));
+        }
+        let reader = builder.build().map_err(|e| damaged(&e))?;
+        let mut first = part.first_row;
         for batch in reader {
             let batch = batch.map_err(|e| damaged(&e))?;
             let rows = batch.num_rows() as u64;
@@ -357,12 +430,12 @@ impl Decode {
 /// The reading thread: hands each row group to the pool, in order, at most [`IN_FLIGHT`] ahead.
 fn read_ahead(
     decode: &Arc<Decode>,
-    groups: &[(usize, u64)],
+    parts: &[Part],
     context: &Arc<CheckContext>,
     pending: &SyncSender<Pending>,
     rows_read: &Arc<AtomicU64>,
 ) {
-    for &(group, first_row) in groups {
+    for &part in parts {
         let (sender, receiver) = channel();
         if pending.send(Pending::Group(receiver)).is_err() {
             return;
@@ -370,7 +443,7 @@ fn read_ahead(
         let (decode, context, counter) =
             (Arc::clone(decode), Arc::clone(context), rows_read.clone());
         rayon::spawn(move || {
-            let end = match decode.group(&context, group, first_row, &sender, &counter) {
+            let end = match decode.part(&context, part, &sender, &counter) {
                 Ok(()) => Decoded::Done,
                 Err(e) => Decoded::Chunk(Err(e)),
             };
@@ -461,6 +534,20 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
         (problems, hidden),
         None,
     ))
+}
+
+/// Whether every data page of the file's column `column` is dictionary-encoded, in every row
+/// group (the writer's page statistics say so). A column whose dictionary grew too large and
+/// fell back to plain pages is read plain: as a dictionary, every value would be hashed again.
+fn all_dictionary_encoded(metadata: &ParquetMetaData, column: usize) -> bool {
+    metadata.row_groups().iter().all(|g| {
+        g.columns().get(column).is_some_and(|c| {
+            c.dictionary_page_offset().is_some()
+                && c.page_encoding_stats_mask().is_some_and(|m| {
+                    m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
+                })
+        })
+    })
 }
 
 /// Checks a plain text column's cells. Most columns repeat a few values (categories, gE numbers):

@@ -43,6 +43,19 @@ fn read(path: &Path, columns: Option<Vec<usize>>) -> pseudagg_core::Result<Vec<R
 /// The sample as Parquet in row groups of 300 rows (7 of them), with `change` applied to the
 /// rows first.
 fn sample_parquet(dir: &Path, change: impl Fn(usize, &str, &str) -> Option<String>) -> PathBuf {
+    sample_parquet_with(
+        dir,
+        change,
+        WriterProperties::builder().set_max_row_group_row_count(Some(300)),
+    )
+}
+
+/// [`sample_parquet`], written with `props`.
+fn sample_parquet_with(
+    dir: &Path,
+    change: impl Fn(usize, &str, &str) -> Option<String>,
+    props: parquet::file::properties::WriterPropertiesBuilder,
+) -> PathBuf {
     let batches = read(Path::new(SAMPLE), None).unwrap();
     let batch = arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap();
     let schema = batch.schema();
@@ -67,9 +80,7 @@ fn sample_parquet(dir: &Path, change: impl Fn(usize, &str, &str) -> Option<Strin
         .collect();
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let path = dir.join("opds.parquet");
-    let props = WriterProperties::builder()
-        .set_max_row_group_row_count(Some(300))
-        .build();
+    let props = props.build();
     let mut w =
         ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), schema, Some(props)).unwrap();
     w.write(&batch).unwrap();
@@ -205,12 +216,18 @@ fn a_bad_value_repeated_over_many_rows_is_named_in_every_row() {
     let path = sample_parquet(dir.path(), |row, column, _| {
         (column == "beschaeftigung" && bad_rows.contains(&row)).then(|| "x?".to_owned())
     });
-    // Plain, and as dictionaries (each value of the row group's dictionary judged once).
+    // Plain, as dictionaries (each value of the row group's dictionary judged once), and not
+    // read but checked (as `pseudonymise` checks the columns it drops: as dictionaries too).
     let at = schema().index_of("beschaeftigung").unwrap();
-    for (columns, dictionaries) in [(None, false), (Some(vec![at]), true)] {
+    for (columns, dictionaries, check_unread) in [
+        (None, false, false),
+        (Some(vec![at]), true, false),
+        (Some(vec![]), false, true),
+    ] {
         let mut options = options(columns);
         options.max_problems = 1_000;
         options.dictionaries = dictionaries;
+        options.check_unread = check_unread;
         let mut reader = ExtractReader::open(&path, &schema(), options).unwrap();
         let err = loop {
             match reader.next_batch() {
@@ -342,4 +359,89 @@ fn a_repeated_identifier_is_found_across_row_groups() {
             .all(|(_, m)| m.starts_with("repeats the value of row 1;"))
     );
     assert!(found.iter().all(|(_, m)| !m.contains(&first)));
+}
+
+/// A text column the file stores without a dictionary (or whose dictionary fell back to plain
+/// pages) is handed on plain even when dictionaries are asked for: as a dictionary, every value
+/// would be hashed again.
+#[test]
+fn a_column_stored_without_a_dictionary_comes_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(300))
+        .set_column_dictionary_enabled("ge_name".into(), false);
+    let path = sample_parquet_with(dir.path(), |_, _, _| None, props);
+    let s = schema();
+    let at = |name: &str| s.index_of(name).unwrap();
+    let mut o = options(Some(vec![at("ge_nr"), at("ge_name")]));
+    o.dictionaries = true;
+    let mut reader = ExtractReader::open(&path, &s, o).unwrap();
+    assert_eq!(
+        reader.arrow_schema().field(at("ge_name")).data_type(),
+        &DataType::Utf8
+    );
+    assert_eq!(
+        reader.arrow_schema().field(at("ge_nr")).data_type(),
+        &pseudagg_io::dictionary_text()
+    );
+    let mut batches = Vec::new();
+    while let Some(b) = reader.next_batch().unwrap() {
+        assert_eq!(b.column(at("ge_name")).data_type(), &DataType::Utf8);
+        batches.push(b);
+    }
+    reader.finish().unwrap();
+    let plain = read(&path, None).unwrap();
+    for name in ["ge_nr", "ge_name"] {
+        assert_eq!(cells(&batches, at(name)), cells(&plain, at(name)), "{name}");
+    }
+}
+
+/// A file of one large row group is read in parts on several threads (each skipping to its rows):
+/// the rows come in file order with their numbers, a bad cell is named in its row, and work sees
+/// each batch's first row.
+#[test]
+fn one_large_row_group_is_read_in_parts_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2,000 rows in one row group; batches of 150 rows make parts of 600.
+    let one_group = |change: &dyn Fn(usize, &str, &str) -> Option<String>| {
+        let props = WriterProperties::builder().set_max_row_group_row_count(Some(1 << 20));
+        let path = sample_parquet_with(dir.path(), change, props);
+        let meta = parquet::file::reader::FileReader::metadata(
+            &parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&path).unwrap())
+                .unwrap(),
+        )
+        .clone();
+        assert_eq!(meta.num_row_groups(), 1);
+        path
+    };
+    let path = one_group(&|_, _, _| None);
+    let s = schema();
+    for column in ["kundennummer", "ge_nr", "letztes_beratungsgespraech"] {
+        let i = s.index_of(column).unwrap();
+        assert_eq!(
+            cells(&read(&path, None).unwrap(), i),
+            cells(&read(Path::new(SAMPLE), None).unwrap(), i),
+            "{column}"
+        );
+    }
+    let ge = s.index_of("ge_nr").unwrap();
+    let mut o = options(Some(vec![ge]));
+    o.work = Some(pseudagg_io::ChunkWork::new(
+        |batch: &RecordBatch, first_row| (first_row, batch.num_rows()),
+    ));
+    let mut reader = ExtractReader::open(&path, &s, o).unwrap();
+    let mut next_row = 1;
+    while let Some((_, (first_row, rows))) = reader.next_worked::<(u64, usize)>().unwrap() {
+        assert_eq!(first_row, next_row);
+        next_row += rows as u64;
+    }
+    assert_eq!(next_row, 2001);
+    let bad = one_group(&|row, column, _| {
+        (column == "beschaeftigung" && (row == 1_234 || row == 1_999)).then(|| "x?".to_owned())
+    });
+    let Err(Error::Input { problems, .. }) = read(&bad, None) else {
+        panic!("the bad cells were not found");
+    };
+    let rows: Vec<Option<u64>> = problems.items().iter().map(|p| p.location.row).collect();
+    assert_eq!(rows, vec![Some(1_235), Some(2_000)]);
 }
