@@ -369,7 +369,7 @@ impl ExtractReader {
                 path,
                 schema,
                 checks.clone(),
-                arrow.clone(),
+                &arrow,
                 sealing,
                 (&decoded, &keep, &dictionary),
                 options.batch_rows,

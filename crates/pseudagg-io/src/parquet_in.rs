@@ -183,7 +183,7 @@ impl ParquetSource {
         path: &Path,
         schema: &Schema,
         checks: Arc<Vec<ColumnCheck>>,
-        arrow: Arc<ArrowSchema>,
+        arrow: &ArrowSchema,
         sealing: Arc<Sealing>,
         (read, keep, dictionary): (&[bool], &[bool], &[bool]),
         batch_rows: usize,
@@ -205,44 +205,8 @@ impl ParquetSource {
             .map(|(fi, &r)| r.then(|| wanted.binary_search(fi).expect("a wanted column")))
             .collect();
         let mask = ProjectionMask::roots(builder.parquet_schema(), wanted);
-        // Text columns wanted as dictionaries are decoded as such: the row groups' dictionary pages
-        // are kept, and each row is a key (a column stored without one is encoded as it is read).
-        let file_schema = builder.schema().clone();
-        let mut fields: Vec<arrow_schema::Field> = file_schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        let dictionary: Vec<bool> = mapping
-            .iter()
-            .zip(dictionary)
-            .map(|(&fi, &d)| {
-                d && is_text(fields[fi].data_type()) && all_dictionary_encoded(&metadata, fi)
-            })
-            .collect();
-        for (&fi, _) in mapping.iter().zip(&dictionary).filter(|(_, d)| **d) {
-            let f = fields[fi].clone().with_data_type(crate::dictionary_text());
-            fields[fi] = f;
-        }
-        // A column asked for as a dictionary that the file stores plain is handed on plain.
-        let arrow = Arc::new(ArrowSchema::new(
-            arrow
-                .fields()
-                .iter()
-                .zip(&dictionary)
-                .map(|(f, &d)| {
-                    if !d && f.data_type() == &crate::dictionary_text() {
-                        f.as_ref().clone().with_data_type(DataType::Utf8)
-                    } else {
-                        f.as_ref().clone()
-                    }
-                })
-                .collect::<Vec<_>>(),
-        ));
-        let hint = Arc::new(ArrowSchema::new_with_metadata(
-            fields,
-            file_schema.metadata().clone(),
-        ));
+        let (hint, arrow, dictionary) =
+            decoded_schemas(&builder, &metadata, &mapping, arrow, dictionary);
         let reader_metadata = ArrowReaderMetadata::try_new(
             metadata.clone(),
             ArrowReaderOptions::new().with_schema(hint),
@@ -270,27 +234,7 @@ impl ParquetSource {
             max_problems,
             sealing,
         });
-        let mut parts: Vec<Part> = Vec::new();
-        let mut first_row = 1u64;
-        for (group, g) in metadata.row_groups().iter().enumerate() {
-            let rows = g.num_rows().max(0) as u64;
-            // Parts of whole batches: the batches are the same as one task's, whatever the parts.
-            let each = PART_BATCHES * batch_rows.max(1) as u64;
-            let whole = rows <= each;
-            let mut offset = 0;
-            while offset < rows || (rows == 0 && offset == 0) {
-                let n = each.min(rows - offset);
-                parts.push(Part {
-                    group,
-                    offset,
-                    rows: n,
-                    whole,
-                    first_row: first_row + offset,
-                });
-                offset += n.max(1);
-            }
-            first_row += rows;
-        }
+        let parts = parts_of(&metadata, batch_rows);
         let rows_read = Arc::new(AtomicU64::new(0));
         let (sender, pending) = sync_channel(IN_FLIGHT);
         let counter = rows_read.clone();
@@ -534,6 +478,82 @@ fn check_batch(context: &CheckContext, batch: &RecordBatch, first_row: u64) -> R
         (problems, hidden),
         None,
     ))
+}
+
+/// The schema to decode the file with (text columns wanted as dictionaries, and stored as
+/// such, as dictionaries: the row groups' dictionary pages are kept and each row is a key), the
+/// schema of the batches handed out (`arrow`, with a column the file stores plain handed on
+/// plain), and which schema columns are decoded as dictionaries.
+fn decoded_schemas(
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+    metadata: &ParquetMetaData,
+    mapping: &[usize],
+    arrow: &ArrowSchema,
+    dictionary: &[bool],
+) -> (Arc<ArrowSchema>, Arc<ArrowSchema>, Vec<bool>) {
+    let file_schema = builder.schema().clone();
+    let mut fields: Vec<arrow_schema::Field> = file_schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let dictionary: Vec<bool> = mapping
+        .iter()
+        .zip(dictionary)
+        .map(|(&fi, &d)| {
+            d && is_text(fields[fi].data_type()) && all_dictionary_encoded(metadata, fi)
+        })
+        .collect();
+    for (&fi, _) in mapping.iter().zip(&dictionary).filter(|(_, d)| **d) {
+        let f = fields[fi].clone().with_data_type(crate::dictionary_text());
+        fields[fi] = f;
+    }
+    let handed_out = Arc::new(ArrowSchema::new(
+        arrow
+            .fields()
+            .iter()
+            .zip(&dictionary)
+            .map(|(f, &d)| {
+                if !d && f.data_type() == &crate::dictionary_text() {
+                    f.as_ref().clone().with_data_type(DataType::Utf8)
+                } else {
+                    f.as_ref().clone()
+                }
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let hint = Arc::new(ArrowSchema::new_with_metadata(
+        fields,
+        file_schema.metadata().clone(),
+    ));
+    (hint, handed_out, dictionary)
+}
+
+/// The reading tasks' parts of the file, in file order: each row group, or for a row group
+/// larger than [`PART_BATCHES`] batches, its runs of that many whole batches (so the batches are
+/// the same as one task's, whatever the parts).
+fn parts_of(metadata: &ParquetMetaData, batch_rows: usize) -> Vec<Part> {
+    let each = PART_BATCHES * batch_rows.max(1) as u64;
+    let mut parts: Vec<Part> = Vec::new();
+    let mut first_row = 1u64;
+    for (group, g) in metadata.row_groups().iter().enumerate() {
+        let rows = g.num_rows().max(0) as u64;
+        let whole = rows <= each;
+        let mut offset = 0;
+        while offset < rows || (rows == 0 && offset == 0) {
+            let n = each.min(rows - offset);
+            parts.push(Part {
+                group,
+                offset,
+                rows: n,
+                whole,
+                first_row: first_row + offset,
+            });
+            offset += n.max(1);
+        }
+        first_row += rows;
+    }
+    parts
 }
 
 /// Whether every data page of the file's column `column` is dictionary-encoded, in every row
