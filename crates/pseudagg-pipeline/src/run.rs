@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray};
 use pseudagg_core::{Error, Month, Result, TOOL_VERSION};
 use pseudagg_io::{
-    Encoding, ExtractReader, PartitionSpill, ReadOptions, StagingDir, writer_properties_with,
+    ChunkWork, Encoding, ExtractReader, PartitionSpill, ReadOptions, StagingDir,
+    writer_properties_with,
 };
 use pseudagg_keys::{MasterKey, Pseudonymiser, period_key_info};
 use tracing::{debug, info, info_span};
@@ -64,6 +66,17 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     // addresses, notes) are checked cell by cell as strictly, and never copied.
     read_options.columns = Some(plan.read_columns());
     read_options.check_unread = true;
+    // Each chunk is filtered and pseudonymised on the reading threads; this thread counts, and
+    // hands the rows to the writer, in file order.
+    let pseudonymiser = Pseudonymiser::new(options.key, &d.name, options.month);
+    let reference_day = options.month.last_day();
+    read_options.work = Some(ChunkWork::new({
+        let (plan, pseudonymiser) = (Arc::new(plan.clone()), pseudonymiser.clone());
+        move |batch: &RecordBatch, _| -> Result<RecordBatch> {
+            let kept = transform::filter(&plan, batch).map_err(|e| internal(&e))?;
+            project(&plan, &pseudonymiser, reference_day, &kept)
+        }
+    }));
     let mut reader = {
         let _s = info_span!("read_header").entered();
         ExtractReader::open(&options.input, &plan.schema, read_options)?
@@ -90,8 +103,6 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
     for value in &plan.partition_values {
         writer.ensure_partition(value)?;
     }
-    let pseudonymiser = Pseudonymiser::new(options.key, &d.name, options.month);
-    let reference_day = options.month.last_day();
     let partition_input = plan
         .schema
         .index_of(&d.partition_by)
@@ -107,13 +118,12 @@ pub fn run(plan: &Plan, options: &RunOptions<'_>) -> Result<RunOutcome> {
         .as_ref()
         .map(|(qi, _)| kanon::GroupCounter::new(qi.clone(), plan.partition_output_index));
     let (mut rows_in, mut rows_out) = (0u64, 0u64);
-    while let Some(batch) = reader.next_batch()? {
+    while let Some((batch, out)) = reader.next_worked::<Result<RecordBatch>>()? {
         rows_in += batch.num_rows() as u64;
         count(&mut partitions, batch.column(partition_input), |c| {
             &mut c.rows_in
         });
-        let kept = transform::filter(plan, &batch).map_err(|e| internal(&e))?;
-        let out = project(plan, &pseudonymiser, reference_day, &kept)?;
+        let out = out?;
         count(
             &mut partitions,
             out.column(plan.partition_output_index),
