@@ -600,11 +600,21 @@ fn check_rows(
         .iter()
         .map(|c| context.pseudonym_columns.iter().position(|p| p == c))
         .collect();
-    let mut judged: Vec<FxHashMap<&str, ValueJudgement>> =
+    // The judgements of the values seen, and per column the value's index in them.
+    let mut judgements: Vec<ValueJudgement> = Vec::new();
+    let mut judged: Vec<FxHashMap<&str, usize>> =
         file.columns.iter().map(|_| FxHashMap::default()).collect();
+    // Per column read as a dictionary: for each key of the batch's dictionary, its value's
+    // judgement and whether it is another partition's value; taken at the key's first row.
+    let mut by_key: Vec<Vec<Option<(usize, bool)>>> = vec![Vec::new(); file.columns.len()];
+    let mut keys_of_batch = usize::MAX;
     out.pseudonyms.reserve(file.rows());
     let verdict = &mut out.verdict;
     for (row, b, r) in file.row_positions() {
+        if b != keys_of_batch {
+            by_key.iter_mut().for_each(Vec::clear);
+            keys_of_batch = b;
+        }
         for (c, name) in file.columns.iter().enumerate() {
             let value = file.text(b, c, r);
             let at = |rule: Rule, message: String| Finding {
@@ -648,21 +658,33 @@ fn check_rows(
                 continue;
             }
             let Some(v) = value else { continue };
-            if Some(c) == part_col
-                && let Some((key, expected)) = partition
-                && v != expected
-            {
+            let key = file.key(b, c, r);
+            let known = key.and_then(|k| by_key[c].get(k).copied().flatten());
+            let (j, other_partition) = known.unwrap_or_else(|| {
+                let other = Some(c) == part_col
+                    && partition.is_some_and(|(_, expected)| v != expected.as_str());
+                if Some(c) == datenstand && !out.months.contains(v) {
+                    out.months.insert(v.to_owned());
+                }
+                let j = *judged[c].entry(v).or_insert_with(|| {
+                    judgements.push(judge(v, contract[c], context.facts));
+                    judgements.len() - 1
+                });
+                if let Some(k) = key {
+                    if by_key[c].len() <= k {
+                        by_key[c].resize(k + 1, None);
+                    }
+                    by_key[c][k] = Some((j, other));
+                }
+                (j, other)
+            });
+            if other_partition && let Some((key, expected)) = partition {
                 verdict.push(at(
                     Rule::Partition,
                     format!("a row of another {key} in the folder {key}={expected}"),
                 ));
             }
-            if Some(c) == datenstand && !out.months.contains(v) {
-                out.months.insert(v.to_owned());
-            }
-            let judgement = judged[c]
-                .entry(v)
-                .or_insert_with(|| judge(v, contract[c], context.facts));
+            let judgement = &judgements[j];
             if judgement.not_allowed {
                 verdict.push(at(
                     Rule::ColumnValue,

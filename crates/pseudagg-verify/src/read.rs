@@ -4,9 +4,15 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
-use arrow_array::{Array, RecordBatch, StringArray};
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int32Type;
+use arrow_array::{Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::DataType;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
+};
+use parquet::basic::Encoding;
+use parquet::file::metadata::ParquetMetaData;
 use pseudagg_core::{Error, Result};
 
 /// The `key=value` folders of a path relative to an output (`parquet/rd=NRW/part-00000.parquet`
@@ -33,7 +39,7 @@ pub(crate) fn read_parquet_hive(path: &Path, rel: &str) -> Result<TextFile> {
         file.columns.push(key.clone());
         for (text, raw) in file.batches.iter_mut().zip(file.raw.iter_mut()) {
             let column = StringArray::from(vec![value.as_str(); raw.num_rows()]);
-            text.push(column.clone());
+            text.push(TextColumn::Plain(column.clone()));
             let mut fields: Vec<arrow_schema::FieldRef> =
                 raw.schema().fields().iter().cloned().collect();
             fields.push(std::sync::Arc::new(arrow_schema::Field::new(
@@ -56,11 +62,43 @@ pub(crate) fn read_parquet_hive(path: &Path, rel: &str) -> Result<TextFile> {
     Ok(file)
 }
 
+/// A column of a batch as text: plain, or a dictionary's keys and values (a column the file stores
+/// with a dictionary in every page is read as one, so that each distinct value is judged once).
+pub(crate) enum TextColumn {
+    Plain(StringArray),
+    /// Every key is an index into `values` (checked when read).
+    Dictionary {
+        keys: Int32Array,
+        values: StringArray,
+    },
+}
+
+impl TextColumn {
+    fn value(&self, row: usize) -> Option<&str> {
+        match self {
+            Self::Plain(a) => a.is_valid(row).then(|| a.value(row)),
+            Self::Dictionary { keys, values } => {
+                let k = keys.is_valid(row).then(|| keys.value(row))?;
+                values
+                    .is_valid(k as usize)
+                    .then(|| values.value(k as usize))
+            }
+        }
+    }
+
+    fn key(&self, row: usize) -> Option<usize> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Dictionary { keys, .. } => keys.is_valid(row).then(|| keys.value(row) as usize),
+        }
+    }
+}
+
 /// A file's column names, its key-value metadata, and its batches as text.
 pub(crate) struct TextFile {
     pub columns: Vec<String>,
     pub metadata: HashMap<String, String>,
-    pub batches: Vec<Vec<StringArray>>,
+    pub batches: Vec<Vec<TextColumn>>,
     /// The original batches, for typed reads.
     pub raw: Vec<RecordBatch>,
 }
@@ -85,8 +123,13 @@ impl TextFile {
     }
 
     pub fn text(&self, batch: usize, column: usize, row: usize) -> Option<&str> {
-        let a = &self.batches[batch][column];
-        a.is_valid(row).then(|| a.value(row))
+        self.batches[batch][column].value(row)
+    }
+
+    /// The row's key in its batch's dictionary of the column (rows with one key hold one value);
+    /// `None` for a column read plain, or a null.
+    pub fn key(&self, batch: usize, column: usize, row: usize) -> Option<usize> {
+        self.batches[batch][column].key(row)
     }
 }
 
@@ -97,6 +140,37 @@ pub(crate) fn read_parquet(path: &Path) -> Result<TextFile> {
     };
     let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(&e))?;
+    // Text columns stored with a dictionary in every page are read as dictionaries.
+    let flat = builder.parquet_schema().num_columns() == builder.schema().fields().len();
+    let fields: Vec<arrow_schema::Field> = builder
+        .schema()
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let f = f.as_ref().clone();
+            if flat
+                && f.data_type() == &DataType::Utf8
+                && dictionary_pages_only(builder.metadata(), i)
+            {
+                f.with_data_type(DataType::Dictionary(
+                    Box::new(DataType::Int32),
+                    Box::new(DataType::Utf8),
+                ))
+            } else {
+                f
+            }
+        })
+        .collect();
+    let hint = std::sync::Arc::new(arrow_schema::Schema::new_with_metadata(
+        fields,
+        builder.schema().metadata().clone(),
+    ));
+    let options = ArrowReaderOptions::new().with_schema(hint);
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+        File::open(path).map_err(|e| Error::io("open", path, e))?,
+        ArrowReaderMetadata::try_new(builder.metadata().clone(), options).map_err(|e| bad(&e))?,
+    );
     let metadata = builder
         .metadata()
         .file_metadata()
@@ -122,12 +196,29 @@ pub(crate) fn read_parquet(path: &Path) -> Result<TextFile> {
             .columns()
             .iter()
             .map(|c| {
+                if let Some(dict) = c.as_dictionary_opt::<Int32Type>()
+                    && let Some(values) = dict.values().as_string_opt::<i32>()
+                {
+                    let keys = dict.keys().clone();
+                    if keys
+                        .iter()
+                        .flatten()
+                        .any(|k| usize::try_from(k).map_or(true, |k| k >= values.len()))
+                    {
+                        return Err(bad(&"a dictionary key beyond its dictionary"));
+                    }
+                    return Ok(TextColumn::Dictionary {
+                        keys,
+                        values: values.clone(),
+                    });
+                }
                 let cast = arrow_cast::cast(c, &DataType::Utf8).map_err(|e| bad(&e))?;
-                Ok(cast
-                    .as_any()
-                    .downcast_ref::<StringArray>()
-                    .expect("cast to Utf8")
-                    .clone())
+                Ok(TextColumn::Plain(
+                    cast.as_any()
+                        .downcast_ref::<StringArray>()
+                        .expect("cast to Utf8")
+                        .clone(),
+                ))
             })
             .collect::<Result<Vec<_>>>()?;
         batches.push(text);
@@ -138,5 +229,18 @@ pub(crate) fn read_parquet(path: &Path) -> Result<TextFile> {
         metadata,
         batches,
         raw,
+    })
+}
+
+/// Whether every data page of the file's leaf column `column` is dictionary-encoded, in every row
+/// group (a column whose dictionary fell back to plain pages would be hashed again as one).
+fn dictionary_pages_only(metadata: &ParquetMetaData, column: usize) -> bool {
+    metadata.row_groups().iter().all(|g| {
+        g.columns().get(column).is_some_and(|c| {
+            c.dictionary_page_offset().is_some()
+                && c.page_encoding_stats_mask().is_some_and(|m| {
+                    m.is_only(Encoding::PLAIN_DICTIONARY) || m.is_only(Encoding::RLE_DICTIONARY)
+                })
+        })
     })
 }
