@@ -626,34 +626,8 @@ fn check_rows(
                     .column(name)
             };
             if let Some(p) = pseudonym_column[c] {
-                let Some(v) = value.filter(|v| is_pseudonym(v)) else {
-                    verdict.push(at(
-                        Rule::PseudonymFormat,
-                        "not a pseudonym (64 lower-case hex characters)".into(),
-                    ));
-                    continue;
-                };
-                let raw = raw_pseudonym(v);
-                out.pseudonyms.push((seen_key(&raw), row, p as u32));
-                if context.recompute
-                    && let Some(f) = context.facts
-                {
-                    match f.pseudonyms.get(&raw) {
-                        None => verdict.push(at(
-                            Rule::PseudonymRecompute,
-                            "recomputes from no input row with this key and month".into(),
-                        )),
-                        Some(p) => {
-                            if let Some((_, value)) = partition
-                                && f.partitions.get(usize::from(p)) != Some(value)
-                            {
-                                verdict.push(at(
-                                    Rule::Partition,
-                                    "its input row belongs to another partition".into(),
-                                ));
-                            }
-                        }
-                    }
+                if let Some(seen) = check_pseudonym(value, partition, context, verdict, &at) {
+                    out.pseudonyms.push((seen, row, p as u32));
                 }
                 continue;
             }
@@ -702,6 +676,47 @@ fn check_rows(
             }
         }
     }
+}
+
+/// Checks a pseudonym cell: its form, and with
+/// the input's facts, that it recomputes from an input row of its partition. Its key for the
+/// repeat check when it is a pseudonym.
+fn check_pseudonym(
+    value: Option<&str>,
+    partition: Option<&(String, String)>,
+    context: &FileContext<'_>,
+    verdict: &mut Verdict,
+    at: &dyn Fn(Rule, String) -> Finding,
+) -> Option<u128> {
+    let Some(v) = value.filter(|v| is_pseudonym(v)) else {
+        verdict.push(at(
+            Rule::PseudonymFormat,
+            "not a pseudonym (64 lower-case hex characters)".into(),
+        ));
+        return None;
+    };
+    let raw = raw_pseudonym(v);
+    if context.recompute
+        && let Some(f) = context.facts
+    {
+        match f.pseudonyms.get(&raw) {
+            None => verdict.push(at(
+                Rule::PseudonymRecompute,
+                "recomputes from no input row with this key and month".into(),
+            )),
+            Some(p) => {
+                if let Some((_, value)) = partition
+                    && f.partitions.get(usize::from(p)) != Some(value)
+                {
+                    verdict.push(at(
+                        Rule::Partition,
+                        "its input row belongs to another partition".into(),
+                    ));
+                }
+            }
+        }
+    }
+    Some(seen_key(&raw))
 }
 
 /// A row's quasi-identifiers as one key: per column a 0 byte for a blank, or a 1 byte, the
