@@ -90,10 +90,10 @@ pub struct ReadOptions {
     /// checked as they are split; a Parquet extract is then decoded in every column, and the
     /// others are dropped as soon as their cells are checked.
     pub check_unread: bool,
-    /// With `columns`: a Parquet extract's text columns among them come as
-    /// `Dictionary(Int32, Utf8)` arrays (see [`crate::TextArray`]), each distinct value checked
-    /// once and no value copied per row; unique columns and the Datenstand still come as `Utf8`,
-    /// and so does every column of a CSV extract.
+    /// With `columns`: a Parquet extract's text columns among them that the file stores with a
+    /// dictionary in every page come as `Dictionary(Int32, Utf8)` arrays, each distinct value
+    /// checked once and no value copied per row. The others, the unique columns, the Datenstand
+    /// and every column of a CSV extract come as `Utf8`: read text through [`crate::TextArray`].
     pub dictionaries: bool,
     /// Work done on each valid chunk on the reading threads, its result handed out with the
     /// batch ([`ExtractReader::next_worked`]).

@@ -1,10 +1,12 @@
 //! Reading extracts against their schema, and writing outputs atomically.
 //!
 //! An [`ExtractReader`] reads a CSV or Parquet extract in batches of Arrow arrays, in the schema's
-//! column order and types (`Utf8`, `Date32`, `Boolean`). Every cell is validated as it is read: type,
+//! column order and types (`Utf8`, or dictionaries of it when asked for; `Date32`, `Boolean`). Every cell is validated as it is read: type,
 //! nullability, pattern, allowed values, uniqueness and the Datenstand. Reading goes on past a bad row
 //! so that the user learns every problem (up to a limit) in one run; once a problem is found no
-//! further batch is handed out, and the reader ends with [`pseudagg_core::Error::Input`].
+//! further batch is handed out, and the reader ends with [`pseudagg_core::Error::Input`]. A
+//! repeated identifier and a second month are found when the last batch is read: publish nothing
+//! before the reader has said the file is read.
 //!
 //! Outputs go into a [`StagingDir`] beside the target and are moved into place in one rename only
 //! when everything succeeded; a [`PartitionedWriter`] writes Parquet files per partition.
