@@ -231,6 +231,14 @@ impl TextColumn {
         }
     }
 
+    /// Appends a text cell already checked (a value that passed in another cell of the chunk).
+    pub(crate) fn append_checked_str(&mut self, text: &str) {
+        match self {
+            Self::Str(b) => b.append_value(text),
+            _ => unreachable!("only text columns take checked text"),
+        }
+    }
+
     pub(crate) fn append_null(&mut self) {
         match self {
             Self::Str(b) => b.append_null(),

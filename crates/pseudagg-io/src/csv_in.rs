@@ -27,11 +27,15 @@ use std::thread::JoinHandle;
 
 use arrow_schema::Schema as ArrowSchema;
 use csv_core::ReadRecordResult;
-use pseudagg_core::{Error, Location, Problem, Result, Schema};
+use pseudagg_core::{ColumnType, Error, Location, Problem, Result, Schema};
+use rustc_hash::FxHashSet;
 
 use crate::cell::{ColumnCheck, TextColumn};
 use crate::extract::{Chunk, Encoding, Sealing, batch_of, match_columns, seal};
 use crate::hashing::HashingReader;
+
+/// Values per column and chunk whose passed check is remembered.
+const MEMO_MAX: usize = 512;
 
 /// Decoded chunks that may wait for the caller, beyond the one it holds.
 const IN_FLIGHT: usize = 3;
@@ -436,6 +440,10 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
         Encoding::Utf8 if !raw.data.contains(&0) => std::str::from_utf8(&raw.data).ok(),
         _ => None,
     };
+    // Most text columns repeat a few values (categories, gE numbers): per column, the values of
+    // the chunk that passed their check (up to `MEMO_MAX`) pass again without it. A value that
+    // fails is checked in each cell, for the cell's own message.
+    let mut passed: Vec<FxHashSet<&str>> = vec![FxHashSet::default(); checks.len()];
     for r in 0..n {
         let (start, ends) = raw.record(r);
         let row = raw.first_row + r as u64;
@@ -459,15 +467,38 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             }
             continue;
         }
-        for ((column, check), &fi) in columns.iter_mut().zip(checks.iter()).zip(&context.mapping) {
+        for (c, ((column, check), &fi)) in columns
+            .iter_mut()
+            .zip(checks.iter())
+            .zip(&context.mapping)
+            .enumerate()
+        {
             if column.is_none() && !context.check_unread {
                 continue;
             }
             let begin = if fi == 0 { start } else { ends[fi - 1] };
             let field = &raw.data[begin..ends[fi]];
             let text = match whole.and_then(|w| w.get(begin..ends[fi])) {
-                Some(text) if field.len() <= MAX_FIELD_BYTES => Ok(Cow::Borrowed(text)),
+                Some(text) if field.len() <= MAX_FIELD_BYTES => {
+                    if check.spec.ty == ColumnType::Str && passed[c].contains(text) {
+                        if let Some(column) = column {
+                            column.append_checked_str(text);
+                        }
+                        continue;
+                    }
+                    Ok(Cow::Borrowed(text))
+                }
                 _ => decode(field, context.encoding),
+            };
+            let memo = match &text {
+                Ok(Cow::Borrowed(t))
+                    if check.spec.ty == ColumnType::Str
+                        && !t.is_empty()
+                        && passed[c].len() < MEMO_MAX =>
+                {
+                    Some(*t)
+                }
+                _ => None,
             };
             let result = match (text, column) {
                 (Ok(text), Some(column)) => column.append(check, Some(&text)).map_err(Cow::Owned),
@@ -479,9 +510,16 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
                     Err(message)
                 }
             };
-            if let Err(message) = result {
-                let at = Location::cell(row, line, check.spec.name.clone());
-                report(&mut problems, at, message);
+            match result {
+                Err(message) => {
+                    let at = Location::cell(row, line, check.spec.name.clone());
+                    report(&mut problems, at, message);
+                }
+                Ok(()) => {
+                    if let Some(t) = memo {
+                        passed[c].insert(t);
+                    }
+                }
             }
         }
     }

@@ -445,3 +445,53 @@ fn one_large_row_group_is_read_in_parts_in_file_order() {
     let rows: Vec<Option<u64>> = problems.items().iter().map(|p| p.location.row).collect();
     assert_eq!(rows, vec![Some(1_235), Some(2_000)]);
 }
+
+/// A CSV chunk remembers the values of a column that passed their check; a bad value is still
+/// named in every row that holds it, read or only checked, however often it repeats.
+#[test]
+fn a_bad_value_repeated_in_a_csv_is_named_in_every_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(SAMPLE).unwrap();
+    let header: Vec<&str> = text.lines().next().unwrap().split(';').collect();
+    let i = header.iter().position(|h| *h == "beschaeftigung").unwrap();
+    let bad_rows: Vec<usize> = (100..1_000).step_by(10).collect();
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(n, l)| {
+            if n == 0 || !bad_rows.contains(&(n - 1)) {
+                return l.to_owned();
+            }
+            let mut f: Vec<&str> = l.split(';').collect();
+            f[i] = "x?";
+            f.join(";")
+        })
+        .collect();
+    let path = dir.path().join("bad.csv");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    for (columns, check_unread) in [(None, false), (Some(vec![]), true)] {
+        let mut o = options(columns);
+        o.max_problems = 1_000;
+        o.check_unread = check_unread;
+        let mut reader = ExtractReader::open(&path, &schema(), o).unwrap();
+        let err = loop {
+            match reader.next_batch() {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the bad cells were not found"),
+                Err(e) => break e,
+            }
+        };
+        let Error::Input { problems, .. } = &err else {
+            panic!("{err}")
+        };
+        let rows: Vec<u64> = problems
+            .items()
+            .iter()
+            .filter(|p| p.location.column.as_deref() == Some("beschaeftigung"))
+            .filter_map(|p| p.location.row)
+            .collect();
+        let wanted: Vec<u64> = bad_rows.iter().map(|r| *r as u64 + 1).collect();
+        assert_eq!(rows, wanted, "check_unread = {check_unread}");
+        assert_eq!(problems.total(), bad_rows.len());
+    }
+}
