@@ -478,48 +478,17 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
             }
             let begin = if fi == 0 { start } else { ends[fi - 1] };
             let field = &raw.data[begin..ends[fi]];
-            let text = match whole.and_then(|w| w.get(begin..ends[fi])) {
-                Some(text) if field.len() <= MAX_FIELD_BYTES => {
-                    if check.spec.ty == ColumnType::Str && passed[c].contains(text) {
-                        if let Some(column) = column {
-                            column.append_checked_str(text);
-                        }
-                        continue;
-                    }
-                    Ok(Cow::Borrowed(text))
-                }
-                _ => decode(field, context.encoding),
-            };
-            let memo = match &text {
-                Ok(Cow::Borrowed(t))
-                    if check.spec.ty == ColumnType::Str
-                        && !t.is_empty()
-                        && passed[c].len() < MEMO_MAX =>
-                {
-                    Some(*t)
-                }
-                _ => None,
-            };
-            let result = match (text, column) {
-                (Ok(text), Some(column)) => column.append(check, Some(&text)).map_err(Cow::Owned),
-                (Ok(text), None) => check.check_cell(Some(&text)).map_err(Cow::Owned),
-                (Err(message), column) => {
-                    if let Some(column) = column {
-                        column.append_null();
-                    }
-                    Err(message)
-                }
-            };
-            match result {
-                Err(message) => {
-                    let at = Location::cell(row, line, check.spec.name.clone());
-                    report(&mut problems, at, message);
-                }
-                Ok(()) => {
-                    if let Some(t) = memo {
-                        passed[c].insert(t);
-                    }
-                }
+            let in_whole = whole.and_then(|w| w.get(begin..ends[fi]));
+            let taken = take_field(
+                check,
+                column.as_mut(),
+                &mut passed[c],
+                (field, in_whole),
+                context.encoding,
+            );
+            if let Err(message) = taken {
+                let at = Location::cell(row, line, check.spec.name.clone());
+                report(&mut problems, at, message);
             }
         }
     }
@@ -538,6 +507,55 @@ fn decode_chunk(context: &DecodeContext, raw: &RawChunk) -> Chunk {
         (problems, hidden),
         Some(raw.data.len() as u64),
     )
+}
+
+/// Decodes one field, checks it and appends it to `column` (`None`: a column only checked). The
+/// field's text is `in_whole` when the chunk is valid UTF-8 as a whole. A text value in `passed`
+/// passed its check in an earlier cell of the chunk and is appended unchecked; a value that
+/// passes joins it (up to [`MEMO_MAX`]).
+fn take_field<'a>(
+    check: &ColumnCheck,
+    column: Option<&mut TextColumn>,
+    passed: &mut FxHashSet<&'a str>,
+    (field, in_whole): (&'a [u8], Option<&'a str>),
+    encoding: Encoding,
+) -> std::result::Result<(), Cow<'static, str>> {
+    let text = match in_whole {
+        Some(text) if field.len() <= MAX_FIELD_BYTES => {
+            if check.spec.ty == ColumnType::Str && passed.contains(text) {
+                if let Some(column) = column {
+                    column.append_checked_str(text);
+                }
+                return Ok(());
+            }
+            Ok(Cow::Borrowed(text))
+        }
+        _ => decode(field, encoding),
+    };
+    let memo = match &text {
+        Ok(Cow::Borrowed(t))
+            if check.spec.ty == ColumnType::Str && !t.is_empty() && passed.len() < MEMO_MAX =>
+        {
+            Some(*t)
+        }
+        _ => None,
+    };
+    let result = match (text, column) {
+        (Ok(text), Some(column)) => column.append(check, Some(&text)).map_err(Cow::Owned),
+        (Ok(text), None) => check.check_cell(Some(&text)).map_err(Cow::Owned),
+        (Err(message), column) => {
+            if let Some(column) = column {
+                column.append_null();
+            }
+            Err(message)
+        }
+    };
+    if result.is_ok()
+        && let Some(t) = memo
+    {
+        passed.insert(t);
+    }
+    result
 }
 
 /// Decodes a field; an empty field is the empty string (the caller treats it as null).

@@ -88,6 +88,22 @@ fn sample_parquet_with(
     path
 }
 
+/// Reads the file to the end and returns the problems it is refused with.
+fn problems_of(path: &Path, options: ReadOptions) -> pseudagg_core::Problems {
+    let mut reader = ExtractReader::open(path, &schema(), options).unwrap();
+    let err = loop {
+        match reader.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the bad cells were not found"),
+            Err(e) => break e,
+        }
+    };
+    let Error::Input { problems, .. } = err else {
+        panic!("{err}")
+    };
+    problems
+}
+
 fn cells(batches: &[RecordBatch], column: usize) -> Vec<String> {
     batches
         .iter()
@@ -228,17 +244,7 @@ fn a_bad_value_repeated_over_many_rows_is_named_in_every_row() {
         options.max_problems = 1_000;
         options.dictionaries = dictionaries;
         options.check_unread = check_unread;
-        let mut reader = ExtractReader::open(&path, &schema(), options).unwrap();
-        let err = loop {
-            match reader.next_batch() {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the bad cells were not found"),
-                Err(e) => break e,
-            }
-        };
-        let Error::Input { problems, .. } = &err else {
-            panic!("{err}")
-        };
+        let problems = problems_of(&path, options);
         let listed: Vec<String> = problems.items().iter().map(ToString::to_string).collect();
         assert_eq!(problems.total(), bad_rows.len(), "{listed:?}");
         for (row, line) in bad_rows.iter().zip(&listed) {
@@ -473,17 +479,7 @@ fn a_bad_value_repeated_in_a_csv_is_named_in_every_row() {
         let mut o = options(columns);
         o.max_problems = 1_000;
         o.check_unread = check_unread;
-        let mut reader = ExtractReader::open(&path, &schema(), o).unwrap();
-        let err = loop {
-            match reader.next_batch() {
-                Ok(Some(_)) => {}
-                Ok(None) => panic!("the bad cells were not found"),
-                Err(e) => break e,
-            }
-        };
-        let Error::Input { problems, .. } = &err else {
-            panic!("{err}")
-        };
+        let problems = problems_of(&path, o);
         let rows: Vec<u64> = problems
             .items()
             .iter()
