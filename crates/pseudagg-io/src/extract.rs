@@ -182,7 +182,7 @@ pub(crate) struct Chunk {
     pub(crate) problems: Vec<Problem>,
     /// Problems found beyond the per-column limit, only counted.
     pub(crate) hidden: usize,
-    /// For each unique column (in schema order), its sorted keys ([`chunk_keys`]).
+    /// For each unique column (in schema order), its keys grouped by bucket ([`chunk_keys`]).
     pub(crate) unique_keys: Vec<Vec<u128>>,
     /// Each month the Datenstand column names, with the first row that names it, in row order.
     pub(crate) months: Vec<(String, u64)>,

@@ -1,10 +1,10 @@
 //! The uniqueness check of an identifier column, without keeping its values.
 //!
 //! Each value becomes one 128-bit key: an 88-bit fingerprint of the value above its 40-bit row
-//! number. The reading threads take a chunk's keys and sort them; the caller only files each
-//! sorted run into one of 256 buckets by its top byte (a copy, no hashing); at the end each bucket
-//! is sorted (merging its runs) on every core, and equal fingerprints sit side by side, the
-//! earliest row first. That is 16 bytes a row, where a hash set of fingerprints and rows took 48
+//! number. The reading threads take a chunk's keys and group them by their top byte (a counting
+//! sort); the caller only copies each group into one of 256 buckets (no hashing); at the end each
+//! bucket is sorted on every core, and equal fingerprints sit side by side, the earliest row
+//! first. That is 16 bytes a row, where a hash set of fingerprints and rows took 48
 //! (a national extract's set alone was about 270 MB), and its inserts were the caller's work.
 //!
 //! Two different values share a fingerprint with a probability of about `n² / 2^89`: for 50
@@ -35,16 +35,34 @@ fn key(value: &str, row: u64) -> u128 {
     (fingerprint(value) << ROW_BITS) | u128::from(row & ROW_MASK)
 }
 
-/// The sorted keys of one chunk of a column whose first row is `first_row` (nulls have none).
+/// The keys of one chunk of a column whose first row is `first_row` (nulls have none), grouped by
+/// their top byte in ascending order (a counting sort: the order within a group is the rows').
 pub(crate) fn chunk_keys(values: &StringArray, first_row: u64) -> Vec<u128> {
     let mut keys: Vec<u128> = Vec::with_capacity(values.len() - values.null_count());
+    let mut count = [0usize; BUCKETS];
     for (i, v) in values.iter().enumerate() {
         if let Some(v) = v {
-            keys.push(key(v, first_row + i as u64));
+            let k = key(v, first_row + i as u64);
+            count[top(k)] += 1;
+            keys.push(k);
         }
     }
-    keys.sort_unstable();
-    keys
+    let mut at = [0usize; BUCKETS];
+    for b in 1..BUCKETS {
+        at[b] = at[b - 1] + count[b - 1];
+    }
+    let mut grouped = vec![0u128; keys.len()];
+    for k in keys {
+        let slot = &mut at[top(k)];
+        grouped[*slot] = k;
+        *slot += 1;
+    }
+    grouped
+}
+
+/// A key's bucket: its top byte.
+fn top(key: u128) -> usize {
+    (key >> 120) as usize
 }
 
 /// The keys of one column so far, in buckets by their top byte.
@@ -78,13 +96,13 @@ impl UniqueKeys {
         }
     }
 
-    /// Files one chunk's sorted keys ([`chunk_keys`]).
-    pub(crate) fn add(&mut self, sorted: &[u128]) {
-        let mut rest = sorted;
+    /// Files one chunk's keys, grouped by their top byte ([`chunk_keys`]).
+    pub(crate) fn add(&mut self, grouped: &[u128]) {
+        let mut rest = grouped;
         while let Some(&first) = rest.first() {
-            let top = (first >> 120) as usize;
-            let end = rest.partition_point(|&k| ((k >> 120) as usize) <= top);
-            self.buckets[top].extend_from_slice(&rest[..end]);
+            let bucket = top(first);
+            let end = rest.partition_point(|&k| top(k) <= bucket);
+            self.buckets[bucket].extend_from_slice(&rest[..end]);
             rest = &rest[end..];
         }
     }
@@ -96,10 +114,7 @@ impl UniqueKeys {
             .buckets
             .into_par_iter()
             .flat_map_iter(|mut bucket| {
-                // The bucket is a sequence of sorted runs: the stable sort finds and merges them
-                // (an unstable sort would not use them).
-                #[allow(clippy::stable_sort_primitive)]
-                bucket.sort();
+                bucket.sort_unstable();
                 let mut out = Vec::new();
                 let mut first: Option<(u128, u64)> = None;
                 for k in bucket {
