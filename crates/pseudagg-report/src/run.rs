@@ -251,8 +251,9 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     // Each chunk is counted on the reading threads, by every report of the month; the counts
     // are merged here in file order.
     let classify = !fixed_plans.is_empty();
+    // This report's plan first, then the released ones.
     let plans: Arc<Vec<ReportPlan>> =
-        Arc::new(std::iter::once(plan).chain(&fixed_plans).cloned().collect());
+        Arc::new(std::iter::once(plan.clone()).chain(fixed_plans).collect());
     read.work = Some(ChunkWork::new({
         let plans = plans.clone();
         move |batch: &RecordBatch, first_row| {
@@ -317,7 +318,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
     );
 
     let rt = ReportTable::build(plan, &counts);
-    let released_rts: Vec<ReportTable> = fixed_plans
+    let released_rts: Vec<ReportTable> = plans[1..]
         .iter()
         .zip(&all_counts)
         .map(|(p, c)| ReportTable::build(p, c))
