@@ -870,6 +870,80 @@ fn certify_in_component(
     Ok(out)
 }
 
+/// Decides each of `targets` over its whole part of the table, as [`certify_exact`] does, from
+/// the optima `accept` takes: it is given the part's cells and an optimum's values of them.
+///
+/// A target's lower end is found first; then its upper end, capped at `cap(i, lower)` (`i` its
+/// position in `targets`): an upper end that reaches the cap is enough, and a cap keeps the
+/// program bounded, so every end comes with a point. A target one of whose optima `accept`
+/// refuses gets `None` (the caller widens the system and asks again). A target whose values over
+/// the accepted points found so far already reach `lower <= ..`, cap apart, needs no program.
+pub(crate) fn accepted_intervals(
+    table: &Table,
+    suppressed: &[bool],
+    targets: &[usize],
+    cap: &(dyn Fn(usize, f64) -> f64 + Sync),
+    accept: &(dyn Fn(&[usize], &[f64]) -> bool + Sync),
+) -> Result<Vec<Option<Interval>>, String> {
+    let (comps, by_comp) = by_component(table, suppressed, targets)?;
+    let found: Vec<Vec<(usize, Option<Interval>)>> = shared_out(by_comp, 64)
+        .into_par_iter()
+        .map(|(ci, cells)| {
+            let comp = &comps[ci];
+            let floors = comp.floors(table);
+            let mut lp = lp_of(table, comp);
+            let mut points: Vec<Vec<f64>> = Vec::new();
+            let mut out = Vec::with_capacity(cells.len());
+            for (i, v) in cells {
+                if let Some(seen) = span(&points, v)
+                    && seen.lower <= floors[v] + Interval::EPS
+                    && seen
+                        .upper
+                        .is_some_and(|hi| hi + Interval::EPS >= cap(i, seen.lower))
+                {
+                    out.push((i, Some(seen)));
+                    continue;
+                }
+                let (lower, point) = lp
+                    .bound(v, End::Lower)?
+                    .ok_or("a suppressed cell has no lower bound")?;
+                let mut ok = accept(&comp.vars, &point);
+                if ok {
+                    points.push(point);
+                }
+                let limit = cap(i, lower);
+                lp.cap(v, Some(limit));
+                let upper = lp.bound(v, End::Upper);
+                lp.cap(v, None);
+                match upper? {
+                    Some((hi, point)) => {
+                        if accept(&comp.vars, &point) {
+                            points.push(point);
+                        } else {
+                            ok = false;
+                        }
+                        out.push((
+                            i,
+                            ok.then_some(Interval {
+                                lower,
+                                upper: Some(hi),
+                            }),
+                        ));
+                    }
+                    // Capped, the program is bounded: only a lost instance gets here.
+                    None => out.push((i, None)),
+                }
+            }
+            Ok(out)
+        })
+        .collect::<Result<_, String>>()?;
+    let mut out = vec![None; targets.len()];
+    for (i, iv) in found.into_iter().flatten() {
+        out[i] = iv;
+    }
+    Ok(out)
+}
+
 /// The smallest interval holding the values of variable `v` over `points`, if there are any.
 fn span(points: &[Vec<f64>], v: usize) -> Option<Interval> {
     let (lower, upper) = points

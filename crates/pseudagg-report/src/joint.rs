@@ -606,7 +606,7 @@ pub fn build(
 }
 
 /// The positions (category, indicator) of a report table, flattened.
-fn positions(rt: &ReportTable) -> usize {
+pub(crate) fn positions(rt: &ReportTable) -> usize {
     rt.categories.len() * rt.indicators.len()
 }
 
@@ -810,7 +810,7 @@ fn partition(classes: &[Class], i: usize, inside: &[usize]) -> Option<Vec<Pos>> 
 }
 
 /// The positions of `rt` whose people include an atom classified `key` there.
-fn positions_of(rt: &ReportTable, key: (u16, u64)) -> impl Iterator<Item = usize> + '_ {
+pub(crate) fn positions_of(rt: &ReportTable, key: (u16, u64)) -> impl Iterator<Item = usize> + '_ {
     let n_ind = rt.indicators.len();
     let cats: &[usize] = if key == OUTSIDE {
         &[]

@@ -21,6 +21,7 @@ pub mod definition;
 pub mod expr;
 pub mod joint;
 pub mod layout;
+pub mod lift;
 mod lp;
 mod output;
 mod plan;

@@ -32,6 +32,8 @@ pub(crate) struct Lp {
     cols: Vec<highs::Col>,
     /// The variable whose cost is 1 now.
     objective: Option<usize>,
+    /// A variable held at most at a value (see [`Lp::cap`]).
+    capped: Option<(usize, f64)>,
 }
 
 impl std::fmt::Debug for Lp {
@@ -64,7 +66,21 @@ impl Lp {
             floors,
             cols,
             objective: None,
+            capped: None,
         }
+    }
+
+    /// Holds variable `var` at most at `cap`, or, with `None`, frees it again (one variable at a
+    /// time): a capped maximum is bounded, and its point shows the cap reached.
+    pub fn cap(&mut self, var: usize, cap: Option<f64>) {
+        let floor = self.floors[var];
+        if let Some(model) = self.model.as_mut() {
+            match cap {
+                Some(c) => model.change_column_bounds(self.cols[var], floor..=c.max(floor)),
+                None => model.change_column_bounds(self.cols[var], floor..),
+            }
+        }
+        self.capped = cap.map(|c| (var, c.max(floor)));
     }
 
     /// A HiGHS instance for the system, with `objective` (if any) at cost 1.
@@ -118,6 +134,9 @@ impl Lp {
             // A warm start that ends undecided (HiGHS says `Unknown`, rarely, on degenerate
             // systems) is solved again from scratch, with presolve.
             let (mut fresh, cols) = Self::build(&self.floors, &self.rows, Some(var), true);
+            if let Some((v, c)) = self.capped {
+                fresh.change_column_bounds(cols[v], self.floors[v]..=c);
+            }
             self.cols = cols;
             fresh.set_sense(sense);
             solved = fresh

@@ -367,10 +367,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             .map(|r| joint::pattern_of(&r.release, &rt));
         let tables: Vec<&ReportTable> = std::iter::once(&rt).chain(&released_rts).collect();
         let releases: Vec<&Release> = fixed.iter().map(|r| &r.release).collect();
+        let atom_counts = atoms.finish();
         let joint = joint::build(
             &tables,
             &releases,
-            &atoms.finish(),
+            &atom_counts,
             start.as_deref(),
             params.threshold,
         )?;
@@ -392,7 +393,10 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                     format!("{}: {area}, {cat}{ind}", labels[t - 1])
                 }
             };
-            match joint.origin[c] {
+            let Some(&origin) = joint.origin.get(c) else {
+                return "people of one combination of the reports' predicates".to_owned();
+            };
+            match origin {
                 joint::Origin::Cell { table, cell } => of((table, cell)),
                 joint::Origin::Group { x, y } => {
                     format!("the people {} counts beyond {}", of(x), of(y))
@@ -402,20 +406,111 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 }
             }
         };
-        let mut pattern = protect_watched(&joint.table, params, options.progress).map_err(|u| {
-            let cells: Vec<String> = u
-                .cells
-                .iter()
-                .take(20)
-                .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
-                .collect();
-            Error::CheckFailed(format!(
-                "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
-                labels.join(", "),
-                u.reason,
-                listed(cells, u.cells.len())
-            ))
-        })?;
+        // The atoms of the month's reports hold every relation between their cells; the final
+        // audit lifts the pattern's points onto them (see `lift`). Where it finds a cell
+        // narrowed, the atoms of the gEs concerned join the table, and the pattern is sought
+        // again, until the audit passes or the protection is refused.
+        let area_of_nr: std::collections::HashMap<&str, usize> = rt
+            .areas
+            .iter()
+            .enumerate()
+            .filter_map(|(a, area)| area.ge.as_ref().map(|g| (g.nr.as_str(), a)))
+            .collect();
+        let ge_area: Vec<usize> = counts
+            .ges
+            .iter()
+            .map(|g| {
+                area_of_nr.get(g.nr.as_str()).copied().ok_or_else(|| {
+                    Error::Refused(
+                        "a counted gE has no row in the report's grid (a bug); nothing was written"
+                            .into(),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        let mut view = crate::lift::Atoms::new(&tables, &joint.offsets, &atom_counts, &ge_area);
+        view.restrict(&joint.table);
+        let mut with_atoms: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+        let mut pattern = loop {
+            let table = view.with_atoms(&joint.table, &with_atoms);
+            let mut pattern = protect_watched(&table, params, options.progress).map_err(|u| {
+                let cells: Vec<String> = u
+                    .cells
+                    .iter()
+                    .take(20)
+                    .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
+                    .collect();
+                Error::CheckFailed(format!(
+                    "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
+                    labels.join(", "),
+                    u.reason,
+                    listed(cells, u.cells.len())
+                ))
+            })?;
+            let joint_cells = joint.table.len();
+            pattern.suppressed.truncate(joint_cells);
+            pattern.primary.truncate(joint_cells);
+            pattern.audit.retain(|&(c, _)| c < joint_cells);
+            let _s = info_span!("lift", ges_with_atoms = with_atoms.len()).entered();
+            let lifted = crate::lift::audit(
+                &joint,
+                &view,
+                &pattern.suppressed,
+                (params.threshold, params.min_width),
+                params.insider,
+                &with_atoms,
+            )
+            .map_err(|e| {
+                Error::CheckFailed(format!(
+                    "the audit over the atoms of the month's reports failed ({e}), so nothing was published"
+                ))
+            })?;
+            info!(
+                cells = lifted.cells,
+                points = lifted.points,
+                exact = lifted.exact,
+                ges_with_atoms = lifted.ges_with_atoms,
+                passes = lifted.passes,
+                unprotected = lifted.unprotected.len(),
+                "audited over the atoms"
+            );
+            if !lifted.inherited.is_empty() {
+                let cells: Vec<String> = lifted
+                    .inherited
+                    .iter()
+                    .take(20)
+                    .map(|&c| format!("  - {}", describe(c)))
+                    .collect();
+                tracing::warn!(
+                    cells = lifted.inherited.len(),
+                    "these cells can be narrowed by their own report alone, through what one person can be counted in together beyond the subsets its definition declares (two indicators that exclude each other, say); the reports of the month together narrow them no further, so this is not refused. Declare those relations in the definition (`subset-of`) or widen its categories:\n{}",
+                    listed(cells, lifted.inherited.len())
+                );
+            }
+            if lifted.unprotected.is_empty() {
+                break pattern;
+            }
+            let before = with_atoms.len();
+            with_atoms.extend(&lifted.widen);
+            if with_atoms.len() == before {
+                let cells: Vec<String> = lifted
+                    .unprotected
+                    .iter()
+                    .take(20)
+                    .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
+                    .collect();
+                return Err(Error::CheckFailed(format!(
+                    "this report cannot be published beside the month's released reports ({}): the people their cells count in common let these cells be narrowed, so nothing was published.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
+                    labels.join(", "),
+                    listed(cells, lifted.unprotected.len())
+                )));
+            }
+            info!(
+                narrowed = lifted.unprotected.len(),
+                ges_with_atoms = with_atoms.len(),
+                "the atoms of the gEs concerned join the table; protecting again"
+            );
+        };
         let n = rt.table.len();
         pattern.suppressed.truncate(n);
         pattern.primary.truncate(n);
