@@ -58,6 +58,17 @@ impl Component {
         self.vars.iter().map(|&c| table.floor(c)).collect()
     }
 
+    /// Its variables by the gE that owns their cell (see [`Table::owner_of`]).
+    pub(crate) fn by_owner(&self, table: &Table) -> HashMap<u32, Vec<usize>> {
+        let mut of_owner: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (v, &c) in self.vars.iter().enumerate() {
+            if let Some(o) = table.owner_of(c) {
+                of_owner.entry(o).or_default().push(v);
+            }
+        }
+        of_owner
+    }
+
     /// The constraints as rows for the solver.
     pub(crate) fn rows(&self) -> Vec<RowRef<'_>> {
         self.constraints
@@ -537,12 +548,7 @@ pub fn insiders_to_check(
                     }
                 })
                 .collect();
-            let mut of_owner: HashMap<u32, Vec<usize>> = HashMap::new();
-            for (v, &c) in comp.vars.iter().enumerate() {
-                if let Some(o) = table.owner_of(c) {
-                    of_owner.entry(o).or_default().push(v);
-                }
-            }
+            let of_owner = comp.by_owner(table);
             let mut nearest = Nearest::new(&comp.rows(), &truth, &weight, &comp.floors(table));
             members
                 .into_iter()

@@ -866,7 +866,7 @@ fn push_group(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A table of one cell per gE (no dimension, one indicator): everyone in its population.
@@ -933,25 +933,25 @@ mod tests {
         t
     }
 
+    /// The head of a test release: report `alt` of 2025-03, threshold 3, width 1.
+    pub(crate) fn release_head() -> ReleaseHead {
+        ReleaseHead {
+            report: "alt".into(),
+            request: None,
+            month: "2025-03".parse().unwrap(),
+            definition_sha256: String::new(),
+            definition: String::new(),
+            input_sha256: String::new(),
+            threshold: 3,
+            min_interval_width: 1,
+        }
+    }
+
     /// The released table `released` (one Bund cell, published) and a new report whose cell is
     /// inside it, `inside` people of its `released`.
     fn new_inside_released(inside: u64, released: u64) -> Joint {
         let (new, old) = (bund_cell(inside), bund_cell(released));
-        let release = Release::of(
-            &old,
-            &[false],
-            &[0],
-            ReleaseHead {
-                report: "alt".into(),
-                request: None,
-                month: "2025-03".parse().unwrap(),
-                definition_sha256: String::new(),
-                definition: String::new(),
-                input_sha256: String::new(),
-                threshold: 3,
-                min_interval_width: 1,
-            },
-        );
+        let release = Release::of(&old, &[false], &[0], release_head());
         let atoms = [
             ((0, vec![(0, 1), (0, 1)]), inside),
             ((0, vec![OUTSIDE, (0, 1)]), released - inside),

@@ -323,6 +323,19 @@ pub(crate) mod tests {
         ReportPlan::from_toml(&text, std::path::Path::new("t.toml")).unwrap()
     }
 
+    /// gE `i` numbered `10000 + i`, in RD `R<rds_of_ges[i]>`.
+    pub(crate) fn ges_for(rds_of_ges: &[usize]) -> Vec<GeInfo> {
+        rds_of_ges
+            .iter()
+            .enumerate()
+            .map(|(i, r)| GeInfo {
+                nr: format!("{:05}", 10000 + i),
+                rd: format!("R{r}"),
+                name: format!("G{i}"),
+            })
+            .collect()
+    }
+
     /// Counts for a random hierarchy: `ges[i]` is the RD of gE i; values decrease along the
     /// indicator chain so the subset relations hold.
     pub(crate) fn counts_for(plan: &ReportPlan, rds_of_ges: &[usize], raw: &[u64]) -> Counts {
@@ -343,15 +356,7 @@ pub(crate) mod tests {
             values.push(v);
         }
         Counts {
-            ges: rds_of_ges
-                .iter()
-                .enumerate()
-                .map(|(i, r)| GeInfo {
-                    nr: format!("{:05}", 10000 + i),
-                    rd: format!("R{r}"),
-                    name: format!("G{i}"),
-                })
-                .collect(),
+            ges: ges_for(rds_of_ges),
             values,
             categories: n_cat,
             indicators: n_ind,

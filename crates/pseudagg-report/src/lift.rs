@@ -26,14 +26,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use highs::{HighsModelStatus, Model, RowProblem, Sense};
+use highs::{HighsModelStatus, Model, RowProblem};
 
 use rayon::prelude::*;
 
 use crate::audit::{Interval, accepted_intervals, by_component, shared_out};
 use crate::joint::{AtomKey, Joint, Origin, positions, positions_of};
 use crate::layout::{Level, ReportTable};
-use crate::lp::{End, Nearest};
+use crate::lp::{End, Nearest, instance};
 use crate::table::{Kind, Sum, Table};
 
 /// Numbers each [`Atoms`] (and each change of its kinds), for the lifting programs kept per
@@ -278,14 +278,10 @@ impl<'a> Atoms<'a> {
             pb.add_row(0.0..=0.0, &terms);
             cells.push((cell, held, v));
         }
-        let mut model = pb.optimise(Sense::Minimise);
-        model.make_quiet();
-        model.set_option("threads", 1);
         // Small and sparse, and solved again and again from the last basis: presolve would
         // cost more than the solve (perf: it was most of the audit's time).
-        model.set_option("presolve", "off");
         LiftProgram {
-            model: Some(model),
+            model: Some(instance(pb, false)),
             cells,
             empty,
         }
@@ -687,12 +683,7 @@ impl Ctx<'_, '_> {
                 }
             })
             .collect();
-        let mut of_owner: HashMap<u32, Vec<usize>> = HashMap::new();
-        for (v, &c) in comp.vars.iter().enumerate() {
-            if let Some(o) = wide.owner_of(c) {
-                of_owner.entry(o).or_default().push(v);
-            }
-        }
+        let of_owner = comp.by_owner(wide);
         let mut nearest = Nearest::new(&comp.rows(), &truth, &weight, &comp.floors(wide));
         let none = Vec::new();
         let mut out = Vec::with_capacity(members.len());
@@ -859,10 +850,11 @@ fn unknown() -> Interval {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aggregate::{Counts, GeInfo};
+    use crate::aggregate::Counts;
     use crate::audit::intervals;
-    use crate::joint::{Release, ReleaseHead, build};
-    use crate::layout::tests::plan_with;
+    use crate::joint::tests::release_head;
+    use crate::joint::{Release, build};
+    use crate::layout::tests::{ges_for, plan_with};
     use crate::suppress::{Params, protect};
     use proptest::prelude::*;
 
@@ -895,33 +887,12 @@ mod tests {
             })
             .collect();
         Counts {
-            ges: rds
-                .iter()
-                .enumerate()
-                .map(|(i, r)| GeInfo {
-                    nr: format!("{:05}", 10000 + i),
-                    rd: format!("R{r}"),
-                    name: format!("G{i}"),
-                })
-                .collect(),
+            ges: ges_for(rds),
             values,
             categories: 2,
             indicators: 2,
             rows_read: 0,
             rows_counted: 0,
-        }
-    }
-
-    fn head() -> ReleaseHead {
-        ReleaseHead {
-            report: "alt".into(),
-            request: None,
-            month: "2025-03".parse().unwrap(),
-            definition_sha256: String::new(),
-            definition: String::new(),
-            input_sha256: String::new(),
-            threshold: 3,
-            min_interval_width: 1,
         }
     }
 
@@ -958,7 +929,7 @@ mod tests {
             for old in &reports[1..] {
                 let Ok(released) = protect(&old.table, params) else { return Ok(()) };
                 let all: Vec<usize> = (0..old.areas.len()).collect();
-                releases.push(Release::of(old, &released.suppressed, &all, head()));
+                releases.push(Release::of(old, &released.suppressed, &all, release_head()));
             }
             let mut atoms: Vec<(AtomKey, u64)> = people
                 .iter()

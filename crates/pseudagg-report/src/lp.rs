@@ -452,7 +452,7 @@ fn add_row(pb: &mut RowProblem, terms: &[(highs::Col, f64)], op: Op, rhs: f64) {
 }
 
 /// A quiet HiGHS instance of the problem, minimising.
-fn instance(pb: RowProblem, presolve: bool) -> Model {
+pub(crate) fn instance(pb: RowProblem, presolve: bool) -> Model {
     let mut model = pb.optimise(Sense::Minimise);
     model.make_quiet();
     // The audit runs many systems side by side on rayon's threads; each solve stays on one.
