@@ -684,7 +684,8 @@ impl Ctx<'_, '_> {
             })
             .collect();
         let of_owner = comp.by_owner(wide);
-        let mut nearest = Nearest::new(&comp.rows(), &truth, &weight, &comp.floors(wide));
+        let floors = comp.floors(wide);
+        let mut nearest = Nearest::new(&comp.rows(), &truth, &weight, &floors);
         let none = Vec::new();
         let mut out = Vec::with_capacity(members.len());
         for &(i, v) in members {
@@ -694,7 +695,7 @@ impl Ctx<'_, '_> {
             let mut search = |h: Option<u32>| -> Result<Result<Option<BTreeSet<u32>>, ()>, String> {
                 let held = h.and_then(|h| of_owner.get(&h)).unwrap_or(&none);
                 let mut point = nearest.point(v, (End::Upper, up), &[], held)?;
-                if point.is_none() && !goal.primary && down >= comp.floors(wide)[v] - EPS {
+                if point.is_none() && !goal.primary && down >= floors[v] - EPS {
                     point = nearest.point(v, (End::Lower, down), &[], held)?;
                 }
                 let Some(point) = point else {

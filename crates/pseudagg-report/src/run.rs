@@ -483,7 +483,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                     .collect();
                 tracing::warn!(
                     cells = lifted.inherited.len(),
-                    "these cells can be narrowed by their own report alone, through what one person can be counted in together beyond the subsets its definition declares (two indicators that exclude each other, say); the reports of the month together narrow them no further, so this is not refused. Declare those relations in the definition (`subset-of`) or widen its categories:\n{}",
+                    "these cells can be narrowed by their own report alone, through what one person can be counted in together beyond the subsets its definition declares (two indicators that exclude each other, say), which the single-report audit does not model; the reports of the month together narrow them no further, so this is not refused. Coarser categories or fewer indicators in that definition avoid it:\n{}",
                     listed(cells, lifted.inherited.len())
                 );
             }
