@@ -27,13 +27,14 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use highs::{HighsModelStatus, Model, RowProblem};
-
+use pseudagg_core::Progress;
 use rayon::prelude::*;
 
 use crate::audit::{Interval, accepted_intervals, by_component, shared_out};
 use crate::joint::{AtomKey, Joint, Origin, positions, positions_of};
 use crate::layout::{Level, ReportTable};
 use crate::lp::{End, Nearest, instance};
+use crate::suppress::{Params, Pattern, Unprotected, protect_watched};
 use crate::table::{Kind, Sum, Table};
 
 /// Numbers each [`Atoms`] (and each change of its kinds), for the lifting programs kept per
@@ -475,6 +476,70 @@ pub fn audit(
     Ok(out)
 }
 
+/// Why [`protect_together`] gave no pattern.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The engine found no safe pattern (with the atoms that had joined the table).
+    Engine(Unprotected),
+    /// Cells the reports narrow together that no further suppression hides.
+    Narrowed(Lifted),
+    /// A linear program failed.
+    Failed(String),
+}
+
+/// Protects `joint` and audits the pattern over the atoms of `atoms`; where the reports narrow
+/// a cell together, the atoms of the gEs concerned join the table and the pattern is sought
+/// again, until the audit passes (the pattern, over the joint table's cells, and the last audit)
+/// or nothing more can join.
+pub fn protect_together(
+    joint: &Joint,
+    atoms: &Atoms<'_>,
+    params: Params,
+    progress: Option<Progress<'_>>,
+) -> Result<(Pattern, Lifted), Refusal> {
+    let n = joint.table.len();
+    let mut with_atoms: BTreeSet<usize> = BTreeSet::new();
+    loop {
+        let table = atoms.with_atoms(&joint.table, &with_atoms);
+        let mut pattern = protect_watched(&table, params, progress).map_err(Refusal::Engine)?;
+        pattern.suppressed.truncate(n);
+        pattern.primary.truncate(n);
+        pattern.audit.retain(|&(c, _)| c < n);
+        let _s = tracing::info_span!("lift", ges_with_atoms = with_atoms.len()).entered();
+        let lifted = audit(
+            joint,
+            atoms,
+            &pattern.suppressed,
+            (params.threshold, params.min_width),
+            params.insider,
+            &with_atoms,
+        )
+        .map_err(Refusal::Failed)?;
+        tracing::info!(
+            cells = lifted.cells,
+            points = lifted.points,
+            exact = lifted.exact,
+            ges_with_atoms = lifted.ges_with_atoms,
+            passes = lifted.passes,
+            unprotected = lifted.unprotected.len(),
+            "audited over the atoms"
+        );
+        if lifted.unprotected.is_empty() {
+            return Ok((pattern, lifted));
+        }
+        let before = with_atoms.len();
+        with_atoms.extend(&lifted.widen);
+        if with_atoms.len() == before {
+            return Err(Refusal::Narrowed(lifted));
+        }
+        tracing::info!(
+            narrowed = lifted.unprotected.len(),
+            ges_with_atoms = with_atoms.len(),
+            "the atoms of the gEs concerned join the table; protecting again"
+        );
+    }
+}
+
 /// Sorts the `narrowed` cells (with the insider each was narrowed against) into those the
 /// reports narrow together (`out.unprotected`) and those narrowed as far by their own reports
 /// (`out.inherited`).
@@ -897,6 +962,47 @@ mod tests {
         }
     }
 
+    /// The suppressed cells of `joint` narrowed (below protection, or known exactly) in the
+    /// system with every gE's atoms.
+    fn narrowed_with_every_atom(
+        joint: &Joint,
+        view: &Atoms<'_>,
+        ge_area: &[usize],
+        suppressed: &[bool],
+    ) -> Vec<usize> {
+        let n = joint.table.len();
+        let every: BTreeSet<usize> = ge_area.iter().copied().collect();
+        let wide = view.with_atoms(&joint.table, &every);
+        let mut known = suppressed.to_vec();
+        known.resize(wide.len(), true);
+        let targets: Vec<usize> = (0..n)
+            .filter(|&c| {
+                suppressed[c]
+                    && match joint.table.kind_of(c) {
+                        Kind::Published => true,
+                        Kind::Group => joint.table.is_primary(c, 3),
+                        Kind::Atom => false,
+                    }
+            })
+            .collect();
+        let ivs = intervals(&wide, &known, &targets, None).unwrap();
+        let mut narrowed: Vec<usize> = targets
+            .iter()
+            .zip(&ivs)
+            .filter(|&(&c, iv)| {
+                let need = if joint.table.is_primary(c, 3) {
+                    3f64.max(iv.lower + 1.0)
+                } else {
+                    (iv.lower - EPS).ceil() + 1.0
+                };
+                !iv.upper.is_none_or(|hi| hi + EPS >= need)
+            })
+            .map(|(&c, _)| c)
+            .collect();
+        narrowed.sort_unstable();
+        narrowed
+    }
+
     fn people() -> impl Strategy<Value = (Vec<usize>, Vec<Vec<u64>>)> {
         (2usize..=5).prop_flat_map(|n| {
             (
@@ -919,7 +1025,10 @@ mod tests {
         /// the whole system over every gE's atoms finds narrowed: three reports whose categories
         /// and indicators overlap at random, two released, the first protected beside them.
         /// (About one case in five has narrowed cells; with the lifting switched off, none of
-        /// them is found: the joint system alone misses them.)
+        /// them is found: the joint system alone misses them.) Then, protected over the atoms
+        /// ([`protect_together`]), the pattern leaves narrowed in that system only cells their
+        /// own report narrows alone (in 128 cases about 15 patterns were sought again with
+        /// atoms, 2 reports refused).
         #[test]
         fn lifting_points_finds_what_every_atom_in_the_system_finds((rds, people) in people()) {
             let plan = plan_with(&[2], 2);
@@ -962,34 +1071,16 @@ mod tests {
             let mut found: Vec<usize> = lifted.unprotected.iter().map(|u| u.0).chain(lifted.inherited.iter().copied()).collect();
             found.sort_unstable();
 
-            // Every gE's atoms in the system at once.
-            let every: BTreeSet<usize> = ge_area.iter().copied().collect();
-            let wide = view.with_atoms(&joint.table, &every);
-            let mut known = suppressed.to_vec();
-            known.resize(wide.len(), true);
-            let targets: Vec<usize> = (0..n)
-                .filter(|&c| suppressed[c] && match joint.table.kind_of(c) {
-                    Kind::Published => true,
-                    Kind::Group => joint.table.is_primary(c, 3),
-                    Kind::Atom => false,
-                })
-                .collect();
-            let ivs = intervals(&wide, &known, &targets, None).unwrap();
-            let mut narrowed: Vec<usize> = targets
-                .iter()
-                .zip(&ivs)
-                .filter(|&(&c, iv)| {
-                    let need = if joint.table.is_primary(c, 3) {
-                        3f64.max(iv.lower + 1.0)
-                    } else {
-                        (iv.lower - EPS).ceil() + 1.0
-                    };
-                    !iv.upper.is_none_or(|hi| hi + EPS >= need)
-                })
-                .map(|(&c, _)| c)
-                .collect();
-            narrowed.sort_unstable();
-            prop_assert_eq!(found, narrowed);
+            prop_assert_eq!(found, narrowed_with_every_atom(&joint, &view, &ge_area, suppressed));
+
+            // Protected over the atoms: whatever the full system narrows, the report alone does.
+            if let Ok((together, lifted)) = protect_together(&joint, &view, params, None) {
+                prop_assert!(lifted.unprotected.is_empty());
+                prop_assert_eq!(
+                    lifted.inherited.clone(),
+                    narrowed_with_every_atom(&joint, &view, &ge_area, &together.suppressed)
+                );
+            }
         }
     }
 }

@@ -430,87 +430,54 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             .collect::<Result<_>>()?;
         let mut view = crate::lift::Atoms::new(&tables, &joint.offsets, &atom_counts, &ge_area);
         view.restrict(&joint.table);
-        let mut with_atoms: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
-        let mut pattern = loop {
-            let table = view.with_atoms(&joint.table, &with_atoms);
-            let mut pattern = protect_watched(&table, params, options.progress).map_err(|u| {
-                let cells: Vec<String> = u
-                    .cells
-                    .iter()
-                    .take(20)
-                    .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
-                    .collect();
-                Error::CheckFailed(format!(
-                    "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
-                    labels.join(", "),
-                    u.reason,
-                    listed(cells, u.cells.len())
-                ))
-            })?;
-            let joint_cells = joint.table.len();
-            pattern.suppressed.truncate(joint_cells);
-            pattern.primary.truncate(joint_cells);
-            pattern.audit.retain(|&(c, _)| c < joint_cells);
-            let _s = info_span!("lift", ges_with_atoms = with_atoms.len()).entered();
-            let lifted = crate::lift::audit(
-                &joint,
-                &view,
-                &pattern.suppressed,
-                (params.threshold, params.min_width),
-                params.insider,
-                &with_atoms,
-            )
-            .map_err(|e| {
-                Error::CheckFailed(format!(
-                    "the audit over the atoms of the month's reports failed ({e}), so nothing was published"
-                ))
-            })?;
-            info!(
-                cells = lifted.cells,
-                points = lifted.points,
-                exact = lifted.exact,
-                ges_with_atoms = lifted.ges_with_atoms,
-                passes = lifted.passes,
-                unprotected = lifted.unprotected.len(),
-                "audited over the atoms"
+        let (mut pattern, lifted) =
+            crate::lift::protect_together(&joint, &view, params, options.progress).map_err(
+                |refusal| match refusal {
+                    crate::lift::Refusal::Engine(u) => {
+                        let cells: Vec<String> = u
+                            .cells
+                            .iter()
+                            .take(20)
+                            .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
+                            .collect();
+                        Error::CheckFailed(format!(
+                            "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
+                            labels.join(", "),
+                            u.reason,
+                            listed(cells, u.cells.len())
+                        ))
+                    }
+                    crate::lift::Refusal::Narrowed(lifted) => {
+                        let cells: Vec<String> = lifted
+                            .unprotected
+                            .iter()
+                            .take(20)
+                            .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
+                            .collect();
+                        Error::CheckFailed(format!(
+                            "this report cannot be published beside the month's released reports ({}): the people their cells count in common let these cells be narrowed, so nothing was published.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
+                            labels.join(", "),
+                            listed(cells, lifted.unprotected.len())
+                        ))
+                    }
+                    crate::lift::Refusal::Failed(e) => Error::CheckFailed(format!(
+                        "the audit over the atoms of the month's reports failed ({e}), so nothing was published"
+                    )),
+                },
+            )?;
+        if !lifted.inherited.is_empty() {
+            let cells: Vec<String> = lifted
+                .inherited
+                .iter()
+                .take(20)
+                .map(|&c| format!("  - {}", describe(c)))
+                .collect();
+            tracing::warn!(
+                cells = lifted.inherited.len(),
+                "these cells can be narrowed by their own report alone, through what one person can be counted in together beyond the subsets its definition declares (two indicators that exclude each other, say), which the single-report audit does not model; the reports of the month together narrow them no further, so this is not refused. Coarser categories or fewer indicators in that definition avoid it:\n{}",
+                listed(cells, lifted.inherited.len())
             );
-            if !lifted.inherited.is_empty() {
-                let cells: Vec<String> = lifted
-                    .inherited
-                    .iter()
-                    .take(20)
-                    .map(|&c| format!("  - {}", describe(c)))
-                    .collect();
-                tracing::warn!(
-                    cells = lifted.inherited.len(),
-                    "these cells can be narrowed by their own report alone, through what one person can be counted in together beyond the subsets its definition declares (two indicators that exclude each other, say), which the single-report audit does not model; the reports of the month together narrow them no further, so this is not refused. Coarser categories or fewer indicators in that definition avoid it:\n{}",
-                    listed(cells, lifted.inherited.len())
-                );
-            }
-            if lifted.unprotected.is_empty() {
-                break pattern;
-            }
-            let before = with_atoms.len();
-            with_atoms.extend(&lifted.widen);
-            if with_atoms.len() == before {
-                let cells: Vec<String> = lifted
-                    .unprotected
-                    .iter()
-                    .take(20)
-                    .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
-                    .collect();
-                return Err(Error::CheckFailed(format!(
-                    "this report cannot be published beside the month's released reports ({}): the people their cells count in common let these cells be narrowed, so nothing was published.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
-                    labels.join(", "),
-                    listed(cells, lifted.unprotected.len())
-                )));
-            }
-            info!(
-                narrowed = lifted.unprotected.len(),
-                ges_with_atoms = with_atoms.len(),
-                "the atoms of the gEs concerned join the table; protecting again"
-            );
-        };
+        }
         let n = rt.table.len();
         pattern.suppressed.truncate(n);
         pattern.primary.truncate(n);
