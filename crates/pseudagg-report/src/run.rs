@@ -430,34 +430,31 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             .collect::<Result<_>>()?;
         let mut view = crate::lift::Atoms::new(&tables, &joint.offsets, &atom_counts, &ge_area);
         view.restrict(&joint.table);
+        // The first 20 cells, each with how far it could be narrowed.
+        let narrowed_cells = |cells: &[(usize, crate::audit::Interval)]| {
+            let shown: Vec<String> = cells
+                .iter()
+                .take(20)
+                .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
+                .collect();
+            listed(shown, cells.len())
+        };
         let (mut pattern, lifted) =
             crate::lift::protect_together(&joint, &view, params, options.progress).map_err(
                 |refusal| match refusal {
                     crate::lift::Refusal::Engine(u) => {
-                        let cells: Vec<String> = u
-                            .cells
-                            .iter()
-                            .take(20)
-                            .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
-                            .collect();
                         Error::CheckFailed(format!(
                             "this report cannot be protected together with the month's released reports ({}) without changing them, so nothing was published: {}.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
                             labels.join(", "),
                             u.reason,
-                            listed(cells, u.cells.len())
+                            narrowed_cells(&u.cells)
                         ))
                     }
                     crate::lift::Refusal::Narrowed(lifted) => {
-                        let cells: Vec<String> = lifted
-                            .unprotected
-                            .iter()
-                            .take(20)
-                            .map(|(c, iv)| format!("  - {}: {}", describe(*c), narrowed(iv)))
-                            .collect();
                         Error::CheckFailed(format!(
                             "this report cannot be published beside the month's released reports ({}): the people their cells count in common let these cells be narrowed, so nothing was published.\n{}\nChange the definition, or, if the released reports may be withdrawn, move their outputs away and run every report of the month again",
                             labels.join(", "),
-                            listed(cells, lifted.unprotected.len())
+                            narrowed_cells(&lifted.unprotected)
                         ))
                     }
                     crate::lift::Refusal::Failed(e) => Error::CheckFailed(format!(
