@@ -374,6 +374,19 @@ impl<'a> Counter<'a> {
                     bits |= 1 << (k % 64);
                 }
             }
+            for &(i, j) in &p.declared_exclusive {
+                if bits & (1 << i) != 0 && bits & (1 << j) != 0 {
+                    let name = |k: usize| p.definition.indicators[k].name.as_str();
+                    self.problems.push(Problem::new(
+                        Location { row: Some(row_no), ..Location::default() },
+                        format!(
+                            "is counted in both `{}` and `{}`, which the definition declares exclusive (`excludes`): the audit would assume what is not true; correct the definition or the extract",
+                            name(i),
+                            name(j)
+                        ),
+                    ));
+                }
+            }
             if classify {
                 classes[row] = Some(RowClass {
                     ge: gi as u32,
@@ -567,6 +580,39 @@ mod tests {
         assert_eq!(a.ges, b.ges);
         assert_eq!(a.values, b.values);
         assert_eq!((a.rows_read, a.rows_counted), (b.rows_read, b.rows_counted));
+    }
+
+    /// A declared exclusion that the extract breaks stops the count, naming the rows; one it
+    /// keeps counts as before.
+    #[test]
+    fn a_declared_exclusion_is_checked_on_every_row() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../pipelines/gefluechtete.toml"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let declare = |line: &str, other: &str| {
+            let with = text.replace(line, &format!("{line}\nexcludes = [\"{other}\"]"));
+            assert_ne!(with, text);
+            ReportPlan::from_toml(&with, Path::new(path)).unwrap()
+        };
+        // Course participants with a cooperation plan exist: the declaration is false.
+        let wrong = declare("when = \"massnahme = 'Berufssprachkurs'\"", "kooperationsplan");
+        let (counted, _) = in_one(&wrong, &batches(&wrong, 500));
+        let problems = counted.unwrap_err().to_string();
+        assert!(
+            problems.contains("both `berufssprachkurs` and `kooperationsplan`")
+                && problems.contains("row"),
+            "{problems}"
+        );
+        // Nobody is employed both ways (which the expressions show too): the counts are as
+        // without the declaration.
+        let right = declare("when = \"beschaeftigung = 'sv_pflichtig'\"", "geringfuegig");
+        assert!(right.exclusive.iter().any(|(_, g)| g.len() >= 2));
+        let (counted, _) = in_one(&right, &batches(&right, 500));
+        let (plain, _) = in_one(&plan(), &batches(&plan(), 500));
+        let (counted, plain) = (counted.unwrap(), plain.unwrap());
+        assert_eq!(counted.values, plain.values);
     }
 
     #[test]

@@ -101,6 +101,122 @@ impl Expr {
     }
 }
 
+/// Can no row satisfy both `a` and `b`? Decided from their conjuncts alone, so it answers
+/// `true` only where the expressions themselves say so: one conjunct of each that no value of
+/// one column meets together (`x is null` beside any comparison of `x`, which is false on a
+/// null; `in` lists or equalities with no value in common; date or flag comparisons whose ranges
+/// do not meet), or a conjunct `false`. `false` means "not known to exclude each other".
+#[must_use]
+pub fn excludes(a: &Expr, b: &Expr) -> bool {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    conjuncts(a, &mut xs);
+    conjuncts(b, &mut ys);
+    xs.iter().any(|x| {
+        ys.iter()
+            .any(|y| atoms_exclude(x, y) || atoms_exclude(y, x))
+    })
+}
+
+/// The conjuncts of `e` (nested `and`s flattened).
+fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    match e {
+        Expr::And(parts) => parts.iter().for_each(|p| conjuncts(p, out)),
+        other => out.push(other),
+    }
+}
+
+/// The column a comparison reads, for a conjunct that is false on a null.
+fn compared_column(e: &Expr) -> Option<usize> {
+    match e {
+        Expr::Flag(c)
+        | Expr::StrCmp { column: c, .. }
+        | Expr::BoolCmp { column: c, .. }
+        | Expr::DateCmp { column: c, .. }
+        | Expr::In { column: c, .. }
+        | Expr::IsNull {
+            column: c,
+            negated: true,
+        } => Some(*c),
+        _ => None,
+    }
+}
+
+/// The text values a conjunct allows, where it is an `in` list or an equality.
+fn allowed_texts(e: &Expr) -> Option<(usize, Vec<&str>)> {
+    match e {
+        Expr::In { column, values } => Some((*column, values.iter().map(String::as_str).collect())),
+        Expr::StrCmp {
+            column,
+            op: Op::Eq,
+            value,
+        } => Some((*column, vec![value.as_str()])),
+        _ => None,
+    }
+}
+
+/// The days (relative to the month's end) a date comparison allows: `[from, to]`, inclusive.
+fn day_range(e: &Expr) -> Option<(usize, i64, i64)> {
+    let Expr::DateCmp {
+        column,
+        op,
+        offset_days: d,
+    } = e
+    else {
+        return None;
+    };
+    let (from, to) = match op {
+        Op::Eq => (*d, *d),
+        Op::Gt => (d + 1, i64::MAX),
+        Op::Ge => (*d, i64::MAX),
+        Op::Lt => (i64::MIN, d - 1),
+        Op::Le => (i64::MIN, *d),
+        Op::Ne => return None,
+    };
+    Some((*column, from, to))
+}
+
+/// The value a flag conjunct requires: `flag`, `flag = true`, `flag = false`.
+fn flag_value(e: &Expr) -> Option<(usize, bool)> {
+    match e {
+        Expr::Flag(c) => Some((*c, true)),
+        Expr::BoolCmp {
+            column,
+            op: Op::Eq,
+            value,
+        } => Some((*column, *value)),
+        Expr::BoolCmp {
+            column,
+            op: Op::Ne,
+            value,
+        } => Some((*column, !value)),
+        _ => None,
+    }
+}
+
+/// Does no row meet both conjuncts (checked one way round; [`excludes`] asks both)?
+fn atoms_exclude(x: &Expr, y: &Expr) -> bool {
+    if matches!(x, Expr::Const(false)) {
+        return true;
+    }
+    if let Expr::IsNull {
+        column,
+        negated: false,
+    } = x
+    {
+        return compared_column(y) == Some(*column);
+    }
+    if let (Some((c, xs)), Some((d, ys))) = (allowed_texts(x), allowed_texts(y)) {
+        return c == d && !xs.iter().any(|v| ys.contains(v));
+    }
+    if let (Some((c, a0, a1)), Some((d, b0, b1))) = (day_range(x), day_range(y)) {
+        return c == d && (a1 < b0 || b1 < a0);
+    }
+    if let (Some((c, v)), Some((d, w))) = (flag_value(x), flag_value(y)) {
+        return c == d && v != w;
+    }
+    false
+}
+
 /// A problem in an expression, with the character position where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExprError {
@@ -671,6 +787,45 @@ mod tests {
         ok(
             "integrationskurs = 'abgeschlossen' and (beschaeftigung = 'sv_pflichtig' or beschaeftigung = 'geringfuegig')",
         );
+    }
+
+    #[test]
+    fn exclusion_is_read_from_the_conjuncts_and_only_where_they_say_so() {
+        let x = |a: &str, b: &str| excludes(&ok(a), &ok(b));
+        // A null is never compared true: "never advised" and "advised lately" exclude each other.
+        assert!(x(
+            "letztes_beratungsgespraech is null",
+            "letztes_beratungsgespraech > month_end - 13 weeks"
+        ));
+        assert!(x("massnahme is null", "elb and massnahme is not null"));
+        // Lists and equalities with no value in common; date ranges that do not meet.
+        assert!(x(
+            "staatsangehoerigkeit in ('UKR', 'SYR')",
+            "elb and staatsangehoerigkeit = 'AFG'"
+        ));
+        assert!(x(
+            "letztes_beratungsgespraech >= month_end - 6 weeks",
+            "letztes_beratungsgespraech < month_end - 6 weeks"
+        ));
+        assert!(x("elb = J", "elb = N"));
+        // Not known to exclude: overlapping lists and ranges, other columns, negations, `or`.
+        assert!(!x(
+            "staatsangehoerigkeit in ('UKR', 'SYR')",
+            "staatsangehoerigkeit in ('SYR', 'AFG')"
+        ));
+        assert!(!x(
+            "letztes_beratungsgespraech >= month_end - 6 weeks",
+            "letztes_beratungsgespraech > month_end - 13 weeks"
+        ));
+        assert!(!x(
+            "massnahme is null",
+            "letztes_beratungsgespraech is null"
+        ));
+        assert!(!x(
+            "massnahme is null",
+            "not (massnahme is null) or letztes_beratungsgespraech is null"
+        ));
+        assert!(!x("elb", "elb"));
     }
 
     #[test]

@@ -320,6 +320,9 @@ pub enum Origin {
         x: (usize, usize),
         y: (usize, usize),
     },
+    /// The people report table `table`'s cell `whole` counts in none of its exclusive parts
+    /// (see [`crate::layout::ReportTable::add_exclusions`]).
+    Rest { table: usize, whole: usize },
 }
 
 /// The table of the new report (`tables[0]`) and the released ones, protected together.
@@ -872,6 +875,7 @@ pub(crate) mod tests {
     /// A table of one cell per gE (no dimension, one indicator): everyone in its population.
     fn one_cell() -> ReportTable {
         ReportTable {
+            exclusive: Vec::new(),
             areas: Vec::new(),
             categories: vec![String::new()],
             dimensions: Vec::new(),
@@ -1006,6 +1010,7 @@ pub(crate) mod tests {
         // The whole's own table has a second indicator, a part of the first (everyone
         // counselled: the women and one man): still the same partition of the first.
         let two = ReportTable {
+            exclusive: Vec::new(),
             indicators: vec!["n".into(), "beraten".into()],
             ..one_cell()
         };
@@ -1035,6 +1040,7 @@ pub(crate) mod tests {
         // One table with two categories and their total; another report counts the first
         // category alone. The total is the union of the categories in the first table itself.
         let two = ReportTable {
+            exclusive: Vec::new(),
             areas: Vec::new(),
             categories: vec!["a".into(), "b".into(), "gesamt".into()],
             dimensions: vec!["d".into()],

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::aggregate::{Counts, GeInfo};
 use crate::plan::ReportPlan;
-use crate::table::{Sum, Table};
+use crate::table::{Kind, Sum, Table};
 
 /// The level of a row of the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,6 +50,9 @@ pub struct ReportTable {
     /// its people: its own and every total over it.
     pub positions_of: Vec<Vec<usize>>,
     pub indicators: Vec<String>,
+    /// Groups of indicators no person is counted in two of, under the indicator each group is
+    /// a subset of: `(parent, members)` (see [`ReportTable::add_exclusions`]).
+    pub exclusive: Vec<(usize, Vec<usize>)>,
     pub table: Table,
 }
 
@@ -58,6 +61,71 @@ impl ReportTable {
     #[must_use]
     pub fn cell(&self, area: usize, category: usize, indicator: usize) -> usize {
         (area * self.categories.len() + category) * self.indicators.len() + indicator
+    }
+
+    /// Adds to `table`, which holds this report's cells from `offset` on, what its exclusive
+    /// indicators tell an attacker: at every area and position, a group's cells add up to no
+    /// more than their parent's. Each becomes `parent = members + rest`, `rest` a new cell of
+    /// the people of the parent in none of them: never published and not protected itself
+    /// ([`Kind::Atom`]), known to the gE that owns the parent. The published table is unchanged.
+    ///
+    /// # Errors
+    /// When the counts break a relation (a row counted in two exclusive indicators: the
+    /// counting refuses those first, so this is a guard).
+    pub fn add_exclusions(&self, table: &mut Table, offset: usize) -> Result<(), String> {
+        if self.exclusive.is_empty() {
+            return Ok(());
+        }
+        if table.kind.is_empty() {
+            table.kind = vec![Kind::Published; table.len()];
+        }
+        for a in 0..self.areas.len() {
+            for c in 0..self.categories.len() {
+                for (parent, members) in &self.exclusive {
+                    let whole = offset + self.cell(a, c, *parent);
+                    let parts: Vec<usize> = members
+                        .iter()
+                        .map(|&k| offset + self.cell(a, c, k))
+                        .collect();
+                    let inside: u64 = parts.iter().map(|&p| table.values[p]).sum();
+                    let rest = table.values[whole].checked_sub(inside).ok_or_else(|| {
+                        format!(
+                            "the cells of `{}` add up to more than `{}`, whose subsets they are, although no person may be counted in two of them",
+                            members
+                                .iter()
+                                .map(|&k| self.indicators[k].as_str())
+                                .collect::<Vec<_>>()
+                                .join("`, `"),
+                            self.indicators[*parent]
+                        )
+                    })?;
+                    let cell = table.len();
+                    table.values.push(rest);
+                    table.rank.push(0);
+                    table.kind.push(Kind::Atom);
+                    if !table.owner.is_empty() {
+                        table.owner.push(table.owner[whole]);
+                    }
+                    if !table.district.is_empty() {
+                        table.district.push(table.district[whole]);
+                    }
+                    if !table.keep_published.is_empty() {
+                        table.keep_published.push(false);
+                    }
+                    if !table.preset.is_empty() {
+                        table.preset.push(false);
+                    }
+                    let mut parts = parts;
+                    parts.push(cell);
+                    table.sums.push(Sum {
+                        total: whole,
+                        parts,
+                    });
+                }
+            }
+        }
+        debug_assert!(table.is_consistent());
+        Ok(())
     }
 
     /// Builds the table: gEs sorted by RD and number, then the RDs, then the Bund.
@@ -154,6 +222,7 @@ impl ReportTable {
                 .iter()
                 .map(|i| i.name.clone())
                 .collect(),
+            exclusive: plan.exclusive.clone(),
             table: Table {
                 values: vec![0; areas.len() * n_cat * n_ind],
                 rank: vec![0; areas.len() * n_cat * n_ind],
@@ -363,6 +432,76 @@ pub(crate) mod tests {
             rows_read: 0,
             rows_counted: 0,
         }
+    }
+
+    /// "Never advised" and "advised in the last 13 weeks" are both parts of `elb`, and no person
+    /// is in both. A gE with 3 people, 1 never advised and 2 advised lately: the two cells add
+    /// up to at most 3, so with both suppressed and `elb` published each lies in [1, 2].
+    #[test]
+    fn exclusive_indicators_are_protected_as_an_attacker_reads_them() {
+        let text = "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\npopulation = \"elb\"\nge-name-column = \"ge_name\"\n\
+            [[indicators]]\nname = \"elb\"\nlabel = \"E\"\nwhen = \"true\"\n\
+            [[indicators]]\nname = \"nie\"\nlabel = \"N\"\nwhen = \"letztes_beratungsgespraech is null\"\nsubset-of = \"elb\"\n\
+            [[indicators]]\nname = \"neu\"\nlabel = \"B\"\nwhen = \"letztes_beratungsgespraech > month_end - 13 weeks\"\nsubset-of = \"elb\"\n";
+        let plan = ReportPlan::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(plan.exclusive, vec![(0, vec![1, 2])]);
+        let counts = Counts {
+            ges: ges_for(&[0, 0, 0]),
+            values: vec![vec![3, 1, 2], vec![10, 4, 5], vec![12, 5, 6]],
+            categories: 1,
+            indicators: 3,
+            rows_read: 0,
+            rows_counted: 0,
+        };
+        let rt = ReportTable::build(&plan, &counts);
+        let mut wide = rt.table.clone();
+        rt.add_exclusions(&mut wide, 0).unwrap();
+        let n = rt.table.len();
+        // One `rest` cell per area (3 gEs, the RD, the Bund), 0 at the first gE.
+        assert_eq!(wide.len(), n + 5);
+        assert_eq!(wide.values[n], 0);
+        let params = Params {
+            threshold: 3,
+            min_width: 2,
+            insider: false,
+        };
+        let primary = [rt.cell(0, 0, 1), rt.cell(0, 0, 2)];
+        // The intervals of the first gE's two cells in the attacker's system.
+        let shown = |suppressed: &[bool]| {
+            let mut s = suppressed[..n].to_vec();
+            s.resize(wide.len(), true);
+            crate::audit::intervals(&wide, &s, &primary, None).unwrap()
+        };
+        // The pattern protected without knowing it leaves both in [1, 2].
+        let blind = protect(&rt.table, params).unwrap();
+        let before = shown(&blind.suppressed);
+        assert!(
+            before
+                .iter()
+                .all(|iv| iv.upper.is_some_and(|u| u < 3.0 - 1e-9)),
+            "{before:?}"
+        );
+        // Protected with it, each reaches 3 and is 2 wide.
+        let seen = protect(&wide, params).unwrap();
+        for iv in shown(&seen.suppressed) {
+            let upper = iv.upper.unwrap_or(f64::INFINITY);
+            assert!(
+                upper >= 3.0 - 1e-9 && upper - iv.lower >= 2.0 - 1e-9,
+                "{iv:?}"
+            );
+        }
+        // A declared exclusion between indicators of different wholes is refused.
+        let bad = text.replace("subset-of = \"elb\"\n\n", "").replace(
+            "name = \"neu\"\nlabel = \"B\"\nwhen = \"letztes_beratungsgespraech > month_end - 13 weeks\"\nsubset-of = \"elb\"\n",
+            "name = \"neu\"\nlabel = \"B\"\nwhen = \"massnahme is null\"\nexcludes = [\"nie\"]\n",
+        );
+        let err = ReportPlan::from_toml(&bad, std::path::Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("excludes") && err.contains("same indicator"),
+            "{err}"
+        );
     }
 
     #[test]

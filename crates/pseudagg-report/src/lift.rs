@@ -619,6 +619,7 @@ fn widen(
         let cells = match ctx.joint.origin[c] {
             Origin::Cell { table, cell } => vec![(table, cell)],
             Origin::Group { x, y } | Origin::Both { x, y } => vec![x, y],
+            Origin::Rest { table, whole } => vec![(table, whole)],
         };
         for (t, cell) in cells {
             let a = cell / positions(ctx.atoms.tables[t]);
@@ -642,7 +643,7 @@ impl Ctx<'_, '_> {
     /// The report tables whose people joint cell `c` counts.
     fn tables_of(&self, c: usize) -> Vec<usize> {
         match self.joint.origin[c] {
-            Origin::Cell { table, .. } => vec![table],
+            Origin::Cell { table, .. } | Origin::Rest { table, .. } => vec![table],
             Origin::Group { x, y } | Origin::Both { x, y } => vec![x.0, y.0],
         }
     }

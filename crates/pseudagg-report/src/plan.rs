@@ -25,9 +25,71 @@ pub struct ReportPlan {
     pub(crate) indicators: Vec<Expr>,
     /// Per indicator: the index of the indicator it is a subset of.
     pub(crate) subset_of: Vec<Option<usize>>,
+    /// Groups of indicators no person is counted in two of, each under the indicator all of
+    /// them are subsets of: `(parent, members)`, every largest such group, in index order.
+    /// Their cells add up to no more than the parent's.
+    pub(crate) exclusive: Vec<(usize, Vec<usize>)>,
+    /// The pairs among them that only the definition's `excludes` declares (the counting
+    /// checks them on every row).
+    pub(crate) declared_exclusive: Vec<(usize, usize)>,
     pub(crate) rd_column: usize,
     pub(crate) ge_column: usize,
     pub(crate) ge_name_column: Option<usize>,
+}
+
+/// Every largest group of two or more indicators under one superset of which no two can count
+/// the same person (by their expressions, or `declared`), as `(superset, members)`.
+fn exclusive_groups(
+    indicators: &[Expr],
+    subset_of: &[Option<usize>],
+    declared: &[(usize, usize)],
+) -> Vec<(usize, Vec<usize>)> {
+    let n = indicators.len();
+    let apart = |i: usize, j: usize| {
+        declared.contains(&(i.min(j), i.max(j))) || expr::excludes(&indicators[i], &indicators[j])
+    };
+    let mut out = Vec::new();
+    let parents: std::collections::BTreeSet<usize> = subset_of.iter().flatten().copied().collect();
+    for p in parents {
+        let siblings: Vec<usize> = (0..n).filter(|&i| subset_of[i] == Some(p)).collect();
+        // Bron-Kerbosch over the siblings (a definition has a handful of indicators).
+        let mut groups = Vec::new();
+        largest_groups(&apart, Vec::new(), siblings, Vec::new(), &mut groups);
+        for mut g in groups.into_iter().filter(|g| g.len() >= 2) {
+            g.sort_unstable();
+            out.push((p, g));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The largest groups containing `chosen`, of which every two members are `apart`, from the
+/// `candidates`, none of them containing one of `excluded` (Bron and Kerbosch).
+fn largest_groups(
+    apart: &impl Fn(usize, usize) -> bool,
+    chosen: Vec<usize>,
+    mut candidates: Vec<usize>,
+    mut excluded: Vec<usize>,
+    out: &mut Vec<Vec<usize>>,
+) {
+    if candidates.is_empty() && excluded.is_empty() {
+        out.push(chosen);
+        return;
+    }
+    while let Some(v) = candidates.pop() {
+        let mut next = chosen.clone();
+        next.push(v);
+        let keep = |w: &&usize| apart(v, **w);
+        largest_groups(
+            apart,
+            next,
+            candidates.iter().filter(keep).copied().collect(),
+            excluded.iter().filter(keep).copied().collect(),
+            out,
+        );
+        excluded.push(v);
+    }
 }
 
 fn is_name(s: &str) -> bool {
@@ -349,11 +411,36 @@ impl ReportPlan {
                 at = subset_of[j];
             }
         }
+        // Declared exclusions: other indicators of the same superset.
+        let mut declared = Vec::new();
+        for (i, ind) in d.indicators.iter().enumerate() {
+            for name in &ind.excludes {
+                let key = Location::key(format!("indicators[{i}].excludes"));
+                match index.get(name.as_str()) {
+                    Some(&j) if j != i && subset_of[i].is_some() && subset_of[i] == subset_of[j] => {
+                        declared.push((i.min(j), i.max(j)));
+                    }
+                    Some(&j) if j != i => problems.push(Problem::new(
+                        key,
+                        format!(
+                            "`{name}` is not a subset of the same indicator as `{}` (`subset-of`): exclusion is known only between parts of one whole",
+                            ind.name
+                        ),
+                    )),
+                    _ => problems.push(Problem::new(
+                        key,
+                        format!("`{name}` is not another indicator of this report"),
+                    )),
+                }
+            }
+        }
+        declared.sort_unstable();
+        declared.dedup();
         if !problems.is_empty() {
             return Err(problems);
         }
         let own: Vec<Expr> = own.into_iter().map(|e| e.expect("checked")).collect();
-        let indicators = (0..own.len())
+        let indicators: Vec<Expr> = (0..own.len())
             .map(|i| {
                 let mut chain = vec![own[i].clone()];
                 let mut at = subset_of[i];
@@ -368,7 +455,10 @@ impl ReportPlan {
                 }
             })
             .collect();
+        let exclusive = exclusive_groups(&indicators, &subset_of, &declared);
         Ok(Self {
+            exclusive,
+            declared_exclusive: declared,
             definition_sha256: sha256_hex(text.as_bytes()),
             definition_text: text.to_owned(),
             population: population.expect("checked"),

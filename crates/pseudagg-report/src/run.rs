@@ -99,6 +99,11 @@ pub struct StructureNote {
     /// position of the other dimension.
     pub dimensions: Vec<DimensionNote>,
     pub indicators: Vec<IndicatorNote>,
+    /// Groups of indicators no person is counted in two of (each group's members are subsets
+    /// of one indicator, whose cells theirs add up to no more than): the audit uses this, as an
+    /// attacker who reads the definition would.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclusive: Vec<Vec<String>>,
 }
 
 /// One dimension of the published tables.
@@ -336,11 +341,16 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         )
     };
     let (pattern, joint_note, relations) = if fixed.is_empty() {
-        let _s = info_span!("suppress", cells = rt.table.len()).entered();
-        let pattern = protect_watched(&rt.table, params, options.progress).map_err(|u| {
+        // The engine's table: the published one, plus what exclusive indicators tell.
+        let mut table = rt.table.clone();
+        rt.add_exclusions(&mut table, 0)
+            .map_err(|e| Error::CheckFailed(format!("{e}; nothing was published")))?;
+        let _s = info_span!("suppress", cells = table.len()).entered();
+        let mut pattern = protect_watched(&table, params, options.progress).map_err(|u| {
             let cells: Vec<String> = u
                 .cells
                 .iter()
+                .filter(|(c, _)| *c < rt.table.len())
                 .take(20)
                 .map(|(c, iv)| {
                     let (area, cat, ind) = locate(&rt, *c);
@@ -353,6 +363,10 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 listed(cells, u.cells.len())
             ))
         })?;
+        let n = rt.table.len();
+        pattern.suppressed.truncate(n);
+        pattern.primary.truncate(n);
+        pattern.audit.retain(|&(c, _)| c < n);
         (pattern, None, joint::Records::default())
     } else {
         // A regenerated report (or a request of a released definition) starts from the released
@@ -368,13 +382,30 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         let tables: Vec<&ReportTable> = std::iter::once(&rt).chain(&released_rts).collect();
         let releases: Vec<&Release> = fixed.iter().map(|r| &r.release).collect();
         let atom_counts = atoms.finish();
-        let joint = joint::build(
+        let mut joint = joint::build(
             &tables,
             &releases,
             &atom_counts,
             start.as_deref(),
             params.threshold,
         )?;
+        for (t, (rt, &offset)) in tables.iter().zip(&joint.offsets).enumerate() {
+            let before = joint.table.len();
+            rt.add_exclusions(&mut joint.table, offset)
+                .map_err(|e| Error::CheckFailed(format!("{e}; nothing was published")))?;
+            // Each new cell is the rest of the whole its sum totals.
+            for s in &joint.table.sums {
+                if let Some(&rest) = s.parts.last()
+                    && rest >= before
+                {
+                    joint.origin.push(joint::Origin::Rest {
+                        table: t,
+                        whole: s.total - offset,
+                    });
+                }
+            }
+            debug_assert_eq!(joint.origin.len(), joint.table.len());
+        }
         let labels: Vec<String> = releases.iter().map(|r| r.label()).collect();
         info!(
             with = %labels.join(", "),
@@ -400,6 +431,12 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 joint::Origin::Cell { table, cell } => of((table, cell)),
                 joint::Origin::Group { x, y } => {
                     format!("the people {} counts beyond {}", of(x), of(y))
+                }
+                joint::Origin::Rest { table, whole } => {
+                    format!(
+                        "the people of {} in none of its exclusive indicators",
+                        of((table, whole))
+                    )
                 }
                 joint::Origin::Both { x, y } => {
                     format!("the people both {} and {} count", of(x), of(y))
@@ -696,6 +733,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                     name: i.name.clone(),
                     subset_of: i.subset_of.clone(),
                 })
+                .collect(),
+            exclusive: rt
+                .exclusive
+                .iter()
+                .map(|(_, members)| members.iter().map(|&k| rt.indicators[k].clone()).collect())
                 .collect(),
         },
         scopes: scopes.iter().map(|s| s.name.clone()).collect(),
