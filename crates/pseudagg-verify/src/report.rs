@@ -45,6 +45,9 @@ struct Structure {
     /// Per dimension: its column, its categories and its total.
     dims: Vec<(String, Vec<String>, String)>,
     indicators: Vec<(String, Option<String>)>,
+    /// Groups of indicators no person is counted in two of, with the indicator they are all
+    /// subsets of: `(whole, members)`.
+    exclusive: Vec<(String, Vec<String>)>,
     threshold: u64,
     width: u64,
 }
@@ -101,25 +104,30 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
             _ => Vec::new(),
         },
     };
+    let indicators: Vec<(String, Option<String>)> = s
+        .get("indicators")
+        .and_then(Value::as_array)
+        .ok_or_else(|| bad("`structure.indicators`"))?
+        .iter()
+        .map(|i| {
+            (
+                i.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                i.get("subset_of")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+            )
+        })
+        .collect();
+    let exclusive = exclusive_groups(s, &indicators).ok_or_else(|| {
+        bad("valid `structure.exclusive` (groups of two or more subsets of one indicator)")
+    })?;
     Ok(Structure {
         dims,
-        indicators: s
-            .get("indicators")
-            .and_then(Value::as_array)
-            .ok_or_else(|| bad("`structure.indicators`"))?
-            .iter()
-            .map(|i| {
-                (
-                    i.get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_owned(),
-                    i.get("subset_of")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned),
-                )
-            })
-            .collect(),
+        indicators,
+        exclusive,
         threshold: sup
             .get("threshold")
             .and_then(Value::as_u64)
@@ -129,6 +137,39 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
             .and_then(Value::as_u64)
             .ok_or_else(|| bad("`suppression.min_interval_width`"))?,
     })
+}
+
+/// The manifest's groups of indicators no person is counted in two of, each with the indicator
+/// its members are all subsets of; `None` when a group is not such a group.
+fn exclusive_groups(
+    s: &Value,
+    indicators: &[(String, Option<String>)],
+) -> Option<Vec<(String, Vec<String>)>> {
+    let mut out = Vec::new();
+    for group in s
+        .get("exclusive")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let members: Vec<String> = group
+            .as_array()?
+            .iter()
+            .map(|m| m.as_str().map(str::to_owned))
+            .collect::<Option<_>>()?;
+        let whole_of = |m: &String| {
+            indicators
+                .iter()
+                .find(|i| &i.0 == m)
+                .and_then(|i| i.1.clone())
+        };
+        let whole = whole_of(members.first()?)?;
+        if members.len() < 2 || members.iter().any(|m| whole_of(m).as_ref() != Some(&whole)) {
+            return None;
+        }
+        out.push((whole, members));
+    }
+    Some(out)
 }
 
 /// Joins a cell's categories of each dimension into the key's category.
@@ -932,10 +973,11 @@ fn compare_xlsx(path: &Path, rel: &str, table: &ScopeTable, verdict: &mut Verdic
     }
 }
 
-/// `total = sum(parts)` or `part <= whole`, over cell indices.
+/// `total = sum(parts)` or `sum(parts) <= whole` (a subset, or indicators no person is
+/// counted in two of), over cell indices.
 enum Relation {
     Sum(usize, Vec<usize>),
-    Subset(usize, usize),
+    Subset(Vec<usize>, usize),
 }
 
 fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
@@ -1010,8 +1052,17 @@ fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
             if let Some(sup) = sup {
                 for c in &cats {
                     if let (Some(p), Some(w)) = (cell(a, c, ind), cell(a, c, sup)) {
-                        out.push(Relation::Subset(p, w));
+                        out.push(Relation::Subset(vec![p], w));
                     }
+                }
+            }
+        }
+        // Indicators no person is counted in two of add up to no more than their whole.
+        for (whole, members) in &s.exclusive {
+            for c in &cats {
+                let parts: Option<Vec<usize>> = members.iter().map(|m| cell(a, c, m)).collect();
+                if let (Some(parts), Some(w)) = (parts, cell(a, c, whole)) {
+                    out.push(Relation::Subset(parts, w));
                 }
             }
         }
@@ -1058,7 +1109,14 @@ fn relation_terms(r: &Relation) -> (Vec<(usize, f64)>, ComparisonOp) {
                 .collect(),
             ComparisonOp::Eq,
         ),
-        Relation::Subset(part, whole) => (vec![(*part, 1.0), (*whole, -1.0)], ComparisonOp::Le),
+        Relation::Subset(parts, whole) => (
+            parts
+                .iter()
+                .map(|&p| (p, 1.0))
+                .chain([(*whole, -1.0)])
+                .collect(),
+            ComparisonOp::Le,
+        ),
     }
 }
 
@@ -1127,7 +1185,10 @@ fn contradicts(table: &ScopeTable, rels: &[Relation]) -> bool {
             (Some(x), Some(y)) => x != y,
             _ => false,
         },
-        Relation::Subset(part, whole) => match (table.values[*part], table.values[*whole]) {
+        Relation::Subset(parts, whole) => match (
+            parts.iter().map(|p| table.values[*p]).sum::<Option<u64>>(),
+            table.values[*whole],
+        ) {
             (Some(x), Some(y)) => x > y,
             _ => false,
         },
@@ -1349,5 +1410,73 @@ fn audit_component(
             }
             out
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RD of three gEs, `elb` with two parts no person is in both of: `nie` (never advised)
+    /// and `neu` (advised lately). The first gE has 3 people, 1 and 2 of them in the parts, both
+    /// suppressed; so is the second gE's pair, which the RD's published parts need.
+    fn scope() -> ScopeTable {
+        let rows: [(&str, [Option<u64>; 3]); 4] = [
+            ("g0", [Some(3), None, None]),
+            ("g1", [Some(10), None, None]),
+            ("g2", [Some(12), Some(5), Some(6)]),
+            ("R", [Some(25), Some(10), Some(13)]),
+        ];
+        let mut t = ScopeTable::default();
+        for (area, values) in rows {
+            // (level, RD, gE number)
+            let place = if area == "R" {
+                ("rd".to_owned(), "R".to_owned(), String::new())
+            } else {
+                ("ge".to_owned(), "R".to_owned(), area.to_owned())
+            };
+            for (ind, v) in ["elb", "nie", "neu"].into_iter().zip(values) {
+                let key = (place.clone(), String::new(), ind.to_owned());
+                t.index.insert(key.clone(), t.keys.len());
+                t.keys.push(key);
+                t.values.push(v);
+            }
+        }
+        t
+    }
+
+    fn structure(exclusive: bool) -> Structure {
+        Structure {
+            dims: Vec::new(),
+            indicators: vec![
+                ("elb".into(), None),
+                ("nie".into(), Some("elb".into())),
+                ("neu".into(), Some("elb".into())),
+            ],
+            exclusive: if exclusive {
+                vec![("elb".into(), vec!["nie".into(), "neu".into()])]
+            } else {
+                Vec::new()
+            },
+            threshold: 3,
+            width: 2,
+        }
+    }
+
+    /// Without the exclusion the first gE's `nie` lies in [1, 3]; with it, `nie + neu <= 3`
+    /// and `neu >= 1` leave [1, 2]: disclosed.
+    #[test]
+    fn exclusive_indicators_narrow_their_cells_in_the_audit() {
+        let t = scope();
+        let disclosed = |exclusive: bool| {
+            let (findings, audited) = audit("rd-R", &t, &structure(exclusive), 1);
+            assert_eq!(audited, 4);
+            findings
+                .iter()
+                .filter(|f| f.rule == Rule::Disclosure)
+                .count()
+        };
+        assert_eq!(disclosed(false), 0);
+        assert!(disclosed(true) >= 1);
     }
 }

@@ -675,7 +675,9 @@ fn joint_table(reports: &[MonthReport]) -> (ScopeTable, Vec<Relation>, Vec<usize
                     Relation::Sum(t, parts) => {
                         Relation::Sum(t + off, parts.into_iter().map(|p| p + off).collect())
                     }
-                    Relation::Subset(p, w) => Relation::Subset(p + off, w + off),
+                    Relation::Subset(parts, w) => {
+                        Relation::Subset(parts.into_iter().map(|p| p + off).collect(), w + off)
+                    }
                 }),
         );
     }
