@@ -597,7 +597,10 @@ mod tests {
             ReportPlan::from_toml(&with, Path::new(path)).unwrap()
         };
         // Course participants with a cooperation plan exist: the declaration is false.
-        let wrong = declare("when = \"massnahme = 'Berufssprachkurs'\"", "kooperationsplan");
+        let wrong = declare(
+            "when = \"massnahme = 'Berufssprachkurs'\"",
+            "kooperationsplan",
+        );
         let (counted, _) = in_one(&wrong, &batches(&wrong, 500));
         let problems = counted.unwrap_err().to_string();
         assert!(

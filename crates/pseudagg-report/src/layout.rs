@@ -83,10 +83,16 @@ impl ReportTable {
             for c in 0..self.categories.len() {
                 for (parent, members) in &self.exclusive {
                     let whole = offset + self.cell(a, c, *parent);
+                    // A published 0 is known exactly and adds nothing; with at most one part
+                    // left, the relation says no more than its subset relation (part <= whole).
                     let parts: Vec<usize> = members
                         .iter()
                         .map(|&k| offset + self.cell(a, c, k))
+                        .filter(|&p| table.values[p] > 0 || table.kind_of(p) != Kind::Published)
                         .collect();
+                    if parts.len() < 2 {
+                        continue;
+                    }
                     let inside: u64 = parts.iter().map(|&p| table.values[p]).sum();
                     let rest = table.values[whole].checked_sub(inside).ok_or_else(|| {
                         format!(
@@ -460,6 +466,13 @@ pub(crate) mod tests {
         // One `rest` cell per area (3 gEs, the RD, the Bund), 0 at the first gE.
         assert_eq!(wide.len(), n + 5);
         assert_eq!(wide.values[n], 0);
+        // Where a part is a published 0, the rest is its subset relation: no cell is added.
+        let mut thinner = counts.clone();
+        thinner.values[2][1] = 0;
+        let thin = ReportTable::build(&plan, &thinner);
+        let mut thin_wide = thin.table.clone();
+        thin.add_exclusions(&mut thin_wide, 0).unwrap();
+        assert_eq!(thin_wide.len(), n + 4);
         let params = Params {
             threshold: 3,
             min_width: 2,
