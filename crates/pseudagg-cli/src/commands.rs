@@ -206,13 +206,21 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
         } => {
             refuse_batch_config(&definition, "--definition")?;
             let plan = ReportPlan::load(&definition)?;
-            say(&format!(
+            let mut text = format!(
                 "{}: valid. Reads `{}`, counts {} indicators by {} categories per gE, RD and Bund",
                 shown(&definition),
                 plan.schema.name,
                 plan.definition.indicators.len(),
                 plan.category_count()
-            ));
+            );
+            // What the audit assumes beyond the subsets, for the steward to confirm.
+            for (whole, parts) in plan.exclusive_names() {
+                text.push_str(&format!(
+                    "\n  exclusive: no person is in two of `{}` (parts of `{whole}`)",
+                    parts.join("`, `")
+                ));
+            }
+            say(&text);
             Ok(())
         }
         Command::Check {

@@ -476,6 +476,16 @@ impl ReportPlan {
         })
     }
 
+    /// The groups of indicators no person is counted in two of, by name: `(whole, parts)`.
+    #[must_use]
+    pub fn exclusive_names(&self) -> Vec<(String, Vec<String>)> {
+        let name = |k: usize| self.definition.indicators[k].name.clone();
+        self.exclusive
+            .iter()
+            .map(|(p, members)| (name(*p), members.iter().map(|&k| name(k)).collect()))
+            .collect()
+    }
+
     /// The number of categories of each dimension (without its total).
     #[must_use]
     pub fn dimension_sizes(&self) -> Vec<usize> {

@@ -504,6 +504,12 @@ fn bad_definitions_are_refused_with_every_problem() {
     }
     let ok = pseudagg(&["check", "--definition", GEFLUECHTETE]);
     assert_eq!(ok.code, 0, "{}", ok.stderr);
+    // The exclusion the audit reads from the expressions is shown for the steward to confirm.
+    let said = format!("{}{}", ok.stdout, ok.stderr);
+    assert!(
+        said.contains("exclusive: no person is in two of `sv_beschaeftigt`, `geringfuegig` (parts of `bestand`)"),
+        "{said}"
+    );
 }
 
 /// Issue 18: values from the data reached the spreadsheet CSVs as given, so German Excel
