@@ -68,13 +68,15 @@ impl ReportTable {
     /// more than their parent's. Each becomes `parent = members + rest`, `rest` a new cell of
     /// the people of the parent in none of them: never published and not protected itself
     /// ([`Kind::Atom`]), known to the gE that owns the parent. The published table is unchanged.
+    /// Returns, for each cell added in order, the cell of this table it is the rest of.
     ///
     /// # Errors
     /// When the counts break a relation (a row counted in two exclusive indicators: the
     /// counting refuses those first, so this is a guard).
-    pub fn add_exclusions(&self, table: &mut Table, offset: usize) -> Result<(), String> {
+    pub fn add_exclusions(&self, table: &mut Table, offset: usize) -> Result<Vec<usize>, String> {
+        let mut wholes = Vec::new();
         if self.exclusive.is_empty() {
-            return Ok(());
+            return Ok(wholes);
         }
         if table.kind.is_empty() {
             table.kind = vec![Kind::Published; table.len()];
@@ -121,6 +123,7 @@ impl ReportTable {
                     if !table.preset.is_empty() {
                         table.preset.push(false);
                     }
+                    wholes.push(whole - offset);
                     let mut parts = parts;
                     parts.push(cell);
                     table.sums.push(Sum {
@@ -131,7 +134,7 @@ impl ReportTable {
             }
         }
         debug_assert!(table.is_consistent());
-        Ok(())
+        Ok(wholes)
     }
 
     /// Builds the table: gEs sorted by RD and number, then the RDs, then the Bund.

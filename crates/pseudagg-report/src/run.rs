@@ -390,22 +390,16 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             params.threshold,
         )?;
         for (t, (rt, &offset)) in tables.iter().zip(&joint.offsets).enumerate() {
-            let before = joint.table.len();
-            rt.add_exclusions(&mut joint.table, offset)
+            let wholes = rt
+                .add_exclusions(&mut joint.table, offset)
                 .map_err(|e| Error::CheckFailed(format!("{e}; nothing was published")))?;
-            // Each new cell is the rest of the whole its sum totals.
-            for s in &joint.table.sums {
-                if let Some(&rest) = s.parts.last()
-                    && rest >= before
-                {
-                    joint.origin.push(joint::Origin::Rest {
-                        table: t,
-                        whole: s.total - offset,
-                    });
-                }
-            }
-            debug_assert_eq!(joint.origin.len(), joint.table.len());
+            joint.origin.extend(
+                wholes
+                    .into_iter()
+                    .map(|whole| joint::Origin::Rest { table: t, whole }),
+            );
         }
+        debug_assert_eq!(joint.origin.len(), joint.table.len());
         let labels: Vec<String> = releases.iter().map(|r| r.label()).collect();
         info!(
             with = %labels.join(", "),
@@ -734,10 +728,10 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                     subset_of: i.subset_of.clone(),
                 })
                 .collect(),
-            exclusive: rt
-                .exclusive
-                .iter()
-                .map(|(_, members)| members.iter().map(|&k| rt.indicators[k].clone()).collect())
+            exclusive: plan
+                .exclusive_names()
+                .into_iter()
+                .map(|(_, parts)| parts)
                 .collect(),
         },
         scopes: scopes.iter().map(|s| s.name.clone()).collect(),
