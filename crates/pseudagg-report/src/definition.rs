@@ -200,9 +200,9 @@ pub struct Indicator {
     pub subset_of: Option<String>,
     /// Indicators no person is counted in together with this one, where the expressions do not
     /// show it themselves (those that do, such as `x is null` beside a comparison of `x`, are
-    /// found without it). Each must be a subset of the same indicator as this one: the audit
-    /// then knows that their cells add up to no more than that indicator's, as an attacker who
-    /// reads the definition does. A row counted in both stops the run.
+    /// found without it). Both must be parts of one indicator (`subset-of`, directly or through
+    /// others): the audit then knows that their cells add up to no more than that indicator's,
+    /// as an attacker who reads the definition does. A row counted in both stops the run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub excludes: Vec<String>,
 }

@@ -515,8 +515,34 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("excludes") && err.contains("same indicator"),
+            err.contains("excludes") && err.contains("not both parts of one indicator"),
             "{err}"
+        );
+    }
+
+    /// Parts of parts: courses are measures, and nobody in a measure is without one. Both
+    /// `massnahme` indicators exclude `ohne`, each group under `elb`; a group inside one part
+    /// of a whole is that part's alone.
+    #[test]
+    fn exclusion_reaches_parts_of_parts() {
+        let plan = |extra: &str| {
+            let text = format!(
+                "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\npopulation = \"elb\"\n\
+                 [[indicators]]\nname = \"elb\"\nlabel = \"E\"\nwhen = \"true\"\n\
+                 [[indicators]]\nname = \"mm\"\nlabel = \"M\"\nwhen = \"massnahme is not null\"\nsubset-of = \"elb\"\n\
+                 [[indicators]]\nname = \"bsk\"\nlabel = \"B\"\nwhen = \"massnahme = 'Berufssprachkurs'\"\nsubset-of = \"mm\"\n\
+                 [[indicators]]\nname = \"ohne\"\nlabel = \"O\"\nwhen = \"massnahme is null\"\nsubset-of = \"elb\"\n{extra}"
+            );
+            ReportPlan::from_toml(&text, std::path::Path::new("t.toml")).unwrap()
+        };
+        assert_eq!(plan("").exclusive, vec![(0, vec![1, 3]), (0, vec![2, 3])]);
+        // Declared between two parts of `mm`: a group of `mm`'s, and with `ohne` one of `elb`'s.
+        let with = plan(
+            "[[indicators]]\nname = \"andere\"\nlabel = \"A\"\nwhen = \"elb\"\nsubset-of = \"mm\"\nexcludes = [\"bsk\"]\n",
+        );
+        assert_eq!(
+            with.exclusive,
+            vec![(0, vec![1, 3]), (0, vec![2, 3, 4]), (1, vec![2, 4])]
         );
     }
 

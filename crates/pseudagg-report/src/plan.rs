@@ -37,8 +37,25 @@ pub struct ReportPlan {
     pub(crate) ge_name_column: Option<usize>,
 }
 
-/// Every largest group of two or more indicators under one superset of which no two can count
-/// the same person (by their expressions, or `declared`), as `(superset, members)`.
+/// The indicators `i` is a part of, nearest first (at most every other indicator: a cycle,
+/// which the plan refuses, ends the walk).
+fn wholes_of(i: usize, subset_of: &[Option<usize>]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = subset_of[i];
+    while let Some(j) = at {
+        if j == i || out.len() >= subset_of.len() {
+            break;
+        }
+        out.push(j);
+        at = subset_of[j];
+    }
+    out
+}
+
+/// Every largest group of two or more indicators, all parts of one indicator (directly or
+/// through others), of which no two can count the same person (by their expressions, or
+/// `declared`), as `(whole, members)`. A group whose members are all parts of one part of the
+/// whole is that part's group, not the whole's.
 fn exclusive_groups(
     indicators: &[Expr],
     subset_of: &[Option<usize>],
@@ -48,14 +65,23 @@ fn exclusive_groups(
     let apart = |i: usize, j: usize| {
         declared.contains(&(i.min(j), i.max(j))) || expr::excludes(&indicators[i], &indicators[j])
     };
+    let chains: Vec<Vec<usize>> = (0..n).map(|i| wholes_of(i, subset_of)).collect();
     let mut out = Vec::new();
-    let parents: std::collections::BTreeSet<usize> = subset_of.iter().flatten().copied().collect();
-    for p in parents {
-        let siblings: Vec<usize> = (0..n).filter(|&i| subset_of[i] == Some(p)).collect();
-        // Bron-Kerbosch over the siblings (a definition has a handful of indicators).
+    let wholes: std::collections::BTreeSet<usize> = subset_of.iter().flatten().copied().collect();
+    for p in wholes {
+        let below: Vec<usize> = (0..n).filter(|&i| chains[i].contains(&p)).collect();
+        // The part of `p` that `i` lies in (itself, or a whole of it).
+        let top = |i: usize| {
+            let at = chains[i].iter().position(|&j| j == p).expect("below p");
+            if at == 0 { i } else { chains[i][at - 1] }
+        };
+        // Bron-Kerbosch (a definition has a handful of indicators).
         let mut groups = Vec::new();
-        largest_groups(&apart, Vec::new(), siblings, Vec::new(), &mut groups);
+        largest_groups(&apart, Vec::new(), below, Vec::new(), &mut groups);
         for mut g in groups.into_iter().filter(|g| g.len() >= 2) {
+            if g.iter().all(|&m| top(m) == top(g[0])) {
+                continue;
+            }
             g.sort_unstable();
             out.push((p, g));
         }
@@ -411,19 +437,23 @@ impl ReportPlan {
                 at = subset_of[j];
             }
         }
-        // Declared exclusions: other indicators of the same superset.
+        // Declared exclusions: between parts of one whole.
         let mut declared = Vec::new();
         for (i, ind) in d.indicators.iter().enumerate() {
             for name in &ind.excludes {
                 let key = Location::key(format!("indicators[{i}].excludes"));
+                let shared = |j: usize| {
+                    let mine = wholes_of(i, &subset_of);
+                    wholes_of(j, &subset_of).iter().any(|w| mine.contains(w))
+                };
                 match index.get(name.as_str()) {
-                    Some(&j) if j != i && subset_of[i].is_some() && subset_of[i] == subset_of[j] => {
+                    Some(&j) if j != i && shared(j) => {
                         declared.push((i.min(j), i.max(j)));
                     }
                     Some(&j) if j != i => problems.push(Problem::new(
                         key,
                         format!(
-                            "`{name}` is not a subset of the same indicator as `{}` (`subset-of`): exclusion is known only between parts of one whole",
+                            "`{name}` and `{}` are not both parts of one indicator (`subset-of`, directly or through others): exclusion is known only between parts of one whole",
                             ind.name
                         ),
                     )),

@@ -99,11 +99,18 @@ pub struct StructureNote {
     /// position of the other dimension.
     pub dimensions: Vec<DimensionNote>,
     pub indicators: Vec<IndicatorNote>,
-    /// Groups of indicators no person is counted in two of (each group's members are subsets
-    /// of one indicator, whose cells theirs add up to no more than): the audit uses this, as an
-    /// attacker who reads the definition would.
+    /// Groups of indicators no person is counted in two of, each with the indicator all of them
+    /// are parts of (directly or through others), whose cells theirs add up to no more than:
+    /// the audit uses this, as an attacker who reads the definition would.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub exclusive: Vec<Vec<String>>,
+    pub exclusive: Vec<ExclusiveNote>,
+}
+
+/// A group of indicators no person is counted in two of, and the indicator they are parts of.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExclusiveNote {
+    pub whole: String,
+    pub parts: Vec<String>,
 }
 
 /// One dimension of the published tables.
@@ -731,7 +738,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             exclusive: plan
                 .exclusive_names()
                 .into_iter()
-                .map(|(_, parts)| parts)
+                .map(|(whole, parts)| ExclusiveNote { whole, parts })
                 .collect(),
         },
         scopes: scopes.iter().map(|s| s.name.clone()).collect(),

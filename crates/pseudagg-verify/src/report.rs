@@ -122,7 +122,7 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
         })
         .collect();
     let exclusive = exclusive_groups(s, &indicators).ok_or_else(|| {
-        bad("valid `structure.exclusive` (groups of two or more subsets of one indicator)")
+        bad("valid `structure.exclusive` (groups of two or more parts of one indicator)")
     })?;
     Ok(Structure {
         dims,
@@ -139,12 +139,31 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
     })
 }
 
-/// The manifest's groups of indicators no person is counted in two of, each with the indicator
-/// its members are all subsets of; `None` when a group is not such a group.
+/// The manifest's groups of indicators no person is counted in two of (`{"whole", "parts"}`),
+/// each part a part of the whole through the indicators' `subset_of`; `None` when a group is
+/// not such a group.
 fn exclusive_groups(
     s: &Value,
     indicators: &[(String, Option<String>)],
 ) -> Option<Vec<(String, Vec<String>)>> {
+    let whole_of = |m: &str| {
+        indicators
+            .iter()
+            .find(|i| i.0 == m)
+            .and_then(|i| i.1.clone())
+    };
+    // Whether `part` lies inside `whole` (through at most every indicator).
+    let inside = |part: &str, whole: &str| {
+        let mut at = whole_of(part);
+        for _ in 0..indicators.len() {
+            match at {
+                Some(w) if w == whole => return true,
+                Some(w) => at = whole_of(&w),
+                None => return false,
+            }
+        }
+        false
+    };
     let mut out = Vec::new();
     for group in s
         .get("exclusive")
@@ -152,22 +171,17 @@ fn exclusive_groups(
         .map(Vec::as_slice)
         .unwrap_or_default()
     {
-        let members: Vec<String> = group
+        let whole = group.get("whole")?.as_str()?.to_owned();
+        let parts: Vec<String> = group
+            .get("parts")?
             .as_array()?
             .iter()
             .map(|m| m.as_str().map(str::to_owned))
             .collect::<Option<_>>()?;
-        let whole_of = |m: &String| {
-            indicators
-                .iter()
-                .find(|i| &i.0 == m)
-                .and_then(|i| i.1.clone())
-        };
-        let whole = whole_of(members.first()?)?;
-        if members.len() < 2 || members.iter().any(|m| whole_of(m).as_ref() != Some(&whole)) {
+        if parts.len() < 2 || !parts.iter().all(|m| inside(m, &whole)) {
             return None;
         }
-        out.push((whole, members));
+        out.push((whole, parts));
     }
     Some(out)
 }
