@@ -220,6 +220,11 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                     parts.join("`, `")
                 ));
             }
+            for (part, whole) in plan.implied_subset_names() {
+                text.push_str(&format!(
+                    "\n  inside: everyone in `{part}` is in `{whole}` (by their expressions)"
+                ));
+            }
             say(&text);
             Ok(())
         }

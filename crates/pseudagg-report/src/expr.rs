@@ -117,6 +117,51 @@ pub fn excludes(a: &Expr, b: &Expr) -> bool {
     })
 }
 
+/// Does every row that satisfies `a` satisfy `b`? Decided from their conjuncts alone: each
+/// conjunct of `b` is met wherever one conjunct of `a` is (the same conjunct; `x is not null`
+/// beside any comparison of `x`; an `in` list or equality within another; a date range within
+/// another; `true`). `false` means "not known to be inside".
+#[must_use]
+pub fn implies(a: &Expr, b: &Expr) -> bool {
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    conjuncts(a, &mut xs);
+    conjuncts(b, &mut ys);
+    ys.iter()
+        .all(|y| matches!(y, Expr::Const(true)) || xs.iter().any(|x| atom_implies(x, y)))
+}
+
+/// Is `e` true on every row (`true`, or `and`s of it)?
+#[must_use]
+pub fn is_always(e: &Expr) -> bool {
+    let mut xs = Vec::new();
+    conjuncts(e, &mut xs);
+    xs.iter().all(|x| matches!(x, Expr::Const(true)))
+}
+
+/// Is `y` met wherever `x` is?
+fn atom_implies(x: &Expr, y: &Expr) -> bool {
+    if x == y {
+        return true;
+    }
+    if let Expr::IsNull {
+        column,
+        negated: true,
+    } = y
+    {
+        return compared_column(x) == Some(*column);
+    }
+    if let (Some((c, xs)), Some((d, ys))) = (allowed_texts(x), allowed_texts(y)) {
+        return c == d && xs.iter().all(|v| ys.contains(v));
+    }
+    if let (Some((c, a0, a1)), Some((d, b0, b1))) = (day_range(x), day_range(y)) {
+        return c == d && b0 <= a0 && a1 <= b1;
+    }
+    if let (Some((c, v)), Some((d, w))) = (flag_value(x), flag_value(y)) {
+        return c == d && v == w;
+    }
+    false
+}
+
 /// The conjuncts of `e` (nested `and`s flattened).
 fn conjuncts<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     match e {
@@ -826,6 +871,34 @@ mod tests {
             "not (massnahme is null) or letztes_beratungsgespraech is null"
         ));
         assert!(!x("elb", "elb"));
+    }
+
+    #[test]
+    fn inclusion_is_read_from_the_conjuncts_and_only_where_they_say_so() {
+        let i = |a: &str, b: &str| implies(&ok(a), &ok(b));
+        assert!(i("massnahme = 'Berufssprachkurs'", "massnahme is not null"));
+        assert!(i(
+            "elb and staatsangehoerigkeit = 'UKR'",
+            "staatsangehoerigkeit in ('UKR', 'SYR')"
+        ));
+        assert!(i(
+            "letztes_beratungsgespraech > month_end - 6 weeks",
+            "letztes_beratungsgespraech > month_end - 13 weeks"
+        ));
+        assert!(i("elb and massnahme is null", "massnahme is null"));
+        assert!(!i(
+            "massnahme is not null",
+            "massnahme = 'Berufssprachkurs'"
+        ));
+        assert!(!i(
+            "staatsangehoerigkeit in ('UKR', 'SYR')",
+            "staatsangehoerigkeit = 'UKR'"
+        ));
+        assert!(!i(
+            "letztes_beratungsgespraech > month_end - 13 weeks",
+            "letztes_beratungsgespraech > month_end - 6 weeks"
+        ));
+        assert!(!i("massnahme is null or elb", "massnahme is null"));
     }
 
     #[test]

@@ -302,6 +302,9 @@ impl ReportTable {
                         subsets.push((rt.cell(a, c, k), rt.cell(a, c, *j)));
                     }
                 }
+                for &(k, j) in &plan.implied_subsets {
+                    subsets.push((rt.cell(a, c, k), rt.cell(a, c, j)));
+                }
                 for k in 0..n_ind {
                     let level_rank = match rt.areas[a].level {
                         Level::Ge => 0,
@@ -544,6 +547,35 @@ pub(crate) mod tests {
             with.exclusive,
             vec![(0, vec![1, 3]), (0, vec![2, 3, 4]), (1, vec![2, 4])]
         );
+    }
+
+    /// Courses are measures, though the definition puts both directly under `elb`: the
+    /// expressions say so, and the table holds `courses <= measures` at every area.
+    #[test]
+    fn subsets_the_expressions_imply_join_the_table() {
+        let text = "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\npopulation = \"elb\"\n\
+            [[indicators]]\nname = \"elb\"\nlabel = \"E\"\nwhen = \"true\"\n\
+            [[indicators]]\nname = \"mm\"\nlabel = \"M\"\nwhen = \"massnahme is not null\"\nsubset-of = \"elb\"\n\
+            [[indicators]]\nname = \"bsk\"\nlabel = \"B\"\nwhen = \"massnahme = 'Berufssprachkurs'\"\nsubset-of = \"elb\"\n";
+        let plan = ReportPlan::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(plan.implied_subsets, vec![(2, 1)]);
+        let counts = Counts {
+            ges: ges_for(&[0, 1]),
+            values: vec![vec![9, 4, 2], vec![7, 3, 3]],
+            categories: 1,
+            indicators: 3,
+            rows_read: 0,
+            rows_counted: 0,
+        };
+        let rt = ReportTable::build(&plan, &counts);
+        for a in 0..rt.areas.len() {
+            assert!(
+                rt.table
+                    .subsets
+                    .contains(&(rt.cell(a, 0, 2), rt.cell(a, 0, 1)))
+            );
+        }
+        assert!(rt.table.is_consistent());
     }
 
     #[test]

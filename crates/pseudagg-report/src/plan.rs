@@ -32,6 +32,11 @@ pub struct ReportPlan {
     /// The pairs among them that only the definition's `excludes` declares (the counting
     /// checks them on every row).
     pub(crate) declared_exclusive: Vec<(usize, usize)>,
+    /// `(part, whole)`: indicators whose expressions put every row of one among the other's,
+    /// beyond the declared `subset-of` chains (`massnahme = 'X'` inside `massnahme is not
+    /// null`). The audit knows it, as a reader of the definition does. (A whole that counts
+    /// everyone, `true`, is left to `subset-of`.)
+    pub(crate) implied_subsets: Vec<(usize, usize)>,
     pub(crate) rd_column: usize,
     pub(crate) ge_column: usize,
     pub(crate) ge_name_column: Option<usize>,
@@ -486,8 +491,18 @@ impl ReportPlan {
             })
             .collect();
         let exclusive = exclusive_groups(&indicators, &subset_of, &declared);
+        let implied_subsets = (0..indicators.len())
+            .flat_map(|k| (0..indicators.len()).map(move |j| (k, j)))
+            .filter(|&(k, j)| {
+                k != j
+                    && !expr::is_always(&indicators[j])
+                    && !wholes_of(k, &subset_of).contains(&j)
+                    && expr::implies(&indicators[k], &indicators[j])
+            })
+            .collect();
         Ok(Self {
             exclusive,
+            implied_subsets,
             declared_exclusive: declared,
             definition_sha256: sha256_hex(text.as_bytes()),
             definition_text: text.to_owned(),
@@ -513,6 +528,17 @@ impl ReportPlan {
         self.exclusive
             .iter()
             .map(|(p, members)| (name(*p), members.iter().map(|&k| name(k)).collect()))
+            .collect()
+    }
+
+    /// The subset relations the expressions imply beyond the declared ones, by name:
+    /// `(part, whole)`.
+    #[must_use]
+    pub fn implied_subset_names(&self) -> Vec<(String, String)> {
+        let name = |k: usize| self.definition.indicators[k].name.clone();
+        self.implied_subsets
+            .iter()
+            .map(|&(k, j)| (name(k), name(j)))
             .collect()
     }
 

@@ -104,6 +104,10 @@ pub struct StructureNote {
     /// the audit uses this, as an attacker who reads the definition would.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclusive: Vec<ExclusiveNote>,
+    /// `[part, whole]`: indicators whose expressions put every person of one among the other's,
+    /// beyond the declared `subset_of` (the audit uses these too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub implied_subsets: Vec<[String; 2]>,
 }
 
 /// A group of indicators no person is counted in two of, and the indicator they are parts of.
@@ -739,6 +743,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 .exclusive_names()
                 .into_iter()
                 .map(|(whole, parts)| ExclusiveNote { whole, parts })
+                .collect(),
+            implied_subsets: plan
+                .implied_subset_names()
+                .into_iter()
+                .map(|(part, whole)| [part, whole])
                 .collect(),
         },
         scopes: scopes.iter().map(|s| s.name.clone()).collect(),

@@ -48,6 +48,8 @@ struct Structure {
     /// Groups of indicators no person is counted in two of, with the indicator they are all
     /// subsets of: `(whole, members)`.
     exclusive: Vec<(String, Vec<String>)>,
+    /// `(part, whole)` beyond the indicators' own `subset_of`.
+    implied_subsets: Vec<(String, String)>,
     threshold: u64,
     width: u64,
 }
@@ -124,10 +126,23 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
     let exclusive = exclusive_groups(s, &indicators).ok_or_else(|| {
         bad("valid `structure.exclusive` (groups of two or more parts of one indicator)")
     })?;
+    let implied_subsets = s
+        .get("implied_subsets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|pair| match strings(Some(pair)).as_slice() {
+            [part, whole] => Some((part.clone(), whole.clone())),
+            _ => None,
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("valid `structure.implied_subsets` (pairs of indicators)"))?;
     Ok(Structure {
         dims,
         indicators,
         exclusive,
+        implied_subsets,
         threshold: sup
             .get("threshold")
             .and_then(Value::as_u64)
@@ -1071,6 +1086,13 @@ fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
                 }
             }
         }
+        for (part, whole) in &s.implied_subsets {
+            for c in &cats {
+                if let (Some(p), Some(w)) = (cell(a, c, part), cell(a, c, whole)) {
+                    out.push(Relation::Subset(vec![p], w));
+                }
+            }
+        }
         // Indicators no person is counted in two of add up to no more than their whole.
         for (whole, members) in &s.exclusive {
             for c in &cats {
@@ -1472,6 +1494,7 @@ mod tests {
             } else {
                 Vec::new()
             },
+            implied_subsets: Vec::new(),
             threshold: 3,
             width: 2,
         }
