@@ -351,11 +351,13 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             iv.upper.map_or("unbounded".into(), |u| format!("{u:.1}"))
         )
     };
+    // Counts that break what the definition says of its indicators (a guard: the count refuses
+    // such rows first).
+    let unrelated = |e: String| Error::CheckFailed(format!("{e}; nothing was published"));
     let (pattern, joint_note, relations) = if fixed.is_empty() {
         // The engine's table: the published one, plus what exclusive indicators tell.
         let mut table = rt.table.clone();
-        rt.add_exclusions(&mut table, 0)
-            .map_err(|e| Error::CheckFailed(format!("{e}; nothing was published")))?;
+        rt.add_exclusions(&mut table, 0).map_err(unrelated)?;
         let _s = info_span!("suppress", cells = table.len()).entered();
         let mut pattern = protect_watched(&table, params, options.progress).map_err(|u| {
             let cells: Vec<String> = u
@@ -403,7 +405,7 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
         for (t, (rt, &offset)) in tables.iter().zip(&joint.offsets).enumerate() {
             let wholes = rt
                 .add_exclusions(&mut joint.table, offset)
-                .map_err(|e| Error::CheckFailed(format!("{e}; nothing was published")))?;
+                .map_err(unrelated)?;
             joint.origin.extend(
                 wholes
                     .into_iter()

@@ -1135,25 +1135,24 @@ struct System {
     constraints: Vec<Vec<Linear>>,
 }
 
-fn relation_terms(r: &Relation) -> (Vec<(usize, f64)>, ComparisonOp) {
+/// A relation's two sides: `sum(parts) op whole` (`=` for a sum, `<=` for a subset).
+fn sides(r: &Relation) -> (&[usize], usize, ComparisonOp) {
     match r {
-        Relation::Sum(total, parts) => (
-            parts
-                .iter()
-                .map(|&p| (p, 1.0))
-                .chain([(*total, -1.0)])
-                .collect(),
-            ComparisonOp::Eq,
-        ),
-        Relation::Subset(parts, whole) => (
-            parts
-                .iter()
-                .map(|&p| (p, 1.0))
-                .chain([(*whole, -1.0)])
-                .collect(),
-            ComparisonOp::Le,
-        ),
+        Relation::Sum(total, parts) => (parts, *total, ComparisonOp::Eq),
+        Relation::Subset(parts, whole) => (parts, *whole, ComparisonOp::Le),
     }
+}
+
+fn relation_terms(r: &Relation) -> (Vec<(usize, f64)>, ComparisonOp) {
+    let (parts, whole, op) = sides(r);
+    (
+        parts
+            .iter()
+            .map(|&p| (p, 1.0))
+            .chain([(whole, -1.0)])
+            .collect(),
+        op,
+    )
 }
 
 fn system(table: &ScopeTable, rels: &[Relation]) -> System {
@@ -1213,21 +1212,16 @@ fn system(table: &ScopeTable, rels: &[Relation]) -> System {
 
 /// Published values must satisfy the relations, or the table contradicts itself.
 fn contradicts(table: &ScopeTable, rels: &[Relation]) -> bool {
-    rels.iter().any(|r| match r {
-        Relation::Sum(total, parts) => match (
-            table.values[*total],
+    rels.iter().any(|r| {
+        let (parts, whole, op) = sides(r);
+        match (
             parts.iter().map(|p| table.values[*p]).sum::<Option<u64>>(),
+            table.values[whole],
         ) {
-            (Some(x), Some(y)) => x != y,
-            _ => false,
-        },
-        Relation::Subset(parts, whole) => match (
-            parts.iter().map(|p| table.values[*p]).sum::<Option<u64>>(),
-            table.values[*whole],
-        ) {
+            (Some(x), Some(y)) if matches!(op, ComparisonOp::Eq) => x != y,
             (Some(x), Some(y)) => x > y,
             _ => false,
-        },
+        }
     })
 }
 
