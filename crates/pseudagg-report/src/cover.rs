@@ -780,7 +780,7 @@ fn solve(
         pb.add_row(cond.rhs.., terms);
     }
     let mut model = pb.optimise(Sense::Minimise);
-    model.make_quiet();
+    crate::lp::single_threaded_quiet(&mut model);
     if !relax
         && let Some(start) = start
         && let Some(point) = repaired(vars, conditions, &weight, start)
@@ -802,7 +802,6 @@ fn solve(
         // Else the search starts with it as its incumbent.
         let _ = model.try_set_solution(Some(&point), None, None, None);
     }
-    model.set_option("threads", 1);
     model.set_option("mip_max_nodes", NODE_LIMIT);
     if relax {
         model.set_option("solve_relaxation", true);

@@ -294,8 +294,7 @@ impl System {
             }
         }
         let mut model = pb.optimise(Sense::Maximise);
-        model.make_quiet();
-        model.set_option("threads", 1);
+        crate::lp::single_threaded_quiet(&mut model);
         model.set_option("presolve", "off");
         // A new objective over the last optimal basis: primal simplex goes on from it.
         model.set_option("simplex_strategy", 4);
