@@ -20,7 +20,7 @@
 //! The search stops at a node limit, never at a time limit: the same table gives the same pattern
 //! on every machine.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use highs::{HighsModelStatus, HighsSolutionStatus, RowProblem, Sense};
 
@@ -140,12 +140,12 @@ pub struct Limits {
 /// nothing to choose or the solver finds no pattern (the cell-by-cell rules then decide alone),
 /// [`Impossible`] when no pattern is safe.
 pub fn cover(table: &Table, primary: &[bool], limits: Limits) -> Result<Option<Cover>, Impossible> {
-    cover_audited(table, primary, limits, |_, _| Ok(Audited::default()))
+    cover_audited(table, primary, limits, |_, _, _| Ok(Audited::default()))
 }
 
 /// Rounds of cuts from the audit at most: each round is one audit of the pattern and one program;
 /// a table whose pattern still fails after them is repaired cell by cell ([`crate::suppress`]).
-const CUT_ROUNDS: usize = 12;
+const CUT_ROUNDS: usize = 16;
 
 /// Rounds of cuts under attacker model (a) alone at most: after them the insiders join the audit
 /// even where a few pairs still fail from outside (they stay in it). A crossed table at 550,000
@@ -157,10 +157,11 @@ const OUTSIDE_ROUNDS: usize = 6;
 /// Rounds in which the program may drop cells it chose before.
 const FREE_ROUNDS: usize = 1;
 
-/// [`cover`], with the audit in the loop: `unprotected(pattern, insiders)` names the primary
-/// cells a pattern (the suppressed cells) leaves unprotected, each with the gE whose knowledge of
-/// its own counts narrows it (none under attacker model (a)); it is asked for the insiders only
-/// once the pattern protects every cell from outside. Each gives cuts read from its
+/// [`cover`], with the audit in the loop: `unprotected(pattern, insiders, only)` names the primary
+/// cells a pattern (the suppressed cells) leaves unprotected (of `only`, where given), each with
+/// the gE whose knowledge of its own counts narrows it (none under attacker model (a)); it is
+/// asked for the insiders once the pattern protects every cell from outside, or after
+/// [`OUTSIDE_ROUNDS`]. Each gives cuts read from its
 /// linear program ([`crate::cuts`]) and the program chooses again, until the audit finds none or
 /// after [`CUT_ROUNDS`]. The cuts hold for every safe pattern, so the lower bound stays one.
 ///
@@ -175,7 +176,7 @@ pub fn cover_audited(
     table: &Table,
     primary: &[bool],
     limits: Limits,
-    mut unprotected: impl FnMut(&[bool], bool) -> Result<Audited, String>,
+    mut unprotected: impl FnMut(&[bool], bool, Option<&[usize]>) -> Result<Audited, String>,
 ) -> Result<Option<Cover>, Impossible> {
     let fixed: Vec<bool> = (0..table.len())
         .map(|c| primary[c] || table.starts_suppressed(c))
@@ -266,6 +267,10 @@ pub fn cover_audited(
     // looks again only at the pairs that failed the last.
     let mut with_insiders = false;
     let mut pending: Option<Vec<(usize, Option<u32>)>> = None;
+    // The cells cut from outside once the insiders had joined, and the cells the next full audit
+    // asks about (all when `None`).
+    let mut late: BTreeSet<usize> = BTreeSet::new();
+    let mut only: Option<Vec<usize>> = None;
     // The conditions that keep a chosen cell chosen hold for this pattern only, not for every
     // safe one: the lower bound is solved without them.
     let mut keeps: Vec<bool> = vec![false; conditions.len()];
@@ -295,7 +300,7 @@ pub fn cover_audited(
         let started = std::time::Instant::now();
         let found = match &pending {
             Some(pairs) => Ok(pairs.clone()),
-            None => unprotected(&suppressed, with_insiders).map(|audit| {
+            None => unprotected(&suppressed, with_insiders, only.take().as_deref()).map(|audit| {
                 // Certificates name the gEs they do not hold against only when asked for the
                 // insiders; under attacker model (a) there are none to name.
                 if with_insiders || !insider {
@@ -342,6 +347,14 @@ pub fn cover_audited(
             "suppression: covering program, cuts from the audit"
         );
         if cuts.is_empty() {
+            if with_insiders && !late.is_empty() {
+                // Cells that were protected from outside only after the insiders joined: the
+                // audit named no insider for them yet (it asks for a cell's insiders only once it
+                // is protected from outside). Their insiders next, in the rounds left.
+                only = Some(std::mem::take(&mut late).into_iter().collect());
+                pending = None;
+                continue;
+            }
             if with_insiders || !insider {
                 break;
             }
@@ -378,6 +391,9 @@ pub fn cover_audited(
             // The pairs left from outside stay in the audit, which now asks for the insiders too.
             with_insiders = true;
             pending = None;
+        }
+        if with_insiders {
+            late.extend(cuts.iter().filter(|c| c.0.1.is_none()).map(|c| c.0.0));
         }
         cuts_added += cuts.len();
         for (_, cut) in cuts {
@@ -1256,7 +1272,7 @@ mod tests {
             // With cuts from an exact audit of each chosen pattern: the cuts hold for every safe
             // pattern, so the bound must stay below them all.
             let cells: Vec<usize> = (0..t.len()).filter(|&x| primary[x]).collect();
-            let covered = cover_audited(&t, &primary, LIMITS_OUT, |s, _| {
+            let covered = cover_audited(&t, &primary, LIMITS_OUT, |s, _, _| {
                 let exact = crate::audit::certify_exact(&t, s, &cells, 3, 2)?;
                 let open = cells.iter().zip(exact).filter(|(_, e)| !e.1).map(|(&x, _)| (x, None)).collect();
                 Ok(Audited { open, certified: Vec::new() })

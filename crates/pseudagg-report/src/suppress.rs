@@ -87,8 +87,9 @@ pub fn protect_watched(
         },
         // The primary cells a chosen pattern leaves unprotected: from outside (model (a)), and
         // once asked, against the insiders its certificates do not hold against.
-        |pattern, with_insiders| {
-            unprotected_pairs(table, pattern, &targets, params, insiders && with_insiders)
+        |pattern, with_insiders, only| {
+            let targets = only.unwrap_or(&targets);
+            unprotected_pairs(table, pattern, targets, params, insiders && with_insiders)
         },
     )
     .map_err(|impossible| Unprotected {
