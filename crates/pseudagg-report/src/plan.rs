@@ -445,12 +445,10 @@ impl ReportPlan {
         // Declared exclusions: between parts of one whole.
         let mut declared = Vec::new();
         for (i, ind) in d.indicators.iter().enumerate() {
+            let mine = wholes_of(i, &subset_of);
+            let shared = |j: usize| wholes_of(j, &subset_of).iter().any(|w| mine.contains(w));
             for name in &ind.excludes {
                 let key = Location::key(format!("indicators[{i}].excludes"));
-                let shared = |j: usize| {
-                    let mine = wholes_of(i, &subset_of);
-                    wholes_of(j, &subset_of).iter().any(|w| mine.contains(w))
-                };
                 match index.get(name.as_str()) {
                     Some(&j) if j != i && shared(j) => {
                         declared.push((i.min(j), i.max(j)));
@@ -477,12 +475,10 @@ impl ReportPlan {
         let own: Vec<Expr> = own.into_iter().map(|e| e.expect("checked")).collect();
         let indicators: Vec<Expr> = (0..own.len())
             .map(|i| {
-                let mut chain = vec![own[i].clone()];
-                let mut at = subset_of[i];
-                while let Some(j) = at {
-                    chain.push(own[j].clone());
-                    at = subset_of[j];
-                }
+                let mut chain: Vec<Expr> = std::iter::once(i)
+                    .chain(wholes_of(i, &subset_of))
+                    .map(|k| own[k].clone())
+                    .collect();
                 if chain.len() == 1 {
                     chain.pop().expect("one")
                 } else {
