@@ -214,10 +214,15 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                 plan.category_count()
             );
             // What the audit assumes beyond the subsets, for the steward to confirm.
-            for (whole, parts) in plan.exclusive_names() {
+            for (whole, parts, exhaustive) in plan.exclusive_names() {
                 text.push_str(&format!(
-                    "\n  exclusive: no person is in two of `{}` (parts of `{whole}`)",
-                    parts.join("`, `")
+                    "\n  exclusive: no person is in two of `{}` (parts of `{whole}`{})",
+                    parts.join("`, `"),
+                    if exhaustive {
+                        "; together they are all of it"
+                    } else {
+                        ""
+                    }
                 ));
             }
             for (part, whole) in plan.implied_subset_names() {

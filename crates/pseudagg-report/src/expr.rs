@@ -106,6 +106,10 @@ impl Expr {
 /// one column meets together (`x is null` beside any comparison of `x`, which is false on a
 /// null; `in` lists or equalities with no value in common; date or flag comparisons whose ranges
 /// do not meet), or a conjunct `false`. `false` means "not known to exclude each other".
+///
+/// A negation excludes what it negates: `not e` beside an expression every row of which meets
+/// `e` (`not kooperationsplan` and `kooperationsplan`), and `x != 'v'` beside `x = 'v'` (both
+/// false on a null).
 #[must_use]
 pub fn excludes(a: &Expr, b: &Expr) -> bool {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
@@ -114,6 +118,82 @@ pub fn excludes(a: &Expr, b: &Expr) -> bool {
     xs.iter().any(|x| {
         ys.iter()
             .any(|y| atoms_exclude(x, y) || atoms_exclude(y, x))
+    }) || xs.iter().any(|x| denies(x, b))
+        || ys.iter().any(|y| denies(y, a))
+}
+
+/// Is the conjunct `x` a negation `not e` that no row of `other` meets, every one of them meeting
+/// `e`?
+fn denies(x: &Expr, other: &Expr) -> bool {
+    matches!(x, Expr::Not(e) if implies(other, e))
+}
+
+/// Does every row meet at least one of `parts`? Decided from the expressions alone, so it
+/// answers `true` only where they say so: one of them always true; one the negation of
+/// another (`kooperationsplan`, `not kooperationsplan`); or comparisons of one column that
+/// leave none of its values out (`x = 'v'` and `x != 'v'`; `in` lists and equalities that
+/// hold every value the schema allows; `flag` and `flag = N`), with `x is null` among them
+/// when the column may be empty. `false` means "not known to cover".
+#[must_use]
+pub fn covers(parts: &[&Expr], schema: &Schema) -> bool {
+    if parts.iter().any(|p| is_always(p)) {
+        return true;
+    }
+    if parts.iter().any(|p| {
+        parts
+            .iter()
+            .any(|q| matches!(q, Expr::Not(e) if e.as_ref() == *p))
+    }) {
+        return true;
+    }
+    // Per column: the values the parts that compare it alone take in.
+    let mut columns: Vec<usize> = parts.iter().filter_map(|p| compared_column(p)).collect();
+    columns.extend(parts.iter().filter_map(|p| match p {
+        Expr::IsNull { column, .. } => Some(*column),
+        _ => None,
+    }));
+    columns.sort_unstable();
+    columns.dedup();
+    columns.into_iter().any(|c| {
+        let spec = &schema.columns[c];
+        let null = !spec.nullable
+            || parts
+                .iter()
+                .any(|p| matches!(p, Expr::IsNull { column, negated: false } if *column == c));
+        let every_value = parts
+            .iter()
+            .any(|p| matches!(p, Expr::IsNull { column, negated: true } if *column == c))
+            || match spec.ty {
+                ColumnType::Bool => {
+                    let has = |v: bool| {
+                        parts
+                            .iter()
+                            .any(|p| flag_value(p).is_some_and(|(d, w)| d == c && w == v))
+                    };
+                    has(true) && has(false)
+                }
+                ColumnType::Str => {
+                    let mut taken: Vec<&str> = Vec::new();
+                    for p in parts {
+                        if let Some((d, vs)) = allowed_texts(p)
+                            && d == c
+                        {
+                            taken.extend(vs);
+                        }
+                    }
+                    let all_but = parts.iter().any(|p| {
+                        matches!(p, Expr::StrCmp { column, op: Op::Ne, value }
+                        if *column == c && taken.contains(&value.as_str()))
+                    });
+                    all_but
+                        || spec
+                            .values
+                            .as_ref()
+                            .is_some_and(|all| all.iter().all(|v| taken.contains(&v.as_str())))
+                }
+                _ => false,
+            };
+        null && every_value
     })
 }
 
@@ -142,6 +222,18 @@ pub fn is_always(e: &Expr) -> bool {
 fn atom_implies(x: &Expr, y: &Expr) -> bool {
     if x == y {
         return true;
+    }
+    if let Expr::Or(parts) = y {
+        return parts.iter().any(|p| implies(x, p));
+    }
+    if let Expr::StrCmp {
+        column: d,
+        op: Op::Ne,
+        value,
+    } = y
+        && let Some((c, xs)) = allowed_texts(x)
+    {
+        return c == *d && !xs.contains(&value.as_str());
     }
     if let Expr::IsNull {
         column,
@@ -249,6 +341,15 @@ fn atoms_exclude(x: &Expr, y: &Expr) -> bool {
     } = x
     {
         return compared_column(y) == Some(*column);
+    }
+    if let Expr::StrCmp {
+        column,
+        op: Op::Ne,
+        value,
+    } = x
+        && let Some((d, ys)) = allowed_texts(y)
+    {
+        return *column == d && ys.iter().all(|w| *w == value);
     }
     if let (Some((c, xs)), Some((d, ys))) = (allowed_texts(x), allowed_texts(y)) {
         return c == d && !xs.iter().any(|v| ys.contains(v));
@@ -871,6 +972,70 @@ mod tests {
             "not (massnahme is null) or letztes_beratungsgespraech is null"
         ));
         assert!(!x("elb", "elb"));
+        // A negation excludes what it negates, and `!=` the equality it denies.
+        assert!(x("kooperationsplan", "not kooperationsplan"));
+        assert!(x("elb and not (massnahme is null)", "massnahme is null"));
+        assert!(x(
+            "not (staatsangehoerigkeit in ('UKR', 'SYR'))",
+            "staatsangehoerigkeit = 'SYR'"
+        ));
+        assert!(x(
+            "beschaeftigung != 'keine'",
+            "elb and beschaeftigung = 'keine'"
+        ));
+        assert!(!x(
+            "beschaeftigung != 'keine'",
+            "beschaeftigung = 'ausbildung'"
+        ));
+        assert!(!x(
+            "not (staatsangehoerigkeit in ('UKR', 'SYR'))",
+            "staatsangehoerigkeit in ('SYR', 'AFG')"
+        ));
+        assert!(!x("not kooperationsplan", "not kooperationsplan"));
+    }
+
+    #[test]
+    fn cover_is_read_from_the_expressions_and_only_where_they_say_so() {
+        let c = |parts: &[&str]| {
+            let parsed: Vec<Expr> = parts.iter().map(|p| ok(p)).collect();
+            covers(&parsed.iter().collect::<Vec<_>>(), &schema())
+        };
+        // An expression and its negation; an equality and its `!=` (a column never empty).
+        assert!(c(&["kooperationsplan", "not kooperationsplan"]));
+        assert!(c(&[
+            "massnahme = 'FbW' and elb",
+            "not (massnahme = 'FbW' and elb)"
+        ]));
+        assert!(c(&[
+            "beschaeftigung = 'keine'",
+            "beschaeftigung != 'keine'"
+        ]));
+        // Both values of a flag that is never empty; every value the schema allows.
+        assert!(c(&["kooperationsplan", "kooperationsplan = N"]));
+        assert!(c(&[
+            "beschaeftigung in ('keine', 'sv_pflichtig')",
+            "beschaeftigung = 'geringfuegig'",
+            "beschaeftigung in ('selbststaendig', 'ausbildung')"
+        ]));
+        // A column that may be empty needs its `is null`.
+        assert!(!c(&["massnahme = 'FbW'", "massnahme != 'FbW'"]));
+        assert!(c(&[
+            "massnahme = 'FbW'",
+            "massnahme != 'FbW'",
+            "massnahme is null"
+        ]));
+        assert!(c(&["massnahme is null", "massnahme is not null"]));
+        // Not known to cover: a value left out, other columns, an `or` of the parts.
+        assert!(!c(&[
+            "beschaeftigung in ('keine', 'sv_pflichtig')",
+            "beschaeftigung = 'geringfuegig'"
+        ]));
+        assert!(!c(&["kooperationsplan", "not elb"]));
+        assert!(!c(&[
+            "beschaeftigung = 'keine'",
+            "beschaeftigung != 'ausbildung'"
+        ]));
+        assert!(!c(&["kooperationsplan or elb"]));
     }
 
     #[test]
@@ -899,6 +1064,17 @@ mod tests {
             "letztes_beratungsgespraech > month_end - 6 weeks"
         ));
         assert!(!i("massnahme is null or elb", "massnahme is null"));
+        // Into an `or` through one of its branches; into a `!=` from a value it is not.
+        assert!(i(
+            "elb and massnahme is null",
+            "massnahme is null or kooperationsplan"
+        ));
+        assert!(i(
+            "beschaeftigung = 'keine'",
+            "beschaeftigung != 'ausbildung'"
+        ));
+        assert!(!i("beschaeftigung = 'keine'", "beschaeftigung != 'keine'"));
+        assert!(!i("elb", "massnahme is null or kooperationsplan"));
     }
 
     #[test]

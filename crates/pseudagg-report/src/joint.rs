@@ -876,6 +876,7 @@ pub(crate) mod tests {
     fn one_cell() -> ReportTable {
         ReportTable {
             exclusive: Vec::new(),
+            exhaustive: Vec::new(),
             areas: Vec::new(),
             categories: vec![String::new()],
             dimensions: Vec::new(),
@@ -1011,6 +1012,7 @@ pub(crate) mod tests {
         // counselled: the women and one man): still the same partition of the first.
         let two = ReportTable {
             exclusive: Vec::new(),
+            exhaustive: Vec::new(),
             indicators: vec!["n".into(), "beraten".into()],
             ..one_cell()
         };
@@ -1041,6 +1043,7 @@ pub(crate) mod tests {
         // category alone. The total is the union of the categories in the first table itself.
         let two = ReportTable {
             exclusive: Vec::new(),
+            exhaustive: Vec::new(),
             areas: Vec::new(),
             categories: vec!["a".into(), "b".into(), "gesamt".into()],
             dimensions: vec!["d".into()],

@@ -53,6 +53,9 @@ pub struct ReportTable {
     /// Groups of indicators no person is counted in two of, under the indicator each group is
     /// a subset of: `(parent, members)` (see [`ReportTable::add_exclusions`]).
     pub exclusive: Vec<(usize, Vec<usize>)>,
+    /// For each group of `exclusive`: whether its members hold every person of their parent,
+    /// so that the parent is their sum (empty: none does).
+    pub exhaustive: Vec<bool>,
     pub table: Table,
 }
 
@@ -67,7 +70,9 @@ impl ReportTable {
     /// indicators tell an attacker: at every area and position, a group's cells add up to no
     /// more than their parent's. Each becomes `parent = members + rest`, `rest` a new cell of
     /// the people of the parent in none of them: never published and not protected itself
-    /// ([`Kind::Atom`]), known to the gE that owns the parent. The published table is unchanged.
+    /// ([`Kind::Atom`]), known to the gE that owns the parent. A group that holds every person
+    /// of its parent ([`Self::exhaustive`]) has no rest: `parent = members`, even with one
+    /// member left (the others published zeros). The published table is unchanged.
     /// Returns, for each cell added in order, the cell of this table it is the rest of.
     ///
     /// # Errors
@@ -83,7 +88,8 @@ impl ReportTable {
         }
         for a in 0..self.areas.len() {
             for c in 0..self.categories.len() {
-                for (parent, members) in &self.exclusive {
+                for (g, (parent, members)) in self.exclusive.iter().enumerate() {
+                    let covering = self.exhaustive.get(g).copied().unwrap_or(false);
                     let whole = offset + self.cell(a, c, *parent);
                     // A published 0 is known exactly and adds nothing; with at most one part
                     // left, the relation says no more than its subset relation (part <= whole).
@@ -92,10 +98,30 @@ impl ReportTable {
                         .map(|&k| offset + self.cell(a, c, k))
                         .filter(|&p| table.values[p] > 0 || table.kind_of(p) != Kind::Published)
                         .collect();
-                    if parts.len() < 2 {
+                    if parts.len() < 2 && !covering {
                         continue;
                     }
                     let inside: u64 = parts.iter().map(|&p| table.values[p]).sum();
+                    if covering {
+                        if inside != table.values[whole] {
+                            return Err(format!(
+                                "the cells of `{}` do not add up to `{}`, although its expressions put every person of it in one of them",
+                                members
+                                    .iter()
+                                    .map(|&k| self.indicators[k].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join("`, `"),
+                                self.indicators[*parent]
+                            ));
+                        }
+                        if !parts.is_empty() {
+                            table.sums.push(Sum {
+                                total: whole,
+                                parts,
+                            });
+                        }
+                        continue;
+                    }
                     let rest = table.values[whole].checked_sub(inside).ok_or_else(|| {
                         format!(
                             "the cells of `{}` add up to more than `{}`, whose subsets they are, although no person may be counted in two of them",
@@ -232,6 +258,7 @@ impl ReportTable {
                 .map(|i| i.name.clone())
                 .collect(),
             exclusive: plan.exclusive.clone(),
+            exhaustive: plan.exhaustive.clone(),
             table: Table {
                 values: vec![0; areas.len() * n_cat * n_ind],
                 rank: vec![0; areas.len() * n_cat * n_ind],
@@ -521,6 +548,77 @@ pub(crate) mod tests {
             err.contains("excludes") && err.contains("not both parts of one indicator"),
             "{err}"
         );
+    }
+
+    /// `kooperationsplan` and `not kooperationsplan` under `true`: no person is in both, and
+    /// everyone is in one, so a reader of the definition knows `bestand = mit + ohne` at every
+    /// gE. A gE of 5 people, 1 with a plan: a pattern protected without that sum leaves `ohne`
+    /// (4) and `bestand` published beside the suppressed 1, which their difference gives away.
+    #[test]
+    fn complementary_indicators_add_up_to_their_whole_in_the_audit() {
+        let text = "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\npopulation = \"elb\"\nge-name-column = \"ge_name\"\n\
+            [[indicators]]\nname = \"bestand\"\nlabel = \"B\"\nwhen = \"true\"\n\
+            [[indicators]]\nname = \"mit\"\nlabel = \"M\"\nwhen = \"kooperationsplan\"\nsubset-of = \"bestand\"\n\
+            [[indicators]]\nname = \"ohne\"\nlabel = \"O\"\nwhen = \"not kooperationsplan\"\nsubset-of = \"bestand\"\n";
+        let plan = ReportPlan::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        assert_eq!(plan.exclusive, vec![(0, vec![1, 2])]);
+        assert_eq!(plan.exhaustive, vec![true]);
+        let counts = Counts {
+            ges: ges_for(&[0, 0, 0]),
+            values: vec![vec![5, 1, 4], vec![10, 4, 6], vec![12, 5, 7]],
+            categories: 1,
+            indicators: 3,
+            rows_read: 0,
+            rows_counted: 0,
+        };
+        let rt = ReportTable::build(&plan, &counts);
+        let mut wide = rt.table.clone();
+        rt.add_exclusions(&mut wide, 0).unwrap();
+        let n = rt.table.len();
+        // No rest cell: one sum `bestand = mit + ohne` per area (3 gEs, the RD, the Bund).
+        assert_eq!(wide.len(), n);
+        assert_eq!(wide.sums.len(), rt.table.sums.len() + 5);
+        assert!(wide.is_consistent());
+        // Counts that break the sum are refused (a guard: the expressions cannot).
+        let mut broken = rt.table.clone();
+        broken.values[rt.cell(0, 0, 0)] += 1;
+        let broken_rt = ReportTable {
+            table: broken.clone(),
+            ..rt.clone()
+        };
+        assert!(broken_rt.add_exclusions(&mut broken, 0).is_err());
+        let params = Params {
+            threshold: 3,
+            min_width: 2,
+            insider: false,
+        };
+        let target = rt.cell(0, 0, 1);
+        let shown = |suppressed: &[bool]| {
+            crate::audit::intervals(&wide, suppressed, &[target], None).unwrap()[0]
+        };
+        // Protected without the sum: the first gE's `mit` is exactly 1 to a reader of both.
+        let blind = protect(&rt.table, params).unwrap();
+        assert!(blind.suppressed[target]);
+        let before = shown(&blind.suppressed);
+        assert!(before.upper.is_some_and(|u| u < 3.0 - 1e-9), "{before:?}");
+        // Protected with it, it reaches 3 and is 2 wide.
+        let seen = protect(&wide, params).unwrap();
+        let iv = shown(&seen.suppressed);
+        let upper = iv.upper.unwrap_or(f64::INFINITY);
+        assert!(
+            upper >= 3.0 - 1e-9 && upper - iv.lower >= 2.0 - 1e-9,
+            "{iv:?}"
+        );
+        // With one member a published 0, the whole is the other member.
+        let mut none = counts.clone();
+        none.values[0] = vec![4, 0, 4];
+        let rt0 = ReportTable::build(&plan, &none);
+        let mut wide0 = rt0.table.clone();
+        rt0.add_exclusions(&mut wide0, 0).unwrap();
+        assert!(wide0.sums.contains(&Sum {
+            total: rt0.cell(0, 0, 0),
+            parts: vec![rt0.cell(0, 0, 2)],
+        }));
     }
 
     /// Parts of parts: courses are measures, and nobody in a measure is without one. Both

@@ -29,6 +29,10 @@ pub struct ReportPlan {
     /// them are subsets of: `(parent, members)`, every largest such group, in index order.
     /// Their cells add up to no more than the parent's.
     pub(crate) exclusive: Vec<(usize, Vec<usize>)>,
+    /// For each group of `exclusive`: whether its members hold every person of their whole
+    /// (`kooperationsplan` and `not kooperationsplan` under `true`). Then the whole is their sum,
+    /// which a reader of the definition knows as well as the published cells.
+    pub(crate) exhaustive: Vec<bool>,
     /// The pairs among them that only the definition's `excludes` declares (the counting
     /// checks them on every row).
     pub(crate) declared_exclusive: Vec<(usize, usize)>,
@@ -487,6 +491,30 @@ impl ReportPlan {
             })
             .collect();
         let exclusive = exclusive_groups(&indicators, &subset_of, &declared);
+        let exhaustive = exclusive
+            .iter()
+            .map(|(whole, members)| {
+                // Each member relative to the whole: its own expression and those of the
+                // indicators between it and the whole.
+                let relative: Vec<Expr> = members
+                    .iter()
+                    .map(|&m| {
+                        let chain = wholes_of(m, &subset_of);
+                        let upto = chain.iter().position(|w| w == whole).unwrap_or(chain.len());
+                        let mut own_chain: Vec<Expr> = std::iter::once(m)
+                            .chain(chain[..upto].iter().copied())
+                            .map(|k| own[k].clone())
+                            .collect();
+                        if own_chain.len() == 1 {
+                            own_chain.pop().expect("one")
+                        } else {
+                            Expr::And(own_chain)
+                        }
+                    })
+                    .collect();
+                expr::covers(&relative.iter().collect::<Vec<_>>(), &schema)
+            })
+            .collect();
         let implied_subsets = (0..indicators.len())
             .flat_map(|k| (0..indicators.len()).map(move |j| (k, j)))
             .filter(|&(k, j)| {
@@ -498,6 +526,7 @@ impl ReportPlan {
             .collect();
         Ok(Self {
             exclusive,
+            exhaustive,
             implied_subsets,
             declared_exclusive: declared,
             definition_sha256: sha256_hex(text.as_bytes()),
@@ -517,13 +546,15 @@ impl ReportPlan {
         })
     }
 
-    /// The groups of indicators no person is counted in two of, by name: `(whole, parts)`.
+    /// The groups of indicators no person is counted in two of, by name: `(whole, parts,
+    /// exhaustive)`, the last `true` where the parts hold every person of the whole.
     #[must_use]
-    pub fn exclusive_names(&self) -> Vec<(String, Vec<String>)> {
+    pub fn exclusive_names(&self) -> Vec<(String, Vec<String>, bool)> {
         let name = |k: usize| self.definition.indicators[k].name.clone();
         self.exclusive
             .iter()
-            .map(|(p, members)| (name(*p), members.iter().map(|&k| name(k)).collect()))
+            .zip(&self.exhaustive)
+            .map(|((p, members), &all)| (name(*p), members.iter().map(|&k| name(k)).collect(), all))
             .collect()
     }
 

@@ -115,6 +115,10 @@ pub struct StructureNote {
 pub struct ExclusiveNote {
     pub whole: String,
     pub parts: Vec<String>,
+    /// The parts hold every person of the whole, which is then their sum (written only then:
+    /// a manifest without it says no more than the parts' sum is at most the whole).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub exhaustive: bool,
 }
 
 /// One dimension of the published tables.
@@ -744,7 +748,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
             exclusive: plan
                 .exclusive_names()
                 .into_iter()
-                .map(|(whole, parts)| ExclusiveNote { whole, parts })
+                .map(|(whole, parts, exhaustive)| ExclusiveNote {
+                    whole,
+                    parts,
+                    exhaustive,
+                })
                 .collect(),
             implied_subsets: plan
                 .implied_subset_names()

@@ -46,8 +46,9 @@ struct Structure {
     dims: Vec<(String, Vec<String>, String)>,
     indicators: Vec<(String, Option<String>)>,
     /// Groups of indicators no person is counted in two of, with the indicator they are all
-    /// subsets of: `(whole, members)`.
-    exclusive: Vec<(String, Vec<String>)>,
+    /// subsets of: `(whole, members, exhaustive)`, the last `true` where the members hold every
+    /// person of the whole (which is then their sum).
+    exclusive: Vec<(String, Vec<String>, bool)>,
     /// `(part, whole)` beyond the indicators' own `subset_of`.
     implied_subsets: Vec<(String, String)>,
     threshold: u64,
@@ -160,7 +161,7 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
 fn exclusive_groups(
     s: &Value,
     indicators: &[(String, Option<String>)],
-) -> Option<Vec<(String, Vec<String>)>> {
+) -> Option<Vec<(String, Vec<String>, bool)>> {
     let whole_of = |m: &str| {
         indicators
             .iter()
@@ -193,10 +194,14 @@ fn exclusive_groups(
             .iter()
             .map(|m| m.as_str().map(str::to_owned))
             .collect::<Option<_>>()?;
+        let exhaustive = match group.get("exhaustive") {
+            None => false,
+            Some(v) => v.as_bool()?,
+        };
         if parts.len() < 2 || !parts.iter().all(|m| inside(m, &whole)) {
             return None;
         }
-        out.push((whole, parts));
+        out.push((whole, parts, exhaustive));
     }
     Some(out)
 }
@@ -1093,12 +1098,17 @@ fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
                 }
             }
         }
-        // Indicators no person is counted in two of add up to no more than their whole.
-        for (whole, members) in &s.exclusive {
+        // Indicators no person is counted in two of add up to no more than their whole, and to
+        // the whole itself where they hold every person of it.
+        for (whole, members, exhaustive) in &s.exclusive {
             for c in &cats {
                 let parts: Option<Vec<usize>> = members.iter().map(|m| cell(a, c, m)).collect();
                 if let (Some(parts), Some(w)) = (parts, cell(a, c, whole)) {
-                    out.push(Relation::Subset(parts, w));
+                    out.push(if *exhaustive {
+                        Relation::Sum(w, parts)
+                    } else {
+                        Relation::Subset(parts, w)
+                    });
                 }
             }
         }
@@ -1484,7 +1494,7 @@ mod tests {
                 ("neu".into(), Some("elb".into())),
             ],
             exclusive: if exclusive {
-                vec![("elb".into(), vec!["nie".into(), "neu".into()])]
+                vec![("elb".into(), vec!["nie".into(), "neu".into()], false)]
             } else {
                 Vec::new()
             },
@@ -1509,5 +1519,39 @@ mod tests {
         };
         assert_eq!(disclosed(false), 0);
         assert!(disclosed(true) >= 1);
+    }
+
+    /// A group whose members hold every person of its whole (`kooperationsplan` and `not
+    /// kooperationsplan`) is an equality at every area, not a bound.
+    #[test]
+    fn an_exhaustive_group_is_a_sum_at_every_area() {
+        let t = scope();
+        let count = |exhaustive: bool| {
+            let mut s = structure(true);
+            s.exclusive[0].2 = exhaustive;
+            let relations = relations(&t, &s, 1);
+            let sums = relations
+                .iter()
+                .filter(|r| matches!(r, Relation::Sum(_, parts) if parts.len() == 2))
+                .count();
+            (sums, relations.len())
+        };
+        let (bounded, all) = count(false);
+        let (summed, all_too) = count(true);
+        // Three gEs and the RD: four sums where there were four bounds.
+        assert_eq!(all, all_too);
+        assert_eq!(summed, bounded + 4);
+        // The manifest's flag is read; anything but a boolean is refused.
+        let indicators = structure(true).indicators;
+        let group = |flag: &str| {
+            let v: Value = serde_json::from_str(&format!(
+                r#"{{"exclusive": [{{"whole": "elb", "parts": ["nie", "neu"]{flag}}}]}}"#
+            ))
+            .unwrap();
+            exclusive_groups(&v, &indicators).map(|g| g[0].2)
+        };
+        assert_eq!(group(""), Some(false));
+        assert_eq!(group(r#", "exhaustive": true"#), Some(true));
+        assert_eq!(group(r#", "exhaustive": "ja""#), None);
     }
 }

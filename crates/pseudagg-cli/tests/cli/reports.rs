@@ -904,3 +904,65 @@ fn two_dimensions_are_crossed_with_both_totals() {
     let v = pseudagg(&["verify", month.to_str().unwrap()]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }
+
+/// Found on 2026-12-08: a definition with `kooperationsplan` and `not kooperationsplan` under
+/// `bestand = true` was protected as if the two were unrelated. Everyone is in exactly one of
+/// them, so `bestand = mit + ohne` at every area, and on the committed sample 9 small cells were
+/// the difference of two published ones, while the audit and `verify` passed. Now the two are an
+/// exclusive group that covers its whole (in the manifest), and no area shows exactly one of the
+/// three cells suppressed.
+#[test]
+fn complementary_indicators_are_not_a_difference_of_published_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let head = fs::read_to_string(GEFLUECHTETE).unwrap();
+    let head = head
+        .split("[[indicators]]")
+        .next()
+        .unwrap()
+        .replace("name = \"gefluechtete\"", "name = \"kooperationsplaene\"");
+    let text = format!(
+        "{head}[[indicators]]\nname = \"bestand\"\nlabel = \"Bestand\"\nwhen = \"true\"\n\n\
+         [[indicators]]\nname = \"mit\"\nlabel = \"mit Kooperationsplan\"\nwhen = \"kooperationsplan\"\nsubset-of = \"bestand\"\n\n\
+         [[indicators]]\nname = \"ohne\"\nlabel = \"ohne Kooperationsplan\"\nwhen = \"not kooperationsplan\"\nsubset-of = \"bestand\"\n"
+    );
+    let def = dir.path().join("kooperationsplaene.toml");
+    fs::write(&def, text).unwrap();
+    let out = dir.path().join("out");
+    let r = report(def.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let root = out.join("kooperationsplaene/2025-03");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(root.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(
+        manifest["structure"]["exclusive"],
+        serde_json::json!([{"whole": "bestand", "parts": ["mit", "ohne"], "exhaustive": true}])
+    );
+    let csv = fs::read_to_string(root.join("all/kooperationsplaene-2025-03.csv")).unwrap();
+    let mut reader = ::csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    // (level, rd, gE, herkunft) -> the indicators shown as `*`, and how many cells.
+    let mut areas: std::collections::BTreeMap<[String; 4], (usize, usize)> = Default::default();
+    for row in reader.records() {
+        let row = row.unwrap();
+        let key = [0, 1, 2, 4].map(|i| row[i].to_owned());
+        let at = areas.entry(key).or_default();
+        at.1 += 1;
+        if &row[6] == "*" {
+            at.0 += 1;
+        }
+    }
+    assert!(areas.len() > 500, "{} areas", areas.len());
+    assert!(areas.values().all(|&(_, n)| n == 3));
+    let suppressed: usize = areas.values().map(|a| a.0).sum();
+    assert!(suppressed > 500, "{suppressed} suppressed");
+    let alone: Vec<_> = areas.iter().filter(|(_, a)| a.0 == 1).collect();
+    assert!(
+        alone.is_empty(),
+        "{} areas show one of bestand, mit and ohne suppressed, which the other two give away: {:?}",
+        alone.len(),
+        alone.iter().take(3).collect::<Vec<_>>()
+    );
+    let v = pseudagg(&["verify", root.to_str().unwrap()]);
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+}
