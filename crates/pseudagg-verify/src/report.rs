@@ -8,6 +8,7 @@
 //! least 1. A cell that could be small (its lower end below the threshold) is disclosed when its
 //! upper end is below the threshold too, or when its interval is narrower than the minimum width.
 
+mod definition;
 mod together;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -249,7 +250,8 @@ pub(crate) fn check(
     verdict: &mut Verdict,
     progress: Option<pseudagg_core::Progress<'_>>,
 ) -> Result<()> {
-    let s = structure(m, &dir.join("manifest.json"))?;
+    let mut s = structure(m, &dir.join("manifest.json"))?;
+    definition::confirm(dir, m, &mut s, verdict)?;
     let month = m.month.clone().unwrap_or_default();
     let report = m.str("report").unwrap_or_default().to_owned();
     let scopes: Vec<String> = m
@@ -392,7 +394,7 @@ pub(crate) fn check(
     }
     verdict.fact("suppressed_cells_audited", &audited);
     if let Some(own) = own {
-        together::check(dir, m, own, rd_count, verdict)?;
+        together::check(dir, m, (own, s), rd_count, verdict)?;
     }
     Ok(())
 }

@@ -965,4 +965,27 @@ fn complementary_indicators_are_not_a_difference_of_published_cells() {
     );
     let v = pseudagg(&["verify", root.to_str().unwrap()]);
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    // verify reads the relations from the definition itself: a manifest that leaves one out
+    // (as the writer's did before) fails, naming it.
+    let manifest_path = root.join("manifest.json");
+    let text = fs::read_to_string(&manifest_path).unwrap();
+    for (from, to, said) in [
+        (
+            ",\n        \"exhaustive\": true",
+            "",
+            "hold every person of `bestand`, which the manifest does not state",
+        ),
+        (
+            "\"exclusive\": [",
+            "\"unused\": [",
+            "the definition makes `mit`, `ohne` (parts of `bestand`) exclusive",
+        ),
+    ] {
+        assert!(text.contains(from), "{text}");
+        fs::write(&manifest_path, text.replace(from, to)).unwrap();
+        let v = pseudagg(&["verify", root.to_str().unwrap()]);
+        assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+        assert!(v.stdout.contains(said), "{said:?} not in {}", v.stdout);
+    }
+    fs::write(&manifest_path, text).unwrap();
 }

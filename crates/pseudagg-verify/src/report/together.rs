@@ -69,7 +69,7 @@ type Position = (String, Option<String>, String, String);
 pub(super) fn check(
     dir: &Path,
     m: &Manifest,
-    own: ScopeTable,
+    (own, own_structure): (ScopeTable, Structure),
     rd_count: usize,
     verdict: &mut Verdict,
 ) -> Result<()> {
@@ -91,7 +91,7 @@ pub(super) fn check(
         manifest: m.raw.to_string(),
         with: protected_with(m),
         table: own,
-        structure: structure(m, &dir.join("manifest.json"))?,
+        structure: own_structure,
         rd_count,
     }];
     let mut releases = vec![own_release];
@@ -308,10 +308,11 @@ fn read_other(
             return Ok(None);
         }
     }
-    let s = structure(&m, &dir.join("manifest.json"))?;
-    let file = read_parquet(&dir.join(&all))?;
-    // Its own findings are its own verify's: here its cells are what counts.
+    // Its own findings are its own verify's: here its cells and relations are what counts.
     let mut scratch = Verdict::new(dir, "report");
+    let mut s = structure(&m, &dir.join("manifest.json"))?;
+    super::definition::confirm(dir, &m, &mut s, &mut scratch)?;
+    let file = read_parquet(&dir.join(&all))?;
     let table = read_table(&file, &all, &s, &mut scratch);
     let rd_count = m
         .raw
