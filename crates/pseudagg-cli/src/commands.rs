@@ -230,6 +230,12 @@ pub(crate) fn run(command: Command, ctx: &Context) -> Result<()> {
                     "\n  inside: everyone in `{part}` is in `{whole}` (by their expressions)"
                 ));
             }
+            for (at, part, whole) in plan.position_subset_names() {
+                text.push_str(&format!(
+                    "\n  inside at {}: everyone in `{part}` is in `{whole}` (by the categories)",
+                    at.join(" / ")
+                ));
+            }
             say(&text);
             Ok(())
         }

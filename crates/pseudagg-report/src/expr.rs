@@ -128,14 +128,15 @@ fn denies(x: &Expr, other: &Expr) -> bool {
     matches!(x, Expr::Not(e) if implies(other, e))
 }
 
-/// Does every row meet at least one of `parts`? Decided from the expressions alone, so it
-/// answers `true` only where they say so: one of them always true; one the negation of
-/// another (`kooperationsplan`, `not kooperationsplan`); or comparisons of one column that
-/// leave none of its values out (`x = 'v'` and `x != 'v'`; `in` lists and equalities that
-/// hold every value the schema allows; `flag` and `flag = N`), with `x is null` among them
-/// when the column may be empty. `false` means "not known to cover".
+/// Does every row that meets `context` meet at least one of `parts`? Decided from the
+/// expressions alone, so it answers `true` only where they say so: one of them always true; one
+/// the negation of another (`kooperationsplan`, `not kooperationsplan`); or comparisons of one
+/// column that leave none of its values out (`x = 'v'` and `x != 'v'`; `in` lists and equalities
+/// that hold every value the schema allows, or every value the context's own list of that
+/// column allows; `flag` and `flag = N`), with `x is null` among them when the column may be
+/// empty and the context does not rule that out. `false` means "not known to cover".
 #[must_use]
-pub fn covers(parts: &[&Expr], schema: &Schema) -> bool {
+pub fn covers(parts: &[&Expr], context: &Expr, schema: &Schema) -> bool {
     if parts.iter().any(|p| is_always(p)) {
         return true;
     }
@@ -146,6 +147,8 @@ pub fn covers(parts: &[&Expr], schema: &Schema) -> bool {
     }) {
         return true;
     }
+    let mut given = Vec::new();
+    conjuncts(context, &mut given);
     // Per column: the values the parts that compare it alone take in.
     let mut columns: Vec<usize> = parts.iter().filter_map(|p| compared_column(p)).collect();
     columns.extend(parts.iter().filter_map(|p| match p {
@@ -157,6 +160,7 @@ pub fn covers(parts: &[&Expr], schema: &Schema) -> bool {
     columns.into_iter().any(|c| {
         let spec = &schema.columns[c];
         let null = !spec.nullable
+            || given.iter().any(|g| compared_column(g) == Some(c))
             || parts
                 .iter()
                 .any(|p| matches!(p, Expr::IsNull { column, negated: false } if *column == c));
@@ -166,9 +170,11 @@ pub fn covers(parts: &[&Expr], schema: &Schema) -> bool {
             || match spec.ty {
                 ColumnType::Bool => {
                     let has = |v: bool| {
-                        parts
-                            .iter()
-                            .any(|p| flag_value(p).is_some_and(|(d, w)| d == c && w == v))
+                        let is = |e: &&Expr| flag_value(e).is_some_and(|(d, w)| d == c && w == v);
+                        parts.iter().any(is)
+                            || given
+                                .iter()
+                                .any(|g| flag_value(g).is_some_and(|(d, w)| d == c && w != v))
                     };
                     has(true) && has(false)
                 }
@@ -185,11 +191,17 @@ pub fn covers(parts: &[&Expr], schema: &Schema) -> bool {
                         matches!(p, Expr::StrCmp { column, op: Op::Ne, value }
                         if *column == c && taken.contains(&value.as_str()))
                     });
-                    all_but
-                        || spec
-                            .values
-                            .as_ref()
-                            .is_some_and(|all| all.iter().all(|v| taken.contains(&v.as_str())))
+                    // The values a row may hold: each list of the context's, or the schema's.
+                    let lists: Vec<Vec<&str>> = given
+                        .iter()
+                        .filter_map(|g| allowed_texts(g).filter(|(d, _)| *d == c).map(|(_, v)| v))
+                        .chain(
+                            spec.values
+                                .iter()
+                                .map(|all| all.iter().map(String::as_str).collect()),
+                        )
+                        .collect();
+                    all_but || lists.iter().any(|l| l.iter().all(|v| taken.contains(v)))
                 }
                 _ => false,
             };
@@ -998,7 +1010,11 @@ mod tests {
     fn cover_is_read_from_the_expressions_and_only_where_they_say_so() {
         let c = |parts: &[&str]| {
             let parsed: Vec<Expr> = parts.iter().map(|p| ok(p)).collect();
-            covers(&parsed.iter().collect::<Vec<_>>(), &schema())
+            covers(
+                &parsed.iter().collect::<Vec<_>>(),
+                &Expr::Const(true),
+                &schema(),
+            )
         };
         // An expression and its negation; an equality and its `!=` (a column never empty).
         assert!(c(&["kooperationsplan", "not kooperationsplan"]));
@@ -1036,6 +1052,32 @@ mod tests {
             "beschaeftigung != 'ausbildung'"
         ]));
         assert!(!c(&["kooperationsplan or elb"]));
+        // Within a population: the nationalities it counts, a flag it fixes, a column it
+        // rules empty out of.
+        let within = |parts: &[&str], context: &str| {
+            let parsed: Vec<Expr> = parts.iter().map(|p| ok(p)).collect();
+            covers(&parsed.iter().collect::<Vec<_>>(), &ok(context), &schema())
+        };
+        let population = "elb and staatsangehoerigkeit in ('UKR', 'SYR', 'AFG')";
+        assert!(within(
+            &[
+                "staatsangehoerigkeit = 'UKR'",
+                "staatsangehoerigkeit in ('SYR', 'AFG')"
+            ],
+            population
+        ));
+        assert!(!within(
+            &[
+                "staatsangehoerigkeit = 'UKR'",
+                "staatsangehoerigkeit = 'SYR'"
+            ],
+            population
+        ));
+        assert!(within(&["elb = J"], population));
+        assert!(within(
+            &["massnahme = 'FbW'", "massnahme != 'FbW'"],
+            "massnahme is not null"
+        ));
     }
 
     #[test]

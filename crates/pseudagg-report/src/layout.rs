@@ -329,7 +329,7 @@ impl ReportTable {
                         subsets.push((rt.cell(a, c, k), rt.cell(a, c, *j)));
                     }
                 }
-                for &(k, j) in &plan.implied_subsets {
+                for &(k, j) in plan.implied_subsets.iter().chain(&plan.position_subsets[c]) {
                     subsets.push((rt.cell(a, c, k), rt.cell(a, c, j)));
                 }
                 for k in 0..n_ind {
@@ -379,6 +379,20 @@ impl ReportTable {
                     .unwrap_or(crate::table::NOBODY)
             })
             .collect();
+        // Two indicators each inside the other at a position count the same people there (an
+        // indicator `elb` in a population of `elb`): a sum of one part, so that the relation rule
+        // and the covering program keep them suppressed together, as any reader could equate
+        // them.
+        let pairs: std::collections::HashSet<(usize, usize)> = subsets.iter().copied().collect();
+        let mut equal = std::collections::HashSet::new();
+        for &(part, whole) in &subsets {
+            if part < whole && pairs.contains(&(whole, part)) && equal.insert((part, whole)) {
+                sums.push(Sum {
+                    total: whole,
+                    parts: vec![part],
+                });
+            }
+        }
         rt.table.sums = sums;
         rt.table.subsets = subsets;
         debug_assert!(rt.table.is_consistent());
@@ -619,6 +633,100 @@ pub(crate) mod tests {
             total: rt0.cell(0, 0, 0),
             parts: vec![rt0.cell(0, 0, 2)],
         }));
+    }
+
+    /// What the population and the categories tell a reader of the definition: in a population
+    /// of `elb`, an indicator `elb` counts everyone (`bestand`); at the position Ukraine,
+    /// `staatsangehoerigkeit = 'UKR'` counts everyone too. Equal cells are suppressed together:
+    /// one published beside the other suppressed would show its count.
+    #[test]
+    fn the_population_and_the_categories_make_cells_equal() {
+        let text = "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\n\
+            population = \"elb and staatsangehoerigkeit in ('UKR', 'SYR')\"\nge-name-column = \"ge_name\"\n\
+            [dimension]\nname = \"herkunft\"\ntotal = \"Insgesamt\"\ncategories = [\n\
+            { name = \"Ukraine\", when = \"staatsangehoerigkeit = 'UKR'\" },\n\
+            { name = \"Syrien\", when = \"staatsangehoerigkeit = 'SYR'\" },\n]\n\
+            [[indicators]]\nname = \"bestand\"\nlabel = \"B\"\nwhen = \"true\"\n\
+            [[indicators]]\nname = \"ukr\"\nlabel = \"U\"\nwhen = \"staatsangehoerigkeit = 'UKR'\"\nsubset-of = \"bestand\"\n\
+            [[indicators]]\nname = \"elb\"\nlabel = \"E\"\nwhen = \"elb\"\nsubset-of = \"bestand\"\n";
+        let plan = ReportPlan::from_toml(text, std::path::Path::new("t.toml")).unwrap();
+        assert!(
+            plan.implied_subsets.contains(&(0, 2)),
+            "{:?}",
+            plan.implied_subsets
+        );
+        assert!(!plan.implied_subsets.contains(&(0, 1)));
+        // Positions: Ukraine, Syrien, Insgesamt.
+        assert!(plan.position_subsets[0].contains(&(0, 1)));
+        assert!(!plan.position_subsets[1].contains(&(0, 1)));
+        assert!(!plan.position_subsets[2].contains(&(0, 1)));
+        // Per gE: Ukraine (bestand, ukr, elb), then Syrien; eight gEs in two RDs, counts from a
+        // fixed sequence, several tables.
+        let mut seed = 7u64;
+        let mut next = || {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % 9
+        };
+        for _ in 0..6 {
+            let values = (0..8)
+                .map(|_| {
+                    let (u, s) = (next(), next());
+                    vec![u, u, u, s, 0, s]
+                })
+                .collect();
+            let counts = Counts {
+                ges: ges_for(&[0, 0, 0, 0, 1, 1, 1, 1]),
+                values,
+                categories: 2,
+                indicators: 3,
+                rows_read: 0,
+                rows_counted: 0,
+            };
+            equal_cells_stay_together(&plan, &counts);
+        }
+    }
+
+    fn equal_cells_stay_together(plan: &ReportPlan, counts: &Counts) {
+        let rt = ReportTable::build(plan, counts);
+        let equal = |a: usize, c: usize| {
+            let mut out = vec![(rt.cell(a, c, 0), rt.cell(a, c, 2))];
+            if c == 0 {
+                out.push((rt.cell(a, c, 0), rt.cell(a, c, 1)));
+            }
+            out
+        };
+        for a in 0..rt.areas.len() {
+            for c in 0..3 {
+                for (x, y) in equal(a, c) {
+                    assert!(
+                        rt.table.sums.contains(&Sum {
+                            total: y,
+                            parts: vec![x]
+                        }),
+                        "area {a}, position {c}"
+                    );
+                }
+            }
+        }
+        for insider in [false, true] {
+            let params = Params {
+                threshold: 3,
+                min_width: 2,
+                insider,
+            };
+            let pattern = protect(&rt.table, params).unwrap();
+            let s = &pattern.suppressed;
+            assert!(s.iter().any(|&x| x));
+            for a in 0..rt.areas.len() {
+                for c in 0..3 {
+                    for (x, y) in equal(a, c) {
+                        assert_eq!(s[x], s[y], "area {a}, position {c}, insider {insider}");
+                    }
+                }
+            }
+        }
     }
 
     /// Parts of parts: courses are measures, and nobody in a measure is without one. Both

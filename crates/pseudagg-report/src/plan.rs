@@ -41,9 +41,33 @@ pub struct ReportPlan {
     /// null`). The audit knows it, as a reader of the definition does. (A whole that counts
     /// everyone, `true`, is left to `subset-of`.)
     pub(crate) implied_subsets: Vec<(usize, usize)>,
+    /// Per position (in the order of [`Self::position_coordinates`]): the `(part, whole)` pairs
+    /// its categories imply beyond `implied_subsets` (at the position Ukraine, everyone counted
+    /// is in an indicator `staatsangehoerigkeit = 'UKR'`).
+    pub(crate) position_subsets: Vec<Vec<(usize, usize)>>,
     pub(crate) rd_column: usize,
     pub(crate) ge_column: usize,
     pub(crate) ge_name_column: Option<usize>,
+}
+
+/// Each position's category of each dimension (`None` at a dimension's total), positions in the
+/// order of [`ReportPlan::position_coordinates`]: the last dimension varies fastest, each
+/// dimension's total after its categories.
+fn position_categories(categories: &[Vec<Expr>]) -> Vec<Vec<Option<usize>>> {
+    let mut out: Vec<Vec<Option<usize>>> = vec![Vec::new()];
+    for d in categories {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                (0..=d.len()).map(move |c| {
+                    let mut p = prefix.clone();
+                    p.push((c < d.len()).then_some(c));
+                    p
+                })
+            })
+            .collect();
+    }
+    out
 }
 
 /// The indicators `i` is a part of, nearest first (at most every other indicator: a cycle,
@@ -512,30 +536,67 @@ impl ReportPlan {
                         }
                     })
                     .collect();
-                expr::covers(&relative.iter().collect::<Vec<_>>(), &schema)
+                // Among the population's people of the whole.
+                let context = Expr::And(vec![
+                    population.clone().expect("checked"),
+                    indicators[*whole].clone(),
+                ]);
+                expr::covers(&relative.iter().collect::<Vec<_>>(), &context, &schema)
             })
             .collect();
-        let implied_subsets = (0..indicators.len())
-            .flat_map(|k| (0..indicators.len()).map(move |j| (k, j)))
-            .filter(|&(k, j)| {
-                k != j
-                    && !expr::is_always(&indicators[j])
-                    && !wholes_of(k, &subset_of).contains(&j)
-                    && expr::implies(&indicators[k], &indicators[j])
+        let population = population.expect("checked");
+        let categories: Vec<Vec<Expr>> = categories
+            .into_iter()
+            .map(|d| d.into_iter().map(|e| e.expect("checked")).collect())
+            .collect();
+        // Where `k`'s rows are all among `j`'s, counted among the rows that meet `context` too
+        // (the population, and a position's categories): everyone the population counts is
+        // `elb` when it says `elb`, and every Ukrainian is in an indicator `staatsangehoerigkeit
+        // = 'UKR'` at the position Ukraine.
+        let inside = |k: usize, j: usize, context: &[&Expr]| {
+            k != j
+                && !expr::is_always(&indicators[j])
+                && !wholes_of(k, &subset_of).contains(&j)
+                && expr::implies(
+                    &Expr::And(
+                        context
+                            .iter()
+                            .map(|e| (*e).clone())
+                            .chain([indicators[k].clone()])
+                            .collect(),
+                    ),
+                    &indicators[j],
+                )
+        };
+        let pairs =
+            || (0..indicators.len()).flat_map(|k| (0..indicators.len()).map(move |j| (k, j)));
+        let implied_subsets: Vec<(usize, usize)> = pairs()
+            .filter(|&(k, j)| inside(k, j, &[&population]))
+            .collect();
+        let position_subsets: Vec<Vec<(usize, usize)>> = position_categories(&categories)
+            .iter()
+            .map(|at| {
+                let mut context = vec![&population];
+                context.extend(
+                    at.iter()
+                        .zip(&categories)
+                        .filter_map(|(c, d)| c.map(|c| &d[c])),
+                );
+                pairs()
+                    .filter(|&(k, j)| !implied_subsets.contains(&(k, j)) && inside(k, j, &context))
+                    .collect()
             })
             .collect();
         Ok(Self {
             exclusive,
             exhaustive,
             implied_subsets,
+            position_subsets,
             declared_exclusive: declared,
             definition_sha256: sha256_hex(text.as_bytes()),
             definition_text: text.to_owned(),
-            population: population.expect("checked"),
-            categories: categories
-                .into_iter()
-                .map(|d| d.into_iter().map(|e| e.expect("checked")).collect())
-                .collect(),
+            population,
+            categories,
             indicators,
             subset_of,
             rd_column: rd_column.expect("checked"),
@@ -566,6 +627,24 @@ impl ReportPlan {
         self.implied_subsets
             .iter()
             .map(|&(k, j)| (name(k), name(j)))
+            .collect()
+    }
+
+    /// The subset relations a position's categories imply beyond [`Self::implied_subset_names`],
+    /// by name: `(position, part, whole)`, the position as its category of each dimension (a
+    /// total's name for a total).
+    #[must_use]
+    pub fn position_subset_names(&self) -> Vec<(Vec<String>, String, String)> {
+        let name = |k: usize| self.definition.indicators[k].name.clone();
+        self.position_coordinates()
+            .into_iter()
+            .zip(&self.position_subsets)
+            .flat_map(|(at, pairs)| {
+                pairs
+                    .iter()
+                    .map(move |&(k, j)| (at.clone(), name(k), name(j)))
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 

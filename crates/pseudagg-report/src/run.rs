@@ -108,6 +108,19 @@ pub struct StructureNote {
     /// beyond the declared `subset_of` (the audit uses these too).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub implied_subsets: Vec<[String; 2]>,
+    /// Subsets that hold at one position only, where its categories put every person of one
+    /// indicator among another's (the audit uses these too).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub position_subsets: Vec<PositionSubsetNote>,
+}
+
+/// `part <= whole` at the position `at` (its category of each dimension, a total's name for a
+/// total).
+#[derive(Debug, Clone, Serialize)]
+pub struct PositionSubsetNote {
+    pub at: Vec<String>,
+    pub part: String,
+    pub whole: String,
 }
 
 /// A group of indicators no person is counted in two of, and the indicator they are parts of.
@@ -758,6 +771,11 @@ pub fn run(plan: &ReportPlan, options: &ReportOptions<'_>) -> Result<ReportOutco
                 .implied_subset_names()
                 .into_iter()
                 .map(|(part, whole)| [part, whole])
+                .collect(),
+            position_subsets: plan
+                .position_subset_names()
+                .into_iter()
+                .map(|(at, part, whole)| PositionSubsetNote { at, part, whole })
                 .collect(),
         },
         scopes: scopes.iter().map(|s| s.name.clone()).collect(),

@@ -52,6 +52,9 @@ struct Structure {
     exclusive: Vec<(String, Vec<String>, bool)>,
     /// `(part, whole)` beyond the indicators' own `subset_of`.
     implied_subsets: Vec<(String, String)>,
+    /// `(position, part, whole)`: subsets that hold at one position only (its categories joined
+    /// as the cell keys join them).
+    position_subsets: Vec<(String, String, String)>,
     threshold: u64,
     width: u64,
 }
@@ -140,11 +143,28 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| bad("valid `structure.implied_subsets` (pairs of indicators)"))?;
+    let position_subsets = s
+        .get("position_subsets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|x| {
+            let text = |k: &str| x.get(k).and_then(Value::as_str).map(str::to_owned);
+            Some((
+                strings(x.get("at")).join(POSITION_SEPARATOR),
+                text("part")?,
+                text("whole")?,
+            ))
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("valid `structure.position_subsets` ({at, part, whole})"))?;
     Ok(Structure {
         dims,
         indicators,
         exclusive,
         implied_subsets,
+        position_subsets,
         threshold: sup
             .get("threshold")
             .and_then(Value::as_u64)
@@ -1100,6 +1120,11 @@ fn relations(t: &ScopeTable, s: &Structure, rd_count: usize) -> Vec<Relation> {
                 }
             }
         }
+        for (c, part, whole) in &s.position_subsets {
+            if let (Some(p), Some(w)) = (cell(a, c, part), cell(a, c, whole)) {
+                out.push(Relation::Subset(vec![p], w));
+            }
+        }
         // Indicators no person is counted in two of add up to no more than their whole, and to
         // the whole itself where they hold every person of it.
         for (whole, members, exhaustive) in &s.exclusive {
@@ -1501,6 +1526,7 @@ mod tests {
                 Vec::new()
             },
             implied_subsets: Vec::new(),
+            position_subsets: Vec::new(),
             threshold: 3,
             width: 2,
         }

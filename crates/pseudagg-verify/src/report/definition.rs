@@ -432,8 +432,8 @@ fn excludes(a: &E, b: &E) -> bool {
         || ys.iter().any(|y| denies(y, a))
 }
 
-/// Every row meets one of `parts`.
-fn covers(parts: &[E], schema: &Schema) -> bool {
+/// Every row that meets `context` meets one of `parts`.
+fn covers(parts: &[E], context: &E, schema: &Schema) -> bool {
     if parts
         .iter()
         .any(|p| conjuncts(p).iter().all(|x| **x == E::Const(true)))
@@ -443,6 +443,7 @@ fn covers(parts: &[E], schema: &Schema) -> bool {
     {
         return true;
     }
+    let given = conjuncts(context);
     let columns: BTreeSet<usize> = parts
         .iter()
         .filter_map(|p| match p {
@@ -453,7 +454,9 @@ fn covers(parts: &[E], schema: &Schema) -> bool {
     columns.into_iter().any(|c| {
         let spec = &schema.columns[c];
         let has = |f: &dyn Fn(&E) -> bool| parts.iter().any(f);
-        let empty_held = !spec.nullable || has(&|p| *p == E::Null(c, true));
+        let empty_held = !spec.nullable
+            || given.iter().any(|g| compared(g) == Some(c))
+            || has(&|p| *p == E::Null(c, true));
         let mut taken: Vec<&str> = Vec::new();
         for p in parts {
             if let Some((d, vs)) = texts(p)
@@ -462,51 +465,109 @@ fn covers(parts: &[E], schema: &Schema) -> bool {
                 taken.extend(vs);
             }
         }
+        // A flag value is held by a part, or ruled out by the context.
+        let flag =
+            |v: bool| has(&|p| *p == E::Flag(c, v)) || given.iter().any(|g| **g == E::Flag(c, !v));
+        // The values a row may hold: each list of the context's, or the schema's.
+        let mut lists: Vec<Vec<&str>> = given
+            .iter()
+            .filter_map(|g| texts(g).filter(|(d, _)| *d == c).map(|(_, v)| v))
+            .collect();
+        if spec.ty == ColumnType::Str
+            && let Some(all) = &spec.values
+        {
+            lists.push(all.iter().map(String::as_str).collect());
+        }
         let every_value = has(&|p| *p == E::Null(c, false))
-            || (has(&|p| *p == E::Flag(c, true)) && has(&|p| *p == E::Flag(c, false)))
+            || (flag(true) && flag(false))
             || has(&|p| {
                 matches!(p, E::Text { column, equal: false, value }
                     if *column == c && taken.contains(&value.as_str()))
             })
-            || (spec.ty == ColumnType::Str
-                && spec
-                    .values
-                    .as_ref()
-                    .is_some_and(|all| all.iter().all(|v| taken.contains(&v.as_str()))));
+            || lists.iter().any(|l| l.iter().all(|v| taken.contains(v)));
         empty_held && every_value
     })
 }
 
 /// What the definition says of its indicators: `(whole, parts, exhaustive)` for every largest
-/// group of parts of one indicator no two of which share a person, and `(part, whole)` for every
-/// indicator inside another beyond its `subset-of` chain.
-type Read = (Vec<(String, Vec<String>, bool)>, Vec<(String, String)>);
+/// group of parts of one indicator no two of which share a person; `(part, whole)` for every
+/// indicator inside another beyond its `subset-of` chain, among the population's people; and
+/// `(position, part, whole)` where that holds at one position only, by its categories.
+struct Read {
+    groups: Vec<(String, Vec<String>, bool)>,
+    inside: Vec<(String, String)>,
+    inside_at: Vec<(String, String, String)>,
+}
 
-fn read(text: &str) -> std::result::Result<Read, String> {
+/// A definition's expressions as read here.
+struct Definition {
+    schema: Schema,
+    population: E,
+    /// Per dimension: its categories (name, expression) and its total's name.
+    dims: Vec<(Vec<(String, E)>, String)>,
+    names: Vec<String>,
+    own: Vec<E>,
+    /// The chain of wholes above each indicator, nearest first.
+    chains: Vec<Vec<usize>>,
+    /// Each indicator's expression and those of its chain.
+    full: Vec<E>,
+    /// Pairs declared exclusive (`excludes`).
+    declared: BTreeSet<(usize, usize)>,
+}
+
+fn definition(text: &str) -> std::result::Result<Definition, String> {
     let doc: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
+    let text_of =
+        |t: &toml::Value, k: &str| t.get(k).and_then(toml::Value::as_str).map(str::to_owned);
     let schema_name = doc
         .get("input-schema")
         .and_then(toml::Value::as_str)
         .ok_or("no `input-schema`")?;
     let schema = Schema::builtin(schema_name).ok_or("an unknown `input-schema`")?;
+    let population = parse(
+        doc.get("population")
+            .and_then(toml::Value::as_str)
+            .ok_or("no `population`")?,
+        &schema,
+    )
+    .map_err(|e| format!("the population: {e}"))?;
+    let dim_tables: Vec<&toml::Value> = match doc.get("dimension") {
+        None => Vec::new(),
+        Some(toml::Value::Array(list)) => list.iter().collect(),
+        Some(one) => vec![one],
+    };
+    let mut dims = Vec::new();
+    for d in dim_tables {
+        let total = text_of(d, "total").ok_or("a dimension without `total`")?;
+        let mut categories = Vec::new();
+        for c in d
+            .get("categories")
+            .and_then(toml::Value::as_array)
+            .ok_or("a dimension without categories")?
+        {
+            let name = text_of(c, "name").ok_or("a category without a name")?;
+            let when = text_of(c, "when").ok_or("a category without `when`")?;
+            let e = parse(&when, &schema).map_err(|e| format!("category `{name}`: {e}"))?;
+            categories.push((name, e));
+        }
+        dims.push((categories, total));
+    }
     let list = doc
         .get("indicators")
         .and_then(toml::Value::as_array)
         .ok_or("no `[[indicators]]`")?;
-    let field =
-        |t: &toml::Value, k: &str| t.get(k).and_then(toml::Value::as_str).map(str::to_owned);
     let names: Vec<String> = list
         .iter()
-        .map(|t| field(t, "name").ok_or("an indicator without a name"))
+        .map(|t| text_of(t, "name").ok_or("an indicator without a name"))
         .collect::<std::result::Result<_, _>>()?;
     let index = |n: &str| names.iter().position(|x| x == n);
     let mut own = Vec::new();
     let mut whole_of = Vec::new();
     let mut declared: BTreeSet<(usize, usize)> = BTreeSet::new();
     for (i, t) in list.iter().enumerate() {
-        let when = field(t, "when").ok_or("an indicator without `when`")?;
+        let when = text_of(t, "when").ok_or("an indicator without `when`")?;
         own.push(parse(&when, &schema).map_err(|e| format!("indicator `{}`: {e}", names[i]))?);
-        whole_of.push(match field(t, "subset-of") {
+        whole_of.push(match text_of(t, "subset-of") {
             Some(w) => Some(index(&w).ok_or("a `subset-of` that names no indicator")?),
             None => None,
         });
@@ -523,7 +584,6 @@ fn read(text: &str) -> std::result::Result<Read, String> {
             declared.insert((i.min(j), i.max(j)));
         }
     }
-    // The chain of wholes above each indicator, nearest first.
     let chains: Vec<Vec<usize>> = (0..names.len())
         .map(|i| {
             let mut out = Vec::new();
@@ -548,18 +608,80 @@ fn read(text: &str) -> std::result::Result<Read, String> {
             )
         })
         .collect();
-    let groups = groups(&names, &chains, &own, &full, &declared, &schema);
+    Ok(Definition {
+        schema,
+        population,
+        dims,
+        names,
+        own,
+        chains,
+        full,
+        declared,
+    })
+}
+
+fn read(text: &str) -> std::result::Result<Read, String> {
+    let d = definition(text)?;
+    let n = d.names.len();
     let always = |e: &E| conjuncts(e).iter().all(|x| **x == E::Const(true));
-    let mut inside = Vec::new();
-    for k in 0..names.len() {
-        for j in 0..names.len() {
-            if k != j && !always(&full[j]) && !chains[k].contains(&j) && implies(&full[k], &full[j])
-            {
-                inside.push((names[k].clone(), names[j].clone()));
+    // `k` inside `j` among the rows that meet every expression of `context`.
+    let inside = |k: usize, j: usize, context: &[&E]| {
+        let mut among: Vec<E> = context.iter().map(|e| (*e).clone()).collect();
+        among.push(d.full[k].clone());
+        k != j
+            && !always(&d.full[j])
+            && !d.chains[k].contains(&j)
+            && implies(&E::And(among), &d.full[j])
+    };
+    let pairs = || (0..n).flat_map(|k| (0..n).map(move |j| (k, j)));
+    let global: Vec<(usize, usize)> = pairs()
+        .filter(|&(k, j)| inside(k, j, &[&d.population]))
+        .collect();
+    // Every position: each dimension at one of its categories or at its total (`None`).
+    let mut positions: Vec<Vec<Option<usize>>> = vec![Vec::new()];
+    for (categories, _) in &d.dims {
+        positions = positions
+            .into_iter()
+            .flat_map(|p| {
+                (0..=categories.len()).map(move |c| {
+                    let mut q = p.clone();
+                    q.push((c < categories.len()).then_some(c));
+                    q
+                })
+            })
+            .collect();
+    }
+    let mut inside_at = Vec::new();
+    for at in positions {
+        let mut context = vec![&d.population];
+        let mut key = Vec::new();
+        for (c, (categories, total)) in at.iter().zip(&d.dims) {
+            match c {
+                Some(c) => {
+                    context.push(&categories[*c].1);
+                    key.push(categories[*c].0.as_str());
+                }
+                None => key.push(total.as_str()),
+            }
+        }
+        for (k, j) in pairs() {
+            if !global.contains(&(k, j)) && inside(k, j, &context) {
+                inside_at.push((
+                    key.join(super::POSITION_SEPARATOR),
+                    d.names[k].clone(),
+                    d.names[j].clone(),
+                ));
             }
         }
     }
-    Ok((groups, inside))
+    Ok(Read {
+        groups: groups(&d),
+        inside: global
+            .into_iter()
+            .map(|(k, j)| (d.names[k].clone(), d.names[j].clone()))
+            .collect(),
+        inside_at,
+    })
 }
 
 /// The `and` of the expressions `ks` of `own`.
@@ -573,22 +695,15 @@ fn and_of(own: &[E], ks: Vec<usize>) -> E {
 }
 
 /// The largest groups of parts of one indicator no two of which share a person, each with
-/// whether they hold every person of it: `(whole, parts, exhaustive)`.
-fn groups(
-    names: &[String],
-    chains: &[Vec<usize>],
-    own: &[E],
-    full: &[E],
-    declared: &BTreeSet<(usize, usize)>,
-    schema: &Schema,
-) -> Vec<(String, Vec<String>, bool)> {
+/// whether they hold every person of it among the population's: `(whole, parts, exhaustive)`.
+fn groups(d: &Definition) -> Vec<(String, Vec<String>, bool)> {
     let separate = |i: usize, j: usize| {
-        declared.contains(&(i.min(j), i.max(j))) || excludes(&full[i], &full[j])
+        d.declared.contains(&(i.min(j), i.max(j))) || excludes(&d.full[i], &d.full[j])
     };
     let mut groups = Vec::new();
-    for w in 0..names.len() {
-        let below: Vec<usize> = (0..names.len())
-            .filter(|&i| chains[i].contains(&w))
+    for w in 0..d.names.len() {
+        let below: Vec<usize> = (0..d.names.len())
+            .filter(|&i| d.chains[i].contains(&w))
             .collect();
         let mut found = Vec::new();
         cliques(&separate, Vec::new(), below, Vec::new(), &mut found);
@@ -598,19 +713,20 @@ fn groups(
             let relative: Vec<E> = g
                 .iter()
                 .map(|&m| {
-                    let upto = chains[m].iter().position(|&x| x == w).unwrap_or(0);
+                    let upto = d.chains[m].iter().position(|&x| x == w).unwrap_or(0);
                     and_of(
-                        own,
+                        &d.own,
                         std::iter::once(m)
-                            .chain(chains[m][..upto].iter().copied())
+                            .chain(d.chains[m][..upto].iter().copied())
                             .collect(),
                     )
                 })
                 .collect();
-            let exhaustive = covers(&relative, schema);
+            let context = E::And(vec![d.population.clone(), d.full[w].clone()]);
+            let exhaustive = covers(&relative, &context, &d.schema);
             groups.push((
-                names[w].clone(),
-                g.iter().map(|&m| names[m].clone()).collect(),
+                d.names[w].clone(),
+                g.iter().map(|&m| d.names[m].clone()).collect(),
                 exhaustive,
             ));
         }
@@ -680,7 +796,11 @@ pub(super) fn confirm(
             "the definition in the release record is not the one the manifest names (`report_sha256`)".to_owned(),
         ));
     }
-    let (groups, inside) = match read(text) {
+    let Read {
+        groups,
+        inside,
+        inside_at,
+    } = match read(text) {
         Ok(read) => read,
         Err(e) => {
             verdict.push(manifest_finding(format!(
@@ -732,6 +852,18 @@ pub(super) fn confirm(
         added += 1;
         s.implied_subsets.push((part, whole));
     }
+    let missing_at: Vec<(String, String, String)> = inside_at
+        .into_iter()
+        .filter(|x| !s.position_subsets.contains(x))
+        .collect();
+    for (at, part, whole) in missing_at {
+        verdict.push(manifest_finding(format!(
+            "by the definition everyone in `{part}` is in `{whole}` at the position `{}`, which the manifest does not state",
+            at.replace(super::POSITION_SEPARATOR, " / ")
+        )));
+        added += 1;
+        s.position_subsets.push((at, part, whole));
+    }
     verdict.fact("relations_added_from_the_definition", &added);
     Ok(())
 }
@@ -765,7 +897,13 @@ mod tests {
         ));
         assert!(!x("kooperationsplan", "elb"));
         assert!(!x("kooperationsplan or elb", "not kooperationsplan"));
-        let c = |parts: &[&str]| covers(&parts.iter().map(|p| e(p)).collect::<Vec<_>>(), &schema());
+        let c = |parts: &[&str]| {
+            covers(
+                &parts.iter().map(|p| e(p)).collect::<Vec<_>>(),
+                &E::Const(true),
+                &schema(),
+            )
+        };
         assert!(c(&["kooperationsplan", "not kooperationsplan"]));
         assert!(c(&["kooperationsplan = J", "kooperationsplan = N"]));
         assert!(c(&[
@@ -800,7 +938,11 @@ mod tests {
             "/../../pipelines/gefluechtete.toml"
         ))
         .unwrap();
-        let (groups, inside) = read(&shipped).unwrap();
+        let Read {
+            groups,
+            inside,
+            inside_at,
+        } = read(&shipped).unwrap();
         assert_eq!(
             groups,
             vec![(
@@ -810,6 +952,7 @@ mod tests {
             )]
         );
         assert!(inside.is_empty(), "{inside:?}");
+        assert!(inside_at.is_empty(), "{inside_at:?}");
         let other = |name: &str| {
             std::fs::read_to_string(format!(
                 "{}/../../pipelines/{name}.toml",
@@ -817,7 +960,7 @@ mod tests {
             ))
             .unwrap()
         };
-        let (groups, _) = read(&other("beratung-sprachniveau")).unwrap();
+        let groups = read(&other("beratung-sprachniveau")).unwrap().groups;
         assert_eq!(
             groups,
             vec![(
@@ -826,22 +969,53 @@ mod tests {
                 false
             )]
         );
-        assert_eq!(read(&other("gefluechtete-geschlecht")).unwrap().0.len(), 1);
+        assert_eq!(
+            read(&other("gefluechtete-geschlecht"))
+                .unwrap()
+                .groups
+                .len(),
+            1
+        );
         let head = shipped.split("[[indicators]]").next().unwrap();
         let text = format!(
             "{head}[[indicators]]\nname = \"bestand\"\nwhen = \"true\"\n\
              [[indicators]]\nname = \"mit\"\nwhen = \"kooperationsplan\"\nsubset-of = \"bestand\"\n\
              [[indicators]]\nname = \"ohne\"\nwhen = \"not kooperationsplan\"\nsubset-of = \"bestand\"\n\
              [[indicators]]\nname = \"kurs\"\nwhen = \"massnahme = 'Berufssprachkurs'\"\nsubset-of = \"bestand\"\n\
-             [[indicators]]\nname = \"massnahme\"\nwhen = \"massnahme is not null\"\nsubset-of = \"bestand\"\n"
+             [[indicators]]\nname = \"massnahme\"\nwhen = \"massnahme is not null\"\nsubset-of = \"bestand\"\n\
+             [[indicators]]\nname = \"ukr\"\nwhen = \"staatsangehoerigkeit = 'UKR'\"\nsubset-of = \"bestand\"\n\
+             [[indicators]]\nname = \"asyl\"\nwhen = \"staatsangehoerigkeit != 'UKR'\"\nsubset-of = \"bestand\"\n\
+             [[indicators]]\nname = \"elb\"\nwhen = \"elb\"\nsubset-of = \"bestand\"\n"
         );
-        let (groups, inside) = read(&text).unwrap();
+        let Read {
+            groups,
+            inside,
+            inside_at,
+        } = read(&text).unwrap();
         assert!(groups.contains(&(
             "bestand".to_owned(),
             vec!["mit".to_owned(), "ohne".to_owned()],
             true
         )));
-        assert_eq!(inside, vec![("kurs".to_owned(), "massnahme".to_owned())]);
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        // Among the population (all `elb`, all of nine nationalities) `ukr` and `asyl` hold
+        // everyone of `bestand`; `elb` is everyone.
+        assert!(groups.contains(&(
+            "bestand".to_owned(),
+            vec!["ukr".to_owned(), "asyl".to_owned()],
+            true
+        )));
+        assert!(inside.contains(&pair("kurs", "massnahme")));
+        assert!(inside.contains(&pair("bestand", "elb")));
+        assert!(!inside.contains(&pair("bestand", "ukr")));
+        // At the position Ukraine everyone is in `ukr`; at Asylherkunftslaender in `asyl`.
+        let at = |p: &str, a: &str, b: &str| (p.to_owned(), a.to_owned(), b.to_owned());
+        assert!(inside_at.contains(&at("Ukraine", "bestand", "ukr")));
+        assert!(inside_at.contains(&at("Asylherkunftslaender", "bestand", "asyl")));
+        assert!(
+            !inside_at.iter().any(|x| x.0 == "Insgesamt"),
+            "{inside_at:?}"
+        );
         assert!(read(&text.replace("not kooperationsplan", "not (kooperationsplan")).is_err());
     }
 }
