@@ -203,7 +203,8 @@ pub fn covers(parts: &[&Expr], context: &Expr, schema: &Schema) -> bool {
                         .collect();
                     all_but || lists.iter().any(|l| l.iter().all(|v| taken.contains(v)))
                 }
-                _ => false,
+                // Dates: only `is not null` (above) holds every value.
+                ColumnType::Date => false,
             };
         null && every_value
     })

@@ -515,6 +515,8 @@ struct Definition {
     declared: BTreeSet<(usize, usize)>,
 }
 
+/// Reads the definition's population, dimensions and indicators.
+#[allow(clippy::too_many_lines)] // one TOML table after another, each checked
 fn definition(text: &str) -> std::result::Result<Definition, String> {
     let doc: toml::Table = text.parse().map_err(|e| format!("not TOML: {e}"))?;
     let text_of =
