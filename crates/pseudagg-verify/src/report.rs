@@ -1454,25 +1454,34 @@ fn audit_component(
                             .file(format!("{scope}/")),
                         );
                     }
-                } else if could_be_small && pinned {
+                } else if could_be_small && pinned || hi - lower < EPS {
                     let (area, cat, ind) = &t.keys[cell_of(target)];
-                    let place = match area.0.as_str() {
-                        "ge" => format!("gE {}", area.2),
-                        "rd" => format!("RD {}", area.1),
-                        _ => "Bund".to_owned(),
-                    };
-                    out.push(
-                        Finding::new(
-                            Rule::Disclosure,
-                            format!(
-                                "the published values narrow the suppressed cell {place} / {}{ind} to below {} or to an interval narrower than {}: a small count is not hidden (the interval itself is not shown: it would tell the count)",
-                                if cat.is_empty() { String::new() } else { format!("{} / ", cat.replace(POSITION_SEPARATOR, " / ")) },
-                                s.threshold,
-                                s.width,
-                            ),
-                        )
-                        .file(format!("{scope}/")),
+                    let place = format!(
+                        "{} / {}{ind}",
+                        match area.0.as_str() {
+                            "ge" => format!("gE {}", area.2),
+                            "rd" => format!("RD {}", area.1),
+                            _ => "Bund".to_owned(),
+                        },
+                        if cat.is_empty() {
+                            String::new()
+                        } else {
+                            format!("{} / ", cat.replace(POSITION_SEPARATOR, " / "))
+                        }
                     );
+                    let text = if could_be_small && pinned {
+                        format!(
+                            "the published values narrow the suppressed cell {place} to below {} or to an interval narrower than {}: a small count is not hidden (the interval itself is not shown: it would tell the count)",
+                            s.threshold, s.width,
+                        )
+                    } else {
+                        // A secondary cell of no small count: not itself a small count, but no
+                        // suppressed cell may be computed from the published ones.
+                        format!(
+                            "the published values give the suppressed cell {place} exactly: a suppressed cell must not follow from the published ones (its count is not shown here)"
+                        )
+                    };
+                    out.push(Finding::new(Rule::Disclosure, text).file(format!("{scope}/")));
                 }
             }
             out
@@ -1488,14 +1497,18 @@ mod tests {
     /// and `neu` (advised lately). The first gE has 3 people, 1 and 2 of them in the parts, both
     /// suppressed; so is the second gE's pair, which the RD's published parts need.
     fn scope() -> ScopeTable {
-        let rows: [(&str, [Option<u64>; 3]); 4] = [
+        scope_of(&[
             ("g0", [Some(3), None, None]),
             ("g1", [Some(10), None, None]),
             ("g2", [Some(12), Some(5), Some(6)]),
             ("R", [Some(25), Some(10), Some(13)]),
-        ];
+        ])
+    }
+
+    /// The cells `elb`, `nie`, `neu` of gEs and their RD `R`; `None` for a suppressed cell.
+    fn scope_of(rows: &[(&str, [Option<u64>; 3])]) -> ScopeTable {
         let mut t = ScopeTable::default();
-        for (area, values) in rows {
+        for &(area, values) in rows {
             // (level, RD, gE number)
             let place = if area == "R" {
                 ("rd".to_owned(), "R".to_owned(), String::new())
@@ -1547,6 +1560,30 @@ mod tests {
         };
         assert_eq!(disclosed(false), 0);
         assert!(disclosed(true) >= 1);
+    }
+
+    /// A suppressed cell the published ones give exactly is a finding even when its count is
+    /// not small: `elb` 8 = `nie` + `neu` 5 with the group exhaustive leaves `nie` at 3 exactly;
+    /// as a bound it lies in [1, 3], which protects it.
+    #[test]
+    fn a_suppressed_cell_given_exactly_is_disclosed_whatever_its_count() {
+        let t = scope_of(&[
+            ("g0", [Some(8), None, Some(5)]),
+            ("g1", [Some(9), None, Some(4)]),
+            ("R", [Some(17), None, Some(9)]),
+        ]);
+        let exact = |exhaustive: bool| {
+            let mut s = structure(true);
+            s.exclusive[0].2 = exhaustive;
+            let (findings, audited) = audit("rd-R", &t, &s, 1);
+            assert_eq!(audited, 3);
+            findings
+                .iter()
+                .filter(|f| f.rule == Rule::Disclosure && f.message.contains("exactly"))
+                .count()
+        };
+        assert_eq!(exact(false), 0);
+        assert_eq!(exact(true), 3);
     }
 
     /// A group whose members hold every person of its whole (`kooperationsplan` and `not
