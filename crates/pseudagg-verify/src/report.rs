@@ -143,21 +143,7 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
         })
         .collect::<Option<Vec<_>>>()
         .ok_or_else(|| bad("valid `structure.implied_subsets` (pairs of indicators)"))?;
-    let position_subsets = s
-        .get("position_subsets")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default()
-        .iter()
-        .map(|x| {
-            let text = |k: &str| x.get(k).and_then(Value::as_str).map(str::to_owned);
-            Some((
-                strings(x.get("at")).join(POSITION_SEPARATOR),
-                text("part")?,
-                text("whole")?,
-            ))
-        })
-        .collect::<Option<Vec<_>>>()
+    let position_subsets = position_subsets(s)
         .ok_or_else(|| bad("valid `structure.position_subsets` ({at, part, whole})"))?;
     Ok(Structure {
         dims,
@@ -174,6 +160,23 @@ fn structure(m: &Manifest, path: &Path) -> Result<Structure> {
             .and_then(Value::as_u64)
             .ok_or_else(|| bad("`suppression.min_interval_width`"))?,
     })
+}
+
+/// The manifest's subsets that hold at one position (`{at, part, whole}`), the position joined
+/// as the cell keys join it; `None` when one is not such an entry.
+fn position_subsets(s: &Value) -> Option<Vec<(String, String, String)>> {
+    s.get("position_subsets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|x| {
+            let text = |k: &str| x.get(k).and_then(Value::as_str).map(str::to_owned);
+            let at: Option<Vec<&str>> =
+                x.get("at")?.as_array()?.iter().map(Value::as_str).collect();
+            Some((at?.join(POSITION_SEPARATOR), text("part")?, text("whole")?))
+        })
+        .collect()
 }
 
 /// The manifest's groups of indicators no person is counted in two of (`{"whole", "parts"}`),
