@@ -115,11 +115,31 @@ pub fn excludes(a: &Expr, b: &Expr) -> bool {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     conjuncts(a, &mut xs);
     conjuncts(b, &mut ys);
+    // `x != 'a' and x != 'b'` beside `x in ('a', 'b')`: the `!=`s of one side together rule out
+    // every value the other allows.
+    let ruled_out = |xs: &[&Expr], ys: &[&Expr]| {
+        ys.iter().any(|y| {
+            allowed_texts(y).is_some_and(|(c, allowed)| {
+                allowed.iter().all(|v| {
+                    xs.iter().any(|x| {
+                        matches!(x, Expr::StrCmp { column, op: Op::Ne, value }
+                            if *column == c && value == v)
+                    })
+                })
+            })
+        })
+    };
+    if ruled_out(&xs, &ys) || ruled_out(&ys, &xs) {
+        return true;
+    }
+    // An `or` excludes what each of its branches excludes.
+    let branches_apart =
+        |x: &Expr, other: &Expr| matches!(x, Expr::Or(ps) if ps.iter().all(|p| excludes(p, other)));
     xs.iter().any(|x| {
         ys.iter()
             .any(|y| atoms_exclude(x, y) || atoms_exclude(y, x))
-    }) || xs.iter().any(|x| denies(x, b))
-        || ys.iter().any(|y| denies(y, a))
+    }) || xs.iter().any(|x| denies(x, b) || branches_apart(x, b))
+        || ys.iter().any(|y| denies(y, a) || branches_apart(y, a))
 }
 
 /// Is the conjunct `x` a negation `not e` that no row of `other` meets, every one of them meeting
@@ -141,11 +161,21 @@ pub fn covers(parts: &[&Expr], context: &Expr, schema: &Schema) -> bool {
         return true;
     }
     if parts.iter().any(|p| {
-        parts
-            .iter()
-            .any(|q| matches!(q, Expr::Not(e) if e.as_ref() == *p))
+        let not_p = negation((*p).clone(), schema);
+        parts.iter().any(|q| **q == not_p)
     }) {
         return true;
+    }
+    // An `or` covers what its branches cover together.
+    if parts.iter().any(|p| matches!(p, Expr::Or(_))) {
+        let mut flat: Vec<&Expr> = Vec::new();
+        for p in parts {
+            match p {
+                Expr::Or(branches) => flat.extend(branches),
+                other => flat.push(other),
+            }
+        }
+        return covers(&flat, context, schema);
     }
     let mut given = Vec::new();
     conjuncts(context, &mut given);
@@ -219,8 +249,33 @@ pub fn implies(a: &Expr, b: &Expr) -> bool {
     let (mut xs, mut ys) = (Vec::new(), Vec::new());
     conjuncts(a, &mut xs);
     conjuncts(b, &mut ys);
-    ys.iter()
-        .all(|y| matches!(y, Expr::Const(true)) || xs.iter().any(|x| atom_implies(x, y)))
+    // No row meets `a` (two of its conjuncts exclude each other): it is inside everything.
+    if xs.iter().enumerate().any(|(i, x)| {
+        xs[i + 1..]
+            .iter()
+            .any(|y| atoms_exclude(x, y) || atoms_exclude(y, x))
+    }) {
+        return true;
+    }
+    // A conjunct `p or q` of `a`: `b` follows from each case.
+    if let Some(at) = xs.iter().position(|x| matches!(x, Expr::Or(_))) {
+        let Expr::Or(cases) = xs[at] else {
+            unreachable!("an or")
+        };
+        return cases.iter().all(|case| {
+            let mut with: Vec<Expr> = xs.iter().map(|x| (*x).clone()).collect();
+            with[at] = case.clone();
+            implies(&Expr::And(with), b)
+        });
+    }
+    // A negation `not e` holds wherever `a` does when no row of `a` meets `e`; an `or` where
+    // one of its branches does.
+    ys.iter().all(|y| {
+        matches!(y, Expr::Const(true))
+            || xs.iter().any(|x| atom_implies(x, y))
+            || matches!(y, Expr::Not(e) if excludes(a, e))
+            || matches!(y, Expr::Or(ps) if ps.iter().any(|p| implies(a, p)))
+    })
 }
 
 /// Is `e` true on every row (`true`, or `and`s of it)?
@@ -502,6 +557,98 @@ fn lex(text: &str) -> Result<Vec<(usize, Tok)>, ExprError> {
     Ok(out)
 }
 
+/// `not e` as the same condition without `not` where one exists, pushed down to the comparisons
+/// (`not (a and b)` is `not a or not b`): `not (x is null)` is `x is not null`; `not (x = 'v')`
+/// is `x != 'v' or x is null` (`x != 'v'` alone on a column the schema never leaves empty); `not
+/// flag` is `flag = N` (or empty); `not (x in (...))` the schema's other values (or empty), or
+/// `!=` each value. Each is true on exactly the rows `not e` is, and the relations between
+/// indicators are read from comparisons ([`excludes`], [`implies`], [`covers`]). Only a date
+/// comparison keeps its `not`.
+#[must_use]
+pub fn negation(e: Expr, schema: &Schema) -> Expr {
+    let may_be_empty = |c: usize| schema.columns[c].nullable;
+    // `cond`, or the column empty where it may be.
+    let or_empty = |column: usize, cond: Expr| {
+        if may_be_empty(column) {
+            Expr::Or(vec![
+                cond,
+                Expr::IsNull {
+                    column,
+                    negated: false,
+                },
+            ])
+        } else {
+            cond
+        }
+    };
+    let flip = |op: Op| if op == Op::Eq { Op::Ne } else { Op::Eq };
+    match e {
+        Expr::Not(inner) => *inner,
+        Expr::Const(v) => Expr::Const(!v),
+        Expr::And(parts) => Expr::Or(parts.into_iter().map(|p| negation(p, schema)).collect()),
+        Expr::Or(parts) => Expr::And(parts.into_iter().map(|p| negation(p, schema)).collect()),
+        Expr::IsNull { column, negated } => Expr::IsNull {
+            column,
+            negated: !negated,
+        },
+        Expr::Flag(column) => or_empty(
+            column,
+            Expr::BoolCmp {
+                column,
+                op: Op::Eq,
+                value: false,
+            },
+        ),
+        Expr::BoolCmp { column, op, value } if matches!(op, Op::Eq | Op::Ne) => or_empty(
+            column,
+            Expr::BoolCmp {
+                column,
+                op: flip(op),
+                value,
+            },
+        ),
+        Expr::StrCmp { column, op, value } if matches!(op, Op::Eq | Op::Ne) => or_empty(
+            column,
+            Expr::StrCmp {
+                column,
+                op: flip(op),
+                value,
+            },
+        ),
+        Expr::In { column, values } => {
+            let cond = match &schema.columns[column].values {
+                Some(all) => {
+                    let rest: Vec<String> = all
+                        .iter()
+                        .filter(|v| !values.contains(v))
+                        .cloned()
+                        .collect();
+                    if rest.is_empty() {
+                        Expr::Const(false)
+                    } else {
+                        Expr::In {
+                            column,
+                            values: rest,
+                        }
+                    }
+                }
+                None => Expr::And(
+                    values
+                        .into_iter()
+                        .map(|value| Expr::StrCmp {
+                            column,
+                            op: Op::Ne,
+                            value,
+                        })
+                        .collect(),
+                ),
+            };
+            or_empty(column, cond)
+        }
+        other => Expr::Not(Box::new(other)),
+    }
+}
+
 struct Parser<'a> {
     toks: Vec<(usize, Tok)>,
     at: usize,
@@ -621,7 +768,7 @@ impl Parser<'_> {
             self.enter(pos)?;
             let inner = self.unary()?;
             self.depth -= 1;
-            return Ok(Expr::Not(Box::new(inner)));
+            return Ok(negation(inner, self.schema));
         }
         self.primary()
     }
@@ -938,7 +1085,20 @@ mod tests {
                 ..
             }
         ));
-        assert!(matches!(ok("not (massnahme is null)"), Expr::Not(_)));
+        // `not` is pushed down to the comparisons.
+        assert!(matches!(
+            ok("not (massnahme is null)"),
+            Expr::IsNull { negated: true, .. }
+        ));
+        assert!(matches!(ok("not (massnahme = 'FbW')"), Expr::Or(ref v) if v.len() == 2));
+        assert!(matches!(
+            ok("not kooperationsplan"),
+            Expr::BoolCmp { value: false, .. }
+        ));
+        assert!(matches!(
+            ok("not (letztes_beratungsgespraech > month_end - 6 weeks)"),
+            Expr::Not(_)
+        ));
         assert!(matches!(
             ok("massnahme is not null"),
             Expr::IsNull { negated: true, .. }

@@ -514,7 +514,12 @@ impl ReportPlan {
                 }
             })
             .collect();
-        let exclusive = exclusive_groups(&indicators, &subset_of, &declared);
+        // Read among the population's people: two parts may share nobody there only.
+        let among: Vec<Expr> = indicators
+            .iter()
+            .map(|e| Expr::And(vec![population.clone().expect("checked"), e.clone()]))
+            .collect();
+        let exclusive = exclusive_groups(&among, &subset_of, &declared);
         let exhaustive = exclusive
             .iter()
             .map(|(whole, members)| {
@@ -702,5 +707,181 @@ impl ReportPlan {
             .into_iter()
             .map(|c| c.join(" / "))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::Op;
+    use std::fmt::Write as _;
+
+    /// Expressions over three columns with small domains, each with its negation.
+    const ATOMS: [&str; 12] = [
+        "kooperationsplan",
+        "kooperationsplan = N",
+        "beschaeftigung = 'keine'",
+        "beschaeftigung = 'sv_pflichtig'",
+        "beschaeftigung != 'keine'",
+        "beschaeftigung in ('keine', 'ausbildung')",
+        "beschaeftigung in ('sv_pflichtig', 'geringfuegig', 'selbststaendig')",
+        "massnahme is null",
+        "massnahme is not null",
+        "massnahme = 'FbW'",
+        "massnahme != 'FbW'",
+        "massnahme in ('FbW', 'AGH')",
+    ];
+
+    const POPULATIONS: [&str; 4] = [
+        "true",
+        "kooperationsplan",
+        "beschaeftigung != 'keine'",
+        "massnahme is not null",
+    ];
+
+    /// A row of the three columns: (kooperationsplan, beschaeftigung, massnahme).
+    type Row = (bool, &'static str, Option<&'static str>);
+
+    /// Every row the schema allows, `massnahme` (free text) as one of the values the
+    /// expressions name, another one, or empty.
+    fn domain() -> Vec<Row> {
+        let mut out = Vec::new();
+        for kp in [true, false] {
+            for b in [
+                "keine",
+                "sv_pflichtig",
+                "geringfuegig",
+                "selbststaendig",
+                "ausbildung",
+            ] {
+                for m in [None, Some("FbW"), Some("AGH"), Some("anderes")] {
+                    out.push((kp, b, m));
+                }
+            }
+        }
+        out
+    }
+
+    /// The expression on a row, as the counting reads it: a comparison with an empty value is
+    /// false, `not` is true where its operand is false.
+    fn holds(e: &Expr, row: Row, schema: &Schema) -> bool {
+        let text = |c: usize| -> Option<&str> {
+            match schema.columns[c].name.as_str() {
+                "beschaeftigung" => Some(row.1),
+                "massnahme" => row.2,
+                other => panic!("{other} is not in the domain"),
+            }
+        };
+        match e {
+            Expr::Const(v) => *v,
+            Expr::Or(p) => p.iter().any(|x| holds(x, row, schema)),
+            Expr::And(p) => p.iter().all(|x| holds(x, row, schema)),
+            Expr::Not(x) => !holds(x, row, schema),
+            Expr::Flag(_) => row.0,
+            Expr::BoolCmp { op, value, .. } => match op {
+                Op::Eq => row.0 == *value,
+                _ => row.0 != *value,
+            },
+            Expr::StrCmp { column, op, value } => text(*column).is_some_and(|v| match op {
+                Op::Eq => v == value,
+                _ => v != value,
+            }),
+            Expr::In { column, values } => {
+                text(*column).is_some_and(|v| values.iter().any(|w| w == v))
+            }
+            Expr::IsNull { column, negated } => text(*column).is_none() != *negated,
+            Expr::DateCmp { .. } => unreachable!("no dates in the domain"),
+        }
+    }
+
+    /// What a reader of a definition knows of its indicators, checked against every row the
+    /// schema allows: two parts no row can be in both of are an exclusive group; parts that
+    /// every row of the whole is in one of cover it; an indicator every row of which is in
+    /// another is its subset. Over 2,000 definitions of three indicators each, from single
+    /// comparisons and their negations under four populations, the plan misses none.
+    #[test]
+    fn the_plan_knows_every_relation_the_expressions_make() {
+        let rows = domain();
+        let mut seed = 11u64;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            ((seed >> 33) as usize) % n
+        };
+        let mut checked = [0usize; 3];
+        for case in 0..2000 {
+            let population = POPULATIONS[next(POPULATIONS.len())];
+            let mut indicators = String::new();
+            for i in 0..3 {
+                let atom = ATOMS[next(ATOMS.len())];
+                let when = if next(2) == 0 {
+                    atom.to_owned()
+                } else {
+                    format!("not ({atom})")
+                };
+                writeln!(
+                    indicators,
+                    "[[indicators]]\nname = \"i{i}\"\nlabel = \"I{i}\"\nwhen = \"{when}\"\nsubset-of = \"bestand\""
+                )
+                .expect("a String takes text");
+            }
+            let text = format!(
+                "name = \"t\"\ntitle = \"T\"\ninput-schema = \"opds-person\"\npopulation = \"{population}\"\n\
+                 [[indicators]]\nname = \"bestand\"\nlabel = \"B\"\nwhen = \"true\"\n{indicators}"
+            );
+            let plan = ReportPlan::from_toml(&text, Path::new("t.toml")).unwrap();
+            let s = &plan.schema;
+            let people = |k: usize| -> Vec<usize> {
+                (0..rows.len())
+                    .filter(|&r| {
+                        holds(&plan.population, rows[r], s)
+                            && holds(&plan.indicators[k], rows[r], s)
+                    })
+                    .collect()
+            };
+            let of: Vec<Vec<usize>> = (0..4).map(people).collect();
+            for i in 1..4 {
+                for j in 1..4 {
+                    if i == j || of[i].is_empty() || of[j].is_empty() {
+                        continue;
+                    }
+                    if i < j && !of[i].iter().any(|r| of[j].contains(r)) {
+                        checked[0] += 1;
+                        assert!(
+                            plan.exclusive
+                                .iter()
+                                .any(|(w, m)| *w == 0 && m.contains(&i) && m.contains(&j)),
+                            "case {case}: i{} and i{} share nobody, the plan does not know:\n{text}",
+                            i - 1,
+                            j - 1
+                        );
+                    }
+                    if of[i].iter().all(|r| of[j].contains(r)) {
+                        checked[1] += 1;
+                        assert!(
+                            plan.implied_subsets.contains(&(i, j)),
+                            "case {case}: i{} inside i{}, the plan does not know:\n{text}",
+                            i - 1,
+                            j - 1
+                        );
+                    }
+                }
+            }
+            for (g, (_, members)) in plan.exclusive.iter().enumerate() {
+                let all: std::collections::BTreeSet<usize> = members
+                    .iter()
+                    .flat_map(|&m| of[m].iter().copied())
+                    .collect();
+                if all.len() == of[0].len() {
+                    checked[2] += 1;
+                    assert!(
+                        plan.exhaustive[g],
+                        "case {case}: {members:?} hold all of bestand, the plan does not know:\n{text}"
+                    );
+                }
+            }
+        }
+        assert!(checked.iter().all(|&n| n > 20), "{checked:?}");
     }
 }
