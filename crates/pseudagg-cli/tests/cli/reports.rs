@@ -1,4 +1,4 @@
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -905,6 +905,44 @@ fn two_dimensions_are_crossed_with_both_totals() {
     assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
 }
 
+/// The shipped refugee report's population and dimension with other indicators, as report
+/// `name`, under `dir`; `indicators` are `(name, when)`, each but `bestand = true` a part of it.
+fn refugee_report_with(dir: &Path, name: &str, indicators: &[(&str, &str)]) -> PathBuf {
+    let head = fs::read_to_string(GEFLUECHTETE).unwrap();
+    let mut text = head
+        .split("[[indicators]]")
+        .next()
+        .unwrap()
+        .replace("name = \"gefluechtete\"", &format!("name = \"{name}\""));
+    text.push_str("[[indicators]]\nname = \"bestand\"\nlabel = \"Bestand\"\nwhen = \"true\"\n");
+    for (n, when) in indicators {
+        text.push_str(&format!(
+            "\n[[indicators]]\nname = \"{n}\"\nlabel = \"{n}\"\nwhen = \"{when}\"\nsubset-of = \"bestand\"\n"
+        ));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// The steward's file of a report output: per (level, rd, gE, herkunft), each indicator's shown
+/// value (`*` when suppressed).
+fn shown_cells(root: &Path, report: &str) -> BTreeMap<[String; 4], BTreeMap<String, String>> {
+    let csv = fs::read_to_string(root.join(format!("all/{report}-2025-03.csv"))).unwrap();
+    let mut reader = ::csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
+    let mut cells: BTreeMap<[String; 4], BTreeMap<String, String>> = BTreeMap::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        cells
+            .entry([0, 1, 2, 4].map(|i| row[i].to_owned()))
+            .or_default()
+            .insert(row[5].to_owned(), row[6].to_owned());
+    }
+    cells
+}
+
 /// Found on 2026-12-08: a definition with `kooperationsplan` and `not kooperationsplan` under
 /// `bestand = true` was protected as if the two were unrelated. Everyone is in exactly one of
 /// them, so `bestand = mit + ohne` at every area, and on the committed sample 9 small cells were
@@ -914,19 +952,14 @@ fn two_dimensions_are_crossed_with_both_totals() {
 #[test]
 fn complementary_indicators_are_not_a_difference_of_published_cells() {
     let dir = tempfile::tempdir().unwrap();
-    let head = fs::read_to_string(GEFLUECHTETE).unwrap();
-    let head = head
-        .split("[[indicators]]")
-        .next()
-        .unwrap()
-        .replace("name = \"gefluechtete\"", "name = \"kooperationsplaene\"");
-    let text = format!(
-        "{head}[[indicators]]\nname = \"bestand\"\nlabel = \"Bestand\"\nwhen = \"true\"\n\n\
-         [[indicators]]\nname = \"mit\"\nlabel = \"mit Kooperationsplan\"\nwhen = \"kooperationsplan\"\nsubset-of = \"bestand\"\n\n\
-         [[indicators]]\nname = \"ohne\"\nlabel = \"ohne Kooperationsplan\"\nwhen = \"not kooperationsplan\"\nsubset-of = \"bestand\"\n"
+    let def = refugee_report_with(
+        dir.path(),
+        "kooperationsplaene",
+        &[
+            ("mit", "kooperationsplan"),
+            ("ohne", "not kooperationsplan"),
+        ],
     );
-    let def = dir.path().join("kooperationsplaene.toml");
-    fs::write(&def, text).unwrap();
     let out = dir.path().join("out");
     let r = report(def.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -937,26 +970,13 @@ fn complementary_indicators_are_not_a_difference_of_published_cells() {
         manifest["structure"]["exclusive"],
         serde_json::json!([{"whole": "bestand", "parts": ["mit", "ohne"], "exhaustive": true}])
     );
-    let csv = fs::read_to_string(root.join("all/kooperationsplaene-2025-03.csv")).unwrap();
-    let mut reader = ::csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
-    // (level, rd, gE, herkunft) -> the indicators shown as `*`, and how many cells.
-    let mut areas: std::collections::BTreeMap<[String; 4], (usize, usize)> = Default::default();
-    for row in reader.records() {
-        let row = row.unwrap();
-        let key = [0, 1, 2, 4].map(|i| row[i].to_owned());
-        let at = areas.entry(key).or_default();
-        at.1 += 1;
-        if &row[6] == "*" {
-            at.0 += 1;
-        }
-    }
-    assert!(areas.len() > 500, "{} areas", areas.len());
-    assert!(areas.values().all(|&(_, n)| n == 3));
-    let suppressed: usize = areas.values().map(|a| a.0).sum();
+    let cells = shown_cells(&root, "kooperationsplaene");
+    assert!(cells.len() > 500, "{} areas", cells.len());
+    assert!(cells.values().all(|at| at.len() == 3));
+    let hidden = |at: &BTreeMap<String, String>| at.values().filter(|v| *v == "*").count();
+    let suppressed: usize = cells.values().map(hidden).sum();
     assert!(suppressed > 500, "{suppressed} suppressed");
-    let alone: Vec<_> = areas.iter().filter(|(_, a)| a.0 == 1).collect();
+    let alone: Vec<_> = cells.iter().filter(|(_, at)| hidden(at) == 1).collect();
     assert!(
         alone.is_empty(),
         "{} areas show one of bestand, mit and ohne suppressed, which the other two give away: {:?}",
@@ -998,20 +1018,15 @@ fn complementary_indicators_are_not_a_difference_of_published_cells() {
 #[test]
 fn cells_the_population_and_categories_make_equal_are_suppressed_together() {
     let dir = tempfile::tempdir().unwrap();
-    let head = fs::read_to_string(GEFLUECHTETE).unwrap();
-    let head = head
-        .split("[[indicators]]")
-        .next()
-        .unwrap()
-        .replace("name = \"gefluechtete\"", "name = \"gleich\"");
-    let text = format!(
-        "{head}[[indicators]]\nname = \"bestand\"\nlabel = \"Bestand\"\nwhen = \"true\"\n\n\
-         [[indicators]]\nname = \"ukr\"\nlabel = \"aus der Ukraine\"\nwhen = \"staatsangehoerigkeit = 'UKR'\"\nsubset-of = \"bestand\"\n\n\
-         [[indicators]]\nname = \"elb\"\nlabel = \"eLb\"\nwhen = \"elb\"\nsubset-of = \"bestand\"\n\n\
-         [[indicators]]\nname = \"kp\"\nlabel = \"mit Kooperationsplan\"\nwhen = \"kooperationsplan\"\nsubset-of = \"bestand\"\n"
+    let def = refugee_report_with(
+        dir.path(),
+        "gleich",
+        &[
+            ("ukr", "staatsangehoerigkeit = 'UKR'"),
+            ("elb", "elb"),
+            ("kp", "kooperationsplan"),
+        ],
     );
-    let def = dir.path().join("gleich.toml");
-    fs::write(&def, text).unwrap();
     let out = dir.path().join("out");
     let r = report(def.to_str().unwrap(), SAMPLE_OPDS, "2025-03", &out);
     assert_eq!(r.code, 0, "{}", r.stderr);
@@ -1033,23 +1048,8 @@ fn cells_the_population_and_categories_make_equal_are_suppressed_together() {
             .contains(&serde_json::json!({"at": ["Ukraine"], "part": "bestand", "whole": "ukr"})),
         "{at}"
     );
-    let csv = fs::read_to_string(root.join("all/gleich-2025-03.csv")).unwrap();
-    let mut reader = ::csv::ReaderBuilder::new()
-        .delimiter(b';')
-        .from_reader(csv.trim_start_matches('\u{feff}').as_bytes());
-    // (level, rd, gE, herkunft) -> indicator -> shown value.
-    let mut cells: std::collections::BTreeMap<
-        [String; 4],
-        std::collections::BTreeMap<String, String>,
-    > = Default::default();
-    for row in reader.records() {
-        let row = row.unwrap();
-        cells
-            .entry([0, 1, 2, 4].map(|i| row[i].to_owned()))
-            .or_default()
-            .insert(row[5].to_owned(), row[6].to_owned());
-    }
-    let hidden = |at: &std::collections::BTreeMap<String, String>, i: &str| at[i] == "*";
+    let cells = shown_cells(&root, "gleich");
+    let hidden = |at: &BTreeMap<String, String>, i: &str| at[i] == "*";
     let mut apart = Vec::new();
     let mut together = 0;
     for (key, at) in &cells {
