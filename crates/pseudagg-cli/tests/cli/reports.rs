@@ -1,4 +1,5 @@
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -916,9 +917,11 @@ fn refugee_report_with(dir: &Path, name: &str, indicators: &[(&str, &str)]) -> P
         .replace("name = \"gefluechtete\"", &format!("name = \"{name}\""));
     text.push_str("[[indicators]]\nname = \"bestand\"\nlabel = \"Bestand\"\nwhen = \"true\"\n");
     for (n, when) in indicators {
-        text.push_str(&format!(
+        write!(
+            text,
             "\n[[indicators]]\nname = \"{n}\"\nlabel = \"{n}\"\nwhen = \"{when}\"\nsubset-of = \"bestand\"\n"
-        ));
+        )
+        .expect("a String takes text");
     }
     let path = dir.join(format!("{name}.toml"));
     fs::write(&path, text).unwrap();
