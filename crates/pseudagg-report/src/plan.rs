@@ -514,10 +514,11 @@ impl ReportPlan {
                 }
             })
             .collect();
+        let population = population.expect("checked");
         // Read among the population's people: two parts may share nobody there only.
         let among: Vec<Expr> = indicators
             .iter()
-            .map(|e| Expr::And(vec![population.clone().expect("checked"), e.clone()]))
+            .map(|e| Expr::And(vec![population.clone(), e.clone()]))
             .collect();
         let exclusive = exclusive_groups(&among, &subset_of, &declared);
         let exhaustive = exclusive
@@ -542,14 +543,10 @@ impl ReportPlan {
                     })
                     .collect();
                 // Among the population's people of the whole.
-                let context = Expr::And(vec![
-                    population.clone().expect("checked"),
-                    indicators[*whole].clone(),
-                ]);
+                let context = Expr::And(vec![population.clone(), indicators[*whole].clone()]);
                 expr::covers(&relative.iter().collect::<Vec<_>>(), &context, &schema)
             })
             .collect();
-        let population = population.expect("checked");
         let categories: Vec<Vec<Expr>> = categories
             .into_iter()
             .map(|d| d.into_iter().map(|e| e.expect("checked")).collect())
