@@ -555,20 +555,20 @@ impl ReportPlan {
         // (the population, and a position's categories): everyone the population counts is
         // `elb` when it says `elb`, and every Ukrainian is in an indicator `staatsangehoerigkeit
         // = 'UKR'` at the position Ukraine.
+        // (A `k` that nobody can meet there is left out: its cells are published zeros.)
         let inside = |k: usize, j: usize, context: &[&Expr]| {
+            let among = Expr::And(
+                context
+                    .iter()
+                    .map(|e| (*e).clone())
+                    .chain([indicators[k].clone()])
+                    .collect(),
+            );
             k != j
                 && !expr::is_always(&indicators[j])
                 && !wholes_of(k, &subset_of).contains(&j)
-                && expr::implies(
-                    &Expr::And(
-                        context
-                            .iter()
-                            .map(|e| (*e).clone())
-                            .chain([indicators[k].clone()])
-                            .collect(),
-                    ),
-                    &indicators[j],
-                )
+                && !expr::excludes(&among, &among)
+                && expr::implies(&among, &indicators[j])
         };
         let pairs =
             || (0..indicators.len()).flat_map(|k| (0..indicators.len()).map(move |j| (k, j)));

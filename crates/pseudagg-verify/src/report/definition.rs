@@ -745,10 +745,13 @@ fn read(text: &str) -> std::result::Result<Read, String> {
     let inside = |k: usize, j: usize, context: &[&E]| {
         let mut among: Vec<E> = context.iter().map(|e| (*e).clone()).collect();
         among.push(d.full[k].clone());
+        let among = E::And(among);
+        // (A `k` nobody can meet there is left out: its cells are published zeros.)
         k != j
             && !always(&d.full[j])
             && !d.chains[k].contains(&j)
-            && implies(&E::And(among), &d.full[j])
+            && !excludes(&among, &among)
+            && implies(&among, &d.full[j])
     };
     let pairs = || (0..n).flat_map(|k| (0..n).map(move |j| (k, j)));
     let global: Vec<(usize, usize)> = pairs()
