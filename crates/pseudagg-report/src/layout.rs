@@ -660,6 +660,8 @@ pub(crate) mod tests {
         assert!(plan.position_subsets[0].contains(&(0, 1)));
         assert!(!plan.position_subsets[1].contains(&(0, 1)));
         assert!(!plan.position_subsets[2].contains(&(0, 1)));
+        // At Syrien nobody is in `ukr`: its cells there are zeros, inside nothing in particular.
+        assert!(plan.position_subsets[1].iter().all(|&(k, _)| k != 1));
         // Per gE: Ukraine (bestand, ukr, elb), then Syrien; eight gEs in two RDs, counts from a
         // fixed sequence, several tables.
         let mut seed = 7u64;
