@@ -291,9 +291,6 @@ fn atom_implies(x: &Expr, y: &Expr) -> bool {
     if x == y {
         return true;
     }
-    if let Expr::Or(parts) = y {
-        return parts.iter().any(|p| implies(x, p));
-    }
     if let Expr::StrCmp {
         column: d,
         op: Op::Ne,

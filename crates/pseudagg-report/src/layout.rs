@@ -102,15 +102,18 @@ impl ReportTable {
                         continue;
                     }
                     let inside: u64 = parts.iter().map(|&p| table.values[p]).sum();
+                    let names = || {
+                        members
+                            .iter()
+                            .map(|&k| self.indicators[k].as_str())
+                            .collect::<Vec<_>>()
+                            .join("`, `")
+                    };
                     if covering {
                         if inside != table.values[whole] {
                             return Err(format!(
                                 "the cells of `{}` do not add up to `{}`, although its expressions put every person of it in one of them",
-                                members
-                                    .iter()
-                                    .map(|&k| self.indicators[k].as_str())
-                                    .collect::<Vec<_>>()
-                                    .join("`, `"),
+                                names(),
                                 self.indicators[*parent]
                             ));
                         }
@@ -125,11 +128,7 @@ impl ReportTable {
                     let rest = table.values[whole].checked_sub(inside).ok_or_else(|| {
                         format!(
                             "the cells of `{}` add up to more than `{}`, whose subsets they are, although no person may be counted in two of them",
-                            members
-                                .iter()
-                                .map(|&k| self.indicators[k].as_str())
-                                .collect::<Vec<_>>()
-                                .join("`, `"),
+                            names(),
                             self.indicators[*parent]
                         )
                     })?;

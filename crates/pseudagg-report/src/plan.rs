@@ -70,6 +70,16 @@ fn position_categories(categories: &[Vec<Expr>]) -> Vec<Vec<Option<usize>>> {
     out
 }
 
+/// The `and` of the expressions `ks` of `own` (the expression itself for one).
+fn and_of(own: &[Expr], ks: impl IntoIterator<Item = usize>) -> Expr {
+    let mut parts: Vec<Expr> = ks.into_iter().map(|k| own[k].clone()).collect();
+    if parts.len() == 1 {
+        parts.pop().expect("one")
+    } else {
+        Expr::And(parts)
+    }
+}
+
 /// The indicators `i` is a part of, nearest first (at most every other indicator: a cycle,
 /// which the plan refuses, ends the walk).
 fn wholes_of(i: usize, subset_of: &[Option<usize>]) -> Vec<usize> {
@@ -502,17 +512,7 @@ impl ReportPlan {
         }
         let own: Vec<Expr> = own.into_iter().map(|e| e.expect("checked")).collect();
         let indicators: Vec<Expr> = (0..own.len())
-            .map(|i| {
-                let mut chain: Vec<Expr> = std::iter::once(i)
-                    .chain(wholes_of(i, &subset_of))
-                    .map(|k| own[k].clone())
-                    .collect();
-                if chain.len() == 1 {
-                    chain.pop().expect("one")
-                } else {
-                    Expr::And(chain)
-                }
-            })
+            .map(|i| and_of(&own, std::iter::once(i).chain(wholes_of(i, &subset_of))))
             .collect();
         let population = population.expect("checked");
         // Read among the population's people: two parts may share nobody there only.
@@ -531,15 +531,10 @@ impl ReportPlan {
                     .map(|&m| {
                         let chain = wholes_of(m, &subset_of);
                         let upto = chain.iter().position(|w| w == whole).unwrap_or(chain.len());
-                        let mut own_chain: Vec<Expr> = std::iter::once(m)
-                            .chain(chain[..upto].iter().copied())
-                            .map(|k| own[k].clone())
-                            .collect();
-                        if own_chain.len() == 1 {
-                            own_chain.pop().expect("one")
-                        } else {
-                            Expr::And(own_chain)
-                        }
+                        and_of(
+                            &own,
+                            std::iter::once(m).chain(chain[..upto].iter().copied()),
+                        )
                     })
                     .collect();
                 // Among the population's people of the whole.

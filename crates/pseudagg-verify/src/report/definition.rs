@@ -27,13 +27,12 @@ use std::path::Path;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use pseudagg_core::{ColumnType, Error, Result, Schema};
+use pseudagg_core::{ColumnType, Result, Schema};
 
 use super::Structure;
+use super::together::{RELEASE_FILE, read_release};
 use crate::finding::{Finding, Rule, Verdict};
 use crate::manifest::Manifest;
-
-const RELEASE_FILE: &str = "release.json";
 
 /// Brackets and `not`s an expression may nest: the parser recurses once per level.
 const MAX_DEPTH: usize = 64;
@@ -458,7 +457,6 @@ fn within(x: &E, y: &E) -> bool {
         return true;
     }
     match (x, y) {
-        (_, E::Or(parts)) => parts.iter().any(|p| implies(x, p)),
         (_, E::Null(c, false)) => compared(x) == Some(*c),
         (
             _,
@@ -898,12 +896,7 @@ pub(super) fn confirm(
     }
     verdict.check("definition-relations");
     let path = dir.join(RELEASE_FILE);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
-    let release: Value = serde_json::from_slice(&bytes).map_err(|_| Error::Format {
-        path: path.clone(),
-        reason: "is not JSON; the release record is written by pseudagg and must not be edited"
-            .to_owned(),
-    })?;
+    let release = read_release(&path)?;
     let manifest_finding =
         |text: String| Finding::new(Rule::Manifest, text).file(path.display().to_string());
     let Some(text) = release.get("definition").and_then(Value::as_str) else {

@@ -39,7 +39,7 @@ use crate::finding::{Finding, Rule, Verdict};
 use crate::manifest::{self, Manifest};
 use crate::read::read_parquet;
 
-const RELEASE_FILE: &str = "release.json";
+pub(super) const RELEASE_FILE: &str = "release.json";
 
 /// A report of the month: its name and request, the table of every cell it published, its
 /// structure and how many RDs it shows.
@@ -234,7 +234,7 @@ fn label(name: &(String, Option<String>)) -> String {
     }
 }
 
-fn read_release(path: &Path) -> Result<Value> {
+pub(super) fn read_release(path: &Path) -> Result<Value> {
     let text = std::fs::read(path).map_err(|e| Error::io("read", path, e))?;
     serde_json::from_slice(&text).map_err(|e| Error::Format {
         path: path.to_owned(),
